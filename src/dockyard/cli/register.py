@@ -1,0 +1,19 @@
+"""One place that attaches every command group to the application.
+
+Each module named here defines `register(app)` and imports only Typer at module level.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+#: Modules under dockyard.cli that add commands. Keep their top-level imports light.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def add_commands(app: typer.Typer) -> None:
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"dockyard.cli.{name}")
+        module.register(app)

@@ -1,0 +1,1 @@
+"""Pure functions from configuration to argv (no I/O). Kamal compatibility is pinned here."""

@@ -1,0 +1,1 @@
+"""Orchestration of setup, deploy, rollback and friends on top of config, commands and remote."""

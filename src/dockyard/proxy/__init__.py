@@ -1,0 +1,1 @@
+"""dockyard-proxy: a kamal-proxy compatible reverse proxy."""

@@ -1,0 +1,1 @@
+"""Running argv on many hosts over SSH (asyncssh) and locally."""
