@@ -1,0 +1,61 @@
+"""Access-log lines in kamal-proxy's format (Go slog JSON: time, level, msg, then attributes)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+
+_ESCAPE = json.encoder.encode_basestring  # type: ignore[attr-defined]  # C-accelerated, "..."
+
+
+def format_time(ns: int) -> str:
+    """RFC 3339 with nanoseconds in UTC, trailing zeros trimmed (Go's RFC3339Nano)."""
+    secs, frac = divmod(ns, 1_000_000_000)
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+    if frac:
+        return f"{base}.{frac:09d}".rstrip("0") + "Z"
+    return base + "Z"
+
+
+def json_str(value: str) -> str:
+    """A JSON string literal (with quotes)."""
+    result: str = _ESCAPE(value)
+    return result
+
+
+class AccessLogWriter:
+    """Collects access-log lines and writes them to `fd` once per event-loop iteration."""
+
+    __slots__ = ("_fd", "_lines", "_loop", "_scheduled")
+
+    def __init__(self, fd: int = 1) -> None:
+        self._fd = fd
+        self._lines: list[str] = []
+        self._scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __call__(self, line: str) -> None:
+        self._lines.append(line)
+        if not self._scheduled:
+            self._scheduled = True
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if not self._lines:
+            return
+        data = "".join(self._lines).encode("utf-8", "replace")
+        self._lines.clear()
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(self._fd, view)
+            except BlockingIOError:
+                continue
+            except OSError:
+                return
+            view = view[written:]
