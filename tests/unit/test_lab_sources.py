@@ -74,7 +74,7 @@ def test_deb822_keeps_enabled_binary_entries_with_their_fields() -> None:
 
 
 def test_deb822_several_uris_give_one_source_each() -> None:
-    text = "Types: deb\nURIs: http://a.example/d http://b.example/d\nSuites: sid\nComponents: main\n"
+    text = "Types: deb\nURIs: http://a.example/d http://b.example/d\nSuites: sid\n"
     assert [s.uri for s in parse_deb822(text)] == ["http://a.example/d", "http://b.example/d"]
 
 
