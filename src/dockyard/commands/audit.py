@@ -1,0 +1,46 @@
+"""The audit log ``.kamal/<service>[-<dest>]-audit.log`` on every host an operation touches.
+
+Kamal runs ``mkdir -p .kamal && echo "<line>" >> <file>``. We run ``mkdir -p`` and then
+``tee -a <file>`` with the line on stdin, so the line needs no shell escaping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from dockyard.commands.argv import Argv, argv
+from dockyard.commands.lock import iso8601
+from dockyard.commands.paths import RUN_DIRECTORY, audit_log_file
+
+
+def audit_line(
+    message: str,
+    *,
+    recorded_at: datetime,
+    performer: str,
+    destination: str | None = None,
+    details: Mapping[str, str | None] | None = None,
+) -> str:
+    """``[<time>] [<performer>] [<dest>]? [<detail>]... <message>``.
+
+    ``details`` are the extra tags in order (role first, then call details); ``None`` values are
+    left out, as are Kamal's version, service_version and service tags.
+    """
+    tags = [iso8601(recorded_at), performer, destination]
+    for key, value in (details or {}).items():
+        if key not in ("version", "service_version", "service"):
+            tags.append(value)
+    prefix = " ".join(f"[{tag}]" for tag in tags if tag is not None)
+    return f"{prefix} {message}"
+
+
+def record(service: str, destination: str | None, line: str) -> tuple[Argv, Argv]:
+    return (
+        argv("mkdir", "-p", RUN_DIRECTORY),
+        Argv(("tee", "-a", audit_log_file(service, destination)), stdin=line + "\n"),
+    )
+
+
+def reveal(service: str, destination: str | None, lines: int = 50) -> Argv:
+    return argv("tail", "-n", str(lines), audit_log_file(service, destination))

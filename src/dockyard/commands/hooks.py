@@ -1,0 +1,82 @@
+"""Hooks: the local executable to run and the ``KAMAL_*`` environment Kamal gives it."""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+from dockyard.commands.argv import Argv, Secret
+from dockyard.commands.lock import iso8601
+
+DEFAULT_HOOKS_PATH = ".kamal/hooks"
+HOOKS = (
+    "pre-connect",
+    "pre-build",
+    "pre-deploy",
+    "pre-app-boot",
+    "post-app-boot",
+    "post-deploy",
+    "pre-proxy-reboot",
+    "post-proxy-reboot",
+    "docker-setup",
+)
+#: Hooks that also receive every resolved secret in their environment.
+SECRET_HOOKS = frozenset({"pre-connect", "pre-deploy", "post-deploy"})
+
+
+def hook_file(hooks_path: str, hook: str) -> str:
+    return posixpath.join(hooks_path, hook)
+
+
+def hook_argv(hooks_path: str, hook: str) -> Argv:
+    return Argv((hook_file(hooks_path, hook),))
+
+
+def abbreviated_version(version: str) -> str:
+    """The first 7 characters, except that a version with ``_`` is kept whole."""
+    return version if "_" in version else version[:7]
+
+
+def service_version(service: str, version: str | None) -> str:
+    return f"{service}@{abbreviated_version(version)}" if version else service
+
+
+def hook_env(
+    *,
+    service: str,
+    version: str | None,
+    destination: str | None,
+    recorded_at: datetime,
+    performer: str,
+    hosts: Iterable[str] = (),
+    roles: Iterable[str] | None = None,
+    lock: bool | None = None,
+    command: str | None = None,
+    subcommand: str | None = None,
+    runtime: int | None = None,
+    secrets: Mapping[str, str | Secret] | None = None,
+) -> dict[str, str]:
+    """The variables in Kamal's order; unset ones are left out.
+
+    ``roles`` is only given with ``-r`` (``KAMAL_ROLES``); ``runtime`` only for post-deploy;
+    ``secrets`` only for the hooks in :data:`SECRET_HOOKS`.
+    """
+    tags: list[tuple[str, str | None]] = [
+        ("RECORDED_AT", iso8601(recorded_at)),
+        ("PERFORMER", performer),
+        ("DESTINATION", destination),
+        ("VERSION", version),
+        ("SERVICE_VERSION", service_version(service, version)),
+        ("SERVICE", service),
+        ("HOSTS", ",".join(hosts)),
+        ("ROLES", ",".join(roles) if roles is not None else None),
+        ("LOCK", None if lock is None else str(lock).lower()),
+        ("COMMAND", command),
+        ("SUBCOMMAND", subcommand),
+        ("RUNTIME", None if runtime is None else str(runtime)),
+    ]
+    env = {f"KAMAL_{key}": value for key, value in tags if value is not None}
+    for key, secret in (secrets or {}).items():
+        env[key] = secret.reveal() if isinstance(secret, Secret) else secret
+    return env
