@@ -1,1 +1,73 @@
-"""Reading and validating config/deploy.yml, destinations, secrets and env into typed objects."""
+"""Reading and validating config/deploy.yml, destinations, secrets and env into typed objects.
+
+    config = load_config()                      # config/deploy.yml in the current directory
+    config = load_config("config/deploy.yml", "staging", root=project_dir)
+    for role in config.roles: role.hosts, role.env(host), role.proxy, role.labels ...
+
+Everything is validated when loaded (Kamal 2.11's rules); errors are `ConfigError`s naming the
+file, the key path (`servers/web/hosts/1`) and the line.
+"""
+
+from __future__ import annotations
+
+from dockyard.errors import ConfigError
+
+from .errors import ConfigValidationError, kamal_path
+from .loader import KAMAL_VERSION, Globals, load_config, resolve_role
+from .models import (
+    Accessory,
+    AccessoryPath,
+    Boot,
+    Builder,
+    BuilderCache,
+    BuilderPack,
+    Config,
+    Env,
+    Logging,
+    OptionValue,
+    ProxyBuffering,
+    ProxyConfig,
+    ProxyHealthcheck,
+    ProxyLogging,
+    ProxyRun,
+    ProxySslCertificate,
+    Registry,
+    Role,
+    SecretRef,
+    Ssh,
+    Sshkit,
+)
+from .secret import Secret, SecretStore
+
+__all__ = [
+    "KAMAL_VERSION",
+    "Accessory",
+    "AccessoryPath",
+    "Boot",
+    "Builder",
+    "BuilderCache",
+    "BuilderPack",
+    "Config",
+    "ConfigError",
+    "ConfigValidationError",
+    "Env",
+    "Globals",
+    "Logging",
+    "OptionValue",
+    "ProxyBuffering",
+    "ProxyConfig",
+    "ProxyHealthcheck",
+    "ProxyLogging",
+    "ProxyRun",
+    "ProxySslCertificate",
+    "Registry",
+    "Role",
+    "Secret",
+    "SecretRef",
+    "SecretStore",
+    "Ssh",
+    "Sshkit",
+    "kamal_path",
+    "load_config",
+    "resolve_role",
+]
