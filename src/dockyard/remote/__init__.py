@@ -1,1 +1,55 @@
-"""Running argv on many hosts over SSH (asyncssh) and locally."""
+"""Running argv on many hosts over SSH (asyncssh) and locally.
+
+``Transport`` is the seam: ``SshTransport`` (from an ``SshPool``), ``LocalTransport`` and
+``FakeTransport`` implement it. ``run_batch`` sends independent commands in one round trip;
+``run_on_hosts`` fans out across hosts with a limit and per-host outcomes.
+"""
+
+from __future__ import annotations
+
+from dockyard.remote.argv import (
+    ArgvLike,
+    MaskedCommand,
+    ShellCommand,
+    command_line,
+    display_command,
+    raw_args,
+    shell_join,
+)
+from dockyard.remote.batch import run_batch
+from dockyard.remote.fake import FakeCall, FakeTransport, FakeUpload
+from dockyard.remote.fanout import HostOutcome, HostsFailedError, raise_for_failures, run_on_hosts
+from dockyard.remote.local import LocalTransport
+from dockyard.remote.options import JumpHost, SshOptions, parse_jump
+from dockyard.remote.result import CommandTimeoutError, OutputCallback, OutputLine, Result
+from dockyard.remote.ssh import SshPool, SshTransport
+from dockyard.remote.transport import Transport
+
+__all__ = [
+    "ArgvLike",
+    "CommandTimeoutError",
+    "FakeCall",
+    "FakeTransport",
+    "FakeUpload",
+    "HostOutcome",
+    "HostsFailedError",
+    "JumpHost",
+    "LocalTransport",
+    "MaskedCommand",
+    "OutputCallback",
+    "OutputLine",
+    "Result",
+    "ShellCommand",
+    "SshOptions",
+    "SshPool",
+    "SshTransport",
+    "Transport",
+    "command_line",
+    "display_command",
+    "parse_jump",
+    "raise_for_failures",
+    "raw_args",
+    "run_batch",
+    "run_on_hosts",
+    "shell_join",
+]

@@ -1,0 +1,58 @@
+"""Draining a byte stream into text, line by line, shared by the SSH and local backends."""
+
+from __future__ import annotations
+
+import codecs
+from typing import Protocol
+
+from dockyard.remote.result import OutputCallback, OutputLine, Stream
+
+CHUNK = 65536
+
+
+class ByteReader(Protocol):
+    async def read(self, n: int = -1, /) -> bytes: ...
+
+
+class LineSplitter:
+    """Decode bytes incrementally (UTF-8, bad bytes replaced) and emit complete lines."""
+
+    def __init__(self, host: str, stream: Stream, on_output: OutputCallback | None) -> None:
+        self._host = host
+        self._stream = stream
+        self._on_output = on_output
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._pending = ""
+        self._parts: list[str] = []
+
+    def feed(self, data: bytes, *, final: bool = False) -> None:
+        text = self._decoder.decode(data, final=final)
+        if text:
+            self._parts.append(text)
+        if self._on_output is None:
+            return
+        buffered = self._pending + text
+        lines = buffered.split("\n")
+        self._pending = lines.pop()
+        for line in lines:
+            self._emit(line)
+        if final and self._pending:
+            self._emit(self._pending)
+            self._pending = ""
+
+    def _emit(self, line: str) -> None:
+        assert self._on_output is not None
+        self._on_output(OutputLine(self._host, self._stream, line.removesuffix("\r")))
+
+    def text(self) -> str:
+        return "".join(self._parts)
+
+
+async def drain(reader: ByteReader, splitter: LineSplitter) -> None:
+    """Read until EOF, feeding the splitter."""
+    while True:
+        chunk = await reader.read(CHUNK)
+        if not chunk:
+            break
+        splitter.feed(chunk)
+    splitter.feed(b"", final=True)

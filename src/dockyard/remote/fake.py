@@ -1,0 +1,115 @@
+"""A scripted transport for flow unit tests: records every call, replays chosen results."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from dockyard.remote.argv import ArgvLike, command_stdin, display_args, local_args
+from dockyard.remote.result import OutputCallback, OutputLine, Result
+
+__all__ = ["FakeCall", "FakeTransport", "FakeUpload"]
+
+Responder = Callable[[list[str]], Result | None]
+
+
+@dataclass(frozen=True, slots=True)
+class FakeCall:
+    argv: list[str]
+    display: list[str]
+    stdin: bytes | None
+    timeout: float | None
+    env: dict[str, str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class FakeUpload:
+    path: str
+    data: bytes
+    mode: int
+
+
+@dataclass
+class _Rule:
+    prefix: list[str]
+    results: list[Result]
+    sticky: Result | None
+
+
+@dataclass
+class FakeTransport:
+    """Records argv and answers from rules.
+
+    ``on(prefix, *results)`` answers calls whose argv starts with ``prefix``: the given results
+    in order, then the last one again. Rules are tried newest first; ``responder`` (a function
+    of the argv) is asked when no rule matches; then ``default`` is used, and when ``default``
+    is None an unmatched call raises ``LookupError`` so a test notices an unexpected command.
+    Scripted stdout/stderr are also streamed to ``on_output`` line by line.
+    """
+
+    host: str = "fake"
+    default: Result | None = field(default_factory=lambda: Result(0, "", ""))
+    responder: Responder | None = None
+    calls: list[FakeCall] = field(default_factory=list)
+    uploads: list[FakeUpload] = field(default_factory=list)
+    closed: bool = False
+    _rules: list[_Rule] = field(default_factory=list)
+
+    def on(self, prefix: Sequence[str], *results: Result) -> FakeTransport:
+        if not results:
+            raise ValueError("on() needs at least one Result")
+        self._rules.append(_Rule(list(prefix), list(results[:-1]), results[-1]))
+        return self
+
+    @property
+    def commands(self) -> list[list[str]]:
+        """The raw argv of every call, in order."""
+        return [call.argv for call in self.calls]
+
+    def _answer(self, args: list[str]) -> Result:
+        for rule in reversed(self._rules):
+            if args[: len(rule.prefix)] == rule.prefix:
+                if rule.results:
+                    return rule.results.pop(0)
+                assert rule.sticky is not None
+                return rule.sticky
+        if self.responder is not None:
+            answer = self.responder(args)
+            if answer is not None:
+                return answer
+        if self.default is None:
+            raise LookupError(f"FakeTransport({self.host}): no scripted result for {args}")
+        return self.default
+
+    async def run(
+        self,
+        argv: ArgvLike,
+        *,
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+        on_output: OutputCallback | None = None,
+    ) -> Result:
+        if self.closed:
+            raise RuntimeError(f"FakeTransport({self.host}) used after close()")
+        args = local_args(argv)
+        if stdin is None:
+            stdin = command_stdin(argv)
+        self.calls.append(
+            FakeCall(args, display_args(argv), stdin, timeout, None if env is None else dict(env))
+        )
+        result = self._answer(args)
+        if on_output is not None:
+            for line in result.stdout.splitlines():
+                on_output(OutputLine(self.host, "stdout", line))
+            for line in result.stderr.splitlines():
+                on_output(OutputLine(self.host, "stderr", line))
+        return result
+
+    async def put(self, data: bytes, path: str, *, mode: int = 0o600) -> None:
+        if self.closed:
+            raise RuntimeError(f"FakeTransport({self.host}) used after close()")
+        self.uploads.append(FakeUpload(path, data, mode))
+
+    async def close(self) -> None:
+        self.closed = True

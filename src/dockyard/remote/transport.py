@@ -1,0 +1,37 @@
+"""The one interface every backend (SSH, local, fake) implements."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from dockyard.remote.argv import ArgvLike
+from dockyard.remote.result import OutputCallback, Result
+
+__all__ = ["Transport"]
+
+
+class Transport(Protocol):
+    """Runs argv on one host and uploads files to it.
+
+    ``run`` returns a :class:`Result` whatever the exit status; it raises only when the command
+    could not be run or finish (``ConnectError``, ``CommandTimeoutError``). Output is streamed
+    line by line to ``on_output`` when given; a transport never prints.
+    """
+
+    @property
+    def host(self) -> str: ...
+
+    async def run(
+        self,
+        argv: ArgvLike,
+        *,
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+        on_output: OutputCallback | None = None,
+    ) -> Result: ...
+
+    async def put(self, data: bytes, path: str, *, mode: int = 0o600) -> None: ...
+
+    async def close(self) -> None: ...
