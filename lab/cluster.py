@@ -256,7 +256,8 @@ def _server_argv(
         "--label", f"{LAB_LABEL}=1", "--label", f"{LAB_LABEL}.role=server",
         "-e", f"LAB_AUTHORIZED_KEY={pubkey}",
         "-v", f"{volume_name(index)}:/var/lib/docker",
-        "-v", f"{paths.ca_cert}:/etc/docker/certs.d/{registry}/ca.crt:ro",
+        "--mount", f"type=bind,source={paths.ca_cert},"
+        f"target=/etc/docker/certs.d/{registry}/ca.crt,readonly",
         *mode,
     ]  # fmt: skip
     if memory:
@@ -278,7 +279,7 @@ def start_server(index: int, pubkey: str, registry: str, paths: Paths, memory: s
         errors.append(tail(proc.stderr, 3))
         run(["docker", "rm", "-f", server_name(index)], check=False)
         if mode is PRIVILEGED:
-            log.info("--privileged does not work here; using the capability set instead")
+            log.info("--privileged failed (%s); trying the capability set", errors[-1][:200])
     raise LabError(f"cannot start {server_name(index)}:\n" + "\n".join(errors))
 
 

@@ -96,7 +96,8 @@ def test_server_argv_caps_memory_and_swap_together(tmp_path: Path) -> None:
     joined = " ".join(argv)
     assert "--memory 1g --memory-swap 1g" in joined
     assert "--name dockyard-lab-server-2" in joined
-    assert f"{paths.ca_cert}:/etc/docker/certs.d/10.0.0.2:5000/ca.crt:ro" in argv
+    mount = f"type=bind,source={paths.ca_cert},target=/etc/docker/certs.d/10.0.0.2:5000/ca.crt"
+    assert f"{mount},readonly" in argv
     assert "--privileged" not in argv
     assert "--memory" not in _server_argv(1, "k", "r:1", paths, None, ("--privileged",))
 

@@ -1,0 +1,67 @@
+"""The lab for integration tests: one registry + two servers per test session.
+
+`lab` yields the parsed `python -m lab up` document and tears the lab down afterwards, even
+when setup failed half-way. Without a Docker engine the tests skip, except in CI (CI=true),
+where that is a failure. `lab_ssh` runs a command on a server over SSH with the lab's key,
+checking the host key against the lab's known_hosts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lab.state import LabDoc
+from lab.testing import LabSsh
+
+REPO = Path(__file__).resolve().parents[2]
+SERVERS = 2
+
+
+def _lab(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lab", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _tail(text: str, lines: int = 30) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _no_engine(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI needs the lab, but: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[LabDoc]:
+    engine = _lab("engine", timeout=900)
+    if engine.returncode != 0:
+        _no_engine(f"no Docker engine for the lab: {_tail(engine.stderr, 8)}")
+    try:
+        build = _lab("build", "hello", timeout=1800)  # cached: seconds when up to date
+        if build.returncode != 0:
+            pytest.fail(f"`python -m lab build hello` failed:\n{_tail(build.stderr)}")
+        up = _lab("up", "--servers", str(SERVERS), timeout=1800)
+        if up.returncode != 0:
+            pytest.fail(f"`python -m lab up` failed:\n{_tail(up.stderr)}")
+        yield LabDoc.from_json(up.stdout)
+    finally:
+        down = _lab("down", timeout=300)
+        if down.returncode != 0:
+            sys.stderr.write(f"python -m lab down failed:\n{_tail(down.stderr)}\n")
+
+
+@pytest.fixture(scope="session")
+def lab_ssh(lab: LabDoc) -> LabSsh:
+    return LabSsh(lab)
