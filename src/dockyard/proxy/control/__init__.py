@@ -1,0 +1,1 @@
+"""The proxy's control plane: routing table, services, targets, health, drain, state, RPC."""

@@ -1,0 +1,298 @@
+"""The router (implements `contract.Router`) and every control operation: deploy (health gate,
+atomic switch, drain), remove, pause, stop, resume, list, and state save/restore.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from dockyard.errors import ProxyError
+from dockyard.proxy.contract import Match
+from dockyard.proxy.control.balancer import LoadBalancer
+from dockyard.proxy.control.durations import format_duration
+from dockyard.proxy.control.health import Probe
+from dockyard.proxy.control.log import event
+from dockyard.proxy.control.options import DeployRequest, ServiceConfig, parse_targets
+from dockyard.proxy.control.routing import RoutingTable
+from dockyard.proxy.control.service import ProxyService, ServiceNotFoundError
+from dockyard.proxy.control.state import SavedService, StateFileError, StateStore
+
+logger = logging.getLogger("dockyard.proxy.control")
+
+TLS_NOT_SUPPORTED = "TLS is not yet supported by dockyard-proxy"
+
+
+class HostConflictError(ProxyError):
+    def __init__(self) -> None:
+        super().__init__("host settings conflict with another service")
+
+
+class NotSupportedError(ProxyError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRow:
+    """One line of `list`."""
+
+    service: str
+    host: str
+    path: str
+    target: str
+    state: str
+    tls: str
+
+
+def _claims(config: ServiceConfig) -> Iterator[tuple[str, str]]:
+    for host in config.hosts or ("",):
+        for prefix in config.path_prefixes:
+            yield host, prefix
+
+
+class ProxyRouter:
+    """Implements `contract.Router`; owns the services and the routing table."""
+
+    def __init__(self, store: StateStore | None = None, *, probe: Probe | None = None) -> None:
+        self._store = store
+        self._probe = probe
+        self._services: dict[str, ProxyService] = {}
+        self._table: RoutingTable[ProxyService] = RoutingTable()
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # -- the data plane's view -----------------------------------------------------------------
+
+    def match(self, host: str, path: str) -> Match | None:
+        binding = self._table.lookup(host, path)
+        if binding is None:
+            return None
+        return Match(service=binding.service, prefix=binding.prefix)
+
+    def service(self, name: str) -> ProxyService:
+        try:
+            return self._services[name]
+        except KeyError:
+            raise ServiceNotFoundError() from None
+
+    @property
+    def services(self) -> dict[str, ProxyService]:
+        return dict(self._services)
+
+    # -- deploy --------------------------------------------------------------------------------
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        lock = self._locks.get(name)
+        if lock is None:
+            lock = self._locks[name] = asyncio.Lock()
+        return lock
+
+    def _balancer(
+        self, name: str, targets: tuple[str, ...], readers: tuple[str, ...], cfg: ServiceConfig
+    ) -> LoadBalancer:
+        return LoadBalancer(
+            parse_targets(targets),
+            parse_targets(readers),
+            cfg.health_check,
+            service=name,
+            probe=self._probe,
+        )
+
+    async def deploy(self, request: DeployRequest) -> None:
+        """Health-gate the new targets, switch atomically, then drain the old ones."""
+        name = request.service
+        config = request.config.normalized()
+        if not request.targets:
+            raise ProxyError("no targets given", hint="pass at least one --target")
+        if config.tls_enabled:
+            raise NotSupportedError(TLS_NOT_SUPPORTED, hint="deploy without --tls for now")
+        async with self._lock(name):
+            balancer = self._balancer(name, request.targets, request.readers, config)
+            event(
+                logger,
+                "Deploying",
+                service=name,
+                hosts=list(config.hosts),
+                paths=list(config.path_prefixes),
+                targets=list(request.targets),
+                read_targets=list(request.readers),
+                force=request.force,
+                deploy_timeout=format_duration(request.deploy_timeout),
+            )
+            if request.force:
+                balancer.trust_all()
+                if balancer.ongoing_checks:
+                    balancer.start_health_checks()
+            else:
+                balancer.start_health_checks()
+                try:
+                    await balancer.wait_until_healthy(request.deploy_timeout)
+                except BaseException:
+                    await balancer.stop_health_checks()
+                    raise
+            try:
+                old = self._install(name, config, balancer)
+            except BaseException:
+                await balancer.stop_health_checks()
+                raise
+            event(
+                logger,
+                "Deployed",
+                service=name,
+                hosts=list(config.hosts),
+                paths=list(config.path_prefixes),
+                targets=list(request.targets),
+                read_targets=list(request.readers),
+            )
+            if old is not None:
+                await old.drain(request.drain_timeout)
+                event(logger, "Drained", service=name, targets=old.target_names)
+
+    def _install(
+        self, name: str, config: ServiceConfig, balancer: LoadBalancer
+    ) -> LoadBalancer | None:
+        """The switch: claims checked, service created or updated, table rebuilt, state saved.
+        Synchronous, so no request can observe a half-done switch."""
+        for host, prefix in _claims(config):
+            owner = self._table.owner(host, prefix)
+            if owner is not None and owner.name != name:
+                event(
+                    logger,
+                    "Host settings conflict with another service",
+                    level=logging.WARNING,
+                    service=name,
+                    host=host,
+                    path=prefix,
+                    other=owner.name,
+                )
+                raise HostConflictError()
+        existing = self._services.get(name)
+        old: LoadBalancer | None = None
+        if existing is None:
+            self._services[name] = ProxyService(name, config, balancer)
+        else:
+            old = existing.update(config, balancer)
+        self._rebuild()
+        self._save()
+        return old
+
+    # -- maintenance ---------------------------------------------------------------------------
+
+    async def remove(self, name: str) -> None:
+        service = self.service(name)
+        await service.active.stop_health_checks()
+        del self._services[name]
+        self._rebuild()
+        self._save()
+        event(logger, "Removed", service=name)
+
+    async def pause(self, name: str, drain_timeout: int, max_pause: int) -> None:
+        service = self.service(name)
+        service.pause.apply("pause", fail_after=max_pause)
+        self._save()
+        event(logger, "Service paused", service=name, max_pause=format_duration(max_pause))
+        await service.active.drain(drain_timeout, refuse_new=False)
+
+    async def stop(self, name: str, drain_timeout: int, message: str) -> None:
+        service = self.service(name)
+        service.pause.apply("stop", message=message)
+        self._save()
+        event(logger, "Service stopped", service=name, message=message)
+        await service.active.drain(drain_timeout, refuse_new=False)
+
+    async def resume(self, name: str) -> None:
+        service = self.service(name)
+        service.pause.apply("resume")
+        self._save()
+        event(logger, "Service resumed", service=name)
+
+    def rows(self) -> list[ServiceRow]:
+        rows = []
+        for name in sorted(self._services):
+            service = self._services[name]
+            cfg = service.config
+            rows.append(
+                ServiceRow(
+                    service=name,
+                    host=",".join(cfg.hosts) or "*",
+                    path=",".join(cfg.path_prefixes),
+                    target=",".join(service.active.target_names + service.active.reader_names),
+                    state=service.state,
+                    tls="yes" if cfg.tls_enabled else "no",
+                )
+            )
+        return rows
+
+    # -- routing table and state ---------------------------------------------------------------
+
+    def _rebuild(self) -> None:
+        self._table = RoutingTable(
+            (host, prefix, service)
+            for service in self._services.values()
+            for host, prefix in _claims(service.config)
+        )
+
+    def snapshot(self) -> list[SavedService]:
+        return [
+            SavedService(
+                name=name,
+                config=service.config,
+                targets=tuple(service.active.target_names),
+                readers=tuple(service.active.reader_names),
+                pause=service.pause.to_json(),
+            )
+            for name, service in sorted(self._services.items())
+        ]
+
+    def _save(self) -> None:
+        if self._store is None:
+            return
+        try:
+            self._store.save(self.snapshot())
+        except OSError as exc:
+            event(
+                logger,
+                "Unable to save state",
+                level=logging.ERROR,
+                path=str(self._store.path),
+                error=str(exc),
+            )
+
+    def restore(self) -> int:
+        """Load the saved services; targets are trusted healthy at once (no health gate)."""
+        if self._store is None:
+            return 0
+        try:
+            saved = self._store.load()
+        except StateFileError as exc:
+            event(logger, "Failed to restore saved state", level=logging.ERROR, error=exc.message)
+            return 0
+        if saved is None:
+            event(logger, "No previous state to restore", path=str(self._store.path))
+            return 0
+        for entry in saved:
+            try:
+                balancer = self._balancer(entry.name, entry.targets, entry.readers, entry.config)
+            except ProxyError as exc:
+                event(
+                    logger,
+                    "Skipping saved service",
+                    level=logging.ERROR,
+                    service=entry.name,
+                    error=exc.message,
+                )
+                continue
+            balancer.trust_all()
+            if balancer.ongoing_checks:
+                balancer.start_health_checks()
+            service = ProxyService(entry.name, entry.config, balancer)
+            service.pause.restore(entry.pause)
+            self._services[entry.name] = service
+        self._rebuild()
+        event(logger, "Restored saved state", path=str(self._store.path), services=len(saved))
+        return len(self._services)
+
+    async def close(self) -> None:
+        for service in self._services.values():
+            await service.active.stop_health_checks()

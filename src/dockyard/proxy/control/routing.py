@@ -1,0 +1,70 @@
+"""The routing table: host → [(prefix, service)] longest prefix first. Pure, no I/O.
+
+Lookup (kamal-proxy §4): exact host, else the one-label wildcard `*.<rest after first dot>`,
+else the catch-all `""`. The host entry found is final: no fallback when no prefix matches.
+A prefix matches when `path + "/"` starts with `prefix + "/"` (segment boundary); `/` matches all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+S = TypeVar("S")
+
+
+@dataclass(frozen=True, slots=True)
+class Binding(Generic[S]):
+    prefix: str
+    service: S
+
+
+def prefix_matches(prefix: str, path: str) -> bool:
+    if prefix == "/":
+        return True
+    return (path + "/").startswith(prefix + "/") or path == prefix
+
+
+def wildcard_for(host: str) -> str | None:
+    """`a.b.example.com` → `*.b.example.com`; None when the host has no dot."""
+    _, dot, rest = host.partition(".")
+    return f"*.{rest}" if dot and rest else None
+
+
+class RoutingTable(Generic[S]):
+    def __init__(self, claims: Iterable[tuple[str, str, S]] = ()) -> None:
+        """`claims` are (host, prefix, service); host "" is the catch-all."""
+        table: dict[str, list[Binding[S]]] = {}
+        for host, prefix, service in claims:
+            table.setdefault(host, []).append(Binding(prefix, service))
+        for bindings in table.values():
+            bindings.sort(key=lambda b: len(b.prefix), reverse=True)
+        self._table = table
+
+    def host_entry(self, host: str) -> list[Binding[S]] | None:
+        entry = self._table.get(host)
+        if entry is not None:
+            return entry
+        wildcard = wildcard_for(host)
+        if wildcard is not None:
+            entry = self._table.get(wildcard)
+            if entry is not None:
+                return entry
+        return self._table.get("")
+
+    def lookup(self, host: str, path: str) -> Binding[S] | None:
+        entry = self.host_entry(host)
+        if entry is None:
+            return None
+        for binding in entry:
+            if prefix_matches(binding.prefix, path):
+                return binding
+        return None
+
+    def owner(self, host: str, prefix: str) -> S | None:
+        """The service that claims exactly (host, prefix), if any."""
+        for binding in self._table.get(host, ()):
+            if binding.prefix == prefix:
+                return binding.service
+        return None

@@ -1,0 +1,120 @@
+"""The control protocol: JSON lines over a Unix socket, one call per connection.
+
+Request:  `{"method": "deploy", "params": {...}}\\n`
+Response: `{"ok": true, "result": ...}\\n` or `{"ok": false, "error": "<message>"}\\n`
+
+This module is the server side, which dispatches to `ProxyRouter`; `client` is the blocking
+client side the CLI uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from dockyard.errors import ProxyError
+from dockyard.proxy.control.client import ROLLOUT_NOT_SUPPORTED
+from dockyard.proxy.control.options import DeployRequest
+from dockyard.proxy.control.router import ProxyRouter
+
+logger = logging.getLogger("dockyard.proxy.control")
+
+MAX_LINE = 1 << 20
+
+
+async def dispatch(router: ProxyRouter, method: str, params: dict[str, Any]) -> Any:
+    """Run one call against the router; raises `ProxyError` with a user message on failure."""
+    if method == "deploy":
+        await router.deploy(DeployRequest.from_json(params))
+        return True
+    if method == "remove":
+        await router.remove(str(params["service"]))
+        return True
+    if method == "pause":
+        await router.pause(
+            str(params["service"]), int(params["drain_timeout"]), int(params["max_pause"])
+        )
+        return True
+    if method == "stop":
+        await router.stop(
+            str(params["service"]), int(params["drain_timeout"]), str(params.get("message", ""))
+        )
+        return True
+    if method == "resume":
+        await router.resume(str(params["service"]))
+        return True
+    if method == "list":
+        return [asdict(row) for row in router.rows()]
+    if method in ("rollout_deploy", "rollout_set", "rollout_stop"):
+        raise ProxyError(ROLLOUT_NOT_SUPPORTED)
+    raise ProxyError(f"unknown method {method!r}")
+
+
+class RpcServer:
+    """Listens on the control socket; each connection carries one call."""
+
+    def __init__(self, router: ProxyRouter, path: Path) -> None:
+        self.router = router
+        self.path = path
+        self._server: asyncio.Server | None = None
+        self._calls: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # a stale socket from a previous run
+        self._server = await asyncio.start_unix_server(
+            self._handle, path=str(self.path), limit=MAX_LINE
+        )
+        os.chmod(self.path, 0o600)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for task in list(self._calls):
+            task.cancel()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._calls.add(task)
+        try:
+            try:
+                line = await reader.readline()
+                request = json.loads(line)
+                method = str(request["method"])
+                params = request.get("params") or {}
+                if not isinstance(params, dict):
+                    raise ValueError("params must be an object")
+            except (ValueError, KeyError, TypeError) as exc:
+                response: dict[str, Any] = {"ok": False, "error": f"bad request: {exc}"}
+            else:
+                try:
+                    result = await dispatch(self.router, method, params)
+                    response = {"ok": True, "result": result}
+                except ProxyError as exc:
+                    response = {"ok": False, "error": exc.message}
+                except (KeyError, ValueError, TypeError) as exc:
+                    response = {"ok": False, "error": f"bad request: {exc}"}
+                except Exception as exc:
+                    logger.exception("Control call failed")
+                    response = {"ok": False, "error": f"internal error: {exc}"}
+            writer.write(json.dumps(response).encode() + b"\n")
+            with contextlib.suppress(OSError):
+                await writer.drain()
+        finally:
+            if task is not None:
+                self._calls.discard(task)
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()

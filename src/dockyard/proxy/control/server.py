@@ -1,0 +1,96 @@
+"""`kamal-proxy run`: restore state, start the HTTP listener and the control socket, serve until
+SIGTERM/SIGINT, then shut down with a 10 s grace period."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from dockyard.proxy.control.log import event
+from dockyard.proxy.control.router import ProxyRouter
+from dockyard.proxy.control.rpc import RpcServer
+from dockyard.proxy.control.state import STATE_NAME, StateStore, data_dir, socket_path
+
+logger = logging.getLogger("dockyard.proxy.control")
+
+SHUTDOWN_GRACE = 10.0
+#: Not a kamal-proxy setting (it always binds every interface): lets tests bind loopback only.
+BIND_ENV = "DOCKYARD_PROXY_BIND"
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    http_port: int = 80
+    https_port: int = 443
+    metrics_port: int = 0
+    debug: bool = False
+    http3: bool = False
+    bind: str = "0.0.0.0"
+    socket: Path | None = None
+    state_file: Path | None = None
+
+
+async def serve(settings: RunSettings, stop: asyncio.Event | None = None) -> None:
+    """Run the proxy until `stop` is set (or SIGTERM/SIGINT arrives)."""
+    from dockyard.proxy.dataplane import AccessLogWriter, serve_http
+
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+
+    state_file = settings.state_file or data_dir() / STATE_NAME
+    router = ProxyRouter(StateStore(state_file))
+    router.restore()
+    if settings.metrics_port:
+        event(
+            logger,
+            "Metrics are not yet supported; --metrics-port ignored",
+            level=logging.WARNING,
+            port=settings.metrics_port,
+        )
+    if settings.http3:
+        event(logger, "HTTP/3 is not yet supported; --http3 ignored", level=logging.WARNING)
+
+    http = await serve_http(
+        router,
+        host=settings.bind,
+        port=settings.http_port,
+        log_port=settings.http_port,
+        access_log=AccessLogWriter(1),
+    )
+    rpc = RpcServer(router, settings.socket or socket_path())
+    try:
+        await rpc.start()
+        event(
+            logger,
+            "Server started",
+            http=settings.http_port,
+            https=settings.https_port,
+            bound=http.port,
+            socket=str(rpc.path),
+            pid=os.getpid(),
+        )
+        await stop.wait()
+    finally:
+        await rpc.close()
+        await http.shutdown(SHUTDOWN_GRACE)
+        await router.close()
+        event(logger, "Server stopped")
+
+
+def run(settings: RunSettings) -> None:
+    """Blocking entry point: uvloop when available, else the default loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(settings))
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve(settings))

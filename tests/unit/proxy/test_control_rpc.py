@@ -1,0 +1,169 @@
+"""The control protocol end to end: a real `RpcServer` on a temp Unix socket, driven by the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dockyard.proxy.cli import main
+from dockyard.proxy.control.client import RpcError, call
+from dockyard.proxy.control.router import ProxyRouter
+from dockyard.proxy.control.rpc import RpcServer
+from dockyard.proxy.control.state import StateStore
+
+
+class Health:
+    """A loopback HTTP server answering 200 to everything (a healthy target)."""
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+
+class Harness:
+    """Runs a router + RPC server (and one healthy backend) on an event loop in a thread."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.socket = tmp / "run" / "kamal-proxy.sock"
+        self.state = tmp / "config" / "kamal-proxy.state"
+        self.loop = asyncio.new_event_loop()
+        self.router = ProxyRouter(StateStore(self.state))
+        self.rpc = RpcServer(self.router, self.socket)
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.backend_port = 0
+
+    def __enter__(self) -> Harness:
+        self.thread.start()
+
+        async def start() -> int:
+            await self.rpc.start()
+            self._health = await asyncio.start_server(Health().handle, "127.0.0.1", 0)
+            port: int = self._health.sockets[0].getsockname()[1]
+            return port
+
+        self.backend_port = asyncio.run_coroutine_threadsafe(start(), self.loop).result(5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        async def stop() -> None:
+            await self.rpc.close()
+            self._health.close()
+            await self.router.close()
+
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+@pytest.fixture
+def harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+    with Harness(tmp_path) as h:
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(h.socket.parent))
+        yield h
+
+
+def test_stale_socket_file_is_replaced(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "kamal-proxy.sock").write_text("stale")
+    with Harness(tmp_path) as h:
+        assert call(h.socket, "list") == []
+
+
+def test_deploy_list_pause_stop_resume_remove_round_trip(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = f"127.0.0.1:{harness.backend_port}"
+    assert (
+        main(
+            [
+                "deploy",
+                "web",
+                f"--target={target}",
+                "--host=app.test",
+                "--path-prefix=/app",
+                "--health-check-interval=100ms",
+                "--deploy-timeout=5s",
+            ]
+        )
+        == 0
+    )
+    assert main(["ls"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["Service", "Host", "Path", "Target", "State", "TLS"]
+    assert out[1].split() == ["web", "app.test", "/app", target, "running", "no"]
+
+    assert main(["pause", "web", "--drain-timeout=1s", "--max-pause=2s"]) == 0
+    saved = json.loads(harness.state.read_text())["services"][0]
+    assert saved["pause_controller"]["state"] == 1
+    assert saved["pause_controller"]["fail_after"] == 2_000_000_000
+    assert main(["stop", "web", "--message", "Back at noon"]) == 0
+    assert harness.router.service("web").stop_message == "Back at noon"
+    assert main(["list"]) == 0
+    assert "stopped" in capsys.readouterr().out
+    assert main(["resume", "web"]) == 0
+    assert harness.router.service("web").state == "running"
+    assert main(["rm", "web"]) == 0
+    assert json.loads(harness.state.read_text()) == {"services": []}
+    assert main(["remove", "web"]) == 1
+    assert capsys.readouterr().err == "Error: service not found\n"
+
+
+def test_failed_deploy_message_comes_back_from_the_server(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    code = main(
+        [
+            "deploy",
+            "web",
+            f"--target=127.0.0.1:{dead}",
+            "--deploy-timeout=300ms",
+            "--health-check-interval=50ms",
+        ]
+    )
+    assert code == 1
+    assert capsys.readouterr().err == (
+        "Error: target failed to become healthy within configured timeout (300ms)\n"
+    )
+    assert harness.router.services == {}
+
+
+def test_conflict_and_bad_target_errors(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = f"127.0.0.1:{harness.backend_port}"
+    assert main(["deploy", "a", f"--target={target}", "--host=x.test"]) == 0
+    assert main(["deploy", "b", f"--target={target}", "--host=x.test"]) == 1
+    assert "Error: host settings conflict with another service" in capsys.readouterr().err
+    assert main(["deploy", "c", "--target=http://x:1"]) == 1
+    assert "Error: invalid host pattern" in capsys.readouterr().err
+
+
+def test_malformed_requests_get_an_error_answer(harness: Harness) -> None:
+    import socket
+
+    for payload in (b"not json\n", b'{"params": {}}\n', b'{"method": "remove"}\n'):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(harness.socket))
+            s.sendall(payload)
+            answer = json.loads(s.makefile().readline())
+        assert answer["ok"] is False
+        assert answer["error"].startswith("bad request")
+    with pytest.raises(RpcError, match="unknown method"):
+        call(harness.socket, "explode")
+    with pytest.raises(RpcError, match="rollout is not yet supported"):
+        call(harness.socket, "rollout_set", {"service": "x"})

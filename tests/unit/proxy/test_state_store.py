@@ -1,0 +1,142 @@
+"""State file (kamal-proxy §10): paths, atomic rewrite on every change, restore on start."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from dockyard.proxy.control.durations import SECOND
+from dockyard.proxy.control.options import DeployRequest, HealthCheckConfig, ServiceConfig
+from dockyard.proxy.control.router import ProxyRouter
+from dockyard.proxy.control.state import StateStore, config_dir, socket_path
+
+
+def test_paths_follow_kamal_proxy(tmp_path: Path) -> None:
+    assert socket_path({"XDG_RUNTIME_DIR": "/run/user/1000"}) == Path(
+        "/run/user/1000/kamal-proxy.sock"
+    )
+    import tempfile
+
+    assert socket_path({}) == Path(tempfile.gettempdir()) / "kamal-proxy.sock"
+    assert config_dir({"HOME": "/home/kamal-proxy"}) == Path(
+        "/home/kamal-proxy/.config/kamal-proxy"
+    )
+    assert config_dir({"HOME": "/h", "XDG_CONFIG_HOME": "/x"}) == Path("/x/kamal-proxy")
+
+
+def full_config() -> ServiceConfig:
+    return ServiceConfig(
+        hosts=("a.test", "*.b.test"),
+        path_prefixes=("/api",),
+        strip_path_prefix=False,
+        canonical_host="a.test",
+        health_check=HealthCheckConfig("/hc", 81, 2 * SECOND, 3 * SECOND, "hc.test"),
+        target_timeout=7 * SECOND,
+        buffer_requests=True,
+        max_request_body=10,
+        forward_headers=False,
+        log_request_headers=("X-A",),
+        scope_cookie_paths=True,
+    ).normalized()
+
+
+def test_every_change_is_saved_and_restored(tmp_path: Path) -> None:
+    path = tmp_path / "kamal-proxy.state"
+
+    async def first_life() -> None:
+        router = ProxyRouter(StateStore(path))
+        await router.deploy(
+            DeployRequest("api", ("one:3000", "two:3000"), ("ro:3000",), full_config(), force=True)
+        )
+        saved = json.loads(path.read_text())
+        assert [s["name"] for s in saved["services"]] == ["api"]
+        await router.deploy(DeployRequest("web", ("web:80",), force=True))
+        await router.stop("web", 0, "Down for maintenance")
+        await router.deploy(
+            DeployRequest("gone", ("gone:80",), config=ServiceConfig(hosts=("g",)), force=True)
+        )
+        await router.remove("gone")
+        await router.pause("api", 0, 12 * SECOND)
+        await router.close()
+
+    asyncio.run(first_life())
+    data = json.loads(path.read_text())
+    assert [s["name"] for s in data["services"]] == ["api", "web"]
+    api = data["services"][0]
+    assert api["active_targets"] == ["one:3000", "two:3000"]
+    assert api["active_readers"] == ["ro:3000"]
+    assert api["pause_controller"] == {"state": 1, "stop_message": "", "fail_after": 12 * SECOND}
+    assert api["options"]["health_check"]["interval"] == 2 * SECOND  # integer nanoseconds
+
+    async def second_life() -> None:
+        router = ProxyRouter(StateStore(path))
+        assert router.restore() == 2
+        api = router.service("api")
+        assert api.config == full_config()
+        assert api.state == "paused" and api.pause.fail_after == 12 * SECOND
+        web = router.service("web")
+        assert (web.state, web.stop_message) == ("stopped", "Down for maintenance")
+        # Targets are trusted at once, without a health gate.
+        assert web.pick_target(read=False, cookies=None) is not None
+        m = router.match("x.b.test", "/api/v1")
+        assert m is not None and m.service is api
+        m = router.match("anything", "/")
+        assert m is not None and m.service is web
+        await router.close()
+
+    asyncio.run(second_life())
+
+
+def test_write_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:
+    path = tmp_path / "cfg" / "kamal-proxy.state"
+    store = StateStore(path)
+    store.save([])
+    assert json.loads(path.read_text()) == {"services": []}
+    assert os.listdir(path.parent) == ["kamal-proxy.state"]
+
+
+def test_a_failed_write_keeps_the_previous_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "kamal-proxy.state"
+    store = StateStore(path)
+    store.save([])
+    before = path.read_bytes()
+
+    def broken_fsync(fd: int) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError, match="disk full"):
+        store.save([])
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["kamal-proxy.state"]
+
+
+def test_no_state_and_undecodable_state_start_empty(tmp_path: Path) -> None:
+    path = tmp_path / "kamal-proxy.state"
+
+    async def scenario() -> None:
+        assert ProxyRouter(StateStore(path)).restore() == 0
+        path.write_text("{not json")
+        router = ProxyRouter(StateStore(path))
+        assert router.restore() == 0
+        assert router.services == {}
+
+    asyncio.run(scenario())
+
+
+def test_older_single_target_layout_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "kamal-proxy.state"
+    path.write_text(json.dumps([{"name": "old", "active_target": "app:3000", "options": {}}]))
+
+    async def scenario() -> None:
+        router = ProxyRouter(StateStore(path))
+        assert router.restore() == 1
+        assert router.service("old").active.target_names == ["app:3000"]
+
+    asyncio.run(scenario())
