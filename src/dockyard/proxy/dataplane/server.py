@@ -1,29 +1,1099 @@
-"""The client-facing asyncio Protocol and the `serve_http` entry point."""
+"""The client-facing asyncio Protocol, the per-request exchange, and `serve_http`.
+
+Hot path (keep-alive request to a running service, pooled upstream connection): no task, no
+coroutine. `data_received` feeds the sans-I/O reader; its callbacks route the request, pick a
+target, take an idle upstream connection and write the rewritten head in one `write`. The
+upstream's `data_received` relays the response: head and body bytes of one upstream read go to
+the client in one `write`. Back-pressure is cross-wired: a paused upstream write side pauses
+reading from the client and a paused client write side pauses reading from the upstream.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import socket
 import ssl as _ssl
-from collections.abc import Callable
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from random import getrandbits
+from typing import TYPE_CHECKING, Final
+from urllib.parse import unquote_to_bytes
 
-from dockyard.proxy.contract import Router
+from dockyard.proxy.dataplane.accesslog import format_time, json_str
+from dockyard.proxy.dataplane.buffer import BufferTooLarge, SpillBuffer
+from dockyard.proxy.dataplane.errorpages import ErrorPages
+from dockyard.proxy.dataplane.upstream import UpstreamConnection, UpstreamPool
+from dockyard.proxy.http.forward import (
+    DateCache,
+    build_request_head,
+    build_response_head,
+    build_simple_response,
+    split_host_port,
+    status_line,
+    strip_prefix,
+)
+from dockyard.proxy.http.parser import HttpError, RequestHead, RequestReader, ResponseHead
+
+if TYPE_CHECKING:
+    from dockyard.proxy.contract import (
+        RequestHandle,
+        Router,
+        Service,
+        ServiceOptions,
+        Target,
+    )
+
+log = logging.getLogger("dockyard.proxy")
+
+HTML: Final = b"text/html; charset=utf-8"
+TEXT: Final = b"text/plain; charset=utf-8"
+NOSNIFF: Final = b"X-Content-Type-Options: nosniff\r\n"
+#: Pause reading from a client when this much request body waits for an upstream connection.
+PENDING_LIMIT: Final = 64 * 1024
+
+# Reasons to pause reading from a client (bit mask).
+P_PIPELINE: Final = 1
+P_UPSTREAM: Final = 2
+P_PENDING: Final = 4
+P_STREAM: Final = 8
+
+
+def new_request_id() -> bytes:
+    """A random (version 4) UUID in its canonical text form."""
+    n = getrandbits(128)
+    n = (n & ~(0xF000 << 64)) | (0x4000 << 64)
+    n = (n & ~(0xC000 << 48)) | (0x8000 << 48)
+    h = b"%032x" % n
+    return b"%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
+
+
+class Plane:
+    """State shared by every connection of one listener."""
+
+    __slots__ = (
+        "access_log",
+        "clients",
+        "date",
+        "draining",
+        "log_port",
+        "loop",
+        "pages",
+        "pool",
+        "router",
+        "scheme",
+        "tasks",
+        "tls",
+    )
+
+    def __init__(
+        self,
+        router: Router,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        tls: bool,
+        log_port: int,
+        access_log: Callable[[str], None] | None,
+    ) -> None:
+        self.router = router
+        self.loop = loop
+        self.tls = tls
+        self.scheme = b"https" if tls else b"http"
+        self.log_port = log_port
+        self.access_log = access_log
+        self.pool = UpstreamPool()
+        self.date = DateCache()
+        self.pages = ErrorPages()
+        self.clients: set[ClientConnection] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.draining = False
+
+    def spawn(self, coro: object) -> None:
+        task: asyncio.Task[None] = self.loop.create_task(coro)  # type: ignore[arg-type]
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client connection: parses requests, runs exchanges in order, tunnels upgrades."""
+
+    __slots__ = (
+        "paused",
+        "peer_ip",
+        "peer_port",
+        "plane",
+        "queue",
+        "reader",
+        "transport",
+        "tunnel",
+        "write_paused",
+    )
+
+    def __init__(self, plane: Plane) -> None:
+        self.plane = plane
+        self.transport: asyncio.Transport | None = None
+        self.reader = RequestReader(self)
+        self.queue: deque[Exchange] = deque()
+        self.paused = 0
+        self.write_paused = False
+        self.tunnel: UpstreamConnection | None = None
+        self.peer_ip = b""
+        self.peer_port = ""
+
+    # asyncio.Protocol ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        self.plane.clients.add(self)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.peer_ip = str(peer[0]).encode()
+            self.peer_port = str(peer[1])
+
+    def data_received(self, data: bytes) -> None:
+        tunnel = self.tunnel
+        if tunnel is not None:
+            if tunnel.transport is not None:
+                tunnel.transport.write(data)
+            return
+        try:
+            rest = self.reader.feed(data)
+        except HttpError as exc:
+            self.protocol_error(exc)
+            return
+        if rest is not None and self.queue:
+            self.queue[-1].client_tunnel_data(rest)
+
+    def eof_received(self) -> bool | None:
+        # Half-close: a request in flight may still be answered (e.g. clients that shut down
+        # their write side); keep the transport open until the response went out.
+        return bool(self.queue)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.plane.clients.discard(self)
+        transport, self.transport = self.transport, None
+        del transport
+        tunnel, self.tunnel = self.tunnel, None
+        if tunnel is not None:
+            tunnel.tunnel_peer = None
+            tunnel.close()
+        while self.queue:
+            self.queue.popleft().client_gone()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        tunnel = self.tunnel
+        if tunnel is not None:
+            if tunnel.transport is not None:
+                tunnel.transport.pause_reading()
+        elif self.queue:
+            up = self.queue[0].upstream
+            if up is not None and up.transport is not None and not up.closed:
+                up.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        tunnel = self.tunnel
+        if tunnel is not None:
+            if tunnel.transport is not None:
+                tunnel.transport.resume_reading()
+        elif self.queue:
+            ex = self.queue[0]
+            up = ex.upstream
+            if up is not None and up.transport is not None and not up.closed:
+                up.transport.resume_reading()
+            ex.pump()
+
+    # RequestHandler (called by the reader) ----------------------------------------------------
+
+    def on_request(self, head: RequestHead) -> None:
+        ex = Exchange(self, head)
+        queue = self.queue
+        queue.append(ex)
+        if len(queue) == 1:
+            ex.start()
+        else:
+            self.pause(P_PIPELINE)
+
+    def on_request_body(self, data: bytes) -> None:
+        self.queue[-1].request_body(data)
+
+    def on_request_end(self) -> None:
+        self.queue[-1].request_end()
+
+    # ------------------------------------------------------------------------------------------
+
+    def pause(self, reason: int) -> None:
+        if not self.paused and self.transport is not None:
+            self.transport.pause_reading()
+        self.paused |= reason
+
+    def resume(self, reason: int) -> None:
+        if self.paused & reason:
+            self.paused &= ~reason
+            if not self.paused and self.transport is not None:
+                self.transport.resume_reading()
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def protocol_error(self, exc: HttpError) -> None:
+        """Malformed input: answer with its status (if nothing is in flight) and close."""
+        if self.transport is None:
+            return
+        current = self.queue[0] if self.queue else None
+        if current is not None and current.resp_state != 0:
+            current.abort()
+            self.close()
+            return
+        if current is not None:
+            current.abort()
+        status = exc.status
+        body = f"{status} {exc.reason}\n".encode()
+        self.transport.write(
+            build_simple_response(
+                status, body, content_type=TEXT, date=self.plane.date.line(), close=True
+            )
+        )
+        self.close()
+
+    def exchange_finished(self, ex: Exchange) -> None:
+        queue = self.queue
+        if queue and queue[0] is ex:
+            queue.popleft()
+        if ex.close_after or not ex.head.keep_alive or self.plane.draining:
+            self.close()
+            return
+        if queue:
+            nxt = queue[0]
+            if len(queue) == 1:
+                self.resume(P_PIPELINE)
+            nxt.start()
+        elif self.paused & P_PIPELINE:
+            self.resume(P_PIPELINE)
+
+    def tunnel_closed(self) -> None:
+        self.tunnel = None
+        if self.queue:
+            self.queue[0].tunnel_ended()
+        self.close()
+
+
+class Exchange:
+    """One request/response through the proxy."""
+
+    __slots__ = (
+        "body_iter",
+        "chunked_out",
+        "client",
+        "close_after",
+        "expect_sent",
+        "finished",
+        "handle",
+        "head",
+        "out",
+        "pending",
+        "pending_size",
+        "prefix",
+        "req_done",
+        "request_id",
+        "resp_bytes",
+        "resp_ctype",
+        "resp_head",
+        "resp_spill",
+        "resp_state",
+        "retried",
+        "service",
+        "spill",
+        "start_ns",
+        "status",
+        "target",
+        "timer",
+        "tunnel_buf",
+        "upstream",
+        "upstream_chunked",
+        "upstream_ready",
+        "upstream_received",
+    )
+
+    def __init__(self, client: ClientConnection, head: RequestHead) -> None:
+        self.client = client
+        self.head = head
+        self.start_ns = time.perf_counter_ns()
+        self.service: Service | None = None
+        self.prefix = "/"
+        self.target: Target | None = None
+        self.handle: RequestHandle | None = None
+        self.upstream: UpstreamConnection | None = None
+        self.upstream_ready = False
+        self.upstream_chunked = False
+        self.upstream_received = False
+        self.pending: list[bytes] = []
+        self.pending_size = 0
+        self.spill: SpillBuffer | None = None
+        self.resp_spill: SpillBuffer | None = None
+        self.body_iter: Iterator[bytes] | None = None
+        self.req_done = False
+        self.resp_state = 0  # 0: nothing sent, 1: head sent, 2: complete
+        self.resp_head: ResponseHead | None = None
+        self.status = 0
+        self.resp_bytes = 0
+        self.resp_ctype = b""
+        self.chunked_out = False
+        self.close_after = False
+        self.out: list[bytes] = []
+        self.timer: asyncio.TimerHandle | None = None
+        self.finished = False
+        self.retried = False
+        self.expect_sent = False
+        self.tunnel_buf: list[bytes] | None = None
+        self.request_id = head.request_id or new_request_id()
+
+    # request side ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Route the request and run the per-service gates (redirects, pause/stop)."""
+        client = self.client
+        head = self.head
+        plane = client.plane
+        host = split_host_port(head.host)
+        raw_path = head.path
+        path = (unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path).decode(
+            "utf-8", "replace"
+        )
+        match = plane.router.match(host, path)
+        if match is None:
+            self.respond_error(404)
+            return
+        service = self.service = match.service
+        self.prefix = match.prefix
+        opts = service.options
+        # Redirects: TLS (plain HTTP to a TLS service) and canonical host, in one hop.
+        to_tls = opts.tls and opts.tls_redirect and not plane.tls
+        canonical = opts.canonical_host
+        if to_tls or (canonical and host != canonical):
+            scheme = "https" if (to_tls or plane.tls) else "http"
+            target_host = canonical or host
+            uri = head.path + (b"?" + head.query if head.query else b"")
+            self.respond_redirect(f"{scheme}://{target_host}".encode() + uri)
+            return
+        if plane.tls and not opts.tls:
+            self.respond_error(503)
+            return
+        state = service.state
+        if state != "running":
+            if head.method in ("GET", "HEAD") and path == opts.health_check_path:
+                self.respond_simple(200, b"", b"")
+                return
+            if state == "stopped":
+                self.respond_error(503, service.stop_message)
+                return
+            plane.spawn(self._hold(service))
+            return
+        self.proceed(service, opts)
+
+    async def _hold(self, service: Service) -> None:
+        state = await service.wait_until_running()
+        if self.finished:
+            return
+        if state == "running":
+            self.proceed(service, service.options)
+        elif state == "stopped":
+            self.respond_error(503, service.stop_message)
+        else:
+            log.info("Rejecting request due to expired pause (service=%s)", service.name)
+            self.respond_error(504)
+
+    def proceed(self, service: Service, opts: ServiceOptions) -> None:
+        head = self.head
+        read = (head.method == "GET" or head.method == "HEAD") and not head.upgrade
+        cookies = head.cookie.decode("latin-1") if head.cookie is not None else None
+        target = service.pick_target(read=read, cookies=cookies)
+        if target is None:
+            self.respond_error(503)
+            return
+        self.target = target
+        handle = target.begin_request(self.cancel)
+        if handle is None:
+            self.respond_error(503)
+            return
+        self.handle = handle
+        if opts.buffer_requests and head.has_body:
+            limit = opts.max_request_body
+            if limit and head.content_length > limit:
+                self.respond_too_large()
+                return
+            spill = SpillBuffer(memory=opts.buffer_memory, maximum=limit)
+            try:
+                for chunk in self.pending:
+                    spill.write(chunk)
+            except BufferTooLarge:
+                spill.close()
+                self.respond_too_large()
+                return
+            self.pending = []
+            self.pending_size = 0
+            self.client.resume(P_PENDING)
+            self.spill = spill
+            if not self.req_done:
+                if head.expect_continue and not self.expect_sent:
+                    self.expect_sent = True
+                    self.client.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                return  # request_end() connects
+        self.connect()
+
+    def request_body(self, data: bytes) -> None:
+        if self.finished or self.resp_state == 2:
+            return
+        if self.upstream_ready:
+            up = self.upstream
+            if up is not None and up.transport is not None:
+                if self.upstream_chunked:
+                    up.transport.write(b"%x\r\n%s\r\n" % (len(data), data))
+                else:
+                    up.transport.write(data)
+            return
+        spill = self.spill
+        if spill is not None:
+            try:
+                spill.write(data)
+            except BufferTooLarge:
+                self.respond_too_large()
+            return
+        self.pending.append(data)
+        self.pending_size += len(data)
+        if self.pending_size > PENDING_LIMIT:
+            self.client.pause(P_PENDING)
+
+    def request_end(self) -> None:
+        self.req_done = True
+        if self.finished:
+            if self.resp_state == 2:
+                self.client.exchange_finished(self)
+            return
+        if self.upstream_ready:
+            up = self.upstream
+            if self.upstream_chunked and up is not None and up.transport is not None:
+                up.transport.write(b"0\r\n\r\n")
+        elif self.spill is not None and self.target is not None:
+            self.connect()
+
+    def client_tunnel_data(self, data: bytes) -> None:
+        """Bytes after an upgrade request head: for the upstream once it switched protocols."""
+        if not data:
+            return
+        if self.tunnel_buf is None:
+            self.tunnel_buf = []
+        self.tunnel_buf.append(data)
+
+    # upstream connection ---------------------------------------------------------------------
+
+    def connect(self) -> None:
+        target = self.target
+        assert target is not None
+        plane = self.client.plane
+        opts = self.options()
+        if opts.target_timeout > 0:
+            self.timer = plane.loop.call_later(opts.target_timeout, self.on_timeout)
+        key = (target.host, target.port)
+        conn = None if self.retried else plane.pool.get(key)
+        if conn is not None:
+            self.attach(conn, reused=True)
+        else:
+            plane.spawn(self._connect(key))
+
+    async def _connect(self, key: tuple[str, int]) -> None:
+        plane = self.client.plane
+        try:
+            _, conn = await plane.loop.create_connection(
+                lambda: UpstreamConnection(plane.pool, key), key[0], key[1]
+            )
+        except (TimeoutError, OSError) as exc:
+            if not self.finished:
+                self.upstream_failed(str(exc) or type(exc).__name__)
+            return
+        if self.finished:
+            plane.pool.put(conn)
+            return
+        self.attach(conn, reused=False)
+
+    def attach(self, up: UpstreamConnection, *, reused: bool) -> None:
+        self.upstream = up
+        up.exchange = self
+        up.requests += 1
+        head = self.head
+        up.reader.head_request = head.method == "HEAD"
+        self.upstream_received = False
+        target = self.target
+        assert target is not None
+        opts = self.options()
+        spill = self.spill
+        if spill is not None:
+            framing = b"" if head.content_length >= 0 else b"Content-Length: %d\r\n" % spill.size
+        elif head.chunked:
+            framing = b"Transfer-Encoding: chunked\r\n"
+            self.upstream_chunked = True
+        else:
+            framing = b""
+        if head.expect_continue and spill is None and not self.req_done:
+            framing += b"Expect: 100-continue\r\n"
+        path = strip_prefix(head.path, self.prefix) if opts.strip_path_prefix else head.path
+        data = build_request_head(
+            head,
+            path=path,
+            peer_ip=self.client.peer_ip,
+            scheme=self.client.plane.scheme,
+            target=target.name.encode(),
+            forward_headers=opts.forward_headers,
+            request_id=self.request_id,
+            body_framing=framing,
+        )
+        transport = up.transport
+        assert transport is not None
+        if spill is not None:
+            transport.write(data)
+            self.upstream_ready = True
+            self.body_iter = spill.chunks()
+            self.pump()
+            return
+        if self.pending:
+            if self.upstream_chunked:
+                chunks = [b"%x\r\n%s\r\n" % (len(c), c) for c in self.pending]
+                data = b"".join([data, *chunks])
+            else:
+                data = b"".join([data, *self.pending])
+            self.pending = []
+            self.pending_size = 0
+            self.client.resume(P_PENDING)
+        if self.req_done and self.upstream_chunked:
+            data += b"0\r\n\r\n"
+        transport.write(data)
+        self.upstream_ready = True
+        if self.client.write_paused:
+            transport.pause_reading()
+
+    def pump(self) -> None:
+        """Write a buffered body (request to upstream, or response to client) as flow allows."""
+        body_iter = self.body_iter
+        if body_iter is None:
+            return
+        if self.resp_spill is not None:  # response to the client
+            client = self.client
+            for chunk in body_iter:
+                client.write(chunk)
+                if client.write_paused:
+                    return
+            self.body_iter = None
+            self.resp_spill.close()
+            self.resp_spill = None
+            self.response_complete()
+            return
+        up = self.upstream
+        if up is None or up.transport is None:
+            return
+        for chunk in body_iter:
+            up.transport.write(chunk)
+            if up.write_paused:
+                return
+        self.body_iter = None
+        if self.spill is not None and not self.retried:
+            pass  # keep the spill for a possible retry on a stale pooled connection
+
+    # response side ---------------------------------------------------------------------------
+
+    def on_response(self, rh: ResponseHead) -> None:
+        status = rh.status
+        head = self.head
+        if status < 200 and status != 101:
+            if status != 100 or (head.expect_continue and not self.expect_sent):
+                self.expect_sent = self.expect_sent or status == 100
+                self.out.append(status_line(status, rh.reason) + b"".join(rh.lines) + b"\r\n")
+            return
+        timer = self.timer
+        if timer is not None:
+            timer.cancel()
+            self.timer = None
+        self.resp_head = rh
+        self.status = status
+        self.resp_ctype = rh.content_type
+        if status == 101:
+            if not head.upgrade:
+                self.upstream_failed("unexpected 101 Switching Protocols")
+                return
+            self.out.append(
+                build_response_head(
+                    rh, date=self.client.plane.date.line(), chunked=False, close=False
+                )
+            )
+            self.resp_state = 1
+            return
+        if self.client.reader.upgraded:
+            self.close_after = True  # the client's parser is in tunnel mode; cannot continue
+        no_body = head.method == "HEAD" or status == 204 or status == 304
+        opts = self.options()
+        if (
+            opts.buffer_responses
+            and not no_body
+            and not rh.te
+            and not rh.content_type.startswith(b"text/event-stream")
+        ):
+            limit = opts.max_response_body
+            if limit and rh.content_length > limit:
+                self.response_too_large()
+                return
+            self.resp_spill = SpillBuffer(memory=opts.buffer_memory, maximum=limit)
+            return
+        close = self.close_after or not head.keep_alive or not self.req_done
+        if not no_body and rh.content_length < 0:
+            if head.version == "1.1":
+                self.chunked_out = True
+            else:
+                close = True
+        self.close_after = close
+        self.out.append(
+            build_response_head(
+                rh, date=self.client.plane.date.line(), chunked=self.chunked_out, close=close
+            )
+        )
+        self.resp_state = 1
+
+    def on_response_body(self, data: bytes) -> None:
+        spill = self.resp_spill
+        if spill is not None:
+            try:
+                spill.write(data)
+            except BufferTooLarge:
+                self.response_too_large()
+            return
+        if self.resp_state != 1:
+            return
+        self.resp_bytes += len(data)
+        if self.chunked_out:
+            self.out.append(b"%x\r\n%s\r\n" % (len(data), data))
+        else:
+            self.out.append(data)
+
+    def on_response_end(self) -> None:
+        if self.finished:
+            return
+        up = self.upstream
+        self.upstream = None
+        if up is not None:
+            up.exchange = None
+            rh = self.resp_head
+            if (
+                rh is not None
+                and rh.keep_alive
+                and self.req_done
+                and self.body_iter is None
+                and not up.closed
+                and not self.client.plane.draining
+            ):
+                if up.reader.broken:
+                    up.reader = type(up.reader)(up)
+                if up.transport is not None and self.client.write_paused:
+                    up.transport.resume_reading()
+                self.client.plane.pool.put(up)
+            else:
+                up.close()
+        spill = self.resp_spill
+        if spill is not None:
+            self.send_buffered_response(spill)
+            return
+        if self.chunked_out:
+            self.out.append(b"0\r\n\r\n")
+        self.flush()
+        self.response_complete()
+
+    def send_buffered_response(self, spill: SpillBuffer) -> None:
+        rh = self.resp_head
+        assert rh is not None
+        self.resp_state = 1
+        self.resp_bytes = spill.size
+        close = self.close_after or not self.head.keep_alive or not self.req_done
+        self.close_after = close
+        extra = b"Content-Length: %d\r\n" % spill.size if rh.content_length < 0 else b""
+        self.out.append(
+            build_response_head(
+                rh, date=self.client.plane.date.line(), chunked=False, close=close, extra=extra
+            )
+        )
+        self.flush()
+        self.body_iter = spill.chunks()
+        self.pump()
+
+    def flush(self) -> None:
+        out = self.out
+        if out:
+            self.client.write(out[0] if len(out) == 1 else b"".join(out))
+            out.clear()
+
+    def start_tunnel(self, rest: bytes) -> None:
+        up = self.upstream
+        client = self.client
+        if self.status != 101 or up is None:
+            self.flush()
+            self.upstream_failed("upgrade without 101")
+            return
+        self.flush()
+        up.exchange = None
+        self.upstream = None
+        if client.transport is None:
+            up.close()
+            return
+        up.tunnel_peer = client
+        client.tunnel = up
+        if rest:
+            client.write(rest)
+        buf = self.tunnel_buf
+        self.tunnel_buf = None
+        if buf and up.transport is not None:
+            up.transport.write(b"".join(buf))
+        if self.handle is not None:
+            self.handle.hijacked()
+
+    def tunnel_ended(self) -> None:
+        self.resp_state = 2
+        self.finish()
+
+    # endings ---------------------------------------------------------------------------------
+
+    def options(self) -> ServiceOptions:
+        service = self.service
+        assert service is not None
+        return service.options
+
+    def response_complete(self) -> None:
+        self.resp_state = 2
+        self.finish()
+        client = self.client
+        if self.close_after or not self.req_done:
+            if not self.req_done:
+                self.close_after = True
+            client.exchange_finished(self)
+        else:
+            client.exchange_finished(self)
+
+    def finish(self) -> None:
+        """Release everything and write the access-log line (once)."""
+        if self.finished:
+            return
+        self.finished = True
+        timer = self.timer
+        if timer is not None:
+            timer.cancel()
+            self.timer = None
+        if self.spill is not None:
+            self.spill.close()
+            self.spill = None
+        if self.resp_spill is not None:
+            self.resp_spill.close()
+            self.resp_spill = None
+        handle = self.handle
+        if handle is not None:
+            self.handle = None
+            handle.done()
+        if self.client.plane.access_log is not None:
+            self.write_log()
+
+    def drop_upstream(self) -> None:
+        up = self.upstream
+        if up is not None:
+            self.upstream = None
+            up.exchange = None
+            up.close()
+
+    def abort(self) -> None:
+        """The client connection is being closed under this exchange."""
+        self.drop_upstream()
+        if not self.finished:
+            if self.resp_state == 0:
+                self.status = 400 if self.status == 0 else self.status
+            self.finish()
+
+    def client_gone(self) -> None:
+        self.drop_upstream()
+        if not self.finished and self.resp_state != 2 and (self.resp_state == 0 or not self.status):
+            self.status = 499
+        self.finish()
+
+    def respond_simple(
+        self, status: int, body: bytes, content_type: bytes, extra: bytes = b""
+    ) -> None:
+        """Answer from the proxy itself (the exchange then completes)."""
+        if self.finished or self.resp_state != 0:
+            return
+        self.drop_upstream()
+        self.body_iter = None
+        self.pending = []
+        if self.pending_size:
+            self.pending_size = 0
+            self.client.resume(P_PENDING)
+        head = self.head
+        close = not self.req_done or not head.keep_alive or self.client.reader.upgraded
+        self.close_after = close
+        self.status = status
+        self.resp_ctype = content_type
+        self.resp_bytes = 0 if head.method == "HEAD" else len(body)
+        self.client.write(
+            build_simple_response(
+                status,
+                body,
+                content_type=content_type,
+                date=self.client.plane.date.line(),
+                close=close,
+                head_only=head.method == "HEAD",
+                extra=extra,
+            )
+        )
+        self.response_complete()
+
+    def respond_error(self, status: int, message: str = "") -> None:
+        service = self.service
+        directory = service.options.error_pages if service is not None else None
+        body = self.client.plane.pages.render(status, directory, message)
+        self.respond_simple(status, body, HTML)
+
+    def respond_redirect(self, location: bytes) -> None:
+        body = b'<a href="' + location.replace(b'"', b"%22") + b'">Moved Permanently</a>.\n\n'
+        self.req_done = self.req_done or not self.head.has_body
+        self.respond_simple(301, body, HTML, b"Location: " + location + b"\r\n")
+        self.close_after = True
+
+    def respond_too_large(self) -> None:
+        service = self.service
+        directory = service.options.error_pages if service is not None else None
+        page = self.client.plane.pages.custom(413, directory)
+        if page is not None:
+            self.respond_simple(413, page, HTML)
+        else:
+            self.respond_simple(413, b"Request too large\n", TEXT, NOSNIFF)
+
+    def response_too_large(self) -> None:
+        log.info("Response exceeded max response limit (path=%s)", self.head.path.decode())
+        self.drop_upstream()
+        if self.resp_spill is not None:
+            self.resp_spill.close()
+            self.resp_spill = None
+        service = self.service
+        directory = service.options.error_pages if service is not None else None
+        page = self.client.plane.pages.custom(500, directory)
+        if page is not None:
+            self.respond_simple(500, page, HTML)
+        else:
+            self.respond_simple(500, b"Internal Server Error\n", TEXT, NOSNIFF)
+
+    def upstream_failed(self, error: str) -> None:
+        """The upstream could not be reached or answered garbage."""
+        target = self.target.name if self.target is not None else ""
+        log.error(
+            "Error while proxying (target=%s, path=%s): %s", target, self.head.path.decode(), error
+        )
+        if self.resp_state == 0:
+            self.respond_error(502)
+        else:
+            self.drop_upstream()
+            self.status = self.status or 502
+            self.finish()
+            self.client.close()
+
+    def upstream_lost(self, up: UpstreamConnection) -> None:
+        """The upstream connection closed while this exchange used it."""
+        self.upstream = None
+        if self.finished:
+            return
+        if up.reader.feed_eof():  # completed a close-delimited body (on_response_end ran)
+            return
+        if self.resp_state == 0 and self.resp_spill is None:
+            retry = (
+                up.requests > 1
+                and not self.upstream_received
+                and not self.retried
+                and (not self.head.has_body or self.spill is not None)
+            )
+            if retry:
+                self.retried = True
+                self.upstream_ready = False
+                self.upstream_chunked = False
+                if self.timer is not None:
+                    self.timer.cancel()
+                    self.timer = None
+                self.connect()
+                return
+            self.upstream_failed("upstream closed the connection")
+            return
+        if self.resp_spill is not None:
+            self.resp_spill.close()
+            self.resp_spill = None
+            self.resp_state = 0
+            self.upstream_failed("upstream closed the connection")
+            return
+        # Part of the response already went out: all we can do is close.
+        self.flush()
+        self.finish()
+        self.client.close()
+
+    def on_timeout(self) -> None:
+        self.timer = None
+        if self.finished or self.resp_state != 0:
+            return
+        self.drop_upstream()
+        if self.resp_spill is not None:
+            return
+        self.respond_error(504)
+
+    def cancel(self) -> None:
+        """Called by the control plane when a drain gives up on this request."""
+        if self.finished:
+            return
+        client = self.client
+        tunnel = client.tunnel
+        if tunnel is not None and client.queue and client.queue[0] is self:
+            client.tunnel = None
+            tunnel.tunnel_peer = None
+            tunnel.close()
+            self.resp_state = 2
+            self.finish()
+            client.close()
+            return
+        target = self.target.name if self.target is not None else ""
+        log.info(
+            "Request cancelled due to draining (target=%s, path=%s)",
+            target,
+            self.head.path.decode(),
+        )
+        if self.resp_state == 0 and (self.resp_spill is None or self.body_iter is None):
+            self.drop_upstream()
+            if self.resp_spill is not None:
+                self.resp_spill.close()
+                self.resp_spill = None
+            self.respond_error(504)
+            return
+        self.drop_upstream()
+        self.finish()
+        client.close()
+
+    def write_log(self) -> None:
+        plane = self.client.plane
+        access_log = plane.access_log
+        assert access_log is not None
+        head = self.head
+        client = self.client
+        service = self.service
+        target = self.target
+        raw_path = head.path
+        path = (unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path).decode(
+            "utf-8", "replace"
+        )
+        xff = head.xff[0].decode("latin-1") if head.xff else ""
+        client_addr = client.peer_ip.decode()
+        req_len = head.content_length if head.content_length >= 0 else -1 if head.chunked else 0
+        parts = [
+            '{"time":"',
+            format_time(time.time_ns()),
+            '","level":"INFO","msg":"Request","host":',
+            json_str(head.host.decode("utf-8", "replace")),
+            f',"port":{plane.log_port},"path":',
+            json_str(path),
+            ',"request_id":',
+            json_str(self.request_id.decode("utf-8", "replace")),
+            f',"status":{self.status or 200},"service":',
+            json_str(service.name if service is not None else ""),
+            ',"target":',
+            json_str(target.name if target is not None else ""),
+            f',"duration":{time.perf_counter_ns() - self.start_ns},"method":',
+            json_str(head.method),
+            f',"req_content_length":{req_len},"req_content_type":',
+            json_str(head.content_type.decode("utf-8", "replace")),
+            f',"resp_content_length":{self.resp_bytes},"resp_content_type":',
+            json_str(self.resp_ctype.decode("utf-8", "replace")),
+            ',"client_addr":',
+            json_str(client_addr),
+            ',"client_port":',
+            json_str(client.peer_port),
+            ',"remote_addr":',
+            json_str(xff or client_addr),
+            ',"user_agent":',
+            json_str(head.user_agent.decode("utf-8", "replace")),
+            ',"proto":"HTTP/',
+            head.version,
+            '","scheme":"',
+            "https" if plane.tls else "http",
+            '","query":',
+            json_str(head.query.decode("utf-8", "replace")),
+        ]
+        if service is not None and target is not None:
+            opts = service.options
+            for name in opts.log_request_headers:
+                key = "req_" + name.lower().replace("-", "_")
+                parts.append(f",{json_str(key)}:{json_str(self._request_header(name))}")
+            rh = self.resp_head
+            for name in opts.log_response_headers:
+                key = "resp_" + name.lower().replace("-", "_")
+                value = rh.header(name) if rh is not None else ""
+                parts.append(f",{json_str(key)}:{json_str(value)}")
+        parts.append("}\n")
+        access_log("".join(parts))
+
+    def _request_header(self, name: str) -> str:
+        head = self.head
+        lower = name.lower()
+        if lower == "x-request-id":
+            return self.request_id.decode("latin-1")
+        if lower == "host":
+            return head.host.decode("latin-1")
+        if lower == "x-forwarded-for":
+            return ",".join(v.decode("latin-1") for v in head.xff or ())
+        return head.header(name)
 
 
 class ProxyServer:
     """A running listener of the data plane."""
 
-    def __init__(self, server: asyncio.Server) -> None:
+    def __init__(self, server: asyncio.Server, plane: Plane) -> None:
         self.server = server
+        self.plane = plane
 
     @property
     def port(self) -> int:
         sock = self.server.sockets[0]
         return int(sock.getsockname()[1])
 
+    @property
+    def pool(self) -> UpstreamPool:
+        return self.plane.pool
+
     async def shutdown(self, grace: float = 10.0) -> None:
         """Stop accepting, let in-flight requests finish for up to `grace` seconds, close."""
-        raise NotImplementedError
+        plane = self.plane
+        plane.draining = True
+        self.server.close()
+        deadline = plane.loop.time() + grace
+        while True:
+            for client in list(plane.clients):
+                if not client.queue and client.tunnel is None:
+                    client.close()
+            if not plane.clients or plane.loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        for client in list(plane.clients):
+            if client.transport is not None:
+                client.transport.abort()
+        plane.pool.close_all()
+        for task in list(plane.tasks):
+            task.cancel()
+        await asyncio.sleep(0)
 
 
 async def serve_http(
@@ -42,4 +1112,25 @@ async def serve_http(
 
     Returns once the listener is bound. See the package docstring for the arguments.
     """
-    raise NotImplementedError
+    loop = asyncio.get_running_loop()
+    plane = Plane(
+        router,
+        loop,
+        tls=ssl is not None,
+        log_port=port if log_port is None else log_port,
+        access_log=access_log,
+    )
+    if sock is not None:
+        server = await loop.create_server(
+            lambda: ClientConnection(plane), sock=sock, ssl=ssl, backlog=backlog
+        )
+    else:
+        server = await loop.create_server(
+            lambda: ClientConnection(plane),
+            host,
+            port,
+            ssl=ssl,
+            backlog=backlog,
+            reuse_port=reuse_port or None,
+        )
+    return ProxyServer(server, plane)

@@ -1,0 +1,553 @@
+"""Sans-I/O HTTP/1.1 framing for the proxy: bytes in, callbacks (events) out.
+
+`RequestReader` wraps llhttp (through httptools) for one client connection and adds the checks a
+reverse proxy needs on top of it: exactly one valid Host, no Transfer-Encoding on HTTP/1.0,
+origin-form targets only, and caps on the URI (414) and the header block (431). llhttp itself
+rejects conflicting Content-Length/Transfer-Encoding, duplicate Content-Length, bad chunk sizes,
+obsolete line folding and invalid tokens; every such failure surfaces as `HttpError(400)`.
+
+`ResponseReader` frames responses read from an upstream connection (HEAD, 1xx, 101, 204/304,
+close-delimited bodies).
+
+Neither class touches a socket: feed bytes, receive calls on a handler object. The handler
+protocols below are the "events"; tests use a recording handler.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final, Protocol
+
+import httptools
+
+__all__ = [
+    "HttpError",
+    "RequestHandler",
+    "RequestHead",
+    "RequestReader",
+    "ResponseHandler",
+    "ResponseHead",
+    "ResponseReader",
+]
+
+DEFAULT_MAX_URI: Final = 8 * 1024
+DEFAULT_MAX_HEADERS_SIZE: Final = 64 * 1024
+DEFAULT_MAX_HEADER_COUNT: Final = 256
+
+
+class HttpError(Exception):
+    """The peer sent something we refuse; `status` is the response to send (then close)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"{status} {reason}")
+        self.status = status
+        self.reason = reason
+
+
+# Header kinds (request side). Values are small ints: a dict lookup on the lower-cased name.
+H_OTHER: Final = 0
+H_HOST: Final = 1
+H_CONNECTION: Final = 2
+H_HOP: Final = 3
+H_UPGRADE: Final = 4
+H_TE: Final = 5  # Transfer-Encoding
+H_FORWARDED: Final = 6
+H_XFF: Final = 7
+H_XFP: Final = 8
+H_XFH: Final = 9
+H_REQUEST_ID: Final = 10
+H_REQUEST_START: Final = 11
+H_KAMAL_TARGET: Final = 12
+H_CONTENT_LENGTH: Final = 13
+H_CONTENT_TYPE: Final = 14
+H_USER_AGENT: Final = 15
+H_COOKIE: Final = 16
+H_EXPECT: Final = 17
+H_DATE: Final = 18
+H_SET_COOKIE: Final = 19
+
+REQUEST_KINDS: Final[dict[bytes, int]] = {
+    b"host": H_HOST,
+    b"connection": H_CONNECTION,
+    b"keep-alive": H_HOP,
+    b"proxy-connection": H_HOP,
+    b"proxy-authenticate": H_HOP,
+    b"proxy-authorization": H_HOP,
+    b"te": H_HOP,
+    b"trailer": H_HOP,
+    b"transfer-encoding": H_TE,
+    b"upgrade": H_UPGRADE,
+    b"forwarded": H_FORWARDED,
+    b"x-forwarded-for": H_XFF,
+    b"x-forwarded-proto": H_XFP,
+    b"x-forwarded-host": H_XFH,
+    b"x-request-id": H_REQUEST_ID,
+    b"x-request-start": H_REQUEST_START,
+    b"x-kamal-target": H_KAMAL_TARGET,
+    b"content-length": H_CONTENT_LENGTH,
+    b"content-type": H_CONTENT_TYPE,
+    b"user-agent": H_USER_AGENT,
+    b"cookie": H_COOKIE,
+    b"expect": H_EXPECT,
+}
+
+RESPONSE_KINDS: Final[dict[bytes, int]] = {
+    b"connection": H_CONNECTION,
+    b"keep-alive": H_HOP,
+    b"proxy-connection": H_HOP,
+    b"proxy-authenticate": H_HOP,
+    b"proxy-authorization": H_HOP,
+    b"te": H_HOP,
+    b"trailer": H_HOP,
+    b"transfer-encoding": H_TE,
+    b"upgrade": H_UPGRADE,
+    b"content-length": H_CONTENT_LENGTH,
+    b"content-type": H_CONTENT_TYPE,
+    b"date": H_DATE,
+    b"set-cookie": H_SET_COOKIE,
+}
+
+# Go's httpguts.ValidHostHeader alphabet (RFC 3986 reg-name/IP-literal plus port).
+_VALID_HOST = re.compile(rb"[A-Za-z0-9\-._~!$&'()*+,;=:\[\]%]*\Z")
+
+
+class RequestHead:
+    """One parsed request head. Header lines are kept raw, ready to forward."""
+
+    __slots__ = (
+        "connection_tokens",
+        "content_length",
+        "content_type",
+        "cookie",
+        "expect_continue",
+        "has_request_start",
+        "host",
+        "kamal_target",
+        "keep_alive",
+        "lines",
+        "method",
+        "path",
+        "query",
+        "request_id",
+        "upgrade",
+        "user_agent",
+        "version",
+        "xff",
+        "xfh",
+        "xfp",
+    )
+
+    def __init__(self) -> None:
+        self.method = ""
+        self.path = b"/"
+        self.query = b""  # without "?"; b"" when absent
+        self.version = "1.1"
+        self.host = b""
+        #: Raw header lines ("Name: value\r\n") to forward as they are.
+        self.lines: list[bytes] = []
+        self.connection_tokens: list[bytes] | None = None  # extra tokens (not keep-alive/close)
+        self.content_length = -1  # -1: none; with chunked framing the body length is unknown
+        self.content_type = b""
+        self.user_agent = b""
+        self.cookie: bytes | None = None
+        self.request_id = b""
+        self.has_request_start = False
+        self.kamal_target: list[bytes] | None = None
+        self.xff: list[bytes] | None = None
+        self.xfh = b""
+        self.xfp = b""
+        self.expect_continue = False
+        self.upgrade = b""  # the Upgrade header value when the request asks for an upgrade
+        self.keep_alive = True
+
+    @property
+    def chunked(self) -> bool:
+        return self.content_length == -2
+
+    @property
+    def has_body(self) -> bool:
+        return self.content_length > 0 or self.content_length == -2
+
+    def header(self, name: str) -> str:
+        """Comma-joined values of a header (case-insensitive); "" when absent. Not hot."""
+        key = name.lower().encode("latin-1")
+        values = []
+        for line in self.lines:
+            colon = line.index(b":")
+            if line[:colon].lower() == key:
+                values.append(line[colon + 1 :].strip().decode("latin-1"))
+        return ",".join(values)
+
+
+class RequestHandler(Protocol):
+    def on_request(self, head: RequestHead) -> None: ...
+
+    def on_request_body(self, data: bytes) -> None: ...
+
+    def on_request_end(self) -> None: ...
+
+
+class RequestReader:
+    """Incremental request framing for one client connection (keep-alive and pipelining)."""
+
+    __slots__ = (
+        "_handler",
+        "_head",
+        "_header_bytes",
+        "_header_count",
+        "_host_count",
+        "_max_count",
+        "_max_headers",
+        "_max_uri",
+        "_parser",
+        "_te_seen",
+        "_url",
+        "upgraded",
+    )
+
+    def __init__(
+        self,
+        handler: RequestHandler,
+        *,
+        max_uri: int = DEFAULT_MAX_URI,
+        max_headers_size: int = DEFAULT_MAX_HEADERS_SIZE,
+        max_header_count: int = DEFAULT_MAX_HEADER_COUNT,
+    ) -> None:
+        self._handler = handler
+        self._max_uri = max_uri
+        self._max_headers = max_headers_size
+        self._max_count = max_header_count
+        self._parser = httptools.HttpRequestParser(self)
+        self._head = RequestHead()
+        self._url = b""
+        self._header_bytes = 0
+        self._header_count = 0
+        self._host_count = 0
+        self._te_seen = False
+        self.upgraded = False
+
+    def feed(self, data: bytes) -> bytes | None:
+        """Parse `data`. Returns the bytes after an accepted Upgrade/CONNECT head (to tunnel),
+        else None. Raises HttpError for anything malformed; the connection must then close."""
+        if self.upgraded:
+            return data
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self.upgraded = True
+            offset = int(exc.args[0])
+            return data[offset:]
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, HttpError):
+                raise cause from None
+            raise
+        except httptools.HttpParserError as exc:
+            raise HttpError(400, str(exc) or "Bad Request") from None
+        return None
+
+    # httptools callbacks -------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._head = RequestHead()
+        self._url = b""
+        self._header_bytes = 0
+        self._header_count = 0
+        self._host_count = 0
+        self._te_seen = False
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self._max_uri:
+            raise HttpError(414, "URI Too Long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > self._max_headers or self._header_count > self._max_count:
+            raise HttpError(431, "Request Header Fields Too Large")
+        head = self._head
+        kind = REQUEST_KINDS.get(name.lower(), H_OTHER)
+        if kind == H_OTHER:
+            head.lines.append(b"%s: %s\r\n" % (name, value))
+        elif kind == H_HOST:
+            self._host_count += 1
+            head.host = value
+        elif kind == H_CONTENT_LENGTH:
+            try:
+                head.content_length = int(value)  # llhttp validated digits and duplicates
+            except ValueError:
+                raise HttpError(400, "Bad Request: invalid Content-Length") from None
+            head.lines.append(b"%s: %s\r\n" % (name, value))
+        elif kind == H_TE:
+            self._te_seen = True
+        elif kind == H_CONNECTION:
+            for token in value.lower().split(b","):
+                token = token.strip()
+                if token in (b"keep-alive", b"close", b"upgrade", b""):
+                    continue
+                if head.connection_tokens is None:
+                    head.connection_tokens = []
+                head.connection_tokens.append(token)
+        elif kind == H_UPGRADE:
+            head.upgrade = value
+        elif kind == H_XFF:
+            if head.xff is None:
+                head.xff = []
+            head.xff.append(value)
+        elif kind == H_XFP:
+            if not head.xfp:
+                head.xfp = value
+        elif kind == H_XFH:
+            if not head.xfh:
+                head.xfh = value
+        elif kind == H_REQUEST_ID:
+            if not head.request_id:
+                head.request_id = value
+            head.lines.append(b"%s: %s\r\n" % (name, value))
+        elif kind == H_REQUEST_START:
+            head.has_request_start = head.has_request_start or bool(value)
+            head.lines.append(b"%s: %s\r\n" % (name, value))
+        elif kind == H_KAMAL_TARGET:
+            if head.kamal_target is None:
+                head.kamal_target = []
+            head.kamal_target.append(value)
+        elif kind == H_CONTENT_TYPE:
+            if not head.content_type:
+                head.content_type = value
+            head.lines.append(b"%s: %s\r\n" % (name, value))
+        elif kind == H_USER_AGENT:
+            if not head.user_agent:
+                head.user_agent = value
+            head.lines.append(b"%s: %s\r\n" % (name, value))
+        elif kind == H_COOKIE:
+            head.cookie = value if head.cookie is None else head.cookie + b"; " + value
+            head.lines.append(b"%s: %s\r\n" % (name, value))
+        elif kind == H_EXPECT:
+            if value.lower() == b"100-continue":
+                head.expect_continue = True
+            else:
+                raise HttpError(417, "Expectation Failed")
+        # H_HOP, H_FORWARDED: dropped
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        head = self._head
+        head.method = parser.get_method().decode("ascii")
+        head.version = version = parser.get_http_version()
+        head.keep_alive = parser.should_keep_alive()
+        url = self._url
+        if not url.startswith(b"/"):
+            raise HttpError(400, "Bad Request: unsupported request target")
+        mark = url.find(b"?")
+        if mark >= 0:
+            head.path = url[:mark]
+            head.query = url[mark + 1 :]
+        else:
+            head.path = url
+        if version == "1.1":
+            if self._host_count != 1:
+                raise HttpError(400, "Bad Request: missing or repeated Host header")
+        elif version == "1.0":
+            if self._host_count > 1:
+                raise HttpError(400, "Bad Request: repeated Host header")
+            if self._te_seen:
+                raise HttpError(400, "Bad Request: Transfer-Encoding on HTTP/1.0")
+        else:
+            raise HttpError(505, "HTTP Version Not Supported")
+        if not _VALID_HOST.match(head.host):
+            raise HttpError(400, "Bad Request: invalid Host header")
+        if self._te_seen:
+            head.content_length = -2  # llhttp accepts only a final "chunked" coding
+        if head.upgrade and not parser.should_upgrade():
+            head.upgrade = b""  # Upgrade without "Connection: upgrade" is not a request to switch
+        if parser.should_upgrade() and head.has_body:
+            raise HttpError(400, "Bad Request: upgrade with a body")
+        self._handler.on_request(head)
+
+    def on_body(self, data: bytes) -> None:
+        self._handler.on_request_body(data)
+
+    def on_message_complete(self) -> None:
+        self._handler.on_request_end()
+
+
+class ResponseHead:
+    """One parsed upstream response head."""
+
+    __slots__ = (
+        "connection_tokens",
+        "content_length",
+        "content_type",
+        "has_date",
+        "keep_alive",
+        "lines",
+        "reason",
+        "set_cookie",
+        "status",
+        "te",
+        "upgrade",
+    )
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.reason = b""
+        self.lines: list[bytes] = []
+        self.connection_tokens: list[bytes] | None = None
+        self.content_length = -1
+        self.content_type = b""
+        self.te = b""
+        self.has_date = False
+        self.set_cookie = False
+        self.upgrade = b""
+        self.keep_alive = True
+
+    @property
+    def chunked(self) -> bool:
+        return bool(self.te)
+
+    def header(self, name: str) -> str:
+        key = name.lower().encode("latin-1")
+        values = []
+        for line in self.lines:
+            colon = line.index(b":")
+            if line[:colon].lower() == key:
+                values.append(line[colon + 1 :].strip().decode("latin-1"))
+        return ",".join(values)
+
+
+class ResponseHandler(Protocol):
+    def on_response(self, head: ResponseHead) -> None: ...
+
+    def on_response_body(self, data: bytes) -> None: ...
+
+    def on_response_end(self) -> None: ...
+
+
+class _HeadDone(Exception):
+    """Raised inside the parser to stop after the head of a response to HEAD."""
+
+
+class ResponseReader:
+    """Incremental response framing for one upstream connection (no pipelining)."""
+
+    __slots__ = (
+        "_handler",
+        "_head",
+        "_max_headers",
+        "_parser",
+        "_size",
+        "_state",
+        "broken",
+        "head_request",
+    )
+
+    def __init__(self, handler: ResponseHandler, *, max_headers_size: int = 1 << 20) -> None:
+        self._handler = handler
+        self._parser = httptools.HttpResponseParser(self)
+        self._head = ResponseHead()
+        self._size = 0
+        self._state = 0  # 0: before a final head, 1: in the body, 2: complete
+        self._max_headers = max_headers_size
+        #: Set before feeding the response to a HEAD request: its body is empty whatever the
+        #: framing headers say.
+        self.head_request = False
+        #: True once the parser cannot be reused (after HEAD, an upgrade or an error).
+        self.broken = False
+
+    def feed(self, data: bytes) -> bytes | None:
+        """Parse upstream bytes. Returns the bytes after a 101 head (tunnel data), else None.
+        Raises HttpError(502) when the upstream response is malformed."""
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self.broken = True
+            return data[int(exc.args[0]) :]
+        except httptools.HttpParserCallbackError as exc:
+            self.broken = True
+            cause = exc.__context__
+            if isinstance(cause, _HeadDone):
+                self._state = 2
+                self._handler.on_response_end()
+                return None
+            if isinstance(cause, HttpError):
+                raise cause from None
+            raise HttpError(502, f"malformed response: {exc}") from None
+        except httptools.HttpParserError as exc:
+            self.broken = True
+            raise HttpError(502, f"malformed response: {exc}") from None
+        return None
+
+    def feed_eof(self) -> bool:
+        """The upstream closed. True when that completed a close-delimited body."""
+        head = self._head
+        if self._state == 1 and head.content_length < 0 and not head.te:
+            self._state = 2
+            self._handler.on_response_end()
+            return True
+        return False
+
+    def on_message_begin(self) -> None:
+        self._head = ResponseHead()
+        self._size = 0
+        self._state = 0
+
+    def on_status(self, reason: bytes) -> None:
+        self._head.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._size += len(name) + len(value) + 4
+        if self._size > self._max_headers:
+            raise HttpError(502, "upstream response head too large")
+        head = self._head
+        kind = RESPONSE_KINDS.get(name.lower(), H_OTHER)
+        if kind == H_OTHER:
+            head.lines.append(b"%s: %s\r\n" % (name, value))
+        elif kind == H_CONTENT_LENGTH:
+            try:
+                head.content_length = int(value)
+            except ValueError:
+                raise HttpError(502, "malformed response: Content-Length") from None
+            head.lines.append(b"%s: %s\r\n" % (name, value))
+        elif kind == H_CONTENT_TYPE:
+            if not head.content_type:
+                head.content_type = value
+            head.lines.append(b"%s: %s\r\n" % (name, value))
+        elif kind == H_DATE:
+            head.has_date = True
+            head.lines.append(b"%s: %s\r\n" % (name, value))
+        elif kind == H_SET_COOKIE:
+            head.set_cookie = True
+            head.lines.append(b"%s: %s\r\n" % (name, value))
+        elif kind == H_TE:
+            head.te = value
+        elif kind == H_CONNECTION:
+            for token in value.lower().split(b","):
+                token = token.strip()
+                if token in (b"keep-alive", b"close", b"upgrade", b""):
+                    continue
+                if head.connection_tokens is None:
+                    head.connection_tokens = []
+                head.connection_tokens.append(token)
+        elif kind == H_UPGRADE:
+            head.upgrade = value
+        # H_HOP: dropped
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        head = self._head
+        head.status = parser.get_status_code()
+        head.keep_alive = parser.should_keep_alive()
+        if head.status >= 200:
+            self._state = 1
+        self._handler.on_response(head)
+        if self.head_request and head.status >= 200:
+            raise _HeadDone
+
+    def on_body(self, data: bytes) -> None:
+        self._handler.on_response_body(data)
+
+    def on_message_complete(self) -> None:
+        if self._head.status >= 200:
+            self._state = 2
+            self._handler.on_response_end()

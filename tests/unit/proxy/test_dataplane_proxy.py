@@ -1,0 +1,195 @@
+"""End-to-end data plane tests on loopback: real origin, real sockets, in-test control plane."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+
+from dataplane_support import (
+    FakeRouter,
+    FakeService,
+    FakeTarget,
+    free_port,
+    get,
+    origin_server,
+    read_response,
+    request,
+    run,
+    simple_setup,
+    start_proxy,
+)
+
+from dockyard.proxy.contract import ServiceOptions
+
+
+def headers_of(info: dict[str, object]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for k, v in info["headers"]:  # type: ignore[attr-defined]
+        out.setdefault(k.lower(), []).append(v)
+    return out
+
+
+def test_routes_and_rewrites_headers_like_kamal_proxy() -> None:
+    with origin_server() as origin:
+        router, _service, target = simple_setup(origin)
+
+        async def go() -> None:
+            server, lines = await start_proxy(router)
+            raw = (
+                b"GET /echo?a=1;b HTTP/1.1\r\nHost: app.test:8080\r\nUser-Agent: t/1\r\n"
+                b"Connection: keep-alive, X-Secret\r\nX-Secret: s\r\nKeep-Alive: 5\r\n"
+                b"Forwarded: for=1.1.1.1\r\nProxy-Connection: x\r\nX-Kamal-Target: spoof\r\n"
+                b"X-Forwarded-For: 1.2.3.4\r\nX-Forwarded-Proto: https\r\n\r\n"
+            )
+            resp = await request(server.port, raw)
+            await server.shutdown(1)
+            assert resp.status == 200
+            assert resp.header("X-Origin") == "yes"
+            assert resp.header("Date") is not None
+            info = resp.json()
+            h = headers_of(info)
+            assert info["path"] == "/echo?a=1;b"
+            assert h["host"] == ["app.test:8080"]
+            assert h["x-forwarded-for"] == ["1.2.3.4, 127.0.0.1"]
+            assert h["x-forwarded-proto"] == ["https"]
+            assert h["x-forwarded-host"] == ["app.test:8080"]
+            assert h["x-kamal-target"] == [target.name]
+            assert re.fullmatch(
+                r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
+                h["x-request-id"][0],
+            )
+            assert re.fullmatch(r"t=\d{13}", h["x-request-start"][0])
+            for hop in ("x-secret", "keep-alive", "forwarded", "proxy-connection"):
+                assert hop not in h, hop
+            assert h["user-agent"] == ["t/1"]
+            # access log line
+            assert len(lines) == 1
+            entry = json.loads(lines[0])
+            assert list(entry)[:3] == ["time", "level", "msg"]
+            assert entry["msg"] == "Request" and entry["level"] == "INFO"
+            assert list(entry)[3:] == [
+                "host", "port", "path", "request_id", "status", "service", "target",
+                "duration", "method", "req_content_length", "req_content_type",
+                "resp_content_length", "resp_content_type", "client_addr", "client_port",
+                "remote_addr", "user_agent", "proto", "scheme", "query",
+            ]  # fmt: skip
+            assert entry["host"] == "app.test:8080"
+            assert entry["path"] == "/echo" and entry["query"] == "a=1;b"
+            assert entry["status"] == 200 and entry["service"] == "app"
+            assert entry["target"] == target.name
+            assert entry["request_id"] == h["x-request-id"][0]
+            assert entry["remote_addr"] == "1.2.3.4" and entry["client_addr"] == "127.0.0.1"
+            assert entry["resp_content_length"] == len(resp.body)
+            assert entry["proto"] == "HTTP/1.1" and entry["scheme"] == "http"
+            assert target.handles and all(hd.is_done for hd in target.handles)
+
+        run(go())
+
+
+def test_forward_headers_off_discards_incoming_values_and_keeps_request_id() -> None:
+    with origin_server() as origin:
+        router, _, _ = simple_setup(origin, forward_headers=False)
+
+        async def go() -> None:
+            server, lines = await start_proxy(router)
+            resp = await request(
+                server.port,
+                get(
+                    extra="X-Forwarded-For: 9.9.9.9\r\nX-Forwarded-Host: evil\r\n"
+                    "X-Forwarded-Proto: https\r\nX-Request-ID: abc\r\nX-Request-Start: t=5\r\n"
+                ),
+            )
+            await server.shutdown(1)
+            h = headers_of(resp.json())
+            assert h["x-forwarded-for"] == ["127.0.0.1"]
+            assert h["x-forwarded-host"] == ["app.test"]
+            assert h["x-forwarded-proto"] == ["http"]
+            assert h["x-request-id"] == ["abc"]
+            assert h["x-request-start"] == ["t=5"]
+            assert json.loads(lines[0])["request_id"] == "abc"
+
+        run(go())
+
+
+def test_strip_prefix_and_404_for_unrouted() -> None:
+    with origin_server() as origin:
+        router = FakeRouter()
+        target = FakeTarget("127.0.0.1", origin.port)
+        router.add(FakeService("api", [target]), host="app.test", prefix="/api")
+        keep = FakeService("keep", [target], ServiceOptions(strip_path_prefix=False))
+        router.add(keep, host="app.test", prefix="/keep")
+
+        async def go() -> None:
+            server, _ = await start_proxy(router)
+            port = server.port
+            r1 = await request(port, get("/api/echo?x=1"))
+            r2 = await request(port, get("/api"))
+            r3 = await request(port, get("/keep/echo"))
+            r4 = await request(port, get("/other"))
+            r5 = await request(port, get("/api/echo", host="unknown.test"))
+            await server.shutdown(1)
+            assert r1.json()["path"] == "/echo?x=1"
+            assert r2.json()["path"] == "/"
+            assert r3.json()["path"] == "/keep/echo"
+            assert r4.status == 404 and b"<html" in r4.body
+            assert r4.header("Content-Type") == "text/html; charset=utf-8"
+            assert r5.status == 404
+
+        run(go())
+
+
+def test_keep_alive_client_and_upstream_connection_reused() -> None:
+    with origin_server() as origin:
+        router, _, _ = simple_setup(origin)
+
+        async def go() -> None:
+            server, _ = await start_proxy(router)
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            conns = []
+            for _ in range(5):
+                writer.write(get())
+                resp = await read_response(reader)
+                assert resp.status == 200
+                conns.append(resp.json()["conn"])
+            # pipelined requests are answered in order
+            writer.write(get("/echo?n=1") + get("/echo?n=2") + get("/echo?n=3"))
+            paths = []
+            for _ in range(3):
+                resp = await read_response(reader)
+                paths.append(resp.json()["path"])
+            writer.close()
+            assert server.pool.idle_count() == 1
+            await server.shutdown(1)
+            assert len(set(conns)) == 1, conns
+            assert paths == ["/echo?n=1", "/echo?n=2", "/echo?n=3"]
+            assert origin.connections == 1
+
+        run(go())
+
+
+def test_error_statuses_502_503_and_backend_errors_pass_through() -> None:
+    with origin_server() as origin:
+        router = FakeRouter()
+        dead = FakeTarget("127.0.0.1", free_port())
+        router.add(FakeService("dead", [dead]), host="dead.test")
+        router.add(FakeService("none", []), host="none.test")
+        draining = FakeTarget("127.0.0.1", origin.port, draining=True)
+        router.add(FakeService("drain", [draining]), host="drain.test")
+        good = FakeTarget("127.0.0.1", origin.port)
+        router.add(FakeService("good", [good]), host="good.test")
+
+        async def go() -> None:
+            server, lines = await start_proxy(router)
+            port = server.port
+            r502 = await request(port, get(host="dead.test"))
+            r503 = await request(port, get(host="none.test"))
+            r503d = await request(port, get(host="drain.test"))
+            r500 = await request(port, get("/status?c=500", host="good.test"))
+            await server.shutdown(1)
+            assert r502.status == 502 and b"<html" in r502.body
+            assert r503.status == 503 and r503d.status == 503
+            assert r500.status == 500 and r500.body == b"origin says 500"
+            assert [json.loads(x)["status"] for x in lines] == [502, 503, 503, 500]
+
+        run(go())
