@@ -9,8 +9,8 @@ back into one :class:`Result` per command. Each command's stdin is ``/dev/null``
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -35,7 +35,7 @@ NO_STATUS = "the batch ended before this command reported its status\n"
 
 
 def new_nonce() -> str:
-    return f"DOCKYARD-{secrets.token_hex(8)}"
+    return f"DOCKYARD-{os.urandom(8).hex()}"
 
 
 def build_batch_script(
@@ -56,11 +56,13 @@ def build_batch_script(
     return "\n".join(lines) + "\n"
 
 
-def split_batch_output(stdout: str, stderr: str, count: int, nonce: str) -> list[Result]:
+def split_batch_output(
+    stdout: str, stderr: str, count: int, nonce: str, *, stop_on_error: bool = False
+) -> list[Result]:
     """Split a batch's combined output back into one Result per command.
 
     A command whose marker is missing gets exit status None (it was cut short); commands after
-    it are reported as not run.
+    it are reported as not run, as are those after a failure when ``stop_on_error``.
     """
     out_marker = re.compile(rf"\n{re.escape(nonce)}:(\d+):(-?\d+)\n")
     err_marker = re.compile(rf"\n{re.escape(nonce)}:(\d+)\n")
@@ -69,8 +71,9 @@ def split_batch_output(stdout: str, stderr: str, count: int, nonce: str) -> list
     results: list[Result] = []
     cut_short = False
     for index in range(count):
-        if cut_short:
+        if cut_short or (stop_on_error and results and not results[-1].ok):
             results.append(Result(None, "", NOT_RUN))
+            cut_short = True
             continue
         out_match = out_marker.search(stdout, out_pos)
         if out_match is None or int(out_match.group(1)) != index:
@@ -138,7 +141,9 @@ async def run_batch(
     result = await transport.run(
         ["sh", "-s"], stdin=script.encode(), timeout=timeout, env=env, on_output=sink
     )
-    return split_batch_output(result.stdout, result.stderr, len(commands), nonce)
+    return split_batch_output(
+        result.stdout, result.stderr, len(commands), nonce, stop_on_error=stop_on_error
+    )
 
 
 async def _run_each(

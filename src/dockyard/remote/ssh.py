@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import re
-import secrets
 import shlex
 import socket
 import time
@@ -445,7 +445,7 @@ class SshTransport:
         """Upload over SFTP: parent dirs created, written to a temp file, chmod, renamed."""
         target = self._pool.target(self._host)
         remote = PurePosixPath(path)
-        tmp = str(remote.with_name(f".{remote.name}.dockyard-{secrets.token_hex(4)}"))
+        tmp = str(remote.with_name(f".{remote.name}.dockyard-{os.urandom(4).hex()}"))
         async with self._pool._channel(self._host) as conn:
             try:
                 sftp = await _open_sftp(conn, target)

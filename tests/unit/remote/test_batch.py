@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from dockyard.remote.batch import (
+    NOT_RUN,
+    BatchOutputFilter,
+    build_batch_script,
+    run_batch,
+    split_batch_output,
+)
+from dockyard.remote.fake import FakeTransport
+from dockyard.remote.local import LocalTransport
+from dockyard.remote.result import OutputLine, Result
+
+NONCE = "DOCKYARD-test"
+
+
+def test_split_exact_outputs() -> None:
+    stdout = f"a\n\n{NONCE}:0:0\nno newline\n{NONCE}:1:3\n\n{NONCE}:2:0\n"
+    stderr = f"\n{NONCE}:0\nerr1\n\n{NONCE}:1\n\n{NONCE}:2\n"
+    results = split_batch_output(stdout, stderr, 3, NONCE)
+    assert results == [
+        Result(0, "a\n", ""),
+        Result(3, "no newline", "err1\n"),
+        Result(0, "", ""),
+    ]
+
+
+def test_split_marks_cut_short_and_not_run() -> None:
+    stdout = f"one\n\n{NONCE}:0:0\npartial"
+    stderr = f"\n{NONCE}:0\nboom\n"
+    results = split_batch_output(stdout, stderr, 3, NONCE)
+    assert results[0] == Result(0, "one\n", "")
+    assert results[1] == Result(None, "partial", "boom\n")
+    assert results[2] == Result(None, "", NOT_RUN)
+    assert not results[1].ok
+
+
+def test_script_quotes_each_command_once() -> None:
+    script = build_batch_script([["echo", "a b;c"], ["true"]], NONCE)
+    assert "echo 'a b;c' </dev/null" in script
+    assert f"{NONCE}:1:" in script
+
+
+def test_script_refuses_commands_with_stdin() -> None:
+    class WithStdin:
+        stdin = "data"
+
+        def raw(self) -> list[str]:
+            return ["cat"]
+
+        def display(self) -> str:
+            return "cat"
+
+    with pytest.raises(ValueError, match="stdin"):
+        build_batch_script([WithStdin()], NONCE)
+
+
+def test_filter_drops_markers_and_their_blank_line() -> None:
+    seen: list[OutputLine] = []
+    sink = BatchOutputFilter(seen.append, NONCE)
+    for text in ["a", "", f"{NONCE}:0:0", "", "", "b", "", f"{NONCE}:1:0"]:
+        sink(OutputLine("h", "stdout", text))
+    assert [line.text for line in seen] == ["a", "", "", "b"]
+
+
+def test_run_batch_over_local_shell() -> None:
+    seen: list[OutputLine] = []
+
+    async def go() -> list[Result]:
+        return await run_batch(
+            LocalTransport("box"),
+            [
+                ["echo", "hello world"],
+                ["sh", "-c", "echo oops >&2; exit 4"],
+                ["printf", "%s", "no-newline"],
+                ["cat"],  # stdin is /dev/null, must not eat the script
+                ["echo", "$HOME;`id`"],
+            ],
+            on_output=seen.append,
+        )
+
+    results = asyncio.run(go())
+    assert results == [
+        Result(0, "hello world\n", ""),
+        Result(4, "", "oops\n"),
+        Result(0, "no-newline", ""),
+        Result(0, "", ""),
+        Result(0, "$HOME;`id`\n", ""),
+    ]
+    texts = [(line.stream, line.text) for line in seen]
+    assert ("stdout", "hello world") in texts
+    assert ("stderr", "oops") in texts
+    assert all(NONCE[:8] not in text for _, text in texts)
+    assert all(line.host == "box" for line in seen)
+
+
+def test_run_batch_stop_on_error() -> None:
+    async def go() -> list[Result]:
+        return await run_batch(
+            LocalTransport(),
+            [["true"], ["false"], ["echo", "never"]],
+            stop_on_error=True,
+        )
+
+    results = asyncio.run(go())
+    assert [r.exit_status for r in results] == [0, 1, None]
+    assert results[2].stderr == NOT_RUN
+
+
+def test_run_batch_keeps_going_by_default() -> None:
+    results = asyncio.run(run_batch(LocalTransport(), [["false"], ["echo", "after"]]))
+    assert [r.exit_status for r in results] == [1, 0]
+    assert results[1].stdout == "after\n"
+
+
+def test_run_batch_on_fake_records_each_command() -> None:
+    fake = FakeTransport().on(["docker", "ps"], Result(0, "c1\n", ""))
+    results = asyncio.run(run_batch(fake, [["docker", "ps"], ["docker", "images"]]))
+    assert fake.commands == [["docker", "ps"], ["docker", "images"]]
+    assert results[0].stdout == "c1\n"
+
+
+def test_empty_batch() -> None:
+    fake = FakeTransport()
+    assert asyncio.run(run_batch(fake, [])) == []
+    assert fake.calls == []
