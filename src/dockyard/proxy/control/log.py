@@ -23,9 +23,9 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: `{"time": ..., "level": "INFO", "msg": ..., <attrs>}`."""
 
     def format(self, record: logging.LogRecord) -> str:
-        stamp = _dt.datetime.fromtimestamp(record.created, tz=_dt.UTC).astimezone()
+        stamp = _dt.datetime.fromtimestamp(record.created, tz=_dt.UTC)
         line: dict[str, Any] = {
-            "time": stamp.isoformat(timespec="microseconds"),
+            "time": stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "level": "WARN" if record.levelname == "WARNING" else record.levelname,
             "msg": record.getMessage(),
         }
@@ -34,4 +34,4 @@ class JsonFormatter(logging.Formatter):
             line.update(attrs)
         if record.exc_info:
             line["error"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        return json.dumps(line, default=str, ensure_ascii=False, separators=(",", ":"))

@@ -154,7 +154,8 @@ class ProxyTarget:
             for handle in list(self._inflight.values()):
                 event(
                     logger,
-                    "Request cancelled due to draining",
+                    "Cancelling request after drain timeout",
+                    level=logging.DEBUG,
                     service=service,
                     target=self.name,
                 )
