@@ -119,6 +119,12 @@ class _ArgumentParser(argparse.ArgumentParser):
 def _parser(action: str) -> argparse.ArgumentParser:
     parser = _ArgumentParser(prog=f"secrets {action}", add_help=False, allow_abbrev=False)
     parser.add_argument("--inline", action="store_true")
+    # Kamal's global options are accepted after any command; they do not matter here.
+    for flag in ("-v", "--verbose", "-q", "--quiet", "-p", "--primary", "-H", "--skip-hooks"):
+        parser.add_argument(flag, action="store_true", dest=f"ignored{flag}")
+    for flag in ("-d", "--destination", "-c", "--config-file", "--version", "-h", "--hosts"):
+        parser.add_argument(flag, dest=f"ignored{flag}")
+    parser.add_argument("-r", "--roles", dest="ignored_roles")
     if action == "fetch":
         parser.add_argument("-a", "--adapter", required=True)
         parser.add_argument("--account")
