@@ -1,0 +1,493 @@
+"""The SSH transport against a real OpenSSH server that this module starts on loopback.
+
+The server runs from a private config (``sshd -D -f``), with its own host key, an
+authorized key generated here and ``MaxSessions 10``; it does not depend on the machine's own
+sshd configuration and listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TypeVar
+
+import asyncssh
+import pytest
+
+from dockyard.errors import ConnectError, RemoteCommandError
+from dockyard.remote import (
+    CommandTimeoutError,
+    OutputLine,
+    Result,
+    SshOptions,
+    SshPool,
+    run_batch,
+)
+
+pytestmark = pytest.mark.integration
+
+SSHD = "/usr/sbin/sshd"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Sshd:
+    port: int
+    user: str
+    key: Path
+    other_key: Path
+    known_hosts: Path
+    root: Path
+
+    def options(self, **changes: object) -> SshOptions:
+        base = SshOptions(
+            user=self.user,
+            port=self.port,
+            keys=(str(self.key),),
+            keys_only=True,
+            known_hosts=(str(self.known_hosts),),
+            connect_timeout=10,
+        )
+        return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _write_key(path: Path) -> asyncssh.SSHKey:
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    key.write_private_key(str(path))
+    path.chmod(0o600)
+    key.write_public_key(str(path) + ".pub")
+    return key
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"sshd exited ({proc.returncode}): {log.read_text()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"sshd did not listen on {port}: {log.read_text()[-2000:]}")
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    if not os.access(SSHD, os.X_OK):
+        pytest.skip("openssh-server (/usr/sbin/sshd) is not installed")
+    root = tmp_path_factory.mktemp("sshd")
+    host_key = root / "host_key"
+    _write_key(host_key)
+    client = root / "client_key"
+    client_pub = _write_key(client).export_public_key().decode()
+    other = root / "other_key"
+    _write_key(other)
+    (root / "authorized_keys").write_text(client_pub)
+    if os.geteuid() == 0:
+        # sshd's privilege separation directory (compiled in); harmless if it exists.
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    sftp_server = next(
+        (
+            p
+            for p in ("/usr/lib/openssh/sftp-server", "/usr/libexec/sftp-server")
+            if Path(p).exists()
+        ),
+        "internal-sftp",
+    )
+    log = root / "sshd.log"
+    proc: subprocess.Popen[bytes] | None = None
+    port = 0
+    for _attempt in range(3):
+        port = _free_port()
+        config = root / "sshd_config"
+        config.write_text(
+            "\n".join(
+                [
+                    "ListenAddress 127.0.0.1",
+                    f"Port {port}",
+                    f"HostKey {host_key}",
+                    f"AuthorizedKeysFile {root / 'authorized_keys'}",
+                    f"PidFile {root / 'sshd.pid'}",
+                    "StrictModes no",
+                    "UsePAM no",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "PubkeyAuthentication yes",
+                    "PermitRootLogin prohibit-password",
+                    "AllowTcpForwarding yes",
+                    "MaxSessions 10",
+                    "MaxStartups 100",
+                    f"Subsystem sftp {sftp_server}",
+                    "LogLevel VERBOSE",
+                    "",
+                ]
+            )
+        )
+        with log.open("wb") as log_fh:
+            proc = subprocess.Popen(
+                [SSHD, "-D", "-e", "-f", str(config), "-p", str(port), "-h", str(host_key)],
+                stdin=subprocess.DEVNULL,
+                stdout=log_fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            _wait_listening(port, proc, log)
+            break
+        except RuntimeError:
+            proc.kill()
+            proc.wait()
+            proc = None
+    if proc is None:
+        pytest.fail(f"could not start sshd: {log.read_text()[-2000:]}")
+    host_pub = (root / "host_key.pub").read_text().split()[:2]
+    known_hosts = root / "known_hosts"
+    known_hosts.write_text(f"[127.0.0.1]:{port} {' '.join(host_pub)}\n")
+    try:
+        yield Sshd(port, getpass.getuser(), client, other, known_hosts, root)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def arun(factory: Callable[[], Awaitable[T]], timeout: float = 60) -> T:
+    async def bounded() -> T:
+        return await asyncio.wait_for(factory(), timeout)
+
+    return asyncio.run(bounded())
+
+
+def with_pool(options: SshOptions, body: Callable[[SshPool], Awaitable[T]]) -> T:
+    async def go() -> T:
+        async with SshPool(options) as pool:
+            return await body(pool)
+
+    return arun(go)
+
+
+HOST = "127.0.0.1"
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def test_run_exit_codes_and_output(sshd: Sshd) -> None:
+    async def body(pool: SshPool) -> list[Result]:
+        ssh = pool.transport(HOST)
+        return [
+            await ssh.run(["true"]),
+            await ssh.run(["sh", "-c", "echo out; echo err >&2; exit 3"]),
+            await ssh.run(["echo", "$HOME", "a;b", "it's", "`id`"]),
+            await ssh.run(["no-such-program-xyz"]),
+            await ssh.run(["sh", "-c", "kill -9 $$"]),
+        ]
+
+    ok, three, quoted, missing, killed = with_pool(sshd.options(), body)
+    assert ok == Result(0, "", "")
+    assert three == Result(3, "out\n", "err\n")
+    assert quoted.stdout == "$HOME a;b it's `id`\n"  # quoted once: no remote expansion
+    assert missing.exit_status == 127
+    assert not killed.ok
+    with pytest.raises(RemoteCommandError, match=r"command failed on 127\.0\.0\.1 \(exit 3\)"):
+        three.check(HOST, ["sh", "-c", "..."])
+
+
+def test_output_is_streamed_line_by_line_while_running(sshd: Sshd) -> None:
+    seen: list[tuple[float, OutputLine]] = []
+    start = time.monotonic()
+
+    async def body(pool: SshPool) -> Result:
+        return await pool.transport(HOST).run(
+            ["sh", "-c", "echo one; echo warn >&2; sleep 1; echo two; printf three"],
+            on_output=lambda line: seen.append((time.monotonic() - start, line)),
+        )
+
+    result = with_pool(sshd.options(), body)
+    assert result.stdout == "one\ntwo\nthree"
+    lines = [(line.stream, line.text) for _, line in seen]
+    assert lines.index(("stdout", "one")) < lines.index(("stdout", "two"))
+    assert ("stderr", "warn") in lines and ("stdout", "three") in lines
+    assert all(line.host == HOST for _, line in seen)
+    first = next(t for t, line in seen if line.text == "one")
+    second = next(t for t, line in seen if line.text == "two")
+    assert second - first >= 0.8  # "one" arrived before the command finished
+
+
+def test_stdin_and_env(sshd: Sshd) -> None:
+    payload = "line 1\nsecret: ünïcode\n" * 2000
+
+    async def body(pool: SshPool) -> tuple[Result, Result, Result]:
+        ssh = pool.transport(HOST)
+        return (
+            await ssh.run(["cat"], stdin=payload.encode()),
+            await ssh.run(["cat"], timeout=10),  # no stdin: EOF at once, no hang
+            await ssh.run(["sh", "-c", 'echo "$A|$B"'], env={"A": "x y", "B": "it's $HOME"}),
+        )
+
+    echoed, empty, env = with_pool(sshd.options(), body)
+    assert echoed.stdout == payload
+    assert empty == Result(0, "", "")
+    assert env.stdout == "x y|it's $HOME\n"
+
+
+def test_timeout_stops_the_command_and_keeps_the_connection(sshd: Sshd) -> None:
+    async def body(pool: SshPool) -> tuple[float, Result]:
+        ssh = pool.transport(HOST)
+        started = time.monotonic()
+        with pytest.raises(CommandTimeoutError, match=r"timed out after 0\.5s on 127\.0\.0\.1"):
+            await ssh.run(["sleep", "30"], timeout=0.5)
+        elapsed = time.monotonic() - started
+        return elapsed, await ssh.run(["echo", "still here"])
+
+    elapsed, after = with_pool(sshd.options(), body)
+    assert elapsed < 5
+    assert after.stdout == "still here\n"
+
+
+def _concurrency_probe(root: Path, tag: str) -> list[str]:
+    # Counts, at start, how many probes are running at once (files in a shared directory).
+    probe_dir = root / f"probe-{tag}"
+    script = f'd={probe_dir}; mkdir -p "$d"; touch "$d/$$"; ls "$d" | wc -l; sleep 0.4; rm "$d/$$"'
+    return ["sh", "-c", script]
+
+
+def test_many_parallel_commands_share_one_connection_with_bounded_channels(sshd: Sshd) -> None:
+    async def body(pool: SshPool) -> tuple[list[Result], int, bool]:
+        ssh = pool.transport(HOST)
+        await ssh.run(["true"])
+        conn = pool._entries[HOST].conn
+        results = await asyncio.gather(
+            *(ssh.run(_concurrency_probe(sshd.root, "ten")) for _ in range(25))
+        )
+        return results, len(pool.connected_hosts()), pool._entries[HOST].conn is conn
+
+    results, connections, same = with_pool(sshd.options(), body)
+    assert all(r.ok for r in results), [r for r in results if not r.ok]
+    peaks = [int(r.stdout) for r in results]
+    assert max(peaks) <= 10  # never beyond MaxSessions
+    assert max(peaks) >= 5  # but really in parallel
+    assert connections == 1 and same
+
+
+def test_channel_limit_is_configurable(sshd: Sshd) -> None:
+    async def body(pool: SshPool) -> list[Result]:
+        ssh = pool.transport(HOST)
+        return await asyncio.gather(
+            *(ssh.run(_concurrency_probe(sshd.root, "three")) for _ in range(9))
+        )
+
+    results = with_pool(sshd.options(max_channels=3), body)
+    assert all(r.ok for r in results)
+    assert max(int(r.stdout) for r in results) <= 3
+
+
+def test_batch_runs_in_one_round_trip(sshd: Sshd) -> None:
+    seen: list[OutputLine] = []
+
+    async def body(pool: SshPool) -> list[Result]:
+        return await run_batch(
+            pool.transport(HOST),
+            [
+                ["echo", "hello world"],
+                ["sh", "-c", "echo bad >&2; exit 5"],
+                ["printf", "%s", "no newline"],
+                ["cat"],
+                ["echo", "$USER"],
+            ],
+            on_output=seen.append,
+        )
+
+    results = with_pool(sshd.options(), body)
+    assert results == [
+        Result(0, "hello world\n", ""),
+        Result(5, "", "bad\n"),
+        Result(0, "no newline", ""),
+        Result(0, "", ""),
+        Result(0, "$USER\n", ""),
+    ]
+    texts = [line.text for line in seen]
+    assert "hello world" in texts and "bad" in texts
+    assert not any(text.startswith("DOCKYARD-") for text in texts)
+
+
+def test_batch_is_faster_than_one_round_trip_per_command(sshd: Sshd) -> None:
+    commands = [["echo", str(i)] for i in range(10)]
+
+    async def body(pool: SshPool) -> tuple[float, float]:
+        ssh = pool.transport(HOST)
+        await ssh.run(["true"])
+        t0 = time.monotonic()
+        for command in commands:
+            await ssh.run(command)
+        one_by_one = time.monotonic() - t0
+        t0 = time.monotonic()
+        results = await run_batch(ssh, commands)
+        batched = time.monotonic() - t0
+        assert [r.stdout for r in results] == [f"{i}\n" for i in range(10)]
+        return one_by_one, batched
+
+    one_by_one, batched = with_pool(sshd.options(), body)
+    assert batched < one_by_one / 2, (one_by_one, batched)
+
+
+# --------------------------------------------------------------------------- uploads
+
+
+def test_sftp_put_with_mode_and_parents(sshd: Sshd) -> None:
+    target = sshd.root / "uploads" / "deep" / "er" / "app.env"
+
+    async def body(pool: SshPool) -> Result:
+        ssh = pool.transport(HOST)
+        await ssh.put(b"SECRET=1\n", str(target), mode=0o640)
+        first = await ssh.run(["stat", "-c", "%a %s", str(target)])
+        await ssh.put(b"SECRET=22\n", str(target))  # overwrite, default 0600
+        assert first.stdout == "640 9\n"
+        return await ssh.run(["stat", "-c", "%a %s", str(target)])
+
+    second = with_pool(sshd.options(), body)
+    assert second.stdout == "600 10\n"
+    assert target.read_bytes() == b"SECRET=22\n"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["app.env"]  # no temp file left
+
+
+def test_sftp_put_failure_is_a_clear_error(sshd: Sshd) -> None:
+    blocker = sshd.root / "a-file"
+    blocker.write_text("x")
+
+    async def body(pool: SshPool) -> None:
+        await pool.transport(HOST).put(b"x", str(blocker / "child" / "f"))
+
+    with pytest.raises(RemoteCommandError, match=r"cannot upload .*a-file/child/f to "):
+        with_pool(sshd.options(), body)
+
+
+# --------------------------------------------------------------------------- connecting
+
+
+def test_unknown_host_key_is_refused_with_a_fix(sshd: Sshd, tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+
+    async def body(pool: SshPool) -> None:
+        await pool.transport(HOST).run(["true"])
+
+    with pytest.raises(ConnectError) as info:
+        with_pool(sshd.options(known_hosts=(str(empty),)), body)
+    text = info.value.render()
+    assert f"host key of {sshd.user}@127.0.0.1:{sshd.port} is unknown" in text
+    assert f"ssh-keyscan -p {sshd.port} 127.0.0.1" in text
+    assert not isinstance(info.value.__cause__, ConnectError)
+
+
+def test_changed_host_key_is_refused_with_a_fix(sshd: Sshd, tmp_path: Path) -> None:
+    impostor = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode()
+    stale = tmp_path / "known_hosts"
+    stale.write_text(f"[127.0.0.1]:{sshd.port} {impostor}")
+
+    async def body(pool: SshPool) -> None:
+        await pool.transport(HOST).run(["true"])
+
+    with pytest.raises(ConnectError, match="has CHANGED") as info:
+        with_pool(sshd.options(known_hosts=(str(stale),)), body)
+    assert f"ssh-keygen -R '[127.0.0.1]:{sshd.port}'" in info.value.render()
+
+
+def test_wrong_key_is_refused(sshd: Sshd) -> None:
+    async def body(pool: SshPool) -> None:
+        await pool.transport(HOST).run(["true"])
+
+    with pytest.raises(ConnectError, match=r"authentication refused by .*127\.0\.0\.1") as info:
+        with_pool(sshd.options(keys=(str(sshd.other_key),)), body)
+    assert "authorized_keys" in info.value.render()
+
+
+def test_unreachable_port_is_refused_quickly(sshd: Sshd) -> None:
+    closed = _free_port()
+
+    async def body(pool: SshPool) -> None:
+        await pool.transport(HOST).run(["true"])
+
+    started = time.monotonic()
+    with pytest.raises(ConnectError, match=rf"cannot reach .*@127\.0\.0\.1:{closed}: connection"):
+        with_pool(sshd.options(port=closed), body)
+    assert time.monotonic() - started < 5
+
+
+def test_connect_all_reports_each_host(sshd: Sshd) -> None:
+    # 127.0.0.2 is loopback too, but sshd listens on 127.0.0.1 only.
+    async def body(pool: SshPool) -> list[object]:
+        outcomes = await pool.connect_all([HOST, "127.0.0.2", HOST])
+        return [(o.host, o.ok, type(o.error).__name__) for o in outcomes]
+
+    assert with_pool(sshd.options(), body) == [
+        (HOST, True, "NoneType"),
+        ("127.0.0.2", False, "ConnectError"),
+    ]
+
+
+def test_proxy_jump_through_a_bastion(sshd: Sshd) -> None:
+    async def body(pool: SshPool) -> Result:
+        return await pool.transport(HOST).run(["echo", "via jump"])
+
+    options = sshd.options(proxy=f"{sshd.user}@127.0.0.1:{sshd.port}")
+    assert with_pool(options, body).stdout == "via jump\n"
+
+
+def test_idle_connection_is_replaced(sshd: Sshd) -> None:
+    async def body(pool: SshPool) -> bool:
+        ssh = pool.transport(HOST)
+        await ssh.run(["true"])
+        first = pool._entries[HOST].conn
+        await asyncio.sleep(0.4)
+        await ssh.run(["true"])
+        second = pool._entries[HOST].conn
+        return first is not second and first is not None and first.is_closed()
+
+    assert with_pool(sshd.options(pool_idle_timeout=0.2), body)
+
+
+def test_pool_close_closes_connections(sshd: Sshd) -> None:
+    async def go() -> bool:
+        pool = SshPool(sshd.options())
+        await pool.transport(HOST).run(["true"])
+        conn = pool._entries[HOST].conn
+        await pool.close()
+        return conn is not None and conn.is_closed()
+
+    assert arun(go)
+
+
+def test_fixture_server_also_accepts_the_openssh_client(sshd: Sshd) -> None:
+    # Sanity: the server also works for the OpenSSH client, if installed (same options).
+    ssh = shutil.which("ssh")
+    if ssh is None:
+        pytest.skip("no ssh client")
+    done = subprocess.run(
+        [
+            ssh, "-F", "/dev/null", "-p", str(sshd.port), "-i", str(sshd.key),
+            "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={sshd.known_hosts}",
+            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
+            f"{sshd.user}@127.0.0.1", "echo", "ok",
+        ],
+        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.stdout == "ok\n", done.stderr
