@@ -263,41 +263,55 @@ def test_timeout_stops_the_command_and_keeps_the_connection(sshd: Sshd) -> None:
     assert after.stdout == "still here\n"
 
 
-def _concurrency_probe(root: Path, tag: str) -> list[str]:
-    # Counts, at start, how many probes are running at once (files in a shared directory).
-    probe_dir = root / f"probe-{tag}"
-    script = f'd={probe_dir}; mkdir -p "$d"; touch "$d/$$"; ls "$d" | wc -l; sleep 0.4; rm "$d/$$"'
+def _probe(root: Path, tag: str, wait_for: int = 0) -> list[str]:
+    """A command that counts how many probes run at once (files in a shared directory).
+
+    With ``wait_for`` it waits (up to 15 s) until that many probes are running, which proves
+    they run in parallel however slow session start-up is on a loaded machine. It prints the
+    count it saw and then the count just before it leaves.
+    """
+    script = (
+        f'd={root / ("probe-" + tag)}; mkdir -p "$d"; touch "$d/$$"; '
+        'n=$(ls "$d" | wc -l); i=0; '
+        f'while [ "$n" -lt {wait_for} ] && [ $i -lt 300 ]; do '
+        'sleep 0.05; i=$((i+1)); n=$(ls "$d" | wc -l); done; '
+        'sleep 0.1; m=$(ls "$d" | wc -l); rm "$d/$$"; echo "$n $m"'
+    )
     return ["sh", "-c", script]
 
 
-def test_many_parallel_commands_share_one_connection_with_bounded_channels(sshd: Sshd) -> None:
-    async def body(pool: SshPool) -> tuple[list[Result], int, bool]:
+def _parallel_probes(sshd: Sshd, tag: str, channels: int, total: int) -> list[Result]:
+    async def body(pool: SshPool) -> list[Result]:
         ssh = pool.transport(HOST)
         await ssh.run(["true"])
         conn = pool._entries[HOST].conn
+        # Channels are handed out in order: the first `channels` probes hold every slot
+        # until they all run; the rest follow as slots free up.
         results = await asyncio.gather(
-            *(ssh.run(_concurrency_probe(sshd.root, "ten")) for _ in range(25))
+            *(ssh.run(_probe(sshd.root, tag, channels)) for _ in range(channels)),
+            *(ssh.run(_probe(sshd.root, tag)) for _ in range(total - channels)),
         )
-        return results, len(pool.connected_hosts()), pool._entries[HOST].conn is conn
+        assert pool.connected_hosts() == [HOST]
+        assert pool._entries[HOST].conn is conn  # one connection for all of them
+        return list(results)
 
-    results, connections, same = with_pool(sshd.options(), body)
+    return with_pool(sshd.options(max_channels=channels), body)
+
+
+def test_many_parallel_commands_share_one_connection_with_bounded_channels(sshd: Sshd) -> None:
+    results = _parallel_probes(sshd, "ten", 10, 25)
     assert all(r.ok for r in results), [r for r in results if not r.ok]
-    peaks = [int(r.stdout) for r in results]
-    assert max(peaks) <= 10  # never beyond MaxSessions
-    assert max(peaks) >= 5  # but really in parallel
-    assert connections == 1 and same
+    counts = [[int(n) for n in r.stdout.split()] for r in results]
+    assert [seen for seen, _ in counts[:10]] == [10] * 10  # ten channels really at once
+    assert max(max(pair) for pair in counts) <= 10  # and never more (MaxSessions 10)
 
 
 def test_channel_limit_is_configurable(sshd: Sshd) -> None:
-    async def body(pool: SshPool) -> list[Result]:
-        ssh = pool.transport(HOST)
-        return await asyncio.gather(
-            *(ssh.run(_concurrency_probe(sshd.root, "three")) for _ in range(9))
-        )
-
-    results = with_pool(sshd.options(max_channels=3), body)
+    results = _parallel_probes(sshd, "three", 3, 9)
     assert all(r.ok for r in results)
-    assert max(int(r.stdout) for r in results) <= 3
+    counts = [[int(n) for n in r.stdout.split()] for r in results]
+    assert [seen for seen, _ in counts[:3]] == [3] * 3
+    assert max(max(pair) for pair in counts) <= 3
 
 
 def test_batch_runs_in_one_round_trip(sshd: Sshd) -> None:
@@ -430,6 +444,42 @@ def test_unreachable_port_is_refused_quickly(sshd: Sshd) -> None:
     with pytest.raises(ConnectError, match=rf"cannot reach .*@127\.0\.0\.1:{closed}: connection"):
         with_pool(sshd.options(port=closed), body)
     assert time.monotonic() - started < 5
+
+
+def test_callers_queued_behind_a_failed_connect_share_its_error(
+    sshd: Sshd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    attempts = 0
+    real_connect = asyncssh.connect
+
+    async def counting_connect(**kwargs: object) -> asyncssh.SSHClientConnection:
+        nonlocal attempts
+        attempts += 1
+        return await real_connect(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("dockyard.remote.ssh.asyncssh.connect", counting_connect)
+    closed = _free_port()
+
+    async def body(pool: SshPool) -> list[BaseException | Result]:
+        ssh = pool.transport(HOST)
+        return await asyncio.gather(*(ssh.run(["true"]) for _ in range(8)), return_exceptions=True)
+
+    outcomes = with_pool(sshd.options(port=closed), body)
+    assert all(isinstance(o, ConnectError) for o in outcomes)
+    assert attempts == 1
+
+
+def test_pool_on_fans_out_with_transports(sshd: Sshd) -> None:
+    async def body(pool: SshPool) -> list[tuple[str, bool, str]]:
+        outcomes = await pool.on([HOST, "127.0.0.2"], lambda ssh: ssh.run(["echo", ssh.host]))
+        return [
+            (o.host, o.ok, o.value.stdout if o.value else type(o.error).__name__) for o in outcomes
+        ]
+
+    assert with_pool(sshd.options(connect_timeout=5), body) == [
+        (HOST, True, f"{HOST}\n"),
+        ("127.0.0.2", False, "ConnectError"),
+    ]
 
 
 def test_connect_all_reports_each_host(sshd: Sshd) -> None:

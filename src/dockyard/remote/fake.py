@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from dockyard.remote.argv import ArgvLike, command_stdin, display_args, local_args
+from dockyard.remote.argv import (
+    ArgvLike,
+    command_line,
+    command_stdin,
+    display_args,
+    local_args,
+)
 from dockyard.remote.result import OutputCallback, OutputLine, Result
 
 __all__ = ["FakeCall", "FakeTransport", "FakeUpload"]
@@ -15,7 +21,11 @@ Responder = Callable[[list[str]], Result | None]
 
 @dataclass(frozen=True, slots=True)
 class FakeCall:
+    """One recorded call: ``argv`` as a local exec would get it, ``line`` as SSH would send it
+    (quoted once), ``display`` masked."""
+
     argv: list[str]
+    line: str
     display: list[str]
     stdin: bytes | None
     timeout: float | None
@@ -96,7 +106,14 @@ class FakeTransport:
         if stdin is None:
             stdin = command_stdin(argv)
         self.calls.append(
-            FakeCall(args, display_args(argv), stdin, timeout, None if env is None else dict(env))
+            FakeCall(
+                args,
+                command_line(argv),
+                display_args(argv),
+                stdin,
+                timeout,
+                None if env is None else dict(env),
+            )
         )
         result = self._answer(args)
         if on_output is not None:

@@ -22,6 +22,7 @@ __all__ = [
     "check_files",
     "connect_kwargs",
     "format_target",
+    "interactive_ssh_argv",
     "parse_jump",
     "resolve_known_hosts",
 ]
@@ -235,3 +236,39 @@ def connect_kwargs(
     if options.proxy_command is not None:
         kwargs["proxy_command"] = _proxy_command(options.proxy_command, host, port, user)
     return kwargs
+
+
+def interactive_ssh_argv(
+    options: SshOptions, host: str, command_line: str | None = None, *, tty: bool = True
+) -> list[str]:
+    """The local ``ssh`` argv for interactive use (``app exec -i``, ``logs -f``), with the
+    same settings as the asyncssh connections: keys (``-i``), jump (``-J``) or proxy command,
+    config files (``-F``, ``/dev/null`` when not opted in), ``IdentitiesOnly`` for keys_only,
+    the known-hosts files, and the port. ``command_line`` is already quoted for the remote shell.
+    """
+    argv = ["ssh"]
+    if tty:
+        argv.append("-t")
+    for key in options.keys:
+        argv += ["-i", _expand(key)]
+    jump = options.jump
+    if jump is not None:
+        argv += ["-J", jump.target()]
+    if options.proxy_command is not None:
+        argv += ["-o", f"ProxyCommand={options.proxy_command}"]
+    paths = config_paths(options)
+    if not paths:
+        argv += ["-F", "/dev/null"]
+    for path in paths:
+        argv += ["-F", path]
+    if options.keys_only:
+        argv += ["-o", "IdentitiesOnly=yes"]
+    if options.known_hosts:
+        files = " ".join(_expand(path) for path in options.known_hosts)
+        argv += ["-o", f"UserKnownHostsFile={files}"]
+    argv += ["-o", f"ServerAliveInterval={options.keepalive_interval:g}"]
+    argv += ["-o", f"ConnectTimeout={options.connect_timeout:g}"]
+    argv += ["-p", str(options.port), f"{options.user}@{host}"]
+    if command_line is not None:
+        argv.append(command_line)
+    return argv

@@ -17,11 +17,11 @@ import re
 import shlex
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncssh
 
@@ -43,6 +43,8 @@ from dockyard.remote.result import CommandTimeoutError, OutputCallback, Result
 __all__ = ["SshPool", "SshTransport", "remote_command", "translate_connect_error"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -164,6 +166,10 @@ class _Entry:
     channels: asyncio.Semaphore | None = None
     active: int = 0
     last_used: float = 0.0
+    #: The last connect failure and a counter of failures, so that callers who queued behind
+    #: a failing attempt get its error instead of each waiting out another attempt.
+    error: ConnectError | None = None
+    failures: int = 0
 
 
 class SshPool:
@@ -212,6 +218,23 @@ class SshPool:
             await self._connection(host)
 
         return await run_on_hosts(hosts, one, limit=len(hosts) or 1)
+
+    async def on(
+        self,
+        hosts: Sequence[str],
+        fn: Callable[[SshTransport], Awaitable[T]],
+        *,
+        fail_fast: bool = False,
+    ) -> list[HostOutcome[T]]:
+        """Run ``fn(transport)`` on every host in parallel (Kamal's ``on(hosts)``), at most
+        ``max_concurrent_starts`` at a time; one outcome per host."""
+
+        async def one(host: str) -> T:
+            return await fn(self.transport(host))
+
+        return await run_on_hosts(
+            hosts, one, limit=self.options.max_concurrent_starts, fail_fast=fail_fast
+        )
 
     def connected_hosts(self) -> list[str]:
         return [
@@ -271,13 +294,22 @@ class SshPool:
             raise ConnectError(f"ssh: connection pool already closed (host {host})")
         self._prepare()
         entry = self._entry(host)
+        failures_before = entry.failures
         async with entry.lock:
             if entry.conn is not None and not self._expired(entry):
                 return entry.conn
+            if entry.error is not None and entry.failures != failures_before:
+                raise ConnectError(entry.error.message, hint=entry.error.hint) from entry.error
             if entry.conn is not None:
                 old, entry.conn = entry.conn, None
                 old.close()
-            entry.conn = await self._open(host)
+            try:
+                entry.conn = await self._open(host)
+            except ConnectError as exc:
+                entry.error = exc
+                entry.failures += 1
+                raise
+            entry.error = None
             entry.last_used = time.monotonic()
             return entry.conn
 

@@ -10,6 +10,7 @@ from dockyard.remote.options import (
     SshOptions,
     check_files,
     connect_kwargs,
+    interactive_ssh_argv,
     parse_jump,
     resolve_known_hosts,
 )
@@ -143,3 +144,36 @@ def test_options_are_frozen_and_hide_key_data() -> None:
     assert "BEGIN" not in repr(opts)
     with pytest.raises(AttributeError):
         opts.user = "x"  # type: ignore[misc]
+
+
+def test_interactive_ssh_argv_defaults() -> None:
+    argv = interactive_ssh_argv(SshOptions(), "1.2.3.4", "docker logs -f app")
+    assert argv[:2] == ["ssh", "-t"]
+    assert argv[argv.index("-F") + 1] == "/dev/null"  # OpenSSH config only when opted in
+    assert argv[-3:] == ["22", "root@1.2.3.4", "docker logs -f app"]
+    assert "-J" not in argv and "IdentitiesOnly=yes" not in argv
+
+
+def test_interactive_ssh_argv_with_everything() -> None:
+    opts = SshOptions(
+        user="app",
+        port=2222,
+        proxy="jump@bastion:2200",
+        keys=("/k1", "/k2"),
+        keys_only=True,
+        config=("/cfg",),
+        known_hosts=("/kh1", "/kh2"),
+    )
+    argv = interactive_ssh_argv(opts, "web1", tty=False)
+    assert "-t" not in argv
+    assert argv[argv.index("-J") + 1] == "jump@bastion:2200"
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "-i"] == ["/k1", "/k2"]
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "-F"] == ["/cfg"]
+    assert "IdentitiesOnly=yes" in argv
+    assert "UserKnownHostsFile=/kh1 /kh2" in argv
+    assert argv[-3:] == ["-p", "2222", "app@web1"]
+
+
+def test_interactive_ssh_argv_proxy_command() -> None:
+    argv = interactive_ssh_argv(SshOptions(proxy_command="nc -X 5 %h %p"), "h")
+    assert "ProxyCommand=nc -X 5 %h %p" in argv
