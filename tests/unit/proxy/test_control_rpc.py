@@ -103,7 +103,7 @@ def test_deploy_list_pause_stop_resume_remove_round_trip(
     assert out[1].split() == ["web", "app.test", "/app", target, "running", "no"]
 
     assert main(["pause", "web", "--drain-timeout=1s", "--max-pause=2s"]) == 0
-    saved = json.loads(harness.state.read_text())["services"][0]
+    saved = json.loads(harness.state.read_text())[0]
     assert saved["pause_controller"]["state"] == 1
     assert saved["pause_controller"]["fail_after"] == 2_000_000_000
     assert main(["stop", "web", "--message", "Back at noon"]) == 0
@@ -113,7 +113,7 @@ def test_deploy_list_pause_stop_resume_remove_round_trip(
     assert main(["resume", "web"]) == 0
     assert harness.router.service("web").state == "running"
     assert main(["rm", "web"]) == 0
-    assert json.loads(harness.state.read_text()) == {"services": []}
+    assert json.loads(harness.state.read_text()) == []
     assert main(["remove", "web"]) == 1
     assert capsys.readouterr().err == "Error: service not found\n"
 

@@ -53,7 +53,7 @@ def test_every_change_is_saved_and_restored(tmp_path: Path) -> None:
             DeployRequest("api", ("one:3000", "two:3000"), ("ro:3000",), full_config(), force=True)
         )
         saved = json.loads(path.read_text())
-        assert [s["name"] for s in saved["services"]] == ["api"]
+        assert [s["name"] for s in saved] == ["api"]
         await router.deploy(DeployRequest("web", ("web:80",), force=True))
         await router.stop("web", 0, "Down for maintenance")
         await router.deploy(
@@ -65,12 +65,24 @@ def test_every_change_is_saved_and_restored(tmp_path: Path) -> None:
 
     asyncio.run(first_life())
     data = json.loads(path.read_text())
-    assert [s["name"] for s in data["services"]] == ["api", "web"]
-    api = data["services"][0]
+    assert [s["name"] for s in data] == ["api", "web"]
+    api = data[0]
     assert api["active_targets"] == ["one:3000", "two:3000"]
     assert api["active_readers"] == ["ro:3000"]
     assert api["pause_controller"] == {"state": 1, "stop_message": "", "fail_after": 12 * SECOND}
-    assert api["options"]["health_check"]["interval"] == 2 * SECOND  # integer nanoseconds
+    # kamal-proxy's own field names, durations as integer nanoseconds
+    assert api["options"]["strip_prefix"] is False
+    assert api["options"]["hosts"] == ["a.test", "*.b.test"]
+    assert api["target_options"]["health_check_config"] == {
+        "path": "/hc",
+        "port": 81,
+        "interval": 2 * SECOND,
+        "timeout": 3 * SECOND,
+        "host": "hc.test",
+    }
+    assert api["target_options"]["response_timeout"] == 7 * SECOND
+    assert api["target_options"]["max_request_body_size"] == 10
+    assert api["target_options"]["forward_headers"] is False
 
     async def second_life() -> None:
         router = ProxyRouter(StateStore(path))
@@ -95,7 +107,7 @@ def test_write_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:
     path = tmp_path / "cfg" / "kamal-proxy.state"
     store = StateStore(path)
     store.save([])
-    assert json.loads(path.read_text()) == {"services": []}
+    assert json.loads(path.read_text()) == []
     assert os.listdir(path.parent) == ["kamal-proxy.state"]
 
 
@@ -138,5 +150,76 @@ def test_older_single_target_layout_is_read(tmp_path: Path) -> None:
         router = ProxyRouter(StateStore(path))
         assert router.restore() == 1
         assert router.service("old").active.target_names == ["app:3000"]
+
+    asyncio.run(scenario())
+
+
+def test_a_kamal_proxy_state_file_is_read(tmp_path: Path) -> None:
+    """The layout kamal-proxy v0.9.2 writes (Go nil slices as null), e.g. from a config volume
+    that Kamal kept when the proxy image was switched."""
+    path = tmp_path / "kamal-proxy.state"
+    entry = {
+        "name": "hello-web",
+        "options": {
+            "hosts": None,
+            "path_prefixes": ["/"],
+            "tls_enabled": False,
+            "tls_certificate_path": "",
+            "tls_private_key_path": "",
+            "tls_redirect": True,
+            "canonical_host": "",
+            "acme_directory": "https://acme-v02.api.letsencrypt.org/directory",
+            "acme_cache_path": "/home/kamal-proxy/.config/kamal-proxy/certs",
+            "error_page_path": "",
+            "strip_prefix": True,
+            "writer_affinity_timeout": 1000000000,
+            "read_targets_accept_websockets": False,
+        },
+        "target_options": {
+            "health_check_config": {
+                "path": "/up",
+                "port": 0,
+                "interval": 1000000000,
+                "timeout": 5000000000,
+                "host": "",
+            },
+            "response_timeout": 30000000000,
+            "buffer_requests": True,
+            "buffer_responses": True,
+            "max_memory_buffer_size": 1048576,
+            "max_request_body_size": 0,
+            "max_response_body_size": 0,
+            "log_request_headers": ["Cache-Control", "Last-Modified", "User-Agent"],
+            "log_response_headers": None,
+            "forward_headers": True,
+            "scope_cookie_paths": False,
+        },
+        "active_targets": ["3f2a1b:80"],
+        "active_readers": None,
+        "rollout_targets": None,
+        "rollout_readers": None,
+        "pause_controller": {"state": 0, "stop_message": "", "fail_after": 0},
+        "rollout_controller": None,
+    }
+    path.write_text(json.dumps([entry]))
+
+    async def scenario() -> None:
+        router = ProxyRouter(StateStore(path))
+        assert router.restore() == 1
+        service = router.service("hello-web")
+        assert service.active.target_names == ["3f2a1b:80"]
+        assert service.state == "running"
+        cfg = service.config
+        assert cfg.hosts == () and cfg.buffer_requests and cfg.buffer_responses
+        assert cfg.log_request_headers == ("Cache-Control", "Last-Modified", "User-Agent")
+        # Written back, the entry is the document kamal-proxy wrote (null lists become []).
+        router._save()
+        written = json.loads(path.read_text())[0]
+        assert written["target_options"] == {
+            **entry["target_options"],  # type: ignore[dict-item]
+            "log_response_headers": [],
+        }
+        assert written["options"] == {**entry["options"], "hosts": []}  # type: ignore[dict-item]
+        assert written["pause_controller"]["state"] == 0
 
     asyncio.run(scenario())

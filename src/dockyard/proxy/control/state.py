@@ -1,12 +1,9 @@
 """Where the control plane keeps its files, and the state file (JSON, written atomically).
 
-Layout of `kamal-proxy.state` (durations in integer nanoseconds, as kamal-proxy stores them):
-
-    {"services": [{"name": ..., "options": {...ServiceConfig...},
-                   "active_targets": [...], "active_readers": [...],
-                   "rollout_targets": [], "rollout_readers": [],
-                   "pause_controller": {"state": 0|1|2, "stop_message": ..., "fail_after": ns},
-                   "rollout_controller": null}]}
+The state file uses kamal-proxy v0.9.2's own layout (a JSON list of services, each with `name`,
+`options`, `target_options`, `active_targets`, `active_readers`, `rollout_*`, `pause_controller`
+{state 0/1/2, stop_message, fail_after}; durations as integer nanoseconds), so a config volume
+can move between kamal-proxy and dockyard-proxy in either direction.
 """
 
 from __future__ import annotations
@@ -21,7 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from dockyard.errors import ProxyError
-from dockyard.proxy.control.options import ServiceConfig
+from dockyard.proxy.control.options import (
+    ACME_STAGING_DIRECTORY,
+    HealthCheckConfig,
+    ServiceConfig,
+)
 
 SOCKET_NAME = "kamal-proxy.sock"
 STATE_NAME = "kamal-proxy.state"
@@ -55,6 +56,101 @@ def data_dir(env: Mapping[str, str] | None = None) -> Path:
     return path
 
 
+def _ns(value: Any, default: int) -> int:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    return tuple(str(v) for v in value) if isinstance(value, list) else ()
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def config_to_state(cfg: ServiceConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """kamal-proxy's `options` and `target_options` objects for one service."""
+    hc = cfg.health_check
+    options = {
+        "hosts": list(cfg.hosts),
+        "path_prefixes": list(cfg.path_prefixes),
+        "tls_enabled": cfg.tls_enabled,
+        "tls_certificate_path": cfg.tls_certificate_path,
+        "tls_private_key_path": cfg.tls_private_key_path,
+        "tls_redirect": cfg.tls_redirect,
+        "canonical_host": cfg.canonical_host,
+        "acme_directory": cfg.acme_directory,
+        "acme_cache_path": cfg.tls_acme_cache_path,
+        "error_page_path": cfg.error_page_path,
+        "strip_prefix": cfg.strip_path_prefix,
+        "writer_affinity_timeout": cfg.writer_affinity_timeout,
+        "read_targets_accept_websockets": cfg.read_targets_accept_websockets,
+    }
+    target_options = {
+        "health_check_config": {
+            "path": hc.path,
+            "port": hc.port,
+            "interval": hc.interval,
+            "timeout": hc.timeout,
+            "host": hc.host,
+        },
+        "response_timeout": cfg.target_timeout,
+        "buffer_requests": cfg.buffer_requests,
+        "buffer_responses": cfg.buffer_responses,
+        "max_memory_buffer_size": cfg.buffer_memory,
+        "max_request_body_size": cfg.max_request_body,
+        "max_response_body_size": cfg.max_response_body,
+        "log_request_headers": list(cfg.log_request_headers),
+        "log_response_headers": list(cfg.log_response_headers),
+        "forward_headers": cfg.effective_forward_headers,
+        "scope_cookie_paths": cfg.scope_cookie_paths,
+    }
+    return options, target_options
+
+
+def config_from_state(options: dict[str, Any], target_options: dict[str, Any]) -> ServiceConfig:
+    """The inverse of `config_to_state`; missing or null fields take kamal-proxy's defaults."""
+    d = ServiceConfig()
+    hc = _dict(target_options.get("health_check_config"))
+    dhc = d.health_check
+    legacy_hosts = _strings(options.get("hosts"))
+    return ServiceConfig(
+        hosts=legacy_hosts,
+        path_prefixes=_strings(options.get("path_prefixes")) or d.path_prefixes,
+        strip_path_prefix=bool(options.get("strip_prefix", d.strip_path_prefix)),
+        tls_enabled=bool(options.get("tls_enabled", False)),
+        tls_staging=options.get("acme_directory") == ACME_STAGING_DIRECTORY,
+        tls_certificate_path=str(options.get("tls_certificate_path") or ""),
+        tls_private_key_path=str(options.get("tls_private_key_path") or ""),
+        tls_acme_cache_path=str(options.get("acme_cache_path") or ""),
+        tls_redirect=bool(options.get("tls_redirect", d.tls_redirect)),
+        canonical_host=str(options.get("canonical_host") or ""),
+        error_page_path=str(options.get("error_page_path") or ""),
+        writer_affinity_timeout=_ns(
+            options.get("writer_affinity_timeout"), d.writer_affinity_timeout
+        ),
+        read_targets_accept_websockets=bool(options.get("read_targets_accept_websockets")),
+        health_check=HealthCheckConfig(
+            path=str(hc.get("path") or dhc.path),
+            port=_ns(hc.get("port"), 0),
+            interval=_ns(hc.get("interval"), dhc.interval) or dhc.interval,
+            timeout=_ns(hc.get("timeout"), dhc.timeout) or dhc.timeout,
+            host=str(hc.get("host") or ""),
+        ),
+        target_timeout=_ns(target_options.get("response_timeout"), d.target_timeout),
+        buffer_requests=bool(target_options.get("buffer_requests")),
+        buffer_responses=bool(target_options.get("buffer_responses")),
+        buffer_memory=_ns(target_options.get("max_memory_buffer_size"), d.buffer_memory)
+        or d.buffer_memory,
+        max_request_body=_ns(target_options.get("max_request_body_size"), 0),
+        max_response_body=_ns(target_options.get("max_response_body_size"), 0),
+        forward_headers=bool(target_options.get("forward_headers", True)),
+        log_request_headers=_strings(target_options.get("log_request_headers")),
+        log_response_headers=_strings(target_options.get("log_response_headers")),
+        scope_cookie_paths=bool(target_options.get("scope_cookie_paths")),
+    ).normalized()
+
+
 @dataclass(frozen=True, slots=True)
 class SavedService:
     name: str
@@ -64,32 +160,33 @@ class SavedService:
     pause: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
+        options, target_options = config_to_state(self.config)
         return {
             "name": self.name,
-            "options": self.config.to_json(),
+            "options": options,
+            "target_options": target_options,
             "active_targets": list(self.targets),
             "active_readers": list(self.readers),
-            "rollout_targets": [],
-            "rollout_readers": [],
+            "rollout_targets": None,
+            "rollout_readers": None,
             "pause_controller": self.pause,
             "rollout_controller": None,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SavedService:
-        targets = data.get("active_targets")
-        if targets is None and "active_target" in data:  # an older single-target layout
-            targets = [data["active_target"]]
-        options = data.get("options") or {}
-        pause = data.get("pause_controller") or {}
-        if not isinstance(options, dict) or not isinstance(pause, dict):
-            raise ValueError("malformed service entry")
+        targets = _strings(data.get("active_targets"))
+        if not targets and isinstance(data.get("active_target"), str):  # older layout
+            targets = (data["active_target"],)
+        options = _dict(data.get("options"))
+        if "hosts" not in options and isinstance(data.get("hosts"), list):  # older layout
+            options = {**options, "hosts": data["hosts"]}
         return cls(
             name=str(data["name"]),
-            config=ServiceConfig.from_json(options),
-            targets=tuple(str(t) for t in targets or ()),
-            readers=tuple(str(t) for t in data.get("active_readers") or ()),
-            pause=pause,
+            config=config_from_state(options, _dict(data.get("target_options"))),
+            targets=targets,
+            readers=_strings(data.get("active_readers")),
+            pause=_dict(data.get("pause_controller")),
         )
 
 
@@ -104,8 +201,8 @@ class StateStore:
         self.path = path
 
     def save(self, services: list[SavedService]) -> None:
-        data = {"services": [s.to_json() for s in services]}
-        payload = json.dumps(data, indent=None, separators=(",", ":")).encode() + b"\n"
+        data = [s.to_json() for s in services]
+        payload = json.dumps(data, separators=(",", ":")).encode() + b"\n"
         directory = self.path.parent
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=directory)
@@ -136,7 +233,7 @@ class StateStore:
             raise StateFileError(f"unable to read state file {self.path}: {exc}") from exc
         try:
             data = json.loads(raw)
-            entries = data["services"] if isinstance(data, dict) else data
+            entries = data.get("services") if isinstance(data, dict) else data
             if not isinstance(entries, list):
                 raise ValueError("services is not a list")
             return [SavedService.from_json(entry) for entry in entries]
