@@ -174,13 +174,14 @@ class Argv:
         return Argv((*self._parts, *other), stdin=self._stdin)
 
     @overload
-    def __getitem__(self, index: int) -> Part: ...
+    def __getitem__(self, index: int) -> str: ...
 
     @overload
-    def __getitem__(self, index: slice) -> tuple[Part, ...]: ...
+    def __getitem__(self, index: slice) -> tuple[str, ...]: ...
 
-    def __getitem__(self, index: int | slice) -> Part | tuple[Part, ...]:
-        return self._parts[index]
+    def __getitem__(self, index: int | slice) -> str | tuple[str, ...]:
+        """Items of :meth:`plain` (secrets revealed, home paths as ``$PWD/...``)."""
+        return self.plain()[index]
 
     def __iter__(self) -> Iterator[Part]:
         return iter(self._parts)

@@ -12,6 +12,7 @@ import posixpath
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from dockyard.commands.argv import (
     Argv,
@@ -27,6 +28,9 @@ from dockyard.commands.paths import (
     PROXY_APPS_DIRECTORY,
     PROXY_DIRECTORY,
 )
+
+if TYPE_CHECKING:
+    from dockyard.config.models import ProxyRun as ProxyRunConfig
 
 CONTAINER_NAME = "kamal-proxy"
 NETWORK = "kamal"
@@ -109,6 +113,25 @@ class ProxyRun:
     def image(self) -> str:
         prefix = f"{self.registry}/" if self.registry else ""
         return f"{prefix}{self.repository}:{self.version}"
+
+
+def run_settings(run_config: ProxyRunConfig | None) -> ProxyRun | None:
+    """The ``proxy.run`` section of the config as :class:`ProxyRun` (``None`` stays ``None``)."""
+    if run_config is None:
+        return None
+    return ProxyRun(
+        http_port=run_config.http_port,
+        https_port=run_config.https_port,
+        metrics_port=run_config.metrics_port,
+        debug=bool(run_config.debug),
+        log_max_size=run_config.log_max_size,
+        publish=run_config.publish,
+        bind_ips=tuple(run_config.bind_ips) if run_config.bind_ips else None,
+        registry=run_config.registry,
+        repository=run_config.repository,
+        version=run_config.version,
+        options=tuple(run_config.options.items()),
+    )
 
 
 def run(settings: ProxyRun) -> Argv:
