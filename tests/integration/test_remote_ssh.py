@@ -249,18 +249,30 @@ def test_stdin_and_env(sshd: Sshd) -> None:
     assert env.stdout == "x y|it's $HOME\n"
 
 
+def _running(pattern: str) -> list[str]:
+    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
+    return found.stdout.split()
+
+
 def test_timeout_stops_the_command_and_keeps_the_connection(sshd: Sshd) -> None:
+    marker = f"{time.time() % 1000:.3f}"  # a sleep argument no other process uses
+
     async def body(pool: SshPool) -> tuple[float, Result]:
         ssh = pool.transport(HOST)
         started = time.monotonic()
         with pytest.raises(CommandTimeoutError, match=r"timed out after 0\.5s on 127\.0\.0\.1"):
-            await ssh.run(["sleep", "30"], timeout=0.5)
+            await ssh.run(["sh", "-c", f"sleep 3{marker}; echo never"], timeout=0.5)
         elapsed = time.monotonic() - started
-        return elapsed, await ssh.run(["echo", "still here"])
+        return elapsed, await ssh.run(["echo", "still here"], timeout=10)
 
     elapsed, after = with_pool(sshd.options(), body)
     assert elapsed < 5
     assert after.stdout == "still here\n"
+    # The server-side guard kills the remote process tree soon after the client gave up.
+    deadline = time.monotonic() + 10
+    while _running(f"sleep 3{marker}") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _running(f"sleep 3{marker}") == []
 
 
 def _probe(root: Path, tag: str, wait_for: int = 0) -> list[str]:

@@ -49,11 +49,20 @@ T = TypeVar("T")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
-def remote_command(argv: ArgvLike, env: Mapping[str, str] | None = None) -> str:
+#: Seconds the server-side guard waits beyond a command's timeout before killing it.
+REMOTE_KILL_GRACE = 2.0
+
+
+def remote_command(
+    argv: ArgvLike, env: Mapping[str, str] | None = None, *, timeout: float | None = None
+) -> str:
     """The command line sent over SSH: :func:`command_line`, with exported variables in front.
 
     Variables go in the line rather than through the SSH protocol because sshd accepts only the
-    names its ``AcceptEnv`` lists.
+    names its ``AcceptEnv`` lists. With a ``timeout`` the line runs under ``timeout -s KILL``
+    (when the server has it) a little longer than the client waits: OpenSSH refuses signal
+    requests for root sessions, so closing the channel alone would leave e.g. a hung
+    ``docker pull`` running on the server.
     """
     line = command_line(argv)
     if env:
@@ -62,6 +71,14 @@ def remote_command(argv: ArgvLike, env: Mapping[str, str] | None = None) -> str:
                 raise RemoteCommandError(f"remote: bad environment variable name {name!r}")
         exports = " ".join(f"{name}={shlex.quote(value)}" for name, value in env.items())
         line = f"export {exports}; {line}"
+    if timeout is not None:
+        quoted = shlex.quote(line)
+        limit = f"{max(timeout, 0) + REMOTE_KILL_GRACE:g}"
+        line = (
+            "if command -v timeout >/dev/null 2>&1; "
+            f"then exec timeout -s KILL {limit} sh -c {quoted}; "
+            f"else exec sh -c {quoted}; fi"
+        )
     return line
 
 
@@ -428,7 +445,7 @@ class SshTransport:
         env: Mapping[str, str] | None = None,
         on_output: OutputCallback | None = None,
     ) -> Result:
-        command = remote_command(argv, env)
+        command = remote_command(argv, env, timeout=timeout)
         if stdin is None:
             stdin = command_stdin(argv)
         target = self._pool.target(self._host)

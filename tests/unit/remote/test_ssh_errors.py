@@ -96,3 +96,12 @@ def test_closed_pool_refuses() -> None:
 
     with pytest.raises(ConnectError, match="already closed"):
         asyncio.run(go())
+
+
+def test_remote_command_with_timeout_adds_a_server_side_guard() -> None:
+    line = remote_command(["docker", "pull", "img:1"], timeout=10)
+    words = shlex.split(line)
+    assert "timeout" in words and "KILL" in words and "12" in words
+    # the inner line is the command line, intact, as one argument of sh -c
+    assert "exec timeout -s KILL 12 sh -c 'docker pull img:1';" in line
+    assert remote_command(["true"]) == "true"
