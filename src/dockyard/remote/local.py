@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -46,6 +47,7 @@ class LocalTransport:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 env=full_env,
+                start_new_session=True,  # its own process group, killed as a whole on timeout
             )
         except FileNotFoundError:
             return Result(127, "", f"{args[0]}: command not found\n")
@@ -112,6 +114,8 @@ def _write_file(target: Path, data: bytes, mode: int) -> None:
 
 
 async def _kill(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
     if proc.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()

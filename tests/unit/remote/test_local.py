@@ -97,3 +97,12 @@ def test_put_creates_parents_with_mode(tmp_path: Path) -> None:
     assert target.read_bytes() == b"new"
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert sorted(p.name for p in target.parent.iterdir()) == ["secret.env"]  # no temp left
+
+
+def test_timeout_kills_the_whole_process_tree(tmp_path: Path) -> None:
+    flag = tmp_path / "survivor"
+    script = f"(sleep 1; touch {flag}) & sleep 10"
+    with pytest.raises(CommandTimeoutError):
+        run(LocalTransport().run(["sh", "-c", script], timeout=0.3))
+    time.sleep(1.5)
+    assert not flag.exists()
