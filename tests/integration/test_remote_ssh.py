@@ -514,6 +514,25 @@ def test_proxy_jump_through_a_bastion(sshd: Sshd) -> None:
     assert with_pool(options, body).stdout == "via jump\n"
 
 
+def test_inline_key_data(sshd: Sshd) -> None:
+    async def body(pool: SshPool) -> Result:
+        return await pool.transport(HOST).run(["echo", "inline"])
+
+    options = sshd.options(keys=(), key_data=(sshd.key.read_text(),))
+    assert with_pool(options, body).stdout == "inline\n"
+
+
+def test_openssh_config_when_opted_in(sshd: Sshd, tmp_path: Path) -> None:
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host web-alias\n  HostName 127.0.0.1\n  Port {sshd.port}\n")
+
+    async def body(pool: SshPool) -> Result:
+        return await pool.transport("web-alias").run(["echo", "aliased"])
+
+    assert with_pool(sshd.options(config=(str(config),)), body).stdout == "aliased\n"
+    # (without config=..., "web-alias" would go to DNS; tests keep off the network)
+
+
 def test_idle_connection_is_replaced(sshd: Sshd) -> None:
     async def body(pool: SshPool) -> bool:
         ssh = pool.transport(HOST)
