@@ -25,6 +25,7 @@ import pytest
 from dockyard.errors import ConnectError, RemoteCommandError
 from dockyard.remote import (
     CommandTimeoutError,
+    HostsFailedError,
     OutputLine,
     Result,
     SshOptions,
@@ -531,6 +532,48 @@ def test_openssh_config_when_opted_in(sshd: Sshd, tmp_path: Path) -> None:
 
     assert with_pool(sshd.options(config=(str(config),)), body).stdout == "aliased\n"
     # (without config=..., "web-alias" would go to DNS; tests keep off the network)
+
+
+def test_reverse_forward_reaches_a_local_service(sshd: Sshd) -> None:
+    remote_port = _free_port()
+
+    async def body(pool: SshPool) -> tuple[bytes, bool]:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(b"pong:" + await reader.readline())
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        local_port = server.sockets[0].getsockname()[1]
+        async with server:
+            async with pool.reverse_forward(
+                [HOST], remote_port=remote_port, local_port=local_port, local_host="127.0.0.1"
+            ):
+                # The "server" is this machine, so its forwarded port is reachable here too.
+                reader, writer = await asyncio.open_connection("127.0.0.1", remote_port)
+                writer.write(b"ping\n")
+                answer = await reader.read()
+                writer.close()
+            try:
+                await asyncio.open_connection("127.0.0.1", remote_port)
+                closed = False
+            except OSError:
+                closed = True
+        return answer, closed
+
+    answer, closed = with_pool(sshd.options(), body)
+    assert answer == b"pong:ping\n"
+    assert closed  # the forward is gone after the block
+
+
+def test_reverse_forward_refused_is_a_clear_error(sshd: Sshd) -> None:
+    async def body(pool: SshPool) -> None:
+        # the sshd's own port is taken, so the server cannot listen there
+        async with pool.reverse_forward([HOST], remote_port=sshd.port, local_port=1):
+            pass
+
+    with pytest.raises(HostsFailedError, match=r"refused to forward 127\.0\.0\.1:\d+"):
+        with_pool(sshd.options(), body)
 
 
 def test_idle_connection_is_replaced(sshd: Sshd) -> None:

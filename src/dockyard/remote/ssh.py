@@ -17,7 +17,7 @@ import re
 import shlex
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from types import TracebackType
@@ -28,7 +28,7 @@ import asyncssh
 from dockyard.errors import ConnectError, DockyardError, RemoteCommandError
 from dockyard.remote._stream import LineSplitter, drain
 from dockyard.remote.argv import ArgvLike, command_line, command_stdin, display_command
-from dockyard.remote.fanout import HostOutcome, run_on_hosts
+from dockyard.remote.fanout import HostOutcome, raise_for_failures, run_on_hosts
 from dockyard.remote.options import (
     LOG_LEVELS,
     JumpHost,
@@ -252,6 +252,52 @@ class SshPool:
         return await run_on_hosts(
             hosts, one, limit=self.options.max_concurrent_starts, fail_fast=fail_fast
         )
+
+    @contextlib.asynccontextmanager
+    async def reverse_forward(
+        self,
+        hosts: Sequence[str],
+        *,
+        remote_port: int,
+        local_port: int,
+        local_host: str = "localhost",
+        remote_host: str = "127.0.0.1",
+    ) -> AsyncIterator[None]:
+        """While the block runs, ``remote_host:remote_port`` on every host leads back to
+        ``local_host:local_port`` here (an SSH reverse forward, as Kamal does for a local
+        registry during pulls). All forwards are set up before the block starts and closed
+        after it; if any host fails, the others are closed and one error names each failure.
+        """
+        listeners: dict[str, asyncssh.SSHListener] = {}
+
+        async def one(host: str) -> None:
+            conn = await self._connection(host)
+            try:
+                listeners[host] = await conn.forward_remote_port(
+                    remote_host, remote_port, local_host, local_port
+                )
+            except asyncssh.ChannelListenError as exc:
+                raise ConnectError(
+                    f"ssh: {self.target(host)} refused to forward {remote_host}:{remote_port} "
+                    f"back to {local_host}:{local_port}: {exc}",
+                    hint="the server needs AllowTcpForwarding yes, and the port must be free there",
+                ) from exc
+            except (OSError, asyncssh.Error) as exc:
+                raise ConnectError(
+                    f"ssh: lost the connection to {self.target(host)} while setting up a "
+                    f"port forward: {_reason(exc)}"
+                ) from exc
+
+        try:
+            outcomes = await run_on_hosts(hosts, one, limit=self.options.max_concurrent_starts)
+            raise_for_failures(outcomes)
+            yield
+        finally:
+            for listener in listeners.values():
+                listener.close()
+            for listener in listeners.values():
+                with contextlib.suppress(Exception):
+                    await listener.wait_closed()
 
     def connected_hosts(self) -> list[str]:
         return [
