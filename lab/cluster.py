@@ -16,6 +16,7 @@ from pathlib import Path
 
 from lab import certs, host, images
 from lab.errors import LabError
+from lab.locks import exclusive
 from lab.paths import (
     LAB_LABEL,
     NETWORK,
@@ -331,6 +332,11 @@ def up(servers: int, memory: str | None = None, state_dir: Path = STATE_DIR) -> 
         raise LabError(f"--servers {servers}: expected 1 to 20")
     check_memory(memory)
     paths = Paths(state_dir)
+    with exclusive(paths.root / "lab.lock", wait=900, what="another `lab up/down`"):
+        return _up(paths, servers, memory)
+
+
+def _up(paths: Paths, servers: int, memory: str | None) -> LabDoc:
     images.build(("base", "server", "registry"))
     started = time.monotonic()
     pubkey = ensure_ssh_key(paths)
@@ -361,6 +367,11 @@ def down(state_dir: Path = STATE_DIR) -> None:
     paths = Paths(state_dir)
     if not host.engine_answers():
         raise LabError("no Docker engine answers (start one with `python -m lab engine`)")
+    with exclusive(paths.root / "lab.lock", wait=900, what="another `lab up/down`"):
+        _down(paths)
+
+
+def _down(paths: Paths) -> None:
     doc = load(paths.doc)
     containers = run(["docker", "ps", "-aq", "--filter", f"label={LAB_LABEL}"]).stdout.split()
     if containers:

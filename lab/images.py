@@ -15,6 +15,7 @@ from pathlib import Path
 from lab import host, sources
 from lab.errors import LabError
 from lab.hashing import input_hash
+from lab.locks import exclusive
 from lab.paths import (
     HASH_LABEL,
     HELLO_REPO,
@@ -400,6 +401,11 @@ def build(targets: tuple[str, ...] = TARGETS, *, force: bool = False) -> Builder
         raise LabError(f"unknown image {sorted(unknown)[0]!r}; known: {', '.join(TARGETS)}")
     host.ensure_packages()
     host.ensure_engine(STATE_DIR)
+    with exclusive(STATE_DIR / "build.lock", wait=1800, what="another `lab build`"):
+        return _build(targets, force)
+
+
+def _build(targets: tuple[str, ...], force: bool) -> Builder:
     builder = Builder(force=force)
     started = time.monotonic()
     builder.python_base()

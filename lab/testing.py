@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 from dataclasses import dataclass
 
@@ -35,7 +36,8 @@ class LabSsh:
             "-o",
             "ConnectTimeout=10",
             f"{self.doc.ssh.user}@{address}",
-            *command,
+            "--",
+            shlex.join(command),  # the remote shell splits it back into exactly `command`
         ]
 
     def __call__(

@@ -15,11 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from lab.locks import exclusive
+from lab.paths import STATE_DIR
 from lab.state import LabDoc
 from lab.testing import LabSsh
 
 REPO = Path(__file__).resolve().parents[2]
 SERVERS = 2
+SESSION_LOCK = STATE_DIR / "session.lock"
 
 
 def _lab(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -48,6 +51,12 @@ def lab() -> Iterator[LabDoc]:
     engine = _lab("engine", timeout=900)
     if engine.returncode != 0:
         _no_engine(f"no Docker engine for the lab: {_tail(engine.stderr, 8)}")
+    # One lab per Docker engine: test sessions sharing a machine take turns.
+    with exclusive(SESSION_LOCK, wait=1800, what="the lab (another test session)"):
+        yield from _lab_session()
+
+
+def _lab_session() -> Iterator[LabDoc]:
     try:
         build = _lab("build", "hello", timeout=1800)  # cached: seconds when up to date
         if build.returncode != 0:

@@ -14,7 +14,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
@@ -248,6 +248,22 @@ def test_stdin_and_env(sshd: Sshd) -> None:
     assert echoed.stdout == payload
     assert empty == Result(0, "", "")
     assert env.stdout == "x y|it's $HOME\n"
+
+
+def test_stdin_streamed_in_chunks(sshd: Sshd) -> None:
+    async def chunks(count: int) -> AsyncIterator[bytes]:
+        for _ in range(count):
+            yield b"y" * 65536
+
+    async def body(pool: SshPool) -> tuple[Result, Result]:
+        ssh = pool.transport(HOST)
+        counted = await ssh.run(["wc", "-c"], stdin=chunks(80), timeout=30)  # 5 MiB
+        early = await ssh.run(["head", "-c", "5"], stdin=chunks(10_000), timeout=30)
+        return counted, early
+
+    counted, early = with_pool(sshd.options(), body)
+    assert counted.stdout.strip() == str(80 * 65536)
+    assert early == Result(0, "yyyyy", "")
 
 
 def _running(pattern: str) -> list[str]:
