@@ -1,0 +1,66 @@
+"""TLS for dockyard-proxy: automatic HTTPS (ACME), custom certificates, SNI, ALPN.
+
+A self-contained package: it depends on nothing else in the proxy, and the proxy wires it in.
+Importing it is cheap; ``acme``/``requests`` are imported only when a certificate is issued.
+
+Modules
+-------
+``clienthello``  pure ClientHello reader: ``parse_client_hello(bytes)`` →
+                 ``ClientHello(sni, alpn)`` | ``NEED_MORE`` | ``None`` (not TLS).
+``certs``        ``CertifiedKey`` values; ``load_certificate_files(cert, key)`` for
+                 ``--tls-certificate-path``/``--tls-private-key-path`` (errors name the file).
+``store``        the ACME cache on the state volume (kamal-proxy/autocert layout, atomic writes).
+``challenges``   HTTP-01 tokens and TLS-ALPN-01 certificates being validated (``ChallengeBoard``).
+``manager``      ``CertManager``: on-demand issuance, challenge fallback, renewal.
+``context``      ``TlsSelector``: per-host ``ssl.SSLContext`` choice; ``make_server_context``.
+``accept``       ``TlsAcceptor``: peek → ensure → handshake, for an HTTPS listener.
+
+Wiring (for the control-plane and data-plane engineers)
+--------------------------------------------------------
+At ``run``::
+
+    from dockyard.proxy.tls.manager import CertManager, LETS_ENCRYPT_DIRECTORY
+    from dockyard.proxy.tls.context import TlsSelector
+    from dockyard.proxy.tls.accept import TlsAcceptor
+
+    manager = CertManager(acme_directory or LETS_ENCRYPT_DIRECTORY,
+                          acme_cache_path or data_dir / "certs")      # SSL_CERT_FILE honoured
+    selector = TlsSelector(manager, alpn=("http/1.1",))   # add "h2" once the data plane speaks it
+    # selector.acme_allows becomes manager.host_policy: only declared hosts get certificates.
+
+Control plane, on deploy of a service with ``--tls``:
+
+* with ``--tls-certificate-path``/``--tls-private-key-path``: call
+  ``certs.load_certificate_files(cert, key)`` *before* changing anything; it raises
+  ``CertificateError`` (a ``ProxyError``) naming the file, and the deploy fails with the old
+  service untouched. The ``CertifiedKey`` goes to every host of the service.
+* otherwise (automatic TLS): ``context.check_acme_hosts(hosts)`` raises
+  ``ProxyError("automatic TLS does not support wildcards")`` for ``*.`` hosts. No certificate is
+  requested at deploy: issuance happens on the first TLS handshake for the host.
+* after every change (deploy, remove, restore from state) give the whole picture at once::
+
+      selector.configure(acme_hosts=[...], certificates={host: certified, ...},
+                         default_host=<first host of the first TLS service>)
+
+Data plane, HTTPS listener (port 443): accept sockets yourself instead of
+``loop.create_server(ssl=...)``, because the certificate may have to be obtained before the
+handshake can start (an ``sni_callback`` cannot await)::
+
+    acceptor = TlsAcceptor(selector, lambda: ClientProtocol(..., tls=True))
+    tg.create_task(acceptor.serve(listen_sock))   # peek ClientHello, await ensure, handshake
+
+``TlsAcceptor.handle(sock)`` can also be called from an existing accept loop. If some listener
+must keep ``create_server``, ``selector.server_context()`` serves what is already available
+through an ``sni_callback`` (no on-demand issuance there).
+
+Data plane, HTTP listener (port 80) and the HTTPS handler both, before routing a request::
+
+    body = manager.http01_response(host_header, path)   # Host with or without :port
+    if body is not None: reply 200, Content-Type: text/plain, body   (before any TLS redirect)
+
+Renewal: run ``await manager.renew_due()`` periodically (e.g. hourly) in the main task group;
+``ensure`` also renews in the background when it sees a certificate that is due. On shutdown,
+``await manager.aclose()``.
+"""
+
+from __future__ import annotations

@@ -1,0 +1,150 @@
+"""The asyncio glue for an HTTPS listener with on-demand certificates.
+
+Python's ``sni_callback`` runs inside OpenSSL and cannot await, so a certificate that does not
+exist yet cannot be fetched from it. Instead, for each accepted socket:
+
+1. :func:`peek_client_hello` reads the ClientHello with ``MSG_PEEK``: the bytes stay in the
+   kernel buffer, nothing is consumed;
+2. :meth:`TlsSelector.prepare` picks the context, awaiting ``CertManager.ensure(host)`` when
+   the host has no certificate yet (a TLS-ALPN-01 validator gets the challenge context);
+3. ``loop.connect_accepted_socket(factory, sock, ssl=ctx)`` runs the real handshake from the
+   start with that context (natively in uvloop), then hands the decrypted stream to the
+   ordinary HTTP protocol.
+
+:class:`TlsAcceptor` does the three steps; ``serve(listen_sock)`` is a complete accept loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable
+from typing import Final
+
+from dockyard.proxy.tls.clienthello import (
+    MAX_CLIENT_HELLO,
+    NEED_MORE,
+    ClientHello,
+    parse_client_hello,
+)
+from dockyard.proxy.tls.context import TlsSelector
+
+__all__ = ["TlsAcceptor", "peek_client_hello"]
+
+log = logging.getLogger("dockyard.proxy.tls")
+
+_PEEK_LIMIT: Final = MAX_CLIENT_HELLO + 5 * 8  # the message plus a few record headers
+_RETRY_DELAY: Final = 0.005
+
+
+async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    waiter: asyncio.Future[None] = loop.create_future()
+
+    def ready() -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    loop.add_reader(sock.fileno(), ready)
+    try:
+        await waiter
+    finally:
+        loop.remove_reader(sock.fileno())
+
+
+async def peek_client_hello(sock: socket.socket, *, timeout: float = 10.0) -> ClientHello | None:
+    """Peek at ``sock`` (non-blocking, freshly accepted) until a whole ClientHello is there.
+
+    Returns ``None`` when the peer sends something that is not a ClientHello, closes, or does
+    not complete it within ``timeout`` seconds. Nothing is consumed from the socket.
+    """
+    loop = asyncio.get_running_loop()
+    seen = -1
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                await _readable(loop, sock)
+                try:
+                    data = sock.recv(_PEEK_LIMIT, socket.MSG_PEEK)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    return None
+                if not data:
+                    return None
+                result = parse_client_hello(data)
+                if result is not NEED_MORE:
+                    return result  # a ClientHello or None (not TLS)
+                if len(data) == seen:
+                    # The socket stays readable while unread bytes wait (level-triggered):
+                    # give the rest of the ClientHello time to arrive.
+                    await asyncio.sleep(_RETRY_DELAY)
+                seen = len(data)
+    except TimeoutError:
+        return None
+
+
+class TlsAcceptor:
+    """Accepts TLS connections, choosing the certificate after peeking at the ClientHello."""
+
+    def __init__(
+        self,
+        selector: TlsSelector,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        *,
+        hello_timeout: float = 10.0,
+        handshake_timeout: float = 60.0,
+    ) -> None:
+        self.selector = selector
+        self.protocol_factory = protocol_factory
+        self.hello_timeout = hello_timeout
+        self.handshake_timeout = handshake_timeout
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def handle(self, sock: socket.socket) -> bool:
+        """Serve one accepted socket; ``False`` when it was refused (and closed)."""
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        try:
+            hello = await peek_client_hello(sock, timeout=self.hello_timeout)
+            ctx = await self.selector.prepare(hello) if hello is not None else None
+            if ctx is None:
+                sock.close()
+                return False
+            await loop.connect_accepted_socket(
+                self.protocol_factory,
+                sock,
+                ssl=ctx,
+                ssl_handshake_timeout=self.handshake_timeout,
+            )
+        except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
+            log.debug("TLS connection refused: %s", exc)
+            sock.close()
+            return False
+        except BaseException:
+            sock.close()
+            raise
+        return True
+
+    async def serve(self, listen_sock: socket.socket) -> None:
+        """Accept forever (until cancelled); each connection is handled in its own task."""
+        listen_sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                sock, _ = await loop.sock_accept(listen_sock)
+                task = loop.create_task(self._handle_quietly(sock))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _handle_quietly(self, sock: socket.socket) -> None:
+        try:
+            await self.handle(sock)
+        except Exception:
+            log.exception("TLS accept failed")

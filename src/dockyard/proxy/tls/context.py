@@ -1,0 +1,262 @@
+"""`ssl.SSLContext` building and per-host certificate selection (SNI).
+
+:class:`TlsSelector` maps a ClientHello (server name + offered ALPN protocols) to the context
+that must serve it:
+
+1. ALPN offer ``acme-tls/1`` (a TLS-ALPN-01 validator) → the pending challenge certificate for
+   that host, with ALPN ``acme-tls/1`` only; nothing else is ever served to a validator.
+2. a custom certificate (``--tls-certificate-path``) configured for the host (exact name, then a
+   one-label wildcard host);
+3. an ACME host → the certificate the :class:`~dockyard.proxy.tls.manager.CertManager` holds;
+4. anything else → ``None``: refuse the handshake (kamal-proxy fails it for an unknown SNI).
+
+No SNI means the configured ``default_host`` (kamal-proxy: the first host of the first
+TLS-enabled service).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from dockyard.errors import ProxyError
+from dockyard.proxy.tls.certs import CertifiedKey
+from dockyard.proxy.tls.challenges import ACME_TLS_ALPN_PROTOCOL, host_without_port
+from dockyard.proxy.tls.clienthello import ClientHello
+
+if TYPE_CHECKING:
+    from dockyard.proxy.tls.manager import CertManager
+
+__all__ = [
+    "DEFAULT_ALPN",
+    "WILDCARD_ERROR",
+    "TlsSelector",
+    "check_acme_hosts",
+    "load_certified",
+    "make_server_context",
+]
+
+log = logging.getLogger("dockyard.proxy.tls")
+
+#: kamal-proxy's HTTPS listener offers HTTP/2 and HTTP/1.1 (plus acme-tls/1 for validators).
+DEFAULT_ALPN: Final = ("h2", "http/1.1")
+WILDCARD_ERROR: Final = "automatic TLS does not support wildcards"
+
+
+def make_server_context(
+    certified: CertifiedKey | None = None, *, alpn: Sequence[str] = DEFAULT_ALPN
+) -> ssl.SSLContext:
+    """A server context with modern defaults: TLS 1.2 minimum, OpenSSL's default cipher list
+    (forward-secret AEAD), no compression, no renegotiation, the given ALPN protocols."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
+    ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
+    if certified is not None:
+        load_certified(ctx, certified)
+    return ctx
+
+
+def load_certified(ctx: ssl.SSLContext, certified: CertifiedKey) -> None:
+    """Load a certificate chain and key held in memory into ``ctx``.
+
+    The stdlib can only load from files, so the PEM goes through a private (0700) temporary
+    directory that is removed at once.
+    """
+    with tempfile.TemporaryDirectory(prefix="dockyard-tls-") as tmp:
+        cert_file = Path(tmp) / "chain.pem"
+        key_file = Path(tmp) / "key.pem"
+        for path, data in ((cert_file, certified.chain_pem), (key_file, certified.key_pem)):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        ctx.load_cert_chain(cert_file, key_file)
+
+
+def check_acme_hosts(hosts: Iterable[str]) -> list[str]:
+    """Normalise the hosts of a service with automatic TLS; refuse wildcards (kamal-proxy's
+    message) and an empty host list."""
+    out = [host_without_port(host) for host in hosts]
+    if any("*" in host for host in out):
+        raise ProxyError(WILDCARD_ERROR)
+    return out
+
+
+class _ContextCache:
+    """One SSLContext per CertifiedKey value, rebuilt when the certificate changes."""
+
+    __slots__ = ("_alpn", "_entries")
+
+    def __init__(self, alpn: Sequence[str]) -> None:
+        self._alpn = tuple(alpn)
+        self._entries: dict[str, tuple[CertifiedKey, ssl.SSLContext]] = {}
+
+    def get(self, host: str, certified: CertifiedKey) -> ssl.SSLContext:
+        entry = self._entries.get(host)
+        if entry is not None and entry[0] is certified:
+            return entry[1]
+        ctx = make_server_context(certified, alpn=self._alpn)
+        self._entries[host] = (certified, ctx)
+        return ctx
+
+    def discard(self, host: str) -> None:
+        self._entries.pop(host, None)
+
+
+class TlsSelector:
+    """Per-host TLS contexts for the HTTPS listener (see the module docstring).
+
+    The control plane calls :meth:`configure` with the full picture whenever services change;
+    the data plane calls :meth:`prepare` (async, may issue a certificate) and then uses the
+    returned context, or uses :meth:`server_context` whose ``sni_callback`` only serves what
+    is already available.
+    """
+
+    def __init__(
+        self, manager: CertManager | None = None, *, alpn: Sequence[str] = DEFAULT_ALPN
+    ) -> None:
+        self.manager = manager
+        self.alpn = tuple(alpn)
+        self._acme_hosts: frozenset[str] = frozenset()
+        self._custom: dict[str, ssl.SSLContext] = {}
+        self._default_host: str | None = None
+        self._acme_contexts = _ContextCache(self.alpn)
+        self._challenge_contexts = _ContextCache((ACME_TLS_ALPN_PROTOCOL,))
+        if manager is not None and manager.host_policy is None:
+            manager.host_policy = self.acme_allows
+
+    # -- configuration (control plane) ------------------------------------------------------
+
+    def configure(
+        self,
+        *,
+        acme_hosts: Iterable[str] = (),
+        certificates: Mapping[str, CertifiedKey] | None = None,
+        default_host: str | None = None,
+    ) -> None:
+        """Replace the whole configuration at once.
+
+        ``acme_hosts``: hosts of services with automatic TLS (wildcards raise ProxyError
+        ``automatic TLS does not support wildcards``). ``certificates``: host (or ``*.`` host)
+        → custom certificate, as loaded with
+        :func:`~dockyard.proxy.tls.certs.load_certificate_files`. Contexts are built here, so a
+        certificate the stdlib refuses fails now, with the old configuration still in place.
+        """
+        acme = frozenset(check_acme_hosts(acme_hosts))
+        if acme and self.manager is None:
+            raise ProxyError("automatic TLS needs an ACME certificate manager")
+        custom: dict[str, ssl.SSLContext] = {}
+        by_value: dict[int, ssl.SSLContext] = {}
+        for host, certified in (certificates or {}).items():
+            ctx = by_value.get(id(certified))
+            if ctx is None:
+                try:
+                    ctx = make_server_context(certified, alpn=self.alpn)
+                except ssl.SSLError as exc:
+                    raise ProxyError(f"TLS certificate for {host} cannot be used: {exc}") from exc
+                by_value[id(certified)] = ctx
+            custom[host_without_port(host)] = ctx
+        self._acme_hosts = acme
+        self._custom = custom
+        self._default_host = host_without_port(default_host) if default_host else None
+
+    def acme_allows(self, host: str) -> bool:
+        """The ACME host policy: only hosts a TLS service with automatic TLS declared."""
+        return host_without_port(host) in self._acme_hosts
+
+    # -- selection (data plane) -------------------------------------------------------------
+
+    def _host(self, sni: str | None) -> str | None:
+        if sni:
+            return host_without_port(sni)
+        if self._default_host is not None:
+            log.warning("TLS handshake without SNI, using default host %s", self._default_host)
+        return self._default_host
+
+    def _custom_for(self, host: str) -> ssl.SSLContext | None:
+        ctx = self._custom.get(host)
+        if ctx is None and "." in host:
+            ctx = self._custom.get("*." + host.partition(".")[2])
+        return ctx
+
+    def context_for(self, sni: str | None, alpn: Sequence[str] = ()) -> ssl.SSLContext | None:
+        """The context for a ClientHello, from what is available now (never issues)."""
+        host = self._host(sni)
+        if host is None:
+            return None
+        if ACME_TLS_ALPN_PROTOCOL in alpn:
+            return self._challenge_context(host)
+        custom = self._custom_for(host)
+        if custom is not None:
+            return custom
+        if host in self._acme_hosts and self.manager is not None:
+            certified = self.manager.cached(host)
+            if certified is not None:
+                return self._acme_contexts.get(host, certified)
+        return None
+
+    def _challenge_context(self, host: str) -> ssl.SSLContext | None:
+        if self.manager is None:
+            return None
+        certified = self.manager.board.tls_alpn01(host)
+        if certified is None:
+            self._challenge_contexts.discard(host)
+            return None
+        return self._challenge_contexts.get(host, certified)
+
+    async def prepare(self, hello: ClientHello) -> ssl.SSLContext | None:
+        """The context for a peeked ClientHello, obtaining an ACME certificate first when the
+        host has none yet (the first TLS request for that host waits for the issuance).
+
+        ``None`` means: refuse the connection (unknown host, or issuance failed; the failure
+        is logged by the manager).
+        """
+        host = self._host(hello.sni)
+        if host is None:
+            return None
+        if (
+            ACME_TLS_ALPN_PROTOCOL not in hello.alpn
+            and self._custom_for(host) is None
+            and host in self._acme_hosts
+            and self.manager is not None
+        ):
+            try:
+                certified = await self.manager.ensure(host)
+            except ProxyError as exc:
+                log.warning("no certificate for %s: %s", host, exc.message)
+                return None
+            # Building a context writes and loads files: keep it off the event loop.
+            return await asyncio.to_thread(self._acme_contexts.get, host, certified)
+        return self.context_for(host, hello.alpn)
+
+    def server_context(self) -> ssl.SSLContext:
+        """A listener context whose ``sni_callback`` switches to the per-host context.
+
+        For data planes that do not peek: it serves custom and already-issued ACME
+        certificates, and a pending TLS-ALPN-01 certificate only to a host that has no real
+        certificate yet (a Python SNI callback cannot see the ALPN offer). Unknown names fail
+        the handshake with an ``unrecognized_name`` alert.
+        """
+        ctx = make_server_context(alpn=self.alpn)
+        ctx.sni_callback = self._sni_callback
+        return ctx
+
+    def _sni_callback(
+        self, sslobj: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _: ssl.SSLContext
+    ) -> int | None:
+        chosen = self.context_for(server_name)
+        if chosen is None:
+            host = self._host(server_name)
+            chosen = self._challenge_context(host) if host else None
+        if chosen is None:
+            return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
+        sslobj.context = chosen
+        return None
