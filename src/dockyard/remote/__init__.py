@@ -21,7 +21,13 @@ from dockyard.remote.fake import FakeCall, FakeTransport, FakeUpload
 from dockyard.remote.fanout import HostOutcome, HostsFailedError, raise_for_failures, run_on_hosts
 from dockyard.remote.local import LocalTransport
 from dockyard.remote.options import JumpHost, SshOptions, parse_jump
-from dockyard.remote.result import CommandTimeoutError, OutputCallback, OutputLine, Result
+from dockyard.remote.result import (
+    CommandTimeoutError,
+    OutputCallback,
+    OutputLine,
+    Result,
+    Stdin,
+)
 from dockyard.remote.ssh import SshPool, SshTransport
 from dockyard.remote.transport import Transport
 
@@ -43,6 +49,7 @@ __all__ = [
     "SshOptions",
     "SshPool",
     "SshTransport",
+    "Stdin",
     "Transport",
     "command_line",
     "display_command",

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import codecs
+from collections.abc import AsyncIterator
 from typing import Protocol
 
-from dockyard.remote.result import OutputCallback, OutputLine, Stream
+from dockyard.remote.result import OutputCallback, OutputLine, Stdin, Stream
 
 CHUNK = 65536
 
@@ -56,3 +57,16 @@ async def drain(reader: ByteReader, splitter: LineSplitter) -> None:
             break
         splitter.feed(chunk)
     splitter.feed(b"", final=True)
+
+
+async def stdin_chunks(stdin: Stdin | None) -> AsyncIterator[bytes]:
+    """The chunks of a command's stdin, whether given as bytes or as an async iterable."""
+    if stdin is None:
+        return
+    if isinstance(stdin, bytes | bytearray | memoryview):
+        if stdin:
+            yield bytes(stdin)
+        return
+    async for chunk in stdin:
+        if chunk:
+            yield bytes(chunk)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from dockyard.remote._stream import stdin_chunks
 from dockyard.remote.argv import (
     ArgvLike,
     command_line,
@@ -12,7 +13,7 @@ from dockyard.remote.argv import (
     display_args,
     local_args,
 )
-from dockyard.remote.result import OutputCallback, OutputLine, Result
+from dockyard.remote.result import OutputCallback, OutputLine, Result, Stdin
 
 __all__ = ["FakeCall", "FakeTransport", "FakeUpload"]
 
@@ -95,7 +96,7 @@ class FakeTransport:
         self,
         argv: ArgvLike,
         *,
-        stdin: bytes | None = None,
+        stdin: Stdin | None = None,
         timeout: float | None = None,
         env: Mapping[str, str] | None = None,
         on_output: OutputCallback | None = None,
@@ -105,12 +106,13 @@ class FakeTransport:
         args = local_args(argv)
         if stdin is None:
             stdin = command_stdin(argv)
+        data = None if stdin is None else b"".join([c async for c in stdin_chunks(stdin)])
         self.calls.append(
             FakeCall(
                 args,
                 command_line(argv),
                 display_args(argv),
-                stdin,
+                data,
                 timeout,
                 None if env is None else dict(env),
             )

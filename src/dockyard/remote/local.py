@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 from collections.abc import Mapping
 from pathlib import Path
 
 from dockyard.errors import RemoteCommandError
-from dockyard.remote._stream import LineSplitter, drain
+from dockyard.remote._stream import LineSplitter, drain, stdin_chunks
 from dockyard.remote.argv import ArgvLike, command_stdin, display_command, local_args
-from dockyard.remote.result import CommandTimeoutError, OutputCallback, Result
+from dockyard.remote.result import CommandTimeoutError, OutputCallback, Result, Stdin
 
 __all__ = ["LocalTransport"]
+
+log = logging.getLogger(__name__)
 
 
 class LocalTransport:
@@ -31,12 +34,13 @@ class LocalTransport:
         self,
         argv: ArgvLike,
         *,
-        stdin: bytes | None = None,
+        stdin: Stdin | None = None,
         timeout: float | None = None,
         env: Mapping[str, str] | None = None,
         on_output: OutputCallback | None = None,
     ) -> Result:
         args = local_args(argv)
+        log.debug("local %s: %s", self._host, display_command(argv))
         if stdin is None:
             stdin = command_stdin(argv)
         full_env = None if env is None else {**os.environ, **env}
@@ -65,8 +69,8 @@ class LocalTransport:
             if proc.stdin is None:
                 return
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                if stdin:
-                    proc.stdin.write(stdin)
+                async for chunk in stdin_chunks(stdin):
+                    proc.stdin.write(chunk)
                     await proc.stdin.drain()
             proc.stdin.close()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
@@ -14,6 +14,7 @@ __all__ = [
     "OutputCallback",
     "OutputLine",
     "Result",
+    "Stdin",
     "Stream",
 ]
 
@@ -33,6 +34,9 @@ class OutputLine:
 
 
 OutputCallback: TypeAlias = Callable[[OutputLine], None]
+
+#: Standard input for a command: all at once, or streamed in chunks (e.g. ``docker save``).
+Stdin: TypeAlias = "bytes | AsyncIterable[bytes]"
 
 
 class CommandTimeoutError(RemoteCommandError):

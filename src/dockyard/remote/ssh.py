@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import asyncssh
 
 from dockyard.errors import ConnectError, DockyardError, RemoteCommandError
-from dockyard.remote._stream import LineSplitter, drain
+from dockyard.remote._stream import LineSplitter, drain, stdin_chunks
 from dockyard.remote.argv import ArgvLike, command_line, command_stdin, display_command
 from dockyard.remote.fanout import HostOutcome, raise_for_failures, run_on_hosts
 from dockyard.remote.options import (
@@ -38,7 +38,7 @@ from dockyard.remote.options import (
     format_target,
     resolve_known_hosts,
 )
-from dockyard.remote.result import CommandTimeoutError, OutputCallback, Result
+from dockyard.remote.result import CommandTimeoutError, OutputCallback, Result, Stdin
 
 __all__ = ["SshPool", "SshTransport", "remote_command", "translate_connect_error"]
 
@@ -486,12 +486,13 @@ class SshTransport:
         self,
         argv: ArgvLike,
         *,
-        stdin: bytes | None = None,
+        stdin: Stdin | None = None,
         timeout: float | None = None,
         env: Mapping[str, str] | None = None,
         on_output: OutputCallback | None = None,
     ) -> Result:
         command = remote_command(argv, env, timeout=timeout)
+        log.debug("ssh %s: %s", self._host, display_command(argv))
         if stdin is None:
             stdin = command_stdin(argv)
         target = self._pool.target(self._host)
@@ -628,11 +629,16 @@ async def _replace(sftp: asyncssh.SFTPClient, tmp: str, path: str) -> None:
         await sftp.rename(tmp, path)
 
 
-async def _feed(proc: asyncssh.SSHClientProcess[bytes], stdin: bytes | None) -> None:
-    if stdin:
-        proc.stdin.write(stdin)
-        await proc.stdin.drain()
-    proc.stdin.write_eof()
+async def _feed(proc: asyncssh.SSHClientProcess[bytes], stdin: Stdin | None) -> None:
+    """Write stdin, then EOF. A command that exits before reading everything (``head``) closes
+    its end: that is not an error; a lost connection shows up in the output drains."""
+    try:
+        async for chunk in stdin_chunks(stdin):
+            proc.stdin.write(chunk)
+            await proc.stdin.drain()
+        proc.stdin.write_eof()
+    except (BrokenPipeError, ConnectionResetError):
+        pass
 
 
 def _stop(proc: asyncssh.SSHClientProcess[bytes]) -> None:

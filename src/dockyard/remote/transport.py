@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from dockyard.remote.argv import ArgvLike
-from dockyard.remote.result import OutputCallback, Result
+from dockyard.remote.result import OutputCallback, Result, Stdin
 
 __all__ = ["Transport"]
 
@@ -26,7 +26,7 @@ class Transport(Protocol):
         self,
         argv: ArgvLike,
         *,
-        stdin: bytes | None = None,
+        stdin: Stdin | None = None,
         timeout: float | None = None,
         env: Mapping[str, str] | None = None,
         on_output: OutputCallback | None = None,

@@ -5,6 +5,7 @@ import os
 import stat
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,23 @@ def test_timeout_kills_the_whole_process_tree(tmp_path: Path) -> None:
         run(LocalTransport().run(["sh", "-c", script], timeout=0.3))
     time.sleep(1.5)
     assert not flag.exists()
+
+
+def test_stdin_can_be_streamed_from_an_async_iterable() -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(100):
+            yield f"{i}\n".encode()
+            await asyncio.sleep(0)
+
+    result = run(LocalTransport().run(["wc", "-l"], stdin=chunks()))
+    assert result.stdout.strip() == "100"
+
+
+def test_stdin_stream_into_a_command_that_exits_early() -> None:
+    async def endless() -> AsyncIterator[bytes]:
+        while True:
+            yield b"x" * 65536
+            await asyncio.sleep(0)
+
+    result = run(LocalTransport().run(["head", "-c", "10"], stdin=endless(), timeout=10))
+    assert result == Result(0, "x" * 10, "")
