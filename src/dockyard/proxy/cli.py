@@ -42,7 +42,6 @@ RUN_ENV: dict[str, tuple[str, str]] = {
     "https_port": ("KAMAL_PROXY_HTTPS_PORT", "HTTPS_PORT"),
     "metrics_port": ("KAMAL_PROXY_METRICS_PORT", "METRICS_PORT"),
     "debug": ("KAMAL_PROXY_DEBUG", "DEBUG"),
-    "http3": ("KAMAL_PROXY_HTTP3", "HTTP3"),
 }
 
 
@@ -194,7 +193,7 @@ def build_parser(prog: str = "dockyard-proxy", env: Mapping[str, str] | None = N
     _add_bool(
         run, "debug", _env_default(env, RUN_ENV["debug"], "bool", False), "Include debugging logs"
     )
-    _add_bool(run, "http3", _env_default(env, RUN_ENV["http3"], "bool", False), "Enable HTTP/3")
+    _add_bool(run, "http3", False, "Enable HTTP/3 (not yet supported: accepted and ignored)")
 
     deploy = commands.add_parser("deploy", help="Deploy a target host")
     deploy.add_argument("args", nargs="*", metavar="service")

@@ -286,6 +286,13 @@ class ProxyRouter:
             balancer.trust_all()
             if balancer.ongoing_checks:
                 balancer.start_health_checks()
+            if entry.config.tls_enabled:
+                event(
+                    logger,
+                    "TLS is not yet supported: the service is restored without HTTPS",
+                    level=logging.WARNING,
+                    service=entry.name,
+                )
             service = ProxyService(entry.name, entry.config, balancer)
             service.pause.restore(entry.pause)
             self._services[entry.name] = service
