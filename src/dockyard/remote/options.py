@@ -103,7 +103,9 @@ class SshOptions:
     """How to reach every host. Defaults follow Kamal 2 (user root, port 22, keepalive 30 s).
 
     ``config``: False (default) ignores OpenSSH config files; True reads ``~/.ssh/config``; a
-    tuple names the files to read. ``known_hosts``: files to trust; empty means the user's and
+    path or a tuple of paths names the files to read. (Kamal reads ``~/.ssh/config`` unless
+    told not to; Dockyard reads it only when asked.) ``keepalive_interval`` 0 turns keepalives
+    off. ``known_hosts``: files to trust; empty means the user's and
     the system's default files. Host key checking is never turned off.
     The last three fields come from Kamal's ``sshkit`` section.
     """
@@ -115,7 +117,7 @@ class SshOptions:
     keys: tuple[str, ...] = ()
     key_data: tuple[str, ...] = field(default=(), repr=False)
     keys_only: bool = False
-    config: bool | tuple[str, ...] = False
+    config: bool | str | tuple[str, ...] = False
     log_level: str = "fatal"
     known_hosts: tuple[str, ...] = ()
     connect_timeout: float = 30.0
@@ -138,9 +140,11 @@ class SshOptions:
                 f"ssh.log_level: unknown level {self.log_level!r} "
                 f"(one of {', '.join(sorted(LOG_LEVELS))})"
             )
-        for name in ("connect_timeout", "keepalive_interval", "pool_idle_timeout"):
+        for name in ("connect_timeout", "pool_idle_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"ssh.{name}: must be more than 0 seconds")
+        if self.keepalive_interval < 0:
+            raise ConfigError("ssh.keepalive_interval: must not be negative (0 turns it off)")
         for name in ("max_channels", "max_concurrent_starts"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"sshkit.{name}: must be at least 1")
@@ -171,6 +175,8 @@ def config_paths(options: SshOptions) -> list[str]:
         return [_expand("~/.ssh/config")]
     if options.config is False:
         return []
+    if isinstance(options.config, str):
+        return [_expand(options.config)]
     return [_expand(path) for path in options.config]
 
 
@@ -178,8 +184,8 @@ def check_files(options: SshOptions) -> None:
     """Fail early, naming the setting, when a configured file is missing or unreadable."""
     checks = [("ssh.keys", _expand(path)) for path in options.keys]
     checks += [("ssh.known_hosts", _expand(path)) for path in options.known_hosts]
-    if options.config is not True and options.config is not False:
-        checks += [("ssh.config", _expand(path)) for path in options.config]
+    if not isinstance(options.config, bool):
+        checks += [("ssh.config", path) for path in config_paths(options)]
     for key, path in checks:
         if not Path(path).is_file():
             raise ConnectError(f"ssh: {key}: file not found: {path}")

@@ -177,3 +177,14 @@ def test_interactive_ssh_argv_with_everything() -> None:
 def test_interactive_ssh_argv_proxy_command() -> None:
     argv = interactive_ssh_argv(SshOptions(proxy_command="nc -X 5 %h %p"), "h")
     assert "ProxyCommand=nc -X 5 %h %p" in argv
+
+
+def test_config_may_be_a_single_path_and_keepalive_may_be_off(tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg"
+    opts = SshOptions(config=str(cfg), keepalive_interval=0)
+    assert connect_kwargs(opts, "h", known_hosts=["/kh"])["config"] == [str(cfg)]
+    assert connect_kwargs(opts, "h", known_hosts=["/kh"])["keepalive_interval"] == 0
+    with pytest.raises(ConnectError, match=r"ssh\.config: file not found"):
+        check_files(opts)
+    with pytest.raises(ConfigError, match=r"ssh\.keepalive_interval"):
+        SshOptions(keepalive_interval=-1)
