@@ -355,14 +355,17 @@ def download_wheels(dest: Path = WHEELS_DIR) -> Path:
     uvloop. A stamp file skips the download when nothing changed."""
     req_file = REPO_ROOT / "images" / "proxy" / "requirements.txt"
     reqs = ["-r", str(req_file)] if req_file.is_file() else list(PROXY_WHEELS)
-    version = base_python_version()
-    stamp_text = "\n".join([version, _wheel_platform(), *reqs]) + "\n"
-    if req_file.is_file():
-        stamp_text += req_file.read_text()
+    base = image_hash(PY_BASE)
+    if not base:
+        raise LabError(f"no {PY_BASE} image: run `python -m lab build base` first")
+    # The stamp is part of the proxy's cache inputs: nothing in it may depend on the checkout.
+    stamp_text = f"base {base}\n{_wheel_platform()}\n"
+    stamp_text += req_file.read_text() if req_file.is_file() else "\n".join(PROXY_WHEELS)
     stamp = dest / ".stamp"
     if stamp.is_file() and stamp.read_text() == stamp_text:
         log.info("wheels in %s are up to date", dest)
         return dest
+    version = base_python_version()
     pip = REPO_ROOT / ".venv" / "bin" / "pip"
     pip_argv = [str(pip)] if pip.exists() else ["python3", "-m", "pip"]
     log.info("downloading wheels into %s for Python %s", dest, version)
