@@ -29,7 +29,7 @@ apt_install() {
 }
 
 ensure_host_packages() {
-  apt_install docker.io docker-registry openssh-client mmdebstrap ca-certificates
+  apt_install docker.io docker-registry openssh-client mmdebstrap ca-certificates pebble
 }
 
 ensure_kamal() {

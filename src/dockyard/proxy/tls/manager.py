@@ -87,7 +87,7 @@ def _problem_text(exc: BaseException) -> str:
         for authzr in exc.failed_authzrs:
             for challb in authzr.body.challenges:
                 if challb.error is not None:
-                    parts.append(f"{challb.chall.typ}: {challb.error.detail or challb.error.typ}")
+                    parts.append(str(challb.error.detail or challb.error.typ))
         return "; ".join(parts) or "validation failed"
     text = str(exc).strip().replace("\n", " ")
     return text or type(exc).__name__
@@ -195,7 +195,7 @@ class CertManager:
             return certified
         failed = self._failures.get(name)
         if failed is not None and time.monotonic() - failed[0] < self.failure_backoff:
-            raise ProxyError(f"could not obtain a certificate for {name}: {failed[1]}")
+            raise ProxyError(failed[1])
         return await asyncio.shield(self._issue_shared(name))
 
     def _issue_shared(self, name: str) -> asyncio.Task[CertifiedKey]:
@@ -352,7 +352,7 @@ class CertManager:
         for authzr in order.authorizations:
             if authzr.body.status == messages.STATUS_VALID:
                 continue  # the CA reused a valid authorization: nothing to solve
-            challb = next((c for c in authzr.body.challenges if c.chall.typ == typ), None)
+            challb = next((c for c in authzr.body.challenges if _challenge_type(c) == typ), None)
             if challb is None:
                 raise _ChallengeFailed("not offered by the CA")
             token = challb.chall.to_partial_json().get("token", "")
@@ -376,6 +376,11 @@ class CertManager:
         finalized = client.finalize_order(order, deadline)
         chain: str = finalized.fullchain_pem
         return chain
+
+
+def _challenge_type(challb: Any) -> str:
+    """The ``type`` of a challenge body, also for types acme does not model (tls-alpn-01)."""
+    return str(challb.chall.to_partial_json().get("type", ""))
 
 
 def _consume_exception(task: asyncio.Task[Any]) -> None:
