@@ -193,3 +193,198 @@ def test_error_statuses_502_503_and_backend_errors_pass_through() -> None:
             assert [json.loads(x)["status"] for x in lines] == [502, 503, 503, 500]
 
         run(go())
+
+
+def test_chunked_request_and_response_and_close_delimited_body() -> None:
+    with origin_server() as origin:
+        router, _, _ = simple_setup(origin)
+
+        async def go() -> None:
+            server, lines = await start_proxy(router)
+            port = server.port
+            body = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+            up = await request(
+                port,
+                b"POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" + body,
+            )
+            ch = await request(port, get("/chunked"))
+            nl = await request(port, get("/nolength"))
+            await server.shutdown(1)
+            assert up.json()["len"] == 11
+            assert ch.status == 200 and ch.body == b"hello chunked world"
+            assert ch.header("Transfer-Encoding") == "chunked"
+            assert nl.body == b"until close" and nl.header("Transfer-Encoding") == "chunked"
+            assert json.loads(lines[0])["req_content_length"] == -1
+
+        run(go())
+
+
+def test_head_request_has_no_body_and_connection_stays_usable() -> None:
+    with origin_server() as origin:
+        router, _, _ = simple_setup(origin)
+
+        async def go() -> None:
+            server, _ = await start_proxy(router)
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"HEAD /big?n=5000 HTTP/1.1\r\nHost: a\r\n\r\n")
+            head = await read_response(reader, head_request=True)
+            writer.write(get("/echo"))
+            after = await read_response(reader)
+            writer.close()
+            # the pooled upstream connection survived the HEAD exchange and was reused
+            await server.shutdown(1)
+            assert head.status == 200 and head.header("Content-Length") == "5000"
+            assert head.body == b""
+            assert after.status == 200 and after.json()["method"] == "GET"
+            assert origin.connections == 1
+
+        run(go())
+
+
+def test_expect_100_continue_is_relayed_from_the_origin() -> None:
+    with origin_server() as origin:
+        router, _, _ = simple_setup(origin)
+
+        async def go() -> None:
+            server, _ = await start_proxy(router)
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(
+                b"POST /continue HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n"
+                b"Expect: 100-continue\r\n\r\n"
+            )
+            interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert interim.startswith(b"HTTP/1.1 100 Continue")
+            writer.write(b"data")
+            resp = await read_response(reader)
+            writer.close()
+            await server.shutdown(1)
+            assert resp.status == 200 and resp.json() == {"len": 4}
+
+        run(go())
+
+
+def test_expect_100_continue_with_request_buffering_is_answered_by_the_proxy() -> None:
+    with origin_server() as origin:
+        router, _, _ = simple_setup(origin, buffer_requests=True)
+
+        async def go() -> None:
+            server, _ = await start_proxy(router)
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(
+                b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n"
+                b"Expect: 100-continue\r\n\r\n"
+            )
+            interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert interim.startswith(b"HTTP/1.1 100 Continue")
+            writer.write(b"data")
+            resp = await read_response(reader)
+            writer.close()
+            await server.shutdown(1)
+            assert resp.status == 200 and resp.json()["len"] == 4
+
+        run(go())
+
+
+def test_websocket_upgrade_is_tunnelled_and_marked_hijacked() -> None:
+    with origin_server() as origin:
+        router, _, target = simple_setup(origin)
+
+        async def go() -> None:
+            server, lines = await start_proxy(router)
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(
+                b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            )
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert head.startswith(b"HTTP/1.1 101 ")
+            assert b"Upgrade: websocket" in head
+            writer.write(b"ping frame")
+            echoed = await asyncio.wait_for(reader.readexactly(10), 5)
+            assert echoed == b"PING FRAME"
+            assert target.handles[-1].is_hijacked
+            writer.close()
+            for _ in range(100):
+                if lines:
+                    break
+                await asyncio.sleep(0.02)
+            await server.shutdown(1)
+            assert json.loads(lines[0])["status"] == 101
+            assert target.handles[-1].is_done
+
+        run(go())
+
+
+def test_sse_is_streamed_without_buffering_even_with_response_buffering_on() -> None:
+    with origin_server() as origin:
+        router, _, _ = simple_setup(origin, buffer_responses=True)
+
+        async def go() -> None:
+            server, _ = await start_proxy(router)
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(get("/sse"))
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert b"text/event-stream" in head
+            first = await asyncio.wait_for(reader.readuntil(b"first\n\n"), 5)
+            assert b"data: first" in first  # arrived before the origin finished
+            origin.sse_gate.set()
+            rest = await asyncio.wait_for(reader.readuntil(b"\r\n0\r\n\r\n"), 5)
+            assert b"data: second" in rest
+            writer.close()
+            await server.shutdown(1)
+
+        run(go())
+
+
+def test_large_bodies_stream_both_ways_with_back_pressure() -> None:
+    with origin_server() as origin:
+        router, _, _ = simple_setup(origin)
+        size = 8 * 1024 * 1024
+
+        async def go() -> None:
+            server, _ = await start_proxy(router)
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            payload = bytes(range(256)) * (size // 256)
+            writer.write(
+                b"PUT /upload HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(payload)
+            )
+            writer.write(payload)
+            await writer.drain()
+            up = await read_response(reader)
+            import hashlib
+
+            assert up.json() == {"len": size, "sha": hashlib.sha256(payload).hexdigest()}
+            # download: read slowly so the proxy must pause reading from the origin
+            writer.write(get(f"/big?n={size}"))
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert b"Content-Length: %d" % size in head
+            await asyncio.sleep(0.3)
+            got = 0
+            while got < size:
+                chunk = await asyncio.wait_for(reader.read(1 << 20), 5)
+                assert chunk
+                got += len(chunk)
+            writer.close()
+            await server.shutdown(1)
+            assert got == size
+
+        run(go(), timeout=60)
+
+
+def test_target_timeout_gives_504() -> None:
+    with origin_server() as origin:
+        router, _, target = simple_setup(origin, target_timeout=0.3)
+
+        async def go() -> None:
+            server, lines = await start_proxy(router)
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            resp = await request(server.port, get("/slow?d=2"))
+            elapsed = loop.time() - t0
+            await server.shutdown(1)
+            assert resp.status == 504 and b"<html" in resp.body
+            assert elapsed < 1.5
+            assert json.loads(lines[0])["status"] == 504
+            assert target.handles[0].is_done
+
+        run(go())

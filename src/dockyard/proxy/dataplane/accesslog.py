@@ -6,17 +6,30 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Callable
 
 _ESCAPE = json.encoder.encode_basestring  # C-accelerated; returns "..."
+
+
+_second_cache: list[object] = [-1, ""]
 
 
 def format_time(ns: int) -> str:
     """RFC 3339 with nanoseconds in UTC, trailing zeros trimmed (Go's RFC3339Nano)."""
     secs, frac = divmod(ns, 1_000_000_000)
-    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+    cache = _second_cache
+    if cache[0] == secs:
+        base = cache[1]
+    else:
+        base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+        cache[0] = secs
+        cache[1] = base
     if frac:
         return f"{base}.{frac:09d}".rstrip("0") + "Z"
-    return base + "Z"
+    return f"{base}Z"
+
+
+json_escape: Callable[[str], str] = _ESCAPE
 
 
 def json_str(value: str) -> str:

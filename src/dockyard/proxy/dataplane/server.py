@@ -22,7 +22,8 @@ from random import getrandbits
 from typing import TYPE_CHECKING, Final
 from urllib.parse import unquote_to_bytes
 
-from dockyard.proxy.dataplane.accesslog import format_time, json_str
+from dockyard.proxy.dataplane.accesslog import format_time
+from dockyard.proxy.dataplane.accesslog import json_escape as json_str
 from dockyard.proxy.dataplane.buffer import BufferTooLarge, SpillBuffer
 from dockyard.proxy.dataplane.errorpages import ErrorPages
 from dockyard.proxy.dataplane.upstream import UpstreamConnection, UpstreamPool
@@ -913,8 +914,6 @@ class Exchange:
         self.upstream = None
         if self.finished:
             return
-        if up.reader.feed_eof():  # completed a close-delimited body (on_response_end ran)
-            return
         if self.resp_state == 0 and self.resp_spill is None:
             retry = (
                 up.requests > 1
@@ -988,6 +987,7 @@ class Exchange:
         plane = self.client.plane
         access_log = plane.access_log
         assert access_log is not None
+        esc = json_str
         head = self.head
         client = self.client
         service = self.service
@@ -1003,46 +1003,46 @@ class Exchange:
             '{"time":"',
             format_time(time.time_ns()),
             '","level":"INFO","msg":"Request","host":',
-            json_str(head.host.decode("utf-8", "replace")),
+            esc(head.host.decode("utf-8", "replace")),
             f',"port":{plane.log_port},"path":',
-            json_str(path),
+            esc(path),
             ',"request_id":',
-            json_str(self.request_id.decode("utf-8", "replace")),
+            esc(self.request_id.decode("utf-8", "replace")),
             f',"status":{self.status or 200},"service":',
-            json_str(service.name if service is not None else ""),
+            esc(service.name if service is not None else ""),
             ',"target":',
-            json_str(target.name if target is not None else ""),
+            esc(target.name if target is not None else ""),
             f',"duration":{time.perf_counter_ns() - self.start_ns},"method":',
-            json_str(head.method),
+            esc(head.method),
             f',"req_content_length":{req_len},"req_content_type":',
-            json_str(head.content_type.decode("utf-8", "replace")),
+            esc(head.content_type.decode("utf-8", "replace")),
             f',"resp_content_length":{self.resp_bytes},"resp_content_type":',
-            json_str(self.resp_ctype.decode("utf-8", "replace")),
+            esc(self.resp_ctype.decode("utf-8", "replace")),
             ',"client_addr":',
-            json_str(client_addr),
+            esc(client_addr),
             ',"client_port":',
-            json_str(client.peer_port),
+            esc(client.peer_port),
             ',"remote_addr":',
-            json_str(xff or client_addr),
+            esc(xff or client_addr),
             ',"user_agent":',
-            json_str(head.user_agent.decode("utf-8", "replace")),
+            esc(head.user_agent.decode("utf-8", "replace")),
             ',"proto":"HTTP/',
             head.version,
             '","scheme":"',
             "https" if plane.tls else "http",
             '","query":',
-            json_str(head.query.decode("utf-8", "replace")),
+            esc(head.query.decode("utf-8", "replace")),
         ]
         if service is not None and target is not None:
             opts = service.options
             for name in opts.log_request_headers:
                 key = "req_" + name.lower().replace("-", "_")
-                parts.append(f",{json_str(key)}:{json_str(self._request_header(name))}")
+                parts.append(f",{esc(key)}:{esc(self._request_header(name))}")
             rh = self.resp_head
             for name in opts.log_response_headers:
                 key = "resp_" + name.lower().replace("-", "_")
                 value = rh.header(name) if rh is not None else ""
-                parts.append(f",{json_str(key)}:{json_str(value)}")
+                parts.append(f",{esc(key)}:{esc(value)}")
         parts.append("}\n")
         access_log("".join(parts))
 

@@ -139,6 +139,8 @@ class UpstreamConnection(asyncio.Protocol):
             return
         ex = self.exchange
         if ex is not None:
+            if self.reader.feed_eof():
+                return  # that completed a close-delimited body; the exchange released us
             self.exchange = None
             ex.upstream_lost(self)
 

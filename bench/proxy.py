@@ -1,0 +1,456 @@
+"""Benchmark: dockyard-proxy's data plane against Caddy and nginx, on loopback, interleaved.
+
+    .venv/bin/python bench/proxy.py [--duration 5] [--rounds 3] [--connections 50]
+
+An nginx origin (1 worker) serves `GET /` (2 bytes), `GET /100k` (102,400 bytes) and `/up`.
+Each proxy forwards to it over upstream keep-alive:
+
+* direct  - wrk straight to the origin (the ceiling)
+* dockyard - our data plane (uvloop, one process) with an in-bench Router and its JSON access
+  log written to /dev/null (always on, as in production)
+* caddy   - `reverse_proxy` with defaults, access log off
+* nginx   - 2 workers, `upstream { keepalive 64; }`, access log off
+
+Scenarios: `small` (keep-alive), `100k` (keep-alive, 100 KB body) and `close` (a new TCP
+connection per request). Within each round every target runs every scenario once, so drift hits
+all targets alike. Reported per scenario: median req/s, p99 latency, proxy CPU per request
+(utime+stime of the proxy's process tree from /proc, divided by completed requests), errors
+and non-2xx, and the ratios of dockyard to Caddy and nginx; plus each proxy's idle RSS.
+
+Loopback only; every run is bounded by --duration. This is a benchmark, never a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on 127.0.0.1:{port}")
+
+
+def tree_pids(pid: int) -> list[int]:
+    """pid and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    total = 0
+    for p in tree_pids(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLK_TCK
+
+
+def rss_mib(pid: int) -> float:
+    total = 0
+    for p in tree_pids(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+# --- the dockyard process (in-bench Router) ------------------------------------------------
+
+
+def serve_dockyard(port: int, origin_port: int) -> None:
+    """Run the data plane with a one-service Router pointing at the origin."""
+    import uvloop
+
+    from dockyard.proxy.contract import Match, ServiceOptions, ServiceState
+    from dockyard.proxy.dataplane import AccessLogWriter, serve_http
+
+    class Handle:
+        __slots__ = ()
+
+        def hijacked(self) -> None:
+            pass
+
+        def done(self) -> None:
+            pass
+
+    handle = Handle()
+
+    class Target:
+        name = f"127.0.0.1:{origin_port}"
+        host = "127.0.0.1"
+        port = origin_port
+
+        def begin_request(self, cancel: object) -> Handle:
+            return handle
+
+    target = Target()
+
+    class Service:
+        name = "bench"
+        options = ServiceOptions()
+        state: ServiceState = "running"
+        stop_message = ""
+
+        async def wait_until_running(self) -> ServiceState:
+            return "running"
+
+        def pick_target(self, *, read: bool, cookies: str | None) -> Target:
+            return target
+
+    match = Match(service=Service(), prefix="/")  # type: ignore[arg-type]
+
+    class Router:
+        def match(self, host: str, path: str) -> Match:
+            return match
+
+    async def main() -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        server = await serve_http(
+            Router(), host="127.0.0.1", port=port, access_log=AccessLogWriter(devnull)
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        await stop.wait()
+        await server.shutdown(1.0)
+
+    uvloop.run(main())
+
+
+# --- processes ------------------------------------------------------------------------------
+
+
+@dataclass
+class Proc:
+    name: str
+    port: int
+    popen: subprocess.Popen[bytes] | None  # None: direct to the origin (CPU is the origin's)
+    pid: int
+
+
+def start_origin(work: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    (work / "www").mkdir()
+    (work / "www" / "100k").write_bytes(os.urandom(102_400))
+    conf = work / "origin.conf"
+    conf.write_text(
+        f"""
+worker_processes 1;
+daemon off;
+pid {work}/origin.pid;
+error_log {work}/origin-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 120s;
+  client_body_temp_path {work}/ob; proxy_temp_path {work}/op; fastcgi_temp_path {work}/of;
+  uwsgi_temp_path {work}/ou; scgi_temp_path {work}/os;
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location = / {{ default_type text/plain; return 200 "ok"; }}
+    location = /up {{ default_type text/plain; return 200 "up"; }}
+    location = /100k {{ root {work}/www; }}
+  }}
+}}
+"""
+    )
+    popen = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(work)], stderr=subprocess.PIPE)
+    wait_port(port)
+    return popen, port
+
+
+def start_nginx_proxy(work: Path, origin: int) -> Proc:
+    port = free_port()
+    conf = work / "proxy-nginx.conf"
+    conf.write_text(
+        f"""
+worker_processes 2;
+daemon off;
+pid {work}/proxy-nginx.pid;
+error_log {work}/proxy-nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path {work}/pb; proxy_temp_path {work}/pp; fastcgi_temp_path {work}/pf;
+  uwsgi_temp_path {work}/pu; scgi_temp_path {work}/ps;
+  upstream origin {{ server 127.0.0.1:{origin}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location / {{
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_buffers 32 8k;
+    }}
+  }}
+}}
+"""
+    )
+    popen = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(work)], stderr=subprocess.PIPE)
+    wait_port(port)
+    return Proc("nginx", port, popen, popen.pid)
+
+
+def start_caddy(work: Path, origin: int) -> Proc:
+    port = free_port()
+    conf = work / "Caddyfile"
+    conf.write_text(
+        f"""{{
+  admin off
+  auto_https off
+}}
+http://127.0.0.1:{port} {{
+  reverse_proxy 127.0.0.1:{origin}
+}}
+"""
+    )
+    env = dict(os.environ, HOME=str(work), XDG_DATA_HOME=str(work), XDG_CONFIG_HOME=str(work))
+    popen = subprocess.Popen(
+        ["caddy", "run", "--config", str(conf), "--adapter", "caddyfile"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    wait_port(port)
+    return Proc("caddy", port, popen, popen.pid)
+
+
+def start_dockyard(origin: int) -> Proc:
+    port = free_port()
+    src = str(Path(__file__).resolve().parent.parent / "src")
+    env = dict(os.environ, PYTHONPATH=src)
+    popen = subprocess.Popen(
+        [sys.executable, __file__, "--serve-dockyard", str(port), str(origin)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    wait_port(port)
+    return Proc("dockyard", port, popen, popen.pid)
+
+
+def stop(popen: subprocess.Popen[bytes]) -> None:
+    if popen.poll() is None:
+        popen.send_signal(signal.SIGTERM if popen.args[0] != "nginx" else signal.SIGQUIT)
+        try:
+            popen.wait(5)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait()
+
+
+# --- wrk ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    rps: float
+    p99_ms: float
+    cpu_us: float
+    requests: int
+    errors: int
+    non2xx: int
+
+
+@dataclass
+class Series:
+    runs: list[Run] = field(default_factory=list)
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def parse_latency(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
+
+
+def wrk(url: str, *, duration: int, connections: int, close: bool, pid: int) -> Run:
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
+    if close:
+        args += ["-H", "Connection: close"]
+    before = cpu_seconds(pid)
+    out = subprocess.run(
+        [*args, url], capture_output=True, text=True, timeout=duration + 30, check=True
+    ).stdout
+    used = cpu_seconds(pid) - before
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p99 = re.search(r"99%\s+(\S+)", out)
+    errors = 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        errors = sum(int(x) for x in m.groups())
+    n2 = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return Run(
+        rps=rps,
+        p99_ms=parse_latency(p99.group(1)) if p99 else float("nan"),
+        cpu_us=used / max(requests, 1) * 1e6,
+        requests=requests,
+        errors=errors,
+        non2xx=int(n2.group(1)) if n2 else 0,
+    )
+
+
+SCENARIOS = {"small": ("/", False), "100k": ("/100k", False), "close": ("/", True)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--targets", default="direct,dockyard,caddy,nginx")
+    parser.add_argument("--scenarios", default="small,100k,close")
+    parser.add_argument("--serve-dockyard", nargs=2, type=int, metavar=("PORT", "ORIGIN"))
+    args = parser.parse_args()
+    if args.serve_dockyard:
+        serve_dockyard(*args.serve_dockyard)
+        return 0
+    for tool in ("wrk", "nginx", "caddy"):
+        if shutil.which(tool) is None:
+            print(f"error: {tool} is not installed", file=sys.stderr)
+            return 1
+    wanted = args.targets.split(",")
+    scenarios = args.scenarios.split(",")
+    work = Path(tempfile.mkdtemp(prefix="dockyard-bench-"))
+    procs: list[Proc] = []
+    origin_popen, origin_port = start_origin(work)
+    try:
+        starters = {
+            "direct": lambda: Proc("direct", origin_port, None, origin_popen.pid),
+            "dockyard": lambda: start_dockyard(origin_port),
+            "caddy": lambda: start_caddy(work, origin_port),
+            "nginx": lambda: start_nginx_proxy(work, origin_port),
+        }
+        for name in wanted:
+            procs.append(starters[name]())
+        time.sleep(1.0)
+        idle_rss = {p.name: rss_mib(p.pid) for p in procs}
+        for p in procs:  # warm-up (also fills upstream pools)
+            wrk(
+                f"http://127.0.0.1:{p.port}/",
+                duration=args.warmup,
+                connections=args.connections,
+                close=False,
+                pid=p.pid,
+            )
+        results: dict[tuple[str, str], Series] = {}
+        for rnd in range(args.rounds):
+            for scenario in scenarios:
+                path, close = SCENARIOS[scenario]
+                for p in procs:
+                    run = wrk(
+                        f"http://127.0.0.1:{p.port}{path}",
+                        duration=args.duration,
+                        connections=args.connections,
+                        close=close,
+                        pid=p.pid,
+                    )
+                    results.setdefault((scenario, p.name), Series()).runs.append(run)
+                    print(
+                        f"round {rnd + 1} {scenario:6} {p.name:9} {run.rps:10.0f} req/s "
+                        f"p99 {run.p99_ms:7.2f} ms  cpu {run.cpu_us:6.1f} us/req "
+                        f"err {run.errors} non2xx {run.non2xx}",
+                        flush=True,
+                    )
+        print()
+        print(
+            f"wrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} rounds, "
+            f"median; CPU is the proxy process tree's (the origin's for direct)"
+        )
+        print(
+            f"{'scenario':8} {'target':9} {'req/s':>9} {'p99 ms':>8} {'CPU us/req':>10} "
+            f"{'errors':>6} {'non2xx':>6}"
+        )
+        for scenario in scenarios:
+            for p in procs:
+                runs = results[(scenario, p.name)].runs
+                print(
+                    f"{scenario:8} {p.name:9} {statistics.median(r.rps for r in runs):9.0f} "
+                    f"{statistics.median(r.p99_ms for r in runs):8.2f} "
+                    f"{statistics.median(r.cpu_us for r in runs):10.1f} "
+                    f"{sum(r.errors for r in runs):6d} {sum(r.non2xx for r in runs):6d}"
+                )
+        if "dockyard" in wanted:
+            print()
+            for scenario in scenarios:
+                ours = results[(scenario, "dockyard")].runs
+                o_rps = statistics.median(r.rps for r in ours)
+                o_cpu = statistics.median(r.cpu_us for r in ours)
+                for other in ("caddy", "nginx"):
+                    if other not in wanted:
+                        continue
+                    theirs = results[(scenario, other)].runs
+                    t_rps = statistics.median(r.rps for r in theirs)
+                    t_cpu = statistics.median(r.cpu_us for r in theirs)
+                    print(
+                        f"{scenario:6} dockyard/{other:5}: req/s x{o_rps / t_rps:.2f}, "
+                        f"CPU/req x{o_cpu / t_cpu:.2f}"
+                    )
+        print()
+        print("idle RSS (MiB): " + ", ".join(f"{k} {v:.1f}" for k, v in idle_rss.items()))
+    finally:
+        for p in procs:
+            if p.popen is not None:
+                stop(p.popen)
+        stop(origin_popen)
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
