@@ -463,6 +463,18 @@ def test_wrong_key_is_refused(sshd: Sshd) -> None:
     assert "authorized_keys" in info.value.render()
 
 
+def test_encrypted_key_without_agent_is_a_clear_error(sshd: Sshd, tmp_path: Path) -> None:
+    locked = tmp_path / "locked_key"
+    asyncssh.generate_private_key("ssh-ed25519").write_private_key(str(locked), passphrase="secret")
+
+    async def body(pool: SshPool) -> None:
+        await pool.transport(HOST).run(["true"])
+
+    with pytest.raises(ConnectError, match="cannot load a private key") as info:
+        with_pool(sshd.options(keys=(str(locked),)), body)
+    assert "ssh-agent" in info.value.render()
+
+
 def test_unreachable_port_is_refused_quickly(sshd: Sshd) -> None:
     closed = _free_port()
 

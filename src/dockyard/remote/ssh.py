@@ -166,6 +166,8 @@ def translate_connect_error(
             f"ssh: cannot reach {where}: {exc.strerror or exc}",
             hint="check the address, the network route and the firewall",
         )
+    if isinstance(exc, ValueError):
+        return ConnectError(f"ssh: cannot connect to {where}: invalid SSH settings: {exc}")
     if isinstance(exc, asyncssh.DisconnectError):
         return ConnectError(f"ssh: connection to {where} failed: {exc.reason}")
     if isinstance(exc, asyncssh.Error):
@@ -442,7 +444,8 @@ class SshPool:
                 raise translate_connect_error(
                     exc, user=user, host=host, port=port, known_hosts=known_hosts, what=what
                 ) from exc
-            except (OSError, TimeoutError, asyncssh.Error) as exc:
+            except (OSError, TimeoutError, asyncssh.Error, ValueError) as exc:
+                # ValueError: asyncssh's KeyImportError and its checks of the settings
                 raise translate_connect_error(
                     exc,
                     user=user,
