@@ -99,10 +99,14 @@ class _ContextCache:
         self._alpn = tuple(alpn)
         self._entries: dict[str, tuple[CertifiedKey, ssl.SSLContext]] = {}
 
-    def get(self, host: str, certified: CertifiedKey) -> ssl.SSLContext:
+    def lookup(self, host: str, certified: CertifiedKey) -> ssl.SSLContext | None:
         entry = self._entries.get(host)
-        if entry is not None and entry[0] is certified:
-            return entry[1]
+        return entry[1] if entry is not None and entry[0] is certified else None
+
+    def get(self, host: str, certified: CertifiedKey) -> ssl.SSLContext:
+        ctx = self.lookup(host, certified)
+        if ctx is not None:
+            return ctx
         ctx = make_server_context(certified, alpn=self._alpn)
         self._entries[host] = (certified, ctx)
         return ctx
@@ -228,13 +232,20 @@ class TlsSelector:
             and host in self._acme_hosts
             and self.manager is not None
         ):
-            try:
-                certified = await self.manager.ensure(host)
-            except ProxyError as exc:
-                log.warning("no certificate for %s: %s", host, exc.message)
-                return None
-            # Building a context writes and loads files: keep it off the event loop.
-            return await asyncio.to_thread(self._acme_contexts.get, host, certified)
+            certified = self.manager.cached(host)
+            if certified is not None:
+                self.manager.renew_if_due(host)
+            else:
+                try:
+                    certified = await self.manager.ensure(host)
+                except ProxyError as exc:
+                    log.warning("no certificate for %s: %s", host, exc.message)
+                    return None
+            ctx = self._acme_contexts.lookup(host, certified)
+            if ctx is None:
+                # Building a context writes and loads files: keep it off the event loop.
+                ctx = await asyncio.to_thread(self._acme_contexts.get, host, certified)
+            return ctx
         return self.context_for(host, hello.alpn)
 
     def server_context(self) -> ssl.SSLContext:

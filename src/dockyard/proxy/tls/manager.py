@@ -190,8 +190,7 @@ class CertManager:
             if certified is not None and not certified.expired(now):
                 self._certs[name] = certified
         if certified is not None and not certified.expired(now):
-            if now >= certified.renew_at(self.renew_before):
-                self._renew_in_background(name)
+            self.renew_if_due(name)
             return certified
         failed = self._failures.get(name)
         if failed is not None and time.monotonic() - failed[0] < self.failure_backoff:
@@ -224,6 +223,16 @@ class CertManager:
             issuance.certified.not_after.isoformat(),
         )
         return issuance.certified
+
+    def renew_if_due(self, host: str) -> None:
+        """Start a background renewal when the in-memory certificate for ``host`` is due
+        (cheap; the data plane calls it on handshakes that use a cached certificate)."""
+        name = host_without_port(host)
+        certified = self._certs.get(name)
+        if certified is not None and self._clock() >= certified.renew_at(self.renew_before):
+            failed = self._failures.get(name)
+            if failed is None or time.monotonic() - failed[0] >= self.failure_backoff:
+                self._renew_in_background(name)
 
     def _renew_in_background(self, name: str) -> None:
         if name in self._inflight:

@@ -108,7 +108,10 @@ class CertStore:
         try:
             loaded = serialization.load_pem_private_key(data, password=None)
         except (ValueError, TypeError) as exc:
-            raise CertificateError(f"ACME account key {path}: cannot be read ({exc})") from exc
+            raise CertificateError(
+                f"ACME account key {path}: not a PEM private key without passphrase; move it "
+                "away to register a new account"
+            ) from exc
         if not isinstance(loaded, ec.EllipticCurvePrivateKey):
             raise CertificateError(f"ACME account key {path}: not an ECDSA key")
         return loaded

@@ -1,0 +1,147 @@
+"""SSLContext defaults and per-host selection, checked with real handshakes in memory."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from tls_support import MiniCA, memory_handshake
+
+from dockyard.errors import ProxyError
+from dockyard.proxy.tls.challenges import tls_alpn01_certificate
+from dockyard.proxy.tls.clienthello import ClientHello
+from dockyard.proxy.tls.context import TlsSelector, make_server_context
+from dockyard.proxy.tls.manager import CertManager
+
+DIRECTORY = "https://acme.invalid/directory"  # never contacted: certificates come from the cache
+
+
+def peer_names(obj: ssl.SSLObject) -> list[str]:
+    der = obj.getpeercert(binary_form=True)
+    assert der is not None
+    cert = x509.load_der_x509_certificate(der)
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return san.get_values_for_type(x509.DNSName)
+
+
+def test_server_context_defaults(ca: MiniCA) -> None:
+    ctx = make_server_context(ca.certified("a.test"))
+    assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2
+    assert ctx.options & ssl.OP_NO_COMPRESSION
+    client, server = memory_handshake(ca.client_context(), ctx, "a.test")
+    assert server.selected_alpn_protocol() == "h2"
+    assert client.version() == "TLSv1.3"
+    old = ca.client_context(("http/1.1",))
+    client, server = memory_handshake(old, ctx, "a.test")
+    assert client.selected_alpn_protocol() == "http/1.1"
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion:DeprecationWarning")
+def test_tls_1_1_clients_are_refused(ca: MiniCA) -> None:
+    ctx = make_server_context(ca.certified("a.test"))
+    client_ctx = ca.client_context()
+    client_ctx.minimum_version = ssl.TLSVersion.TLSv1
+    client_ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    with pytest.raises(ssl.SSLError):
+        memory_handshake(client_ctx, ctx, "a.test")
+
+
+def test_sni_callback_picks_the_custom_certificate_per_host(ca: MiniCA) -> None:
+    selector = TlsSelector()
+    one, two = ca.certified("one.test"), ca.certified("*.two.test")
+    selector.configure(certificates={"one.test": one, "*.two.test": two})
+    listener = selector.server_context()
+    client, _ = memory_handshake(ca.client_context(), listener, "one.test")
+    assert peer_names(client) == ["one.test"]
+    client, server = memory_handshake(ca.client_context(), listener, "api.two.test")
+    assert peer_names(client) == ["*.two.test"]
+    assert server.selected_alpn_protocol() == "h2"
+    with pytest.raises(ssl.SSLError, match=r"CALLBACK_FAILED|UNRECOGNIZED_NAME"):
+        memory_handshake(ca.client_context(), listener, "three.test")
+    with pytest.raises(ssl.SSLError):
+        memory_handshake(ca.client_context(), listener, "a.b.two.test")  # one label only
+
+
+def test_no_sni_uses_the_default_host(ca: MiniCA, caplog: pytest.LogCaptureFixture) -> None:
+    selector = TlsSelector()
+    selector.configure(certificates={"one.test": ca.certified("one.test")}, default_host="one.test")
+    client_ctx = ca.client_context()
+    client_ctx.check_hostname = False
+    client, _ = memory_handshake(client_ctx, selector.server_context(), None)
+    assert peer_names(client) == ["one.test"]
+    assert "without SNI" in caplog.text
+    selector.configure(certificates={"one.test": ca.certified("one.test")})
+    with pytest.raises(ssl.SSLError):
+        memory_handshake(client_ctx, selector.server_context(), None)
+
+
+def test_reconfigure_replaces_everything(ca: MiniCA) -> None:
+    selector = TlsSelector()
+    selector.configure(certificates={"one.test": ca.certified("one.test")})
+    selector.configure(certificates={"two.test": ca.certified("two.test")})
+    assert selector.context_for("one.test") is None
+    assert selector.context_for("two.test") is not None
+
+
+def test_wildcard_hosts_are_refused_for_automatic_tls(tmp_path: Path) -> None:
+    selector = TlsSelector(CertManager(DIRECTORY, tmp_path))
+    with pytest.raises(ProxyError) as err:
+        selector.configure(acme_hosts=["a.test", "*.example.com"])
+    assert err.value.message == "automatic TLS does not support wildcards"
+    with pytest.raises(ProxyError, match="needs an ACME certificate manager"):
+        TlsSelector().configure(acme_hosts=["a.test"])
+
+
+def test_selector_becomes_the_acme_host_policy(tmp_path: Path) -> None:
+    manager = CertManager(DIRECTORY, tmp_path)
+    selector = TlsSelector(manager)
+    selector.configure(acme_hosts=["a.test"])
+    assert manager.host_policy is not None
+    assert manager.host_policy("a.test") and not manager.host_policy("b.test")
+
+
+def test_acme_certificate_from_the_cache_serves_after_prepare(tmp_path: Path, ca: MiniCA) -> None:
+    manager = CertManager(DIRECTORY, tmp_path)
+    manager.store.save("acme.test", ca.certified("acme.test"))
+    selector = TlsSelector(manager)
+    selector.configure(acme_hosts=["acme.test"])
+    assert selector.context_for("acme.test") is None  # not loaded yet: nothing to serve
+    ctx = asyncio.run(selector.prepare(ClientHello("acme.test", ("h2",))))
+    assert ctx is not None
+    client, _ = memory_handshake(ca.client_context(), ctx, "acme.test")
+    assert peer_names(client) == ["acme.test"]
+    # Now also through the sni_callback listener, and the context is reused.
+    assert selector.context_for("acme.test") is ctx
+    client, _ = memory_handshake(ca.client_context(), selector.server_context(), "acme.test")
+    assert peer_names(client) == ["acme.test"]
+    assert asyncio.run(selector.prepare(ClientHello("other.test", ("h2",)))) is None
+
+
+def test_validator_gets_the_challenge_certificate_only(tmp_path: Path, ca: MiniCA) -> None:
+    manager = CertManager(DIRECTORY, tmp_path)
+    selector = TlsSelector(manager)
+    selector.configure(acme_hosts=["acme.test"])
+    validator = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    validator.check_hostname = False
+    validator.verify_mode = ssl.CERT_NONE
+    validator.set_alpn_protocols(["acme-tls/1"])
+    hello = ClientHello("acme.test", ("acme-tls/1",))
+    assert asyncio.run(selector.prepare(hello)) is None  # no challenge pending: refuse
+    manager.board.put_tls_alpn01("acme.test", tls_alpn01_certificate("acme.test", "tok.thumb"))
+    ctx = asyncio.run(selector.prepare(hello))
+    assert ctx is not None
+    client, server = memory_handshake(validator, ctx, "acme.test")
+    assert server.selected_alpn_protocol() == "acme-tls/1"
+    der = client.getpeercert(binary_form=True)
+    assert der is not None
+    cert = x509.load_der_x509_certificate(der)
+    assert cert.extensions.get_extension_for_oid(x509.ObjectIdentifier("1.3.6.1.5.5.7.1.31"))
+    # A browser asking for the same host while validation runs does not get it from prepare
+    # (it would wait for the real certificate instead): context_for offers nothing yet.
+    assert selector.context_for("acme.test", ("h2", "http/1.1")) is None
+    # Through the sni_callback (no ALPN visible), a host without a real certificate gets it.
+    client, server = memory_handshake(validator, selector.server_context(), "acme.test")
+    assert server.selected_alpn_protocol() == "acme-tls/1"
