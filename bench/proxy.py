@@ -367,6 +367,7 @@ def main() -> int:
     wanted = args.targets.split(",")
     scenarios = args.scenarios.split(",")
     work = Path(tempfile.mkdtemp(prefix="dockyard-bench-"))
+    work.chmod(0o755)  # nginx workers run unprivileged and serve /100k from here
     procs: list[Proc] = []
     origin_popen, origin_port = start_origin(work)
     try:

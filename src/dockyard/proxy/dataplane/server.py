@@ -168,13 +168,17 @@ class ClientConnection(asyncio.Protocol):
         except HttpError as exc:
             self.protocol_error(exc)
             return
-        if rest is not None and self.queue:
-            self.queue[-1].client_tunnel_data(rest)
+        queue = self.queue
+        if rest is not None and queue:
+            queue[-1].client_tunnel_data(rest)
+        # Exchanges start only after the whole read parsed cleanly, so a request whose framing
+        # turns out to be broken later in the same read is never forwarded.
+        if queue and not queue[0].started:
+            queue[0].start()
 
     def eof_received(self) -> bool | None:
-        # Half-close: a request in flight may still be answered (e.g. clients that shut down
-        # their write side); keep the transport open until the response went out.
-        return bool(self.queue)
+        # Like Go's server, a client EOF cancels whatever is in flight (logged as 499).
+        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.plane.clients.discard(self)
@@ -214,12 +218,9 @@ class ClientConnection(asyncio.Protocol):
     # RequestHandler (called by the reader) ----------------------------------------------------
 
     def on_request(self, head: RequestHead) -> None:
-        ex = Exchange(self, head)
         queue = self.queue
-        queue.append(ex)
-        if len(queue) == 1:
-            ex.start()
-        else:
+        queue.append(Exchange(self, head))
+        if len(queue) > 1:
             self.pause(P_PIPELINE)
 
     def on_request_body(self, data: bytes) -> None:
@@ -280,7 +281,9 @@ class ClientConnection(asyncio.Protocol):
             nxt = queue[0]
             if len(queue) == 1:
                 self.resume(P_PIPELINE)
-            nxt.start()
+            if not nxt.started:
+                nxt.started = True  # claimed; started on the next loop turn (bounded stack)
+                self.plane.loop.call_soon(nxt.start)
         elif self.paused & P_PIPELINE:
             self.resume(P_PIPELINE)
 
@@ -318,6 +321,7 @@ class Exchange:
         "service",
         "spill",
         "start_ns",
+        "started",
         "status",
         "target",
         "timer",
@@ -360,11 +364,15 @@ class Exchange:
         self.expect_sent = False
         self.tunnel_buf: list[bytes] | None = None
         self.request_id = head.request_id or new_request_id()
+        self.started = False
 
     # request side ----------------------------------------------------------------------------
 
     def start(self) -> None:
         """Route the request and run the per-service gates (redirects, pause/stop)."""
+        self.started = True
+        if self.finished:
+            return
         client = self.client
         head = self.head
         plane = client.plane
@@ -817,6 +825,9 @@ class Exchange:
 
     def abort(self) -> None:
         """The client connection is being closed under this exchange."""
+        if not self.started:
+            self.finished = True  # rejected before it was routed: nothing to log or release
+            return
         self.drop_upstream()
         if not self.finished:
             if self.resp_state == 0:
@@ -830,7 +841,13 @@ class Exchange:
         self.finish()
 
     def respond_simple(
-        self, status: int, body: bytes, content_type: bytes, extra: bytes = b""
+        self,
+        status: int,
+        body: bytes,
+        content_type: bytes,
+        extra: bytes = b"",
+        *,
+        close: bool = False,
     ) -> None:
         """Answer from the proxy itself (the exchange then completes)."""
         if self.finished or self.resp_state != 0:
@@ -842,7 +859,7 @@ class Exchange:
             self.pending_size = 0
             self.client.resume(P_PENDING)
         head = self.head
-        close = not self.req_done or not head.keep_alive or self.client.reader.upgraded
+        close = close or not self.req_done or not head.keep_alive or self.client.reader.upgraded
         self.close_after = close
         self.status = status
         self.resp_ctype = content_type
@@ -869,8 +886,7 @@ class Exchange:
     def respond_redirect(self, location: bytes) -> None:
         body = b'<a href="' + location.replace(b'"', b"%22") + b'">Moved Permanently</a>.\n\n'
         self.req_done = self.req_done or not self.head.has_body
-        self.respond_simple(301, body, HTML, b"Location: " + location + b"\r\n")
-        self.close_after = True
+        self.respond_simple(301, body, HTML, b"Location: " + location + b"\r\n", close=True)
 
     def respond_too_large(self) -> None:
         service = self.service

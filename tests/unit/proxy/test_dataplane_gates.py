@@ -1,0 +1,348 @@
+"""Data plane: pause/stop/drain gates, buffering limits, error pages, redirects, bad requests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from dataplane_support import (
+    FakeRouter,
+    FakeService,
+    FakeTarget,
+    get,
+    origin_server,
+    read_response,
+    request,
+    run,
+    simple_setup,
+    start_proxy,
+)
+
+from dockyard.proxy.contract import ServiceOptions
+
+
+def test_pause_holds_requests_until_resume() -> None:
+    with origin_server() as origin:
+        router, service, _ = simple_setup(origin)
+        service.state = "paused"
+
+        async def go() -> None:
+            server, _ = await start_proxy(router)
+            pending = asyncio.ensure_future(request(server.port, get()))
+            await asyncio.sleep(0.3)
+            assert not pending.done()
+            assert origin.requests == []
+            service.set_state("running")
+            resp = await pending
+            await server.shutdown(1)
+            assert resp.status == 200
+
+        run(go())
+
+
+def test_pause_past_max_pause_gives_504_and_stop_while_paused_gives_503() -> None:
+    with origin_server() as origin:
+        router, service, _ = simple_setup(origin)
+        service.state = "paused"
+        service.max_pause = 0.3
+
+        async def go() -> None:
+            server, lines = await start_proxy(router)
+            expired = await request(server.port, get())
+            service.max_pause = 5
+            held = asyncio.ensure_future(request(server.port, get()))
+            await asyncio.sleep(0.2)
+            service.set_state("stopped", "Back at <noon>")
+            stopped = await held
+            await server.shutdown(1)
+            assert expired.status == 504
+            assert stopped.status == 503
+            assert b"Back at &lt;noon&gt;" in stopped.body
+            assert origin.requests == []
+            assert [json.loads(x)["status"] for x in lines] == [504, 503]
+
+        run(go())
+
+
+def test_stop_page_uses_custom_template_and_health_path_passes_while_stopped(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "503.html").write_text(
+        "<p>{{ if .Message }}MSG={{ .Message }}{{ else }}generic{{ end }}</p>"
+    )
+    with origin_server() as origin:
+        router, service, _ = simple_setup(origin, error_pages=tmp_path)
+        service.set_state("stopped", "maintenance & co")
+
+        async def go() -> None:
+            server, _ = await start_proxy(router)
+            page = await request(server.port, get("/anything"))
+            health = await request(server.port, get("/up"))
+            head_health = await request(
+                server.port, b"HEAD /up HTTP/1.1\r\nHost: a\r\n\r\n", head_request=True
+            )
+            post_health = await request(
+                server.port, b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"
+            )
+            service.set_state("stopped", "")
+            generic = await request(server.port, get("/anything"))
+            await server.shutdown(1)
+            assert page.status == 503 and page.body == b"<p>MSG=maintenance &amp; co</p>"
+            assert health.status == 200 and health.body == b""
+            assert head_health.status == 200
+            assert post_health.status == 503
+            assert generic.body == b"<p>generic</p>"
+            assert origin.requests == []
+
+        run(go())
+
+
+def test_custom_error_page_for_404_falls_back_to_builtin_for_others(tmp_path: Path) -> None:
+    (tmp_path / "502.html").write_text("custom bad gateway")
+    router = FakeRouter()
+    dead = FakeTarget("127.0.0.1", 1)
+    router.add(FakeService("dead", [dead], ServiceOptions(error_pages=tmp_path)))
+
+    async def go() -> None:
+        server, _ = await start_proxy(router)
+        r502 = await request(server.port, get())
+        router.bindings[0][2].targets.clear()
+        r503 = await request(server.port, get())
+        await server.shutdown(1)
+        assert r502.status == 502 and r502.body == b"custom bad gateway"
+        assert r503.status == 503 and b"<html" in r503.body
+
+    run(go())
+
+
+def test_drain_cancel_gives_504_when_nothing_was_sent() -> None:
+    with origin_server() as origin:
+        router, _, target = simple_setup(origin)
+
+        async def go() -> None:
+            server, lines = await start_proxy(router)
+            pending = asyncio.ensure_future(request(server.port, get("/slow?d=3")))
+            for _ in range(100):
+                if target.inflight:
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.1)
+            target.inflight[0].cancel()
+            resp = await asyncio.wait_for(pending, 2)
+            await server.shutdown(1)
+            assert resp.status == 504
+            assert json.loads(lines[0])["status"] == 504
+            assert not target.inflight
+
+        run(go())
+
+
+def test_drain_cancel_closes_a_websocket_tunnel() -> None:
+    with origin_server() as origin:
+        router, _, target = simple_setup(origin)
+
+        async def go() -> None:
+            server, _ = await start_proxy(router)
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(
+                b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+            )
+            await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            handle = target.inflight[0]
+            assert handle.is_hijacked
+            handle.cancel()
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+            await server.shutdown(1)
+            assert handle.is_done
+
+        run(go())
+
+
+def test_request_buffering_limits_413_and_spills_to_disk() -> None:
+    with origin_server() as origin:
+        router, _, _ = simple_setup(
+            origin, buffer_requests=True, buffer_memory=1000, max_request_body=50_000
+        )
+
+        async def go() -> None:
+            server, _ = await start_proxy(router)
+            ok_body = b"x" * 40_000
+            ok = await request(
+                server.port,
+                b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(ok_body)
+                + ok_body,
+            )
+            big = await request(
+                server.port,
+                b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 60000\r\n\r\n" + b"y" * 10,
+            )
+            chunk = b"z" * 30_000
+            chunked_big = await request(
+                server.port,
+                b"POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                + (b"%x\r\n%s\r\n" % (len(chunk), chunk)) * 2
+                + b"0\r\n\r\n",
+            )
+            await server.shutdown(1)
+            assert ok.status == 200 and ok.json()["len"] == 40_000
+            assert big.status == 413 and big.body == b"Request too large\n"
+            assert chunked_big.status == 413
+            assert [r for r in origin.requests if r[1] == "/upload"] == [("POST", "/upload")]
+
+        run(go())
+
+
+def test_response_buffering_limit_gives_500_and_buffered_responses_get_a_length() -> None:
+    with origin_server() as origin:
+        router, _, _ = simple_setup(
+            origin, buffer_responses=True, buffer_memory=1000, max_response_body=100_000
+        )
+
+        async def go() -> None:
+            server, _ = await start_proxy(router)
+            ok = await request(server.port, get("/big?n=90000"))
+            too_big = await request(server.port, get("/big?n=200000"))
+            nolength = await request(server.port, get("/nolength"))
+            await server.shutdown(1)
+            assert ok.status == 200 and len(ok.body) == 90_000
+            assert ok.body == bytes(i % 251 for i in range(90_000))
+            assert too_big.status == 500
+            assert nolength.body == b"until close"
+            assert nolength.header("Content-Length") == "11"
+
+        run(go())
+
+
+def test_tls_redirect_and_canonical_host_redirect() -> None:
+    with origin_server() as origin:
+        router = FakeRouter()
+        target = FakeTarget("127.0.0.1", origin.port)
+        router.add(FakeService("tls", [target], ServiceOptions(tls=True)), host="secure.test")
+        canon = ServiceOptions(canonical_host="www.example.test")
+        router.add(FakeService("canon", [target], canon), host="example.test")
+        router.add(FakeService("canon2", [target], canon), host="www.example.test")
+
+        async def go() -> None:
+            server, _ = await start_proxy(router)
+            r1 = await request(server.port, get("/a?b=1", host="secure.test:8080"))
+            r2 = await request(server.port, get("/x", host="example.test"))
+            r3 = await request(server.port, get("/echo", host="www.example.test"))
+            await server.shutdown(1)
+            assert r1.status == 301 and r1.header("Location") == "https://secure.test/a?b=1"
+            assert r1.header("Connection") == "close"
+            assert r2.status == 301 and r2.header("Location") == "http://www.example.test/x"
+            assert r3.status == 200
+
+        run(go())
+
+
+def test_malformed_requests_are_rejected_and_never_forwarded() -> None:
+    with origin_server() as origin:
+        router, _, _ = simple_setup(origin)
+        cases = {
+            b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n": 400,
+            b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n": 400,
+            b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n": 400,
+            b"GET /echo HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n": 400,
+            b"GET /echo HTTP/1.1\r\n\r\n": 400,
+            b"GET /echo HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n": 400,
+            b"GET /echo HTTP/1.1\r\nHost: a b\r\n\r\n": 400,
+            b"GET /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n": 400,
+            b"GET http://evil/ HTTP/1.1\r\nHost: a\r\n\r\n": 400,
+            b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: a\r\n\r\n": 414,
+            b"GET /echo HTTP/1.1\r\nHost: a\r\n" + b"X-Big: " + b"b" * 70_000 + b"\r\n\r\n": 431,
+        }
+
+        async def go() -> None:
+            server, lines = await start_proxy(router)
+            for raw, status in cases.items():
+                resp = await request(server.port, raw)
+                assert resp.status == status, (raw[:60], resp.status)
+                assert resp.header("Connection") == "close"
+            await server.shutdown(1)
+            assert origin.requests == []
+            assert lines == []
+
+        run(go())
+
+
+def test_smuggled_request_in_body_is_not_forwarded_as_a_request() -> None:
+    with origin_server() as origin:
+        router, _, _ = simple_setup(origin)
+
+        async def go() -> None:
+            server, _ = await start_proxy(router)
+            smuggle = b"GET /admin HTTP/1.1\r\nHost: a\r\n\r\n"
+            raw = (
+                b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(smuggle)
+                + smuggle
+            )
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(raw)
+            resp = await read_response(reader)
+            writer.close()
+            await server.shutdown(1)
+            assert resp.json()["len"] == len(smuggle)
+            assert all(path != "/admin" for _, path in origin.requests)
+
+        run(go())
+
+
+def test_client_disconnect_is_logged_as_499_and_releases_the_target() -> None:
+    with origin_server() as origin:
+        router, _, target = simple_setup(origin)
+
+        async def go() -> None:
+            server, lines = await start_proxy(router)
+            _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(get("/slow?d=1"))
+            await writer.drain()
+            for _ in range(100):
+                if target.inflight:
+                    break
+                await asyncio.sleep(0.02)
+            writer.close()
+            for _ in range(100):
+                if lines:
+                    break
+                await asyncio.sleep(0.02)
+            await server.shutdown(1)
+            assert json.loads(lines[0])["status"] == 499
+            assert not target.inflight
+
+        run(go())
+
+
+def test_access_log_custom_headers_and_shutdown_closes_idle_connections() -> None:
+    with origin_server() as origin:
+        router, _, _ = simple_setup(
+            origin,
+            log_request_headers=("X-Custom", "Cache-Control"),
+            log_response_headers=("X-Origin", "Server"),
+        )
+
+        async def go() -> None:
+            server, lines = await start_proxy(router)
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(get(extra="X-Custom: one\r\nx-custom: two\r\n"))
+            await read_response(reader)
+            await server.shutdown(2)
+            assert await asyncio.wait_for(reader.read(), 2) == b""
+            writer.close()
+            entry = json.loads(lines[0])
+            assert entry["req_x_custom"] == "one,two"
+            assert entry["req_cache_control"] == ""
+            assert entry["resp_x_origin"] == "yes"
+            assert entry["resp_server"].startswith("BaseHTTP")
+            keys = list(entry)
+            assert keys[-4:] == [
+                "req_x_custom",
+                "req_cache_control",
+                "resp_x_origin",
+                "resp_server",
+            ]
+
+        run(go())
