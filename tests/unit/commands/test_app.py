@@ -589,3 +589,14 @@ def test_clean_up_assets(load: LoadConfig) -> None:
         ("find", ".kamal/apps/app/assets/volumes", "-maxdepth", "1", "-name", "web-*",
          "!", "-name", "web-999", "-exec", "rm", "-rf", "{}", "+"),
     )  # fmt: skip
+
+
+def test_clear_env_hash_brace_passed_as_written_instead_of_kamal_backslash(
+    load: LoadConfig,
+) -> None:
+    # Kamal dumps the value as `"#\{x}"`-style `\#{x}` inside double quotes, which a POSIX shell
+    # leaves as a literal backslash; Dockyard hands Docker the value as configured.
+    raw = base()
+    raw["env"] = {"clear": {"GREETING": "hi #{name}"}}
+    config = load(raw)
+    assert app.env_args(config, role(config), "1.1.1.1")[:2] == ("--env", "GREETING=hi #{name}")
