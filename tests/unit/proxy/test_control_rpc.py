@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -167,3 +168,60 @@ def test_malformed_requests_get_an_error_answer(harness: Harness) -> None:
         call(harness.socket, "explode")
     with pytest.raises(RpcError, match="rollout is not yet supported"):
         call(harness.socket, "rollout_set", {"service": "x"})
+
+
+def test_serve_restores_state_routes_requests_and_stops(tmp_path: Path) -> None:
+    """`server.serve` (what `run` calls) in-process on loopback: restore, control socket, data
+    plane, shutdown."""
+    import http.client
+
+    from dockyard.proxy.control.server import RunSettings, serve
+
+    with socket_pair_port() as port:
+        pass
+    settings = RunSettings(
+        http_port=port,
+        bind="127.0.0.1",
+        socket=tmp_path / "kamal-proxy.sock",
+        state_file=tmp_path / "kamal-proxy.state",
+    )
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        backend = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(Health().handle, "127.0.0.1", 0), loop
+        ).result(5)
+        target = f"127.0.0.1:{backend.sockets[0].getsockname()[1]}"
+        for life in range(2):
+            stop = asyncio.Event()
+            running = asyncio.run_coroutine_threadsafe(serve(settings, stop), loop)
+            deadline = time.monotonic() + 10
+            while not settings.socket.exists():  # type: ignore[union-attr]
+                assert time.monotonic() < deadline and not running.done()
+                time.sleep(0.02)
+            if life == 0:
+                call(settings.socket, "deploy", {"service": "web", "targets": [target]})  # type: ignore[arg-type]
+            else:  # restored from the state file written in the first life
+                assert [r["service"] for r in call(settings.socket, "list")] == ["web"]  # type: ignore[arg-type]
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/anything")
+            assert conn.getresponse().status == 200
+            conn.close()
+            loop.call_soon_threadsafe(stop.set)
+            running.result(15)
+            assert not settings.socket.exists()  # type: ignore[union-attr]
+        backend.close()
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+
+
+@contextlib.contextmanager
+def socket_pair_port() -> Iterator[int]:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
