@@ -511,3 +511,16 @@ def test_target_without_port_defaults_to_80() -> None:
         "web-1.internal", "web-1.internal", 80
     )
     assert TargetAddress.parse("app_web:3000").port == 3000
+
+
+def test_options_tell_the_data_plane_whether_readers_exist() -> None:
+    async def scenario() -> None:
+        router = ProxyRouter(None)
+        await router.deploy(DeployRequest("web", ("ww:1",), ("rr:1",), cfg(), force=True))
+        service = router.service("web")
+        assert service.options.extra["has_readers"] is True
+        assert service.options.extra["writer_affinity_timeout"] == 1.0
+        await router.deploy(DeployRequest("web", ("ww:1",), (), cfg(), force=True))
+        assert service.options.extra["has_readers"] is False
+
+    run(scenario)

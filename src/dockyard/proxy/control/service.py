@@ -98,8 +98,8 @@ class ProxyService:
     def __init__(self, name: str, config: ServiceConfig, active: LoadBalancer) -> None:
         self._name = name
         self.config = config
-        self._options = config.to_contract()
         self.active = active
+        self._options = self._contract_options()
         self.pause = PauseController()
 
     def __repr__(self) -> str:
@@ -125,9 +125,16 @@ class ProxyService:
         """Install new options and targets at once; returns the load balancer replaced."""
         old = self.active
         self.config = config
-        self._options = config.to_contract()
         self.active = active
+        self._options = self._contract_options()
         return old
+
+    def _contract_options(self) -> ServiceOptions:
+        """The data plane's view; `extra["has_readers"]` tells it whether writer affinity
+        (the `kamal-writer` cookie) applies."""
+        options = self.config.to_contract()
+        options.extra["has_readers"] = bool(self.active.readers)
+        return options
 
     async def wait_until_running(self) -> ServiceState:
         return await self.pause.wait()
