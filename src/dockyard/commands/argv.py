@@ -197,7 +197,8 @@ class Argv:
         return NotImplemented
 
     def __hash__(self) -> int:
-        return hash((self._parts, self._stdin))
+        # Consistent with equality to a plain tuple of strings.
+        return hash(self.plain())
 
     def __repr__(self) -> str:
         stdin = "" if self._stdin is None else ", stdin=..."

@@ -30,6 +30,7 @@ from dockyard.commands.paths import (
 )
 
 if TYPE_CHECKING:
+    from dockyard.config.models import Config
     from dockyard.config.models import ProxyRun as ProxyRunConfig
 
 CONTAINER_NAME = "kamal-proxy"
@@ -132,6 +133,14 @@ def run_settings(run_config: ProxyRunConfig | None) -> ProxyRun | None:
         version=run_config.version,
         options=tuple(run_config.options.items()),
     )
+
+
+def run_for_host(config: Config, host: str) -> Argv | None:
+    """The run argv from the host's ``proxy.run`` settings, or ``None`` when it has none (then
+    the legacy boot-config files decide: read them with :func:`read_boot_file` and call
+    :func:`legacy_run`)."""
+    settings = run_settings(config.proxy_run(host))
+    return run(settings) if settings is not None else None
 
 
 def run(settings: ProxyRun) -> Argv:

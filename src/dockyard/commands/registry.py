@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from dockyard.commands.argv import Argv, Secret, docker
+from dockyard.commands.argv import Argv, Revealable, as_secret, docker
+
+if TYPE_CHECKING:
+    from dockyard.config.models import Config
+    from dockyard.config.models import Registry as RegistryConfig
 
 LOCAL_REGISTRY_CONTAINER = "kamal-docker-registry"
 LOCAL_REGISTRY_IMAGE = "registry:3"
@@ -24,18 +29,30 @@ def local_port(server: str) -> int:
     return int(digits.group()) if digits and digits.group() else 0
 
 
-def _secret(value: str | Secret) -> Secret:
-    return value if isinstance(value, Secret) else Secret(value)
-
-
-def login(server: str | None, username: str | Secret, password: str | Secret) -> Argv | None:
+def login(
+    server: str | None, username: str | Revealable, password: str | Revealable
+) -> Argv | None:
     """``docker login [<server>] -u <user> -p <password>``; ``None`` for a local registry.
 
     Both credentials are secret parts (Kamal redacts both in its logs).
     """
     if is_local(server):
         return None
-    return docker("login", server, "-u", _secret(username), "-p", _secret(password))
+    return docker("login", server, "-u", as_secret(username), "-p", as_secret(password))
+
+
+def login_for(config: Config, registry: RegistryConfig | None = None) -> Argv | None:
+    """:func:`login` for the root registry, or an accessory's, with secret names resolved."""
+    registry = registry or config.registry
+    if is_local(registry.server):
+        return None
+    username = config.resolve(registry.username) or ""
+    password = config.resolve(registry.password) or ""
+    return login(registry.server, username, password)
+
+
+def logout_for(config: Config, registry: RegistryConfig | None = None) -> Argv:
+    return logout((registry or config.registry).server)
 
 
 def logout(server: str | None) -> Argv:

@@ -95,6 +95,7 @@ def test_stdin_is_part_of_identity_but_not_of_literal_equality() -> None:
     assert a != Argv(("tee", "f"), stdin="y\n")
     assert a.stdin_bytes() == b"x\n"
     assert hash(a) == hash(Argv(("tee", "f"), stdin="x\n"))
+    assert hash(a) == hash(("tee", "f"))  # consistent with equality to a plain tuple
 
 
 def test_pipeline_renders_stages_and_merges_stderr_of_the_first() -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dockyard.commands import proxy
 from dockyard.commands.argv import HomePath
 
+from .conftest import LoadConfig
+
 BASE_RUN = (
     "docker", "run", "--name", "kamal-proxy", "--network", "kamal", "--detach",
     "--restart", "unless-stopped",
@@ -279,3 +281,21 @@ def test_remove_resume_and_maintenance() -> None:
     assert proxy.pause_stop("app-web", drain_timeout=10, message="Hi there") == (
         *prefix, "stop", "app-web", "--drain-timeout=10s", "--message=Hi there",
     )  # fmt: skip
+
+
+def test_run_for_host_uses_the_hosts_proxy_run_settings(load: LoadConfig) -> None:
+    raw = {
+        "service": "app",
+        "image": "dhh/app",
+        "registry": {"username": "dhh", "password": "secret"},
+        "servers": {"web": ["1.1.1.1"], "workers": ["1.1.1.2"]},
+        "builder": {"arch": "amd64"},
+        "proxy": {"run": {"http_port": 8080, "version": "v0.9.3"}},
+    }
+    config = load(raw)
+    assert proxy.run_for_host(config, "1.1.1.1") == (
+        *BASE_RUN, "--publish", "8080:80", "--publish", "443:443", "--log-opt", "max-size=10m",
+        "basecamp/kamal-proxy:v0.9.3", "kamal-proxy", "run",
+    )  # fmt: skip
+    # workers do not run the proxy: no proxy.run for that host, the legacy files decide.
+    assert proxy.run_for_host(config, "1.1.1.2") is None

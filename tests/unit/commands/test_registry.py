@@ -5,6 +5,8 @@ from __future__ import annotations
 from dockyard.commands import registry
 from dockyard.commands.argv import Argv, Secret
 
+from .conftest import LoadConfig
+
 
 def test_login_marks_both_credentials_secret() -> None:
     command = registry.login("hub.docker.com", "dhh", "secret")
@@ -55,3 +57,44 @@ def test_local_registry_remove() -> None:
         ("docker", "stop", "kamal-docker-registry"),
         ("docker", "rm", "kamal-docker-registry"),
     )
+
+
+def test_login_for_resolves_secret_names_and_accessory_registries(load: LoadConfig) -> None:
+    raw = {
+        "service": "app",
+        "image": "dhh/app",
+        "registry": {"server": "hub.docker.com", "username": "dhh",
+                     "password": ["KAMAL_REGISTRY_PASSWORD"]},
+        "servers": ["1.1.1.1"],
+        "builder": {"arch": "amd64"},
+        "accessories": {
+            "db": {
+                "image": "mysql:8.0",
+                "hosts": ["1.1.1.1"],
+                "registry": {"server": "other.hub.docker.com", "username": ["DB_USER"],
+                             "password": "pw"},
+            }
+        },
+    }  # fmt: skip
+    config = load(raw, secrets="KAMAL_REGISTRY_PASSWORD=more-secret'\"\nDB_USER=user\n")
+    command = registry.login_for(config)
+    assert command == ("docker", "login", "hub.docker.com", "-u", "dhh", "-p", "more-secret'\"")
+    assert command is not None
+    assert "more-secret" not in command.display()
+    db = config.accessory("db")
+    assert db is not None
+    assert registry.login_for(config, db.registry) == (
+        "docker", "login", "other.hub.docker.com", "-u", "user", "-p", "pw",
+    )  # fmt: skip
+    assert registry.logout_for(config, db.registry) == ("docker", "logout", "other.hub.docker.com")
+    assert registry.logout_for(config) == ("docker", "logout", "hub.docker.com")
+
+
+def test_login_for_local_registry_is_none(load: LoadConfig) -> None:
+    raw = {
+        "service": "app",
+        "registry": {"server": "localhost:5000"},
+        "servers": ["1.1.1.1"],
+        "builder": {"arch": "amd64"},
+    }
+    assert registry.login_for(load(raw)) is None
