@@ -655,3 +655,8 @@ def _remove_older_siblings(path: str, role_name: str) -> Argv:
         "find", posixpath.dirname(path), "-maxdepth", "1", "-name", f"{role_name}-*",
         "!", "-name", posixpath.basename(path), "-exec", "rm", "-rf", "{}", "+",
     )  # fmt: skip
+
+
+def missing_service_label_message(config: Config) -> str:
+    """Kamal's error when a pulled image lacks the ``service`` label."""
+    return f"Image {config.absolute_image} is missing the 'service' label"

@@ -460,3 +460,20 @@ def pause_stop(name: str, *, drain_timeout: int | None = None, message: str | No
         name,
         *optionize((("drain-timeout", _seconds(drain_timeout)), ("message", message)), joined=True),
     )
+
+
+def pause(name: str, *, drain_timeout: int | None = None, max_pause: int | None = None) -> Argv:
+    """``kamal-proxy pause <name>``: hold new requests (Kamal 2.11 itself never pauses)."""
+    return _exec(
+        "pause",
+        name,
+        *optionize(
+            (("drain-timeout", _seconds(drain_timeout)), ("max-pause", _seconds(max_pause))),
+            joined=True,
+        ),
+    )
+
+
+def list_services() -> Argv:
+    """``kamal-proxy list``: the services the running proxy knows, with their state."""
+    return _exec("list")

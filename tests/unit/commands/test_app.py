@@ -334,6 +334,9 @@ def test_pull_and_validate_image_with_python_check_instead_of_grep(load: LoadCon
         "docker", "inspect", "-f", "{{ .Config.Labels.service }}", "reg.example/dhh/app:999",
     )  # fmt: skip
     assert app.has_service_label("app\n", "app")
+    assert app.missing_service_label_message(config) == (
+        "Image reg.example/dhh/app:999 is missing the 'service' label"
+    )
     assert not app.has_service_label("application\n", "app")
     assert app.first_mirror() == (
         "docker", "info", "--format", "{{index .RegistryConfig.Mirrors 0}}",

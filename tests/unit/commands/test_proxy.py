@@ -299,3 +299,12 @@ def test_run_for_host_uses_the_hosts_proxy_run_settings(load: LoadConfig) -> Non
     )  # fmt: skip
     # workers do not run the proxy: no proxy.run for that host, the legacy files decide.
     assert proxy.run_for_host(config, "1.1.1.2") is None
+
+
+def test_pause_and_list_are_kamal_proxy_commands_kamal_does_not_send() -> None:
+    prefix = ("docker", "exec", "kamal-proxy", "kamal-proxy")
+    assert proxy.pause("app-web") == (*prefix, "pause", "app-web")
+    assert proxy.pause("app-web", drain_timeout=5, max_pause=60) == (
+        *prefix, "pause", "app-web", "--drain-timeout=5s", "--max-pause=60s",
+    )  # fmt: skip
+    assert proxy.list_services() == (*prefix, "list")
