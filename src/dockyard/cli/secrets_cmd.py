@@ -23,7 +23,7 @@ def fetch(
             "-a",
             "--adapter",
             help="Vault adapter: 1password, bitwarden, bitwarden-sm, aws_secrets_manager, gcp, "
-            "doppler, lastpass, passbolt.",
+            "doppler, enpass, lastpass, passbolt.",
             show_default=False,
         ),
     ],

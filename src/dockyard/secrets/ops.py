@@ -27,6 +27,7 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "doppler": ("doppler", "Doppler"),
     "lastpass": ("lastpass", "LastPass"),
     "passbolt": ("passbolt", "Passbolt"),
+    "enpass": ("enpass", "Enpass"),
     "test": ("testing", "Test"),
 }
 _ALIASES = {

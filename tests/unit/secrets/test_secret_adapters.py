@@ -360,6 +360,30 @@ def test_passbolt_errors(fake_cli: FakeClis) -> None:
         fetch("passbolt", ["A"])
 
 
+# -- Enpass -------------------------------------------------------------------------------------
+
+
+def test_enpass_reads_titles_from_the_vault_directory(fake_cli: FakeClis) -> None:
+    enpass = fake_cli("enpass-cli").on(
+        "-json -vault /vaults/primary show App Db",
+        answer(
+            [
+                {"title": "App", "label": "API_KEY", "password": "k"},
+                {"title": "App", "label": "OTHER", "password": "o"},
+                {"title": "Db", "label": "", "password": "d"},
+                {"title": "Db", "label": "empty", "password": ""},
+            ]
+        ),
+    )
+    assert fetch("enpass", ["App/API_KEY", "Db"], from_="/vaults/primary") == {
+        "App/API_KEY": "k",
+        "Db": "d",
+    }
+    assert len(enpass.calls()) == 1
+    with pytest.raises(SecretsError, match="needs --from"):
+        fetch("enpass", ["App"])
+
+
 # -- lookup -------------------------------------------------------------------------------------
 
 
