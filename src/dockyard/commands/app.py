@@ -179,8 +179,8 @@ def _cmd(cmd: str | None) -> tuple[str, ...]:
 
 
 def container_hostname(host: str, suffix: str) -> str:
-    """Kamal's ``--hostname``: the host (first 51 chars, trailing dots removed) and 12 hex."""
-    return f"{host[:51].rstrip('.')}-{suffix}"
+    """Kamal's ``--hostname``: the host (first 51 chars, one trailing dot removed) and 12 hex."""
+    return f"{host[:51].removesuffix('.')}-{suffix}"
 
 
 def random_hex(count: int) -> str:

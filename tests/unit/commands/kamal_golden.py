@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ from dockyard.commands.envfile import contents as env_file_contents
 from dockyard.config import Config
 
 GOLDEN_FILE = Path(__file__).with_name("kamal_2_11.json")
+#: The clock the recording runs with (Kamal's Time.now is stubbed to it).
+FIXED_TIME = datetime(2026, 11, 28, 9, 30, 5, tzinfo=UTC)
 KAMAL_BIN = Path(
     os.environ.get(
         "DOCKYARD_KAMAL_BIN",
@@ -748,7 +751,7 @@ CASES: list[Case] = [
                 service=c.service,
                 version=c.version,
                 destination=c.destination,
-                recorded_at=__import__("datetime").datetime(2026, 1, 1),
+                recorded_at=FIXED_TIME,
                 performer="x",
                 hosts=["1.1.1.1", "1.1.1.2"],
                 lock=True,
@@ -760,6 +763,32 @@ CASES: list[Case] = [
         destination="staging",
         version="0123456789abcdef",
         kind="env",
+    ),
+    Case(
+        "audit line",
+        "app",
+        'Kamal::Commands::Auditor.new(config, role: "web")'
+        '.record("Booted app version 999", detail: "x")[5].undump',
+        lambda c: audit.audit_line(
+            "Booted app version 999",
+            recorded_at=FIXED_TIME,
+            performer="ada@example.com",
+            destination=c.destination,
+            details={"role": "web", "detail": "x"},
+        ),
+        destination="staging",
+        kind="text",
+    ),
+    Case(
+        "lock details base64",
+        "app",
+        'Kamal::Commands::Lock.new(config).acquire("Automatic deploy lock", "999")[4][1..-2]',
+        lambda c: lock.encode_details(
+            lock.lock_details(
+                "Automatic deploy lock", "999", locked_by="Ada Lovelace", at=FIXED_TIME
+            )
+        ),
+        kind="text",
     ),
     Case(
         "env file escaping",
@@ -876,6 +905,9 @@ RUBY = r"""<%
 require "json"
 Kamal::Utils.define_singleton_method(:docker_arch) { "amd64" }
 SecureRandom.define_singleton_method(:hex) { |*_| "a1b2c3" }
+Kamal::Git.define_singleton_method(:email) { "ada@example.com" }
+Kamal::Git.define_singleton_method(:user_name) { "Ada Lovelace" }
+Time.define_singleton_method(:now) { Time.utc(2026, 11, 28, 9, 30, 5) }
 configs = JSON.parse(File.read(ENV.fetch("GOLDEN_CONFIGS")))
 cases = JSON.parse(File.read(ENV.fetch("GOLDEN_CASES")))
 results = {}

@@ -77,6 +77,7 @@ def test_container_hostname_truncates_host_and_appends_hex() -> None:
         "web-1.example.com-0123456789ab"
     )
     assert app.container_hostname("a" * 60, "x") == "a" * 51 + "-x"
+    assert app.container_hostname("host..", "x") == "host.-x"  # Ruby chomp(".") removes one
     assert len(app.random_hex(12)) == 12
     assert len(app.random_hex(6)) == 6
 
