@@ -233,7 +233,7 @@ def build_parser(prog: str = "dockyard-proxy", env: Mapping[str, str] | None = N
 
     commands.add_parser("list", aliases=["ls"], help="List the services currently running")
 
-    rollout = commands.add_parser("rollout", help="Manage a rollout (not yet supported)")
+    rollout = commands.add_parser("rollout", help="Manage a rollout (canary) deployment")
     rollout_commands = rollout.add_subparsers(
         dest="rollout_command", metavar="COMMAND", parser_class=_Parser
     )
@@ -445,7 +445,7 @@ def _run_server(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def _client(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from dockyard.proxy.control import options as o
-    from dockyard.proxy.control.client import ROLLOUT_NOT_SUPPORTED, call
+    from dockyard.proxy.control.client import call
     from dockyard.proxy.control.state import socket_path
 
     sock = socket_path(env)
@@ -478,12 +478,31 @@ def _client(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         sub = args.rollout_command
         if sub is None:
             raise UsageError("rollout needs a subcommand: deploy, set or stop")
-        _one_service(args)
-        if sub == "deploy" and not args.target:
-            raise UsageError('required flag(s) "target" not set')
-        if sub == "set" and args.percent is None and not args.list:
-            raise UsageError("at least one of the flags in the group [percent list] is required")
-        raise UsageError(ROLLOUT_NOT_SUPPORTED)
+        service = _one_service(args)
+        if sub == "deploy":
+            if not args.target:
+                raise UsageError('required flag(s) "target" not set')
+            params = {
+                "service": service,
+                "targets": args.target,
+                "readers": args.read_target,
+                "deploy_timeout": _pick(args.deploy_timeout, o.DEFAULT_DEPLOY_TIMEOUT),
+                "drain_timeout": _pick(args.drain_timeout, o.DEFAULT_DRAIN_TIMEOUT),
+            }
+            call(sock, "rollout_deploy", params)
+        elif sub == "set":
+            if args.percent is None and not args.list:
+                raise UsageError(
+                    "at least one of the flags in the group [percent list] is required"
+                )
+            params = {
+                "service": service,
+                "percent": _pick(args.percent, 0),
+                "allowlist": args.list,
+            }
+            call(sock, "rollout_set", params)
+        else:
+            call(sock, "rollout_stop", {"service": service})
     return 0
 
 

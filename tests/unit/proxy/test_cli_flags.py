@@ -271,10 +271,10 @@ def test_tls_forward_headers_default_depends_on_tls() -> None:
         (["deploy", "web", "--targ=a:1"], "unrecognized arguments"),
         (["remove"], "accepts 1 arg(s), received 0"),
         (["pause", "web", "--max-pause=forever"], 'invalid duration "forever"'),
-        (["rollout", "deploy", "web", "--target=a:1"], "rollout is not yet supported"),
         (["rollout", "set", "web"], "at least one of the flags in the group [percent list]"),
-        (["rollout", "set", "web", "--percent=10"], "rollout is not yet supported"),
-        (["rollout", "stop", "web"], "rollout is not yet supported"),
+        (["rollout", "deploy", "web"], 'required flag(s) "target" not set'),
+        (["rollout", "stop"], "accepts 1 arg(s), received 0"),
+        (["rollout"], "rollout needs a subcommand"),
         (["nonsense"], "invalid choice"),
     ],
 )
@@ -296,6 +296,24 @@ def test_no_server_running_is_a_clear_error(
     err = capsys.readouterr().err
     assert err.startswith("Error: unable to reach the proxy server at ")
     assert str(tmp_path / "kamal-proxy.sock") in err
+
+
+def test_rollout_flags() -> None:
+    args = parse(
+        "rollout",
+        "deploy",
+        "web",
+        "--target=a:1,b:1",
+        "--read-target",
+        "r:1",
+        "--deploy-timeout=10s",
+        "--drain-timeout",
+        "1m",
+    )
+    assert (args.target, args.read_target) == (["a:1", "b:1"], ["r:1"])
+    assert (args.deploy_timeout, args.drain_timeout) == (10 * SECOND, MINUTE)
+    args = parse("rollout", "set", "web", "--percent=25", "--list=alice,bob", "--list", "carol")
+    assert (args.percent, args.list) == (25, ["alice", "bob", "carol"])
 
 
 def test_aliases_parse() -> None:

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,22 @@ from dockyard.proxy.control.client import RpcError, call
 from dockyard.proxy.control.router import ProxyRouter
 from dockyard.proxy.control.rpc import RpcServer
 from dockyard.proxy.control.state import StateStore
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only_probes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Health probes of made-up target names never leave the machine (no DNS lookups)."""
+    from dockyard.proxy.control import balancer
+    from dockyard.proxy.control.health import HealthCheckFailed, probe_url
+
+    real = balancer.http_probe
+
+    async def guarded(target: Any, config: Any) -> Any:
+        if target.host != "127.0.0.1":
+            raise HealthCheckFailed(probe_url(target, config), "not loopback (test guard)")
+        return await real(target, config)
+
+    monkeypatch.setattr(balancer, "http_probe", guarded)
 
 
 class Health:
@@ -119,6 +136,23 @@ def test_deploy_list_pause_stop_resume_remove_round_trip(
     assert capsys.readouterr().err == "Error: service not found\n"
 
 
+def test_rollout_round_trip(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    target = f"127.0.0.1:{harness.backend_port}"
+    assert main(["deploy", "web", f"--target={target}"]) == 0
+    assert main(["rollout", "set", "web", "--percent=10"]) == 1
+    assert capsys.readouterr().err == "Error: rollout target not set\n"
+    assert main(["rollout", "deploy", "web", f"--target={target}"]) == 0
+    assert main(["rollout", "set", "web", "--percent=10", "--list=beta"]) == 0
+    saved = json.loads(harness.state.read_text())[0]
+    assert saved["rollout_targets"] == [target]
+    assert saved["rollout_controller"]["percentage"] == 10
+    assert saved["rollout_controller"]["allowlist"] == ["beta"]
+    assert main(["rollout", "stop", "web"]) == 0
+    assert json.loads(harness.state.read_text())[0]["rollout_controller"] is None
+    assert main(["rollout", "deploy", "nope", f"--target={target}"]) == 1
+    assert capsys.readouterr().err == "Error: service not found\n"
+
+
 def test_failed_deploy_message_comes_back_from_the_server(
     harness: Harness, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -166,8 +200,8 @@ def test_malformed_requests_get_an_error_answer(harness: Harness) -> None:
         assert answer["error"].startswith("bad request")
     with pytest.raises(RpcError, match="unknown method"):
         call(harness.socket, "explode")
-    with pytest.raises(RpcError, match="rollout is not yet supported"):
-        call(harness.socket, "rollout_set", {"service": "x"})
+    with pytest.raises(RpcError, match="service not found"):
+        call(harness.socket, "rollout_set", {"service": "x", "percent": 5})
 
 
 def test_serve_restores_state_routes_requests_and_stops(tmp_path: Path) -> None:

@@ -4,12 +4,29 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from dockyard.proxy.control.options import DeployRequest, ServiceConfig
 from dockyard.proxy.control.router import HostConflictError, ProxyRouter
 from dockyard.proxy.control.routing import RoutingTable, prefix_matches, wildcard_for
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only_probes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Health probes of made-up target names never leave the machine (no DNS lookups)."""
+    from dockyard.proxy.control import balancer
+    from dockyard.proxy.control.health import HealthCheckFailed, probe_url
+
+    real = balancer.http_probe
+
+    async def guarded(target: Any, config: Any) -> Any:
+        if target.host != "127.0.0.1":
+            raise HealthCheckFailed(probe_url(target, config), "not loopback (test guard)")
+        return await real(target, config)
+
+    monkeypatch.setattr(balancer, "http_probe", guarded)
 
 
 @pytest.mark.parametrize(

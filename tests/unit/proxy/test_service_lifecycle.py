@@ -11,6 +11,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,12 @@ from dockyard.proxy.control.options import (
     TargetAddress,
 )
 from dockyard.proxy.control.router import ProxyRouter
-from dockyard.proxy.control.service import PAUSE_TRANSITIONS, PauseController
+from dockyard.proxy.control.service import (
+    PAUSE_TRANSITIONS,
+    PauseController,
+    RolloutSplit,
+    fnv1a_32,
+)
 from dockyard.proxy.control.target import (
     TRANSITIONS,
     ProxyTarget,
@@ -34,6 +40,22 @@ from dockyard.proxy.control.target import (
 )
 
 FAST = HealthCheckConfig(interval=20 * MILLISECOND, timeout=200 * MILLISECOND)
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only_probes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Health probes of made-up target names never leave the machine (no DNS lookups)."""
+    from dockyard.proxy.control import balancer
+    from dockyard.proxy.control.health import HealthCheckFailed, probe_url
+
+    real = balancer.http_probe
+
+    async def guarded(target: Any, config: Any) -> Any:
+        if target.host != "127.0.0.1":
+            raise HealthCheckFailed(probe_url(target, config), "not loopback (test guard)")
+        return await real(target, config)
+
+    monkeypatch.setattr(balancer, "http_probe", guarded)
 
 
 @dataclass
@@ -522,5 +544,75 @@ def test_options_tell_the_data_plane_whether_readers_exist() -> None:
         assert service.options.extra["writer_affinity_timeout"] == 1.0
         await router.deploy(DeployRequest("web", ("ww:1",), (), cfg(), force=True))
         assert service.options.extra["has_readers"] is False
+
+    run(scenario)
+
+
+# -- rollout ------------------------------------------------------------------------------------
+
+
+def test_fnv1a_32_reference_values() -> None:
+    assert fnv1a_32(b"") == 0x811C9DC5
+    assert fnv1a_32(b"a") == 0xE40C292C
+    assert fnv1a_32(b"foobar") == 0xBF9CF968
+
+
+def test_rollout_split() -> None:
+    values = [f"user-{i}" for i in range(2000)]
+    assert not any(RolloutSplit(0).selects(v) for v in values)
+    assert all(RolloutSplit(100).selects(v) for v in values)
+    share = sum(RolloutSplit(25).selects(v) for v in values) / len(values)
+    assert 0.2 < share < 0.3
+    assert RolloutSplit(0, ("vip",)).selects("vip")
+    # Deterministic: the same value always lands on the same side.
+    ten = RolloutSplit(10)
+    assert [ten.selects(v) for v in values] == [ten.selects(v) for v in values]
+
+
+def test_rollout_slot_serves_selected_cookies_only() -> None:
+    async def scenario() -> None:
+        router = ProxyRouter(None)
+        async with backend() as stable, backend() as canary:
+            await router.deploy(DeployRequest("web", (stable.target,), config=cfg()))
+            with pytest.raises(Exception, match="rollout target not set"):
+                await router.rollout_set("web", 50, ())
+            await router.rollout_deploy("web", (canary.target,), (), SECOND, SECOND)
+            service = router.service("web")
+
+            def picked(cookies: str | None) -> str:
+                target = service.pick_target(read=False, cookies=cookies)
+                assert target is not None
+                return target.name
+
+            # Deployed but no split yet: everyone stays on the active slot.
+            assert picked("kamal-rollout=beta") == stable.target
+            await router.rollout_set("web", 0, ("beta",))
+            assert picked("a=1; kamal-rollout=beta") == canary.target
+            assert picked("kamal-rollout=other") == stable.target
+            assert picked(None) == stable.target
+            await router.rollout_set("web", 100, ())
+            assert picked("kamal-rollout=anyone") == canary.target
+            assert picked(None) == stable.target  # no cookie: always the active slot
+            await router.rollout_stop("web")
+            assert picked("kamal-rollout=beta") == stable.target
+            await router.rollout_set("web", 0, ("beta",))  # the rollout targets were kept
+            assert picked("kamal-rollout=beta") == canary.target
+            with pytest.raises(Exception, match="between 0 and 100"):
+                await router.rollout_set("web", 101, ())
+            await router.close()
+
+    run(scenario)
+
+
+def test_rollout_gate_failure_keeps_previous_rollout() -> None:
+    async def scenario() -> None:
+        router = ProxyRouter(None)
+        async with backend() as stable, backend(status=500) as bad:
+            await router.deploy(DeployRequest("web", (stable.target,), config=cfg()))
+            with pytest.raises(TargetsUnhealthyError):
+                await router.rollout_deploy("web", (bad.target,), (), 200 * MILLISECOND, 0)
+            assert router.service("web").rollout is None
+            with pytest.raises(Exception, match="service not found"):
+                await router.rollout_deploy("nope", (stable.target,), (), SECOND, 0)
 
     run(scenario)

@@ -6,13 +6,36 @@ import asyncio
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dockyard.proxy.control.durations import SECOND
-from dockyard.proxy.control.options import DeployRequest, HealthCheckConfig, ServiceConfig
+from dockyard.proxy.control.health import ProbeResult
+from dockyard.proxy.control.options import (
+    DeployRequest,
+    HealthCheckConfig,
+    ServiceConfig,
+    TargetAddress,
+)
 from dockyard.proxy.control.router import ProxyRouter
 from dockyard.proxy.control.state import StateStore, config_dir, socket_path
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only_probes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Health probes of made-up target names never leave the machine (no DNS lookups)."""
+    from dockyard.proxy.control import balancer
+    from dockyard.proxy.control.health import HealthCheckFailed, probe_url
+
+    real = balancer.http_probe
+
+    async def guarded(target: Any, config: Any) -> Any:
+        if target.host != "127.0.0.1":
+            raise HealthCheckFailed(probe_url(target, config), "not loopback (test guard)")
+        return await real(target, config)
+
+    monkeypatch.setattr(balancer, "http_probe", guarded)
 
 
 def test_paths_follow_kamal_proxy(tmp_path: Path) -> None:
@@ -47,8 +70,11 @@ def full_config() -> ServiceConfig:
 def test_every_change_is_saved_and_restored(tmp_path: Path) -> None:
     path = tmp_path / "kamal-proxy.state"
 
+    async def healthy(target: TargetAddress, config: HealthCheckConfig) -> ProbeResult:
+        return ProbeResult(url=f"http://{target.name}{config.path}", status=200)
+
     async def first_life() -> None:
-        router = ProxyRouter(StateStore(path))
+        router = ProxyRouter(StateStore(path), probe=healthy)  # no network: probes succeed
         await router.deploy(
             DeployRequest("api", ("one:3000", "two:3000"), ("ro:3000",), full_config(), force=True)
         )
@@ -61,6 +87,8 @@ def test_every_change_is_saved_and_restored(tmp_path: Path) -> None:
         )
         await router.remove("gone")
         await router.pause("api", 0, 12 * SECOND)
+        await router.rollout_deploy("web", ("canary:80",), (), SECOND, 0)
+        await router.rollout_set("web", 20, ("beta",))
         await router.close()
 
     asyncio.run(first_life())
@@ -92,6 +120,13 @@ def test_every_change_is_saved_and_restored(tmp_path: Path) -> None:
         assert api.state == "paused" and api.pause.fail_after == 12 * SECOND
         web = router.service("web")
         assert (web.state, web.stop_message) == ("stopped", "Down for maintenance")
+        assert web.rollout is not None and web.rollout.target_names == ["canary:80"]
+        assert web.split is not None and (web.split.percentage, web.split.allowlist) == (
+            20,
+            ("beta",),
+        )
+        canary = web.pick_target(read=False, cookies="kamal-rollout=beta")
+        assert canary is not None and canary.name == "canary:80"
         # Targets are trusted at once, without a health gate.
         assert web.pick_target(read=False, cookies=None) is not None
         m = router.match("x.b.test", "/api/v1")

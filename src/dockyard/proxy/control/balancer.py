@@ -25,7 +25,7 @@ class TargetsUnhealthyError(ProxyError):
     pass
 
 
-def _cookie_value(cookies: str | None, name: str) -> str | None:
+def cookie_value(cookies: str | None, name: str) -> str | None:
     if not cookies:
         return None
     for part in cookies.split(";"):
@@ -171,7 +171,7 @@ class LoadBalancer:
     def _writer_affinity(self, cookies: str | None, affinity_timeout_ns: int) -> bool:
         if affinity_timeout_ns <= 0:
             return False
-        value = _cookie_value(cookies, WRITER_COOKIE)
+        value = cookie_value(cookies, WRITER_COOKIE)
         if value is None:
             return False
         try:

@@ -12,8 +12,6 @@ from typing import Any
 
 from dockyard.errors import ProxyError
 
-ROLLOUT_NOT_SUPPORTED = "rollout is not yet supported by dockyard-proxy"
-
 
 class RpcError(ProxyError):
     """The server answered with an error; the message is the server's."""

@@ -17,7 +17,7 @@ from dockyard.proxy.control.health import Probe
 from dockyard.proxy.control.log import event
 from dockyard.proxy.control.options import DeployRequest, ServiceConfig, parse_targets
 from dockyard.proxy.control.routing import RoutingTable
-from dockyard.proxy.control.service import ProxyService, ServiceNotFoundError
+from dockyard.proxy.control.service import ProxyService, RolloutSplit, ServiceNotFoundError
 from dockyard.proxy.control.state import SavedService, StateFileError, StateStore
 
 logger = logging.getLogger("dockyard.proxy.control")
@@ -32,6 +32,11 @@ class HostConflictError(ProxyError):
 
 class NotSupportedError(ProxyError):
     pass
+
+
+class RolloutNotSetError(ProxyError):
+    def __init__(self) -> None:
+        super().__init__("rollout target not set")
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +187,8 @@ class ProxyRouter:
     async def remove(self, name: str) -> None:
         service = self.service(name)
         await service.active.stop_health_checks()
+        if service.rollout is not None:
+            await service.rollout.stop_health_checks()
         del self._services[name]
         self._rebuild()
         self._save()
@@ -206,6 +213,54 @@ class ProxyRouter:
         service.pause.apply("resume")
         self._save()
         event(logger, "Service resumed", service=name)
+
+    # -- rollout ---------------------------------------------------------------------------------
+
+    async def rollout_deploy(
+        self,
+        name: str,
+        targets: tuple[str, ...],
+        readers: tuple[str, ...],
+        deploy_timeout: int,
+        drain_timeout: int,
+    ) -> None:
+        """Health-gate targets with the service's own options, install them in its rollout slot,
+        then drain the previous rollout targets."""
+        service = self.service(name)
+        if not targets:
+            raise ProxyError("no targets given", hint="pass at least one --target")
+        async with self._lock(name):
+            balancer = self._balancer(name, targets, readers, service.config)
+            event(logger, "Deploying rollout", service=name, targets=list(targets))
+            balancer.start_health_checks()
+            try:
+                await balancer.wait_until_healthy(deploy_timeout)
+            except BaseException:
+                await balancer.stop_health_checks()
+                raise
+            service = self.service(name)  # it may have been removed meanwhile
+            old = service.rollout
+            service.rollout = balancer
+            self._save()
+            event(logger, "Deployed rollout", service=name, targets=list(targets))
+            if old is not None:
+                await old.drain(drain_timeout)
+
+    async def rollout_set(self, name: str, percentage: int, allowlist: tuple[str, ...]) -> None:
+        service = self.service(name)
+        if service.rollout is None:
+            raise RolloutNotSetError()
+        if not 0 <= percentage <= 100:
+            raise ProxyError("percentage must be between 0 and 100")
+        service.split = RolloutSplit(percentage, allowlist)
+        self._save()
+        event(logger, "Set rollout split", service=name, percent=percentage, allowlist=allowlist)
+
+    async def rollout_stop(self, name: str) -> None:
+        service = self.service(name)
+        service.split = None
+        self._save()
+        event(logger, "Stopped rollout", service=name)
 
     def rows(self) -> list[ServiceRow]:
         rows = []
@@ -241,6 +296,9 @@ class ProxyRouter:
                 targets=tuple(service.active.target_names),
                 readers=tuple(service.active.reader_names),
                 pause=service.pause.to_json(),
+                rollout_targets=tuple(service.rollout.target_names) if service.rollout else (),
+                rollout_readers=tuple(service.rollout.reader_names) if service.rollout else (),
+                rollout=service.split.to_json() if service.split else None,
             )
             for name, service in sorted(self._services.items())
         ]
@@ -295,6 +353,15 @@ class ProxyRouter:
                 )
             service = ProxyService(entry.name, entry.config, balancer)
             service.pause.restore(entry.pause)
+            if entry.rollout_targets:
+                rollout = self._balancer(
+                    entry.name, entry.rollout_targets, entry.rollout_readers, entry.config
+                )
+                rollout.trust_all()
+                if rollout.ongoing_checks:
+                    rollout.start_health_checks()
+                service.rollout = rollout
+                service.split = RolloutSplit.from_json(entry.rollout)
             self._services[entry.name] = service
         self._rebuild()
         event(logger, "Restored saved state", path=str(self._store.path), services=len(saved))
@@ -303,3 +370,5 @@ class ProxyRouter:
     async def close(self) -> None:
         for service in self._services.values():
             await service.active.stop_health_checks()
+            if service.rollout is not None:
+                await service.rollout.stop_health_checks()

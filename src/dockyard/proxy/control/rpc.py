@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from dockyard.errors import ProxyError
-from dockyard.proxy.control.client import ROLLOUT_NOT_SUPPORTED
 from dockyard.proxy.control.options import DeployRequest
 from dockyard.proxy.control.router import ProxyRouter
 
@@ -51,8 +50,25 @@ async def dispatch(router: ProxyRouter, method: str, params: dict[str, Any]) -> 
         return True
     if method == "list":
         return [asdict(row) for row in router.rows()]
-    if method in ("rollout_deploy", "rollout_set", "rollout_stop"):
-        raise ProxyError(ROLLOUT_NOT_SUPPORTED)
+    if method == "rollout_deploy":
+        await router.rollout_deploy(
+            str(params["service"]),
+            tuple(str(t) for t in params.get("targets") or ()),
+            tuple(str(t) for t in params.get("readers") or ()),
+            int(params["deploy_timeout"]),
+            int(params["drain_timeout"]),
+        )
+        return True
+    if method == "rollout_set":
+        await router.rollout_set(
+            str(params["service"]),
+            int(params.get("percent", 0)),
+            tuple(str(v) for v in params.get("allowlist") or ()),
+        )
+        return True
+    if method == "rollout_stop":
+        await router.rollout_stop(str(params["service"]))
+        return True
     raise ProxyError(f"unknown method {method!r}")
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Literal
 
 from dockyard.errors import ProxyError
 from dockyard.proxy.contract import ServiceOptions, ServiceState
-from dockyard.proxy.control.balancer import LoadBalancer
+from dockyard.proxy.control.balancer import LoadBalancer, cookie_value
 from dockyard.proxy.control.durations import seconds
 from dockyard.proxy.control.options import DEFAULT_PAUSE_TIMEOUT, ServiceConfig
 from dockyard.proxy.control.target import ProxyTarget
@@ -87,6 +88,53 @@ class PauseController:
             self.fail_after = fail_after
 
 
+ROLLOUT_COOKIE = "kamal-rollout"
+_HASH_MAX = 0xFFFFFFFF
+
+
+def fnv1a_32(data: bytes) -> int:
+    value = 0x811C9DC5
+    for byte in data:
+        value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutSplit:
+    """Which requests use the rollout slot: those whose `kamal-rollout` cookie value is in the
+    allowlist, or hashes (FNV-1a 32) at or below `percentage`% of the hash space."""
+
+    percentage: int
+    allowlist: tuple[str, ...] = ()
+
+    @property
+    def split_point(self) -> float:
+        return _HASH_MAX * (self.percentage / 100.0)
+
+    def selects(self, value: str) -> bool:
+        if value in self.allowlist:
+            return True
+        return self.percentage > 0 and fnv1a_32(value.encode()) <= self.split_point
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "percentage": self.percentage,
+            "percentage_split_point": self.split_point,
+            "allowlist": list(self.allowlist),
+        }
+
+    @classmethod
+    def from_json(cls, data: object) -> RolloutSplit | None:
+        if not isinstance(data, dict):
+            return None
+        percentage = data.get("percentage", 0)
+        allowlist = data.get("allowlist") or []
+        return cls(
+            percentage=percentage if isinstance(percentage, int) else 0,
+            allowlist=tuple(str(v) for v in allowlist) if isinstance(allowlist, list) else (),
+        )
+
+
 class ServiceNotFoundError(ProxyError):
     def __init__(self) -> None:
         super().__init__("service not found")
@@ -99,6 +147,9 @@ class ProxyService:
         self._name = name
         self.config = config
         self.active = active
+        #: The rollout slot (`rollout deploy`) and the split that sends requests there.
+        self.rollout: LoadBalancer | None = None
+        self.split: RolloutSplit | None = None
         self._options = self._contract_options()
         self.pause = PauseController()
 
@@ -139,7 +190,15 @@ class ProxyService:
     async def wait_until_running(self) -> ServiceState:
         return await self.pause.wait()
 
+    def slot_for(self, cookies: str | None) -> LoadBalancer:
+        """The rollout slot for requests the split selects, else the active one."""
+        if self.split is not None and self.rollout is not None:
+            value = cookie_value(cookies, ROLLOUT_COOKIE)
+            if value and self.split.selects(value):
+                return self.rollout
+        return self.active
+
     def pick_target(self, *, read: bool, cookies: str | None) -> ProxyTarget | None:
-        return self.active.pick(
+        return self.slot_for(cookies).pick(
             read=read, cookies=cookies, affinity_timeout_ns=self.config.writer_affinity_timeout
         )

@@ -158,6 +158,9 @@ class SavedService:
     targets: tuple[str, ...]
     readers: tuple[str, ...]
     pause: dict[str, Any]
+    rollout_targets: tuple[str, ...] = ()
+    rollout_readers: tuple[str, ...] = ()
+    rollout: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         options, target_options = config_to_state(self.config)
@@ -167,10 +170,10 @@ class SavedService:
             "target_options": target_options,
             "active_targets": list(self.targets),
             "active_readers": list(self.readers),
-            "rollout_targets": None,
-            "rollout_readers": None,
+            "rollout_targets": list(self.rollout_targets) or None,
+            "rollout_readers": list(self.rollout_readers) or None,
             "pause_controller": self.pause,
-            "rollout_controller": None,
+            "rollout_controller": self.rollout,
         }
 
     @classmethod
@@ -187,6 +190,11 @@ class SavedService:
             targets=targets,
             readers=_strings(data.get("active_readers")),
             pause=_dict(data.get("pause_controller")),
+            rollout_targets=_strings(data.get("rollout_targets")),
+            rollout_readers=_strings(data.get("rollout_readers")),
+            rollout=data.get("rollout_controller")
+            if isinstance(data.get("rollout_controller"), dict)
+            else None,
         )
 
 
