@@ -199,14 +199,22 @@ class ProxyRouter:
         service.pause.apply("pause", fail_after=max_pause)
         self._save()
         event(logger, "Service paused", service=name, max_pause=format_duration(max_pause))
-        await service.active.drain(drain_timeout, refuse_new=False)
+        await self._drain_inflight(service, drain_timeout)
 
     async def stop(self, name: str, drain_timeout: int, message: str) -> None:
         service = self.service(name)
         service.pause.apply("stop", message=message)
         self._save()
         event(logger, "Service stopped", service=name, message=message)
-        await service.active.drain(drain_timeout, refuse_new=False)
+        await self._drain_inflight(service, drain_timeout)
+
+    async def _drain_inflight(self, service: ProxyService, drain_timeout: int) -> None:
+        """Let the requests already past the pause gate finish (or cancel them at the timeout);
+        the targets stay in service for when it resumes."""
+        slots = [service.active] + ([service.rollout] if service.rollout else [])
+        async with asyncio.TaskGroup() as group:
+            for slot in slots:
+                group.create_task(slot.drain(drain_timeout, refuse_new=False))
 
     async def resume(self, name: str) -> None:
         service = self.service(name)
