@@ -7,6 +7,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -127,7 +128,7 @@ def test_bundle_writes_a_launcher(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         capture_output=True,
         text=True,
         check=True,
-        env={**os.environ, "PATH": f"{Path(os.sys.executable).parent}:/usr/bin:/bin"},
+        env={**os.environ, "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"},
     )
     assert version.stdout.strip()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,23 @@ def test_print_shows_resolved_secrets(
     assert capsys.readouterr().out == "A=1\nB=two\n"
     assert main(["secrets", "print", "-d", "prod"]) == 0
     assert capsys.readouterr().out == "A=prod\n"
+
+
+PARITY_COMMANDS = [
+    ["fetch", "-a", "test", "--account", "x", "A", "b c", "é/x", "tab\tq", 'quo"te'],
+    ["fetch", "--adapter", "test", "--account", "x", "--from", "Vault/Item", "K1", "K2"],
+    ["extract", "K2", '{"Vault/Item/K1":"1","Vault/Item/K2":"two"}'],
+    ["extract", "K1", '{"K1":"exact","a/K1":"suffix"}'],
+]
+
+
+def test_output_matches_kamal(kamal: str, capsys: pytest.CaptureFixture[str]) -> None:
+    procs = [
+        subprocess.Popen([kamal, "secrets", *args], stdout=subprocess.PIPE, text=True)
+        for args in PARITY_COMMANDS
+    ]
+    for args, proc in zip(PARITY_COMMANDS, procs, strict=True):
+        expected, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0
+        assert main(["secrets", *args]) == 0
+        assert capsys.readouterr().out == expected, args
