@@ -259,3 +259,22 @@ def socket_pair_port() -> Iterator[int]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         yield s.getsockname()[1]
+
+
+def test_serve_reports_a_busy_port_as_an_error(tmp_path: Path) -> None:
+    import socket
+
+    from dockyard.errors import ProxyError
+    from dockyard.proxy.control.server import RunSettings, serve
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        settings = RunSettings(
+            http_port=busy.getsockname()[1],
+            bind="127.0.0.1",
+            socket=tmp_path / "kamal-proxy.sock",
+            state_file=tmp_path / "kamal-proxy.state",
+        )
+        with pytest.raises(ProxyError, match=r"unable to listen on 127\.0\.0\.1:"):
+            asyncio.run(serve(settings))

@@ -11,6 +11,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from dockyard.errors import ProxyError
 from dockyard.proxy.control.log import event
 from dockyard.proxy.control.router import ProxyRouter
 from dockyard.proxy.control.rpc import RpcServer
@@ -58,16 +59,27 @@ async def serve(settings: RunSettings, stop: asyncio.Event | None = None) -> Non
     if settings.http3:
         event(logger, "HTTP/3 is not yet supported; --http3 ignored", level=logging.WARNING)
 
-    http = await serve_http(
-        router,
-        host=settings.bind,
-        port=settings.http_port,
-        log_port=settings.http_port,
-        access_log=AccessLogWriter(1),
-    )
+    try:
+        http = await serve_http(
+            router,
+            host=settings.bind,
+            port=settings.http_port,
+            log_port=settings.http_port,
+            access_log=AccessLogWriter(1),
+        )
+    except OSError as exc:
+        await router.close()
+        raise ProxyError(
+            f"unable to listen on {settings.bind}:{settings.http_port}: {exc.strerror or exc}"
+        ) from exc
     rpc = RpcServer(router, settings.socket or socket_path())
     try:
-        await rpc.start()
+        try:
+            await rpc.start()
+        except OSError as exc:
+            raise ProxyError(
+                f"unable to open the control socket {rpc.path}: {exc.strerror or exc}"
+            ) from exc
         event(
             logger,
             "Server started",
