@@ -102,6 +102,28 @@ def test_1password_missing_cli_names_it_and_how_to_install(fake_cli: FakeClis) -
     assert exc.value.hint is not None and "1password.com" in exc.value.hint
 
 
+@pytest.mark.parametrize(
+    ("adapter", "program", "url_part"),
+    [
+        ("bitwarden", "bw", "bitwarden.com"),
+        ("bitwarden-sm", "bws", "bitwarden.com"),
+        ("aws_secrets_manager", "aws", "aws.amazon.com"),
+        ("gcp", "gcloud", "cloud.google.com"),
+        ("doppler", "doppler", "doppler.com"),
+        ("lastpass", "lpass", "lastpass"),
+        ("passbolt", "passbolt", "passbolt"),
+        ("enpass", "enpass-cli", "enpass-cli"),
+    ],
+)
+def test_every_adapter_names_its_missing_cli_and_where_to_get_it(
+    fake_cli: FakeClis, adapter: str, program: str, url_part: str
+) -> None:
+    with pytest.raises(SecretsError) as exc:
+        fetch(adapter, ["x"], account="acct", from_="a/b")
+    assert f"`{program}` is not installed or not on PATH" in exc.value.message
+    assert exc.value.hint is not None and url_part in exc.value.hint
+
+
 def test_adapters_that_need_an_account_refuse_to_run_without_one(fake_cli: FakeClis) -> None:
     op = fake_cli("op")
     for adapter in ("1password", "bitwarden", "lastpass", "gcp"):
