@@ -14,6 +14,7 @@ expressions with Kamal's classes loaded, and writes what they return. No server 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -935,7 +936,37 @@ builder:
 """
 
 
-def generate(kamal: Path = KAMAL_BIN, out: Path = GOLDEN_FILE) -> dict[str, Any]:
+def _case_inputs() -> list[dict[str, Any]]:
+    return [
+        {
+            "name": c.name,
+            "config": c.config,
+            "ruby": c.ruby,
+            "destination": c.destination,
+            "version": c.version,
+        }
+        for c in CASES
+    ]
+
+
+def fingerprint() -> str:
+    """A digest of everything Kamal is given, so a stale recording is noticed."""
+    inputs = {
+        "configs": CONFIGS,
+        "cases": _case_inputs(),
+        "files": [c.files for c in CASES],
+        "secrets": [c.secrets for c in CASES],
+        "ruby": RUBY,
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def load_recording(path: Path = GOLDEN_FILE) -> tuple[str, dict[str, Any]]:
+    data = json.loads(path.read_text())
+    return data["fingerprint"], data["cases"]
+
+
+def generate(kamal: Path = KAMAL_BIN, out: Path | None = GOLDEN_FILE) -> dict[str, Any]:
     """Run the real Kamal once over every case and write the recording."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -951,17 +982,7 @@ def generate(kamal: Path = KAMAL_BIN, out: Path = GOLDEN_FILE) -> dict[str, Any]
             "".join(c.secrets for c in CASES if c.secrets)
         )
         (work / "configs.json").write_text(json.dumps(CONFIGS))
-        cases = [
-            {
-                "name": c.name,
-                "config": c.config,
-                "ruby": c.ruby,
-                "destination": c.destination,
-                "version": c.version,
-            }
-            for c in CASES
-        ]
-        (work / "cases.json").write_text(json.dumps(cases))
+        (work / "cases.json").write_text(json.dumps(_case_inputs()))
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": tmp,
@@ -978,7 +999,9 @@ def generate(kamal: Path = KAMAL_BIN, out: Path = GOLDEN_FILE) -> dict[str, Any]
             timeout=120,
         )
         results: dict[str, Any] = json.loads((work / "out.json").read_text())
-    out.write_text(json.dumps(results, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
+    if out is not None:
+        document = {"fingerprint": fingerprint(), "kamal": "2.11.0", "cases": results}
+        out.write_text(json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
     return results
 
 

@@ -8,7 +8,6 @@ argvs must equal those words.
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections.abc import Sequence
 from typing import Any
@@ -18,9 +17,9 @@ import pytest
 from dockyard.commands.argv import Argv
 
 from .conftest import LoadConfig
-from .kamal_golden import CASES, CONFIGS, GOLDEN_FILE, Case
+from .kamal_golden import CASES, CONFIGS, KAMAL_BIN, Case, fingerprint, generate, load_recording
 
-RECORDED: dict[str, Any] = json.loads(GOLDEN_FILE.read_text())
+RECORDED_FINGERPRINT, RECORDED = load_recording()
 CHAIN_TOKENS = {"&&", "||", ";"}
 
 
@@ -90,6 +89,11 @@ def as_commands(ours: Any) -> list[tuple[str, ...]]:
     return [argv.plain() for argv in ours]
 
 
+def test_recording_is_up_to_date_with_the_cases() -> None:
+    # Fails when a case or config changed without regenerating (python -m ...kamal_golden).
+    assert fingerprint() == RECORDED_FINGERPRINT
+
+
 def test_every_case_was_recorded_without_error() -> None:
     assert sorted(RECORDED) == sorted(c.name for c in CASES)
     errors = {k: v for k, v in RECORDED.items() if isinstance(v, dict) and "error" in v}
@@ -107,3 +111,9 @@ def test_matches_kamal_2_11(case: Case, load: LoadConfig) -> None:
         assert ours == recorded
     else:
         assert as_commands(ours) == split_chain(recorded)
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not KAMAL_BIN.exists(), reason="needs the Kamal 2.11 binary")
+def test_recording_matches_a_fresh_run_of_kamal() -> None:
+    assert generate(out=None) == RECORDED
