@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import shlex
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dockyard.commands.argv import (
     Argv,
@@ -115,3 +119,12 @@ def test_optionize_like_kamal() -> None:
 def test_key_value_pairs_like_kamal_argumentize() -> None:
     pairs = key_value_pairs("--label", (("service", "app"), ("destination", None), ("x", False)))
     assert pairs == ("--label", "service=app", "--label", "destination", "--label", "x=false")
+
+
+@given(
+    st.lists(st.text(alphabet=st.characters(blacklist_characters="\x00"), min_size=0), min_size=1)
+)
+def test_shell_rendering_round_trips_through_posix_word_splitting(parts: list[str]) -> None:
+    command = Argv(["prog", *parts[:-1], Secret(parts[-1])])
+    assert shlex.split(command.shell()) == list(command.raw())
+    assert command.display().endswith("[REDACTED]")
