@@ -120,7 +120,7 @@ def test_every_adapter_names_its_missing_cli_and_where_to_get_it(
 ) -> None:
     with pytest.raises(SecretsError) as exc:
         fetch(adapter, ["x"], account="acct", from_="a/b")
-    assert f"`{program}` is not installed or not on PATH" in exc.value.message
+    assert f"(`{program}`) is not installed or not on PATH" in exc.value.message
     assert exc.value.hint is not None and url_part in exc.value.hint
 
 
