@@ -280,6 +280,9 @@ class RequestReader:
                 raise HttpError(400, "Bad Request: invalid Content-Length") from None
             head.lines.append(b"%s: %s\r\n" % (name, value))
         elif kind == H_TE:
+            # Only a single, final "chunked" coding is accepted (as Go's server does).
+            if self._te_seen or value.strip().lower() != b"chunked":
+                raise HttpError(400, "Bad Request: unsupported Transfer-Encoding")
             self._te_seen = True
         elif kind == H_CONNECTION:
             for token in value.lower().split(b","):
