@@ -10,7 +10,7 @@ import importlib
 import typer
 
 #: Modules under dockyard.cli that add commands. Keep their top-level imports light.
-COMMAND_MODULES: tuple[str, ...] = ("secrets_cmd", "docs_cmd", "init_cmd")
+COMMAND_MODULES: tuple[str, ...] = ("secrets_cmd", "config_cmd", "docs_cmd", "init_cmd")
 
 
 def add_commands(app: typer.Typer) -> None:

@@ -272,13 +272,13 @@ class Validator:
         elif spec == SERVERS:
             self.servers(value)
         elif spec == ARCH:
-            if isinstance(value, list):
-                try:
+            try:
+                if isinstance(value, list):
                     self.array_of(value, STRING)
-                except ConfigValidationError:
-                    self.type_error(ARRAY, STRING)
-            else:
-                self.check_type(value, STRING)
+                else:
+                    self.check_type(value, STRING)
+            except ConfigValidationError:
+                self.type_error(ARRAY, STRING)
         elif spec == SSH_CONFIG:
             if isinstance(value, list):
                 self.array_of(value, STRING)

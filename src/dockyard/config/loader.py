@@ -91,6 +91,11 @@ def _plain_error(locate: Locator, problem: str, *, where: KeyPath = ()) -> Confi
 # --------------------------------------------------------------------------- small converters
 
 
+def _or(value: Any, default: Any) -> Any:
+    """Ruby's `value || default`: only nil and false fall back (0 and "" are kept)."""
+    return default if value is None or value is False else value
+
+
 def _option_value(value: Any) -> OptionValue:
     if isinstance(value, bool):
         return value
@@ -268,7 +273,7 @@ def build_builder(raw: Mapping[str, Any], *, image: str | None) -> Builder:
         if cache
         else None,
         context=_opt_str(raw.get("context")),
-        dockerfile=ruby_str(raw.get("dockerfile") or "Dockerfile"),
+        dockerfile=ruby_str(_or(raw.get("dockerfile"), "Dockerfile")),
         target=_opt_str(raw.get("target")),
         args=_strings(raw.get("args")),
         secrets=tuple(ruby_str(s) for s in raw.get("secrets") or ()),
@@ -276,7 +281,7 @@ def build_builder(raw: Mapping[str, Any], *, image: str | None) -> Builder:
         driver=driver,
         provenance=provenance if isinstance(provenance, bool) else _opt_str(provenance),
         sbom=raw.get("sbom"),
-        cache_image=ruby_str((cache or {}).get("image") or f"{image}-build-cache"),
+        cache_image=ruby_str(_or((cache or {}).get("image"), f"{image}-build-cache")),
     )
 
 
@@ -397,7 +402,7 @@ def resolve_role(globals_: Globals, name: str) -> Role:
         globals_.proxies[name] = merged
         proxy = build_proxy(merged, role_name=name)
 
-    raw_asset_path = own.get("asset_path") or globals_.asset_path
+    raw_asset_path = _or(own.get("asset_path"), globals_.asset_path)
     asset_path = asset_options = None
     if present(raw_asset_path):
         asset_path, _, options = ruby_str(raw_asset_path).partition(":")
@@ -431,7 +436,7 @@ def _path_entries(
     for item in raw or []:
         if isinstance(item, dict):
             local, remote = ruby_str(item.get("local")), ruby_str(item.get("remote"))
-            mode = _opt_str(item.get("mode")) or ("755" if files else None)
+            mode = _opt_str(_or(item.get("mode"), "755" if files else None))
             owner, options = _opt_str(item.get("owner")), _opt_str(item.get("options"))
         else:
             parts = ruby_str(item).split(":", 2)
@@ -485,7 +490,7 @@ def _hosts_with_tag(servers: Any, tag: str) -> list[str]:
 def build_accessory(
     name: str, raw: dict[str, Any], *, config: dict[str, Any], roles: dict[str, Role], root: Path
 ) -> Accessory:
-    service_name = ruby_str(raw.get("service") or f"{config['service']}-{name}")
+    service_name = ruby_str(_or(raw.get("service"), f"{config['service']}-{name}"))
     registry = build_registry(raw["registry"]) if present(raw.get("registry")) else None
     image = "/".join(
         p for p in ((registry.server if registry else None), ruby_str(raw["image"])) if p
@@ -525,7 +530,7 @@ def build_accessory(
             raw.get("directories"), service_name=service_name, root=root, files=False
         ),
         volumes=tuple(ruby_str(x) for x in raw.get("volumes") or ()),
-        network=ruby_str(raw.get("network") or "kamal"),
+        network=ruby_str(_or(raw.get("network"), "kamal")),
         proxy=build_proxy(raw["proxy"]) if present(raw.get("proxy")) else None,
     )
 
@@ -640,7 +645,7 @@ def build_config(
                     role_raw.get("logging", {}), ("servers", name, "logging"), locate
                 )
                 proxy_spec = role_raw.get("proxy")
-                primary = name == (raw.get("primary_role") or "web")
+                primary = name == ruby_str(_or(raw.get("primary_role"), "web"))
                 running = proxy_spec is not False if primary else bool(proxy_spec)
                 if running:
                     role_proxy = {} if proxy_spec is True or proxy_spec is None else proxy_spec
@@ -697,7 +702,7 @@ def build_config(
     env_tags = {
         str(tag): build_env(tag_raw) for tag, tag_raw in (env_raw.get("tags") or {}).items()
     }
-    primary_role_name = ruby_str(raw.get("primary_role") or "web")
+    primary_role_name = ruby_str(_or(raw.get("primary_role"), "web"))
     globals_ = Globals(
         service=ruby_str(raw.get("service")),
         destination=destination,
@@ -709,7 +714,7 @@ def build_config(
         proxy_raw=root_proxy if isinstance(root_proxy, dict) else {},
         labels=_strings(raw.get("labels")),
         asset_path=_opt_str(raw.get("asset_path")),
-        drain_timeout=raw.get("drain_timeout") or 30,
+        drain_timeout=_or(raw.get("drain_timeout"), 30),
     )
     roles = {name: resolve_role(globals_, name) for name in role_names}
 
@@ -747,7 +752,7 @@ def build_config(
             f"Current version is {KAMAL_VERSION}, minimum required is {ruby_str(minimum)}",
             where=("minimum_version",),
         )
-    retain = raw.get("retain_containers") or 5
+    retain = _or(raw.get("retain_containers"), 5)
     if retain < 1:
         raise _plain_error(locate, "Must retain at least 1 container", where=("retain_containers",))
     if not re.fullmatch(r"[a-z0-9_-]+", ruby_str(raw.get("service")), re.I) or not isinstance(
@@ -758,7 +763,7 @@ def build_config(
             "Service name can only include alphanumeric characters, hyphens, and underscores",
             where=("service",),
         )
-    hooks_path = ruby_str(raw.get("hooks_path") or ".kamal/hooks")
+    hooks_path = ruby_str(_or(raw.get("hooks_path"), ".kamal/hooks"))
     old_hooks = [
         h for h in ("pre-traefik-reboot", "post-traefik-reboot") if (root / hooks_path / h).exists()
     ]
@@ -877,16 +882,16 @@ def build_config(
             if isinstance(hooks_output, dict)
             else (ruby_str(hooks_output).lstrip(":") if hooks_output is not None else None)
         ),
-        secrets_path=ruby_str(raw.get("secrets_path") or ".kamal/secrets"),
+        secrets_path=ruby_str(_or(raw.get("secrets_path"), ".kamal/secrets")),
         error_pages_path=_opt_str(raw.get("error_pages_path")),
         require_destination=bool(raw.get("require_destination")),
         primary_role_name=primary_role_name,
         allow_empty_roles=bool(raw.get("allow_empty_roles")),
         retain_containers=retain,
         minimum_version=_opt_str(minimum),
-        readiness_delay=raw.get("readiness_delay") or 7,
-        deploy_timeout=raw.get("deploy_timeout") or 30,
-        drain_timeout=raw.get("drain_timeout") or 30,
+        readiness_delay=_or(raw.get("readiness_delay"), 7),
+        deploy_timeout=_or(raw.get("deploy_timeout"), 30),
+        drain_timeout=_or(raw.get("drain_timeout"), 30),
         declared_version=declared_version,
         version_error=version_error,
         raw=raw,
