@@ -185,5 +185,32 @@ def test_kamal_setup_and_deploy_through_dockyard_proxy(
         ).stdout
         assert "hello-web" in listed and "running" in listed
 
+    # Maintenance mode and back (kamal-proxy stop / resume).
+    maintenance = kamal(project, "app", "maintenance", "--message=back soon", "--version=v2")
+    assert maintenance.returncode == 0, (maintenance.stdout + maintenance.stderr)[-5000:]
+    for server in lab.servers:
+        status, body = _get(f"http://{server.address}/")
+        assert status == 503 and "back soon" in body
+    live = kamal(project, "app", "live", "--version=v2")
+    assert live.returncode == 0, (live.stdout + live.stderr)[-5000:]
+    for server in lab.servers:
+        assert _get(f"http://{server.address}/") == (200, "v2")
+
+    # A proxy reboot replaces the container; the state in Kamal's config volume brings the
+    # service back without a redeploy.
+    reboot = kamal(project, "proxy", "reboot", "-y", "--version=v2")
+    assert reboot.returncode == 0, (reboot.stdout + reboot.stderr)[-5000:]
+    for server in lab.servers:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                result = _get(f"http://{server.address}/")
+            except OSError:
+                result = (0, "")
+            if result == (200, "v2") or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert result == (200, "v2")
+
     removed = kamal(project, "remove", "-y", "--version=v2")
     assert removed.returncode == 0, (removed.stdout + removed.stderr)[-5000:]
