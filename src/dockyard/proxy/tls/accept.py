@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import select
 import socket
 from collections.abc import Callable
 from typing import Final
@@ -53,6 +54,16 @@ async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> Non
         loop.remove_reader(sock.fileno())
 
 
+def _peer_shut_down(sock: socket.socket) -> bool:
+    """Whether the peer closed its sending side (Linux POLLRDHUP; elsewhere: unknown, False)."""
+    rdhup = getattr(select, "POLLRDHUP", 0)
+    if not rdhup:
+        return False
+    poller = select.poll()
+    poller.register(sock.fileno(), rdhup)
+    return any(events & rdhup for _, events in poller.poll(0))
+
+
 async def peek_client_hello(sock: socket.socket, *, timeout: float = 10.0) -> ClientHello | None:
     """Peek at ``sock`` (non-blocking, freshly accepted) until a whole ClientHello is there.
 
@@ -78,7 +89,10 @@ async def peek_client_hello(sock: socket.socket, *, timeout: float = 10.0) -> Cl
                     return result  # a ClientHello or None (not TLS)
                 if len(data) == seen:
                     # The socket stays readable while unread bytes wait (level-triggered):
-                    # give the rest of the ClientHello time to arrive.
+                    # give the rest of the ClientHello time to arrive, unless the peer has
+                    # already closed its side (a peek never sees that EOF).
+                    if _peer_shut_down(sock):
+                        return None
                     await asyncio.sleep(_RETRY_DELAY)
                 seen = len(data)
     except TimeoutError:

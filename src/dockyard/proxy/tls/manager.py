@@ -212,6 +212,12 @@ class CertManager:
             self._failures[name] = (time.monotonic(), exc.message)
             log.error("%s", exc.message)
             raise
+        try:
+            await asyncio.to_thread(self.store.save, name, issuance.certified)
+        except OSError as exc:  # still served from memory; issued again after a restart
+            log.error(
+                "could not write the certificate for %s to %s: %s", name, self.store.path, exc
+            )
         self._failures.pop(name, None)
         self._certs[name] = issuance.certified
         self.issuances[name] = issuance
@@ -344,7 +350,6 @@ class CertManager:
                 )
             except CertificateError as exc:
                 raise ProxyError(exc.message) from exc
-            self.store.save(name, certified)
             return Issuance(name, tuple(attempts), certified)
         details = "; ".join(f"{a.type}: {a.detail}" for a in attempts)
         raise ProxyError(f"could not obtain a certificate for {name}: {details}")

@@ -1,0 +1,150 @@
+"""Peek-then-handshake on real loopback sockets (no network beyond 127.0.0.1)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from test_tls_clienthello import openssl_client_hello
+from tls_support import MiniCA
+
+from dockyard.proxy.tls.accept import TlsAcceptor, peek_client_hello
+from dockyard.proxy.tls.clienthello import ClientHello
+from dockyard.proxy.tls.context import TlsSelector
+from dockyard.proxy.tls.manager import CertManager
+
+
+class Echo(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        sslobj = self.transport.get_extra_info("ssl_object")
+        alpn = sslobj.selected_alpn_protocol() if sslobj is not None else None
+        self.transport.write(b"echo:" + data + f":{alpn}\n".encode())
+
+
+@contextlib.asynccontextmanager
+async def serving(selector: TlsSelector) -> AsyncIterator[int]:
+    listen = socket.socket()
+    listen.bind(("127.0.0.1", 0))
+    listen.listen(16)
+    acceptor = TlsAcceptor(selector, Echo, hello_timeout=1.0, handshake_timeout=5.0)
+    task = asyncio.create_task(acceptor.serve(listen))
+    try:
+        yield listen.getsockname()[1]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        listen.close()
+
+
+async def ask(port: int, ctx: ssl.SSLContext, host: str) -> bytes:
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=ctx, server_hostname=host, ssl_handshake_timeout=5
+    )
+    writer.write(b"hi")
+    line = await asyncio.wait_for(reader.readline(), 5)
+    writer.close()
+    with contextlib.suppress(ssl.SSLError, ConnectionError):
+        await writer.wait_closed()
+    return line
+
+
+def test_custom_and_acme_hosts_through_the_acceptor(tmp_path: Path, ca: MiniCA) -> None:
+    manager = CertManager("https://acme.invalid/dir", tmp_path)
+    manager.store.save("acme.test", ca.certified("acme.test"))  # issued earlier
+    selector = TlsSelector(manager)
+    selector.configure(
+        acme_hosts=["acme.test"], certificates={"own.test": ca.certified("own.test")}
+    )
+
+    async def scenario() -> None:
+        async with serving(selector) as port:
+            assert await ask(port, ca.client_context(), "own.test") == b"echo:hi:h2\n"
+            http11 = ca.client_context(("http/1.1",))
+            assert await ask(port, http11, "acme.test") == b"echo:hi:http/1.1\n"
+            with pytest.raises((ssl.SSLError, ConnectionError)):
+                await ask(port, ca.client_context(), "unknown.test")
+
+    asyncio.run(scenario())
+
+
+def test_plain_http_on_the_tls_port_is_closed(ca: MiniCA) -> None:
+    selector = TlsSelector()
+    selector.configure(certificates={"own.test": ca.certified("own.test")})
+
+    async def scenario() -> bytes:
+        async with serving(selector) as port:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: own.test\r\n\r\n")
+            try:
+                data = await asyncio.wait_for(reader.read(), 5)
+            except ConnectionResetError:  # closed with our request unread: RST, also fine
+                data = b""
+            writer.close()
+            return data
+
+    assert asyncio.run(scenario()) == b""  # no HTTP response, no TLS alert: just closed
+
+
+def test_silent_client_is_dropped_after_the_hello_timeout(ca: MiniCA) -> None:
+    selector = TlsSelector()
+    selector.configure(certificates={"own.test": ca.certified("own.test")})
+
+    async def scenario() -> float:
+        async with serving(selector) as port:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+            return loop.time() - started
+
+    assert 0.9 <= asyncio.run(scenario()) < 3.0
+
+
+def test_peek_waits_for_a_fragmented_hello_and_consumes_nothing() -> None:
+    hello = openssl_client_hello("slow.test", ["h2"])
+
+    async def scenario() -> tuple[ClientHello | None, bytes]:
+        server, client = socket.socketpair()
+        server.setblocking(False)
+        try:
+            peek = asyncio.create_task(peek_client_hello(server, timeout=5))
+            for start in range(0, len(hello), 100):
+                client.send(hello[start : start + 100])
+                await asyncio.sleep(0.02)
+            result = await peek
+            return result, server.recv(65536)
+        finally:
+            server.close()
+            client.close()
+
+    result, buffered = asyncio.run(scenario())
+    assert result == ClientHello("slow.test", ("h2",))
+    assert buffered == hello
+
+
+def test_peek_returns_none_on_close_and_on_garbage() -> None:
+    async def scenario(payload: bytes) -> ClientHello | None:
+        server, client = socket.socketpair()
+        server.setblocking(False)
+        try:
+            client.send(payload)
+            client.shutdown(socket.SHUT_WR)
+            return await peek_client_hello(server, timeout=5)
+        finally:
+            server.close()
+            client.close()
+
+    assert asyncio.run(scenario(b"")) is None
+    assert asyncio.run(scenario(b"\x16\x03\x01\x00")) is None  # closed mid-header
+    assert asyncio.run(scenario(b"SSH-2.0-OpenSSH_9\r\n")) is None

@@ -1,0 +1,241 @@
+"""CertManager behaviour that needs no CA: policy, cache, shared issuance, renewal, backoff.
+
+The ACME exchange itself is exercised against a real CA in
+tests/integration/test_acme_pebble.py; here the blocking `_obtain` step is replaced by a
+stand-in that returns certificates from a test CA, to observe the asyncio side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from tls_support import MiniCA
+
+from dockyard.errors import ProxyError
+from dockyard.proxy.tls.certs import CertifiedKey, certified_key_from_pem
+from dockyard.proxy.tls.manager import CertManager, ChallengeAttempt, Issuance
+
+DIRECTORY = "https://acme.invalid/directory"
+
+
+class FakeObtain:
+    """Stands in for the blocking ACME exchange; records calls, takes `delay` seconds."""
+
+    def __init__(self, ca: MiniCA, delay: float = 0.0, fail: str | None = None) -> None:
+        self.ca = ca
+        self.delay = delay
+        self.fail = fail
+        self.calls: list[str] = []
+        self.threads: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, name: str) -> Issuance:
+        with self._lock:
+            self.calls.append(name)
+        self.threads.add(threading.current_thread().name)
+        time.sleep(self.delay)
+        if self.fail is not None:
+            raise ProxyError(self.fail)
+        return Issuance(name, (ChallengeAttempt("tls-alpn-01", True),), self.ca.certified(name))
+
+
+def make_manager(tmp_path: Path, fake: FakeObtain, **kwargs: object) -> CertManager:
+    manager = CertManager(DIRECTORY, tmp_path, **kwargs)  # type: ignore[arg-type]
+    manager._obtain = fake  # type: ignore[method-assign]
+    return manager
+
+
+def aged(ca: MiniCA, host: str, *, age_days: float, days: float = 90) -> CertifiedKey:
+    issued = ca.issue(
+        host, days=days, not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=age_days)
+    )
+    return certified_key_from_pem(issued.cert_pem, issued.key_pem)
+
+
+def test_wildcards_are_refused_with_kamal_proxys_message(tmp_path: Path, ca: MiniCA) -> None:
+    fake = FakeObtain(ca)
+    manager = make_manager(tmp_path, fake)
+    with pytest.raises(ProxyError) as err:
+        asyncio.run(manager.ensure("*.example.com"))
+    assert err.value.message == "automatic TLS does not support wildcards"
+    assert fake.calls == []
+
+
+def test_only_hosts_the_policy_allows(tmp_path: Path, ca: MiniCA) -> None:
+    fake = FakeObtain(ca)
+    manager = make_manager(tmp_path, fake, host_policy=lambda host: host == "ok.test")
+    with pytest.raises(ProxyError, match=r"not enabled for host evil\.test"):
+        asyncio.run(manager.ensure("evil.test"))
+    assert fake.calls == []
+    assert asyncio.run(manager.ensure("OK.test:443")).names == ("ok.test",)
+    assert fake.calls == ["ok.test"]
+
+
+def test_bad_host_names_never_reach_the_ca(tmp_path: Path, ca: MiniCA) -> None:
+    fake = FakeObtain(ca)
+    manager = make_manager(tmp_path, fake)
+    for bad in ("../x", "a b.test", ""):
+        with pytest.raises(ProxyError):
+            asyncio.run(manager.ensure(bad))
+    assert fake.calls == []
+
+
+def test_concurrent_requests_share_one_issuance_off_the_loop(tmp_path: Path, ca: MiniCA) -> None:
+    fake = FakeObtain(ca, delay=0.3)
+    manager = make_manager(tmp_path, fake)
+
+    async def scenario() -> list[CertifiedKey]:
+        ticks = 0
+
+        async def ticker() -> None:  # proves the loop keeps running during issuance
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        tick_task = asyncio.create_task(ticker())
+        results = await asyncio.gather(*(manager.ensure("shared.test") for _ in range(8)))
+        tick_task.cancel()
+        assert ticks >= 10
+        return results
+
+    results = asyncio.run(scenario())
+    assert fake.calls == ["shared.test"]
+    assert all(r is results[0] for r in results)
+    assert threading.main_thread().name not in fake.threads
+    assert manager.cached("shared.test") is results[0]
+    assert manager.issuances["shared.test"].attempts == (ChallengeAttempt("tls-alpn-01", True),)
+
+
+def test_a_cancelled_waiter_does_not_cancel_the_issuance(tmp_path: Path, ca: MiniCA) -> None:
+    fake = FakeObtain(ca, delay=0.2)
+    manager = make_manager(tmp_path, fake)
+
+    async def scenario() -> CertifiedKey:
+        impatient = asyncio.create_task(manager.ensure("c.test"))
+        patient = asyncio.create_task(manager.ensure("c.test"))
+        await asyncio.sleep(0.05)
+        impatient.cancel()
+        return await patient
+
+    assert asyncio.run(scenario()).names == ("c.test",)
+    assert fake.calls == ["c.test"]
+
+
+def test_cache_on_disk_is_used_before_issuing(tmp_path: Path, ca: MiniCA) -> None:
+    fake = FakeObtain(ca)
+    first = make_manager(tmp_path, fake)
+    issued = asyncio.run(first.ensure("disk.test"))
+    second = make_manager(tmp_path, fake)  # a restarted proxy
+    assert second.cached("disk.test") is None
+    again = asyncio.run(second.ensure("disk.test"))
+    assert again.chain_pem == issued.chain_pem
+    assert fake.calls == ["disk.test"]
+
+
+def test_expired_certificate_is_replaced_before_use(tmp_path: Path, ca: MiniCA) -> None:
+    fake = FakeObtain(ca)
+    manager = make_manager(tmp_path, fake)
+    old = aged(ca, "old.test", age_days=100, days=90)
+    manager.store.save("old.test", old)
+    new = asyncio.run(manager.ensure("old.test"))
+    assert new.not_after > old.not_after
+    assert fake.calls == ["old.test"]
+
+
+def test_due_certificate_is_served_and_renewed_in_the_background(
+    tmp_path: Path, ca: MiniCA
+) -> None:
+    fake = FakeObtain(ca, delay=0.1)
+    manager = make_manager(tmp_path, fake)
+    due = aged(ca, "due.test", age_days=70, days=90)  # 20 days left < 30
+    manager.store.save("due.test", due)
+
+    async def scenario() -> tuple[CertifiedKey, CertifiedKey | None]:
+        served = await manager.ensure("due.test")
+        assert fake.calls == []  # returned at once, renewal still running
+        for _ in range(100):
+            if manager.cached("due.test") is not served:
+                break
+            await asyncio.sleep(0.02)
+        await manager.aclose()
+        return served, manager.cached("due.test")
+
+    served, renewed = asyncio.run(scenario())
+    assert served.chain_pem == due.chain_pem
+    assert fake.calls == ["due.test"]
+    assert renewed is not None and renewed.not_after > due.not_after
+    reloaded = manager.store.load("due.test")
+    assert reloaded is not None
+    assert reloaded.not_after == renewed.not_after  # the cache file was replaced too
+
+
+def test_renew_due_renews_only_what_is_due(tmp_path: Path, ca: MiniCA) -> None:
+    fake = FakeObtain(ca)
+    manager = make_manager(tmp_path, fake, renew_before=dt.timedelta(days=15))
+    manager.store.save("fresh.test", aged(ca, "fresh.test", age_days=1))
+    manager.store.save("due.test", aged(ca, "due.test", age_days=80))
+
+    async def scenario() -> list[str]:
+        await manager.ensure("fresh.test")
+        await manager.ensure("due.test")  # 10 days left < 15: renewal starts in background
+        await manager.aclose()
+        fake.calls.clear()
+        manager._certs["due.test"] = aged(ca, "due.test", age_days=80)
+        return await manager.renew_due()
+
+    assert asyncio.run(scenario()) == ["due.test"]
+    assert fake.calls == ["due.test"]
+
+
+def test_failures_are_remembered_for_the_backoff(tmp_path: Path, ca: MiniCA) -> None:
+    fake = FakeObtain(ca, fail="could not obtain a certificate for f.test: http-01: refused")
+    manager = make_manager(tmp_path, fake, failure_backoff=60)
+
+    async def scenario() -> None:
+        for _ in range(3):
+            with pytest.raises(ProxyError, match="http-01: refused"):
+                await manager.ensure("f.test")
+
+    asyncio.run(scenario())
+    assert fake.calls == ["f.test"]
+    retry = make_manager(tmp_path, fake, failure_backoff=0)
+    with pytest.raises(ProxyError):
+        asyncio.run(retry.ensure("f.test"))
+    assert fake.calls == ["f.test", "f.test"]
+
+
+def test_unreachable_directory_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a loopback port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"https://127.0.0.1:{port}/dir"
+    manager = CertManager(url, tmp_path, network_timeout=5)
+    with pytest.raises(ProxyError) as err:
+        asyncio.run(manager.ensure("x.test"))
+    assert err.value.message.startswith(
+        f"could not obtain a certificate for x.test: ACME directory {url}: "
+    )
+
+
+def test_ca_bundle_defaults_to_ssl_cert_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", "/some/ca.pem")
+    assert CertManager(DIRECTORY, tmp_path).ca_bundle == "/some/ca.pem"
+    assert CertManager(DIRECTORY, tmp_path, ca_bundle="/x.pem").ca_bundle == "/x.pem"
+    monkeypatch.delenv("SSL_CERT_FILE")
+    assert CertManager(DIRECTORY, tmp_path).ca_bundle is None
+
+
+def test_challenge_types_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="dns-01"):
+        CertManager(DIRECTORY, tmp_path, challenge_types=("dns-01",))
+    with pytest.raises(ValueError):
+        CertManager(DIRECTORY, tmp_path, challenge_types=())
