@@ -154,6 +154,16 @@ class OriginHandler(BaseHTTPRequestHandler):
                     break
                 self.connection.sendall(data.upper())
             self.close_connection = True
+        elif route.endswith("/cookie"):
+            self._body()
+            self.send_response(200)
+            self.send_header("Set-Cookie", "a=1; Path=/x")
+            self.send_header("Set-Cookie", "b=2; Domain=other.test; Path=/")
+            self.send_header("Set-Cookie", "c=3")
+            if "optout" in q:
+                self.send_header("X-Writer-Affinity", "false")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         elif route == "/continue":
             # Reads the body only after the client got 100 Continue (sent by handle_expect_100)
             body = self._body()

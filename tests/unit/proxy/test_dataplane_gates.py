@@ -347,3 +347,65 @@ def test_access_log_custom_headers_and_shutdown_closes_idle_connections() -> Non
             ]
 
         run(go())
+
+
+def test_writer_affinity_cookie_and_read_classification() -> None:
+    with origin_server() as origin:
+        extra: dict[str, object] = {"has_readers": True, "writer_affinity_timeout": 2.0}
+        router, service, _ = simple_setup(origin, extra=extra)
+
+        async def go() -> None:
+            server, _ = await start_proxy(router)
+            post = await request(
+                server.port, b"POST /cookie HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"
+            )
+            optout = await request(
+                server.port,
+                b"POST /cookie?optout=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+            )
+            read = await request(server.port, get("/cookie", extra="Cookie: x=1\r\n"))
+            ws = await request(
+                server.port,
+                b"GET /echo HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                b"\r\n",
+            )
+            await server.shutdown(1)
+            cookies = [v for k, v in post.headers if k.lower() == "set-cookie"]
+            writer = [c for c in cookies if c.startswith("kamal-writer=")]
+            assert len(writer) == 1
+            assert "Path=/" in writer[0] and "HttpOnly" in writer[0] and "Expires=" in writer[0]
+            expiry_ms = int(writer[0].split("=", 1)[1].split(";")[0])
+            import time
+
+            assert 0 < expiry_ms / 1000 - time.time() <= 2.5
+            assert all(k.lower() != "x-writer-affinity" for k, _ in optout.headers)
+            assert not any(
+                v.startswith("kamal-writer") for k, v in optout.headers if k == "Set-Cookie"
+            )
+            assert not any(v.startswith("kamal-writer") for _, v in read.headers)
+            assert ws.status  # answered (the origin does not upgrade /echo)
+            assert [p[0] for p in service.picks] == [False, False, True, False]
+            assert service.picks[2][1] == "x=1"
+
+        run(go())
+
+
+def test_scope_cookie_paths_under_a_prefix() -> None:
+    with origin_server() as origin:
+        router = FakeRouter()
+        target = FakeTarget("127.0.0.1", origin.port)
+        opts = ServiceOptions(scope_cookie_paths=True)
+        router.add(FakeService("app", [target], opts), host="app.test", prefix="/app")
+
+        async def go() -> None:
+            server, _ = await start_proxy(router)
+            resp = await request(server.port, get("/app/cookie", host="app.test:8080"))
+            await server.shutdown(1)
+            cookies = [v for k, v in resp.headers if k.lower() == "set-cookie"]
+            assert cookies == [
+                "a=1; Path=/app/x",
+                "b=2; Domain=other.test; Path=/",
+                "c=3; Path=/app",
+            ]
+
+        run(go())

@@ -32,9 +32,11 @@ from dockyard.proxy.http.forward import (
     build_request_head,
     build_response_head,
     build_simple_response,
+    rewrite_set_cookies,
     split_host_port,
     status_line,
     strip_prefix,
+    writer_affinity,
 )
 from dockyard.proxy.http.parser import HttpError, RequestHead, RequestReader, ResponseHead
 
@@ -298,6 +300,7 @@ class Exchange:
     """One request/response through the proxy."""
 
     __slots__ = (
+        "affinity",
         "body_iter",
         "chunked_out",
         "client",
@@ -365,6 +368,7 @@ class Exchange:
         self.tunnel_buf: list[bytes] | None = None
         self.request_id = head.request_id or new_request_id()
         self.started = False
+        self.affinity = 0.0
 
     # request side ----------------------------------------------------------------------------
 
@@ -426,7 +430,15 @@ class Exchange:
 
     def proceed(self, service: Service, opts: ServiceOptions) -> None:
         head = self.head
-        read = (head.method == "GET" or head.method == "HEAD") and not head.upgrade
+        method = head.method
+        read = method == "GET" or method == "HEAD"
+        extra = opts.extra
+        if read and head.upgrade and not extra.get("read_targets_accept_websockets"):
+            read = method != "GET" or head.upgrade.lower() != b"websocket"
+        if not read and extra.get("has_readers"):
+            timeout = extra.get("writer_affinity_timeout")
+            if isinstance(timeout, int | float) and timeout > 0:
+                self.affinity = float(timeout)
         cookies = head.cookie.decode("latin-1") if head.cookie is not None else None
         target = service.pick_target(read=read, cookies=cookies)
         if target is None:
@@ -633,6 +645,13 @@ class Exchange:
         if timer is not None:
             timer.cancel()
             self.timer = None
+        if self.affinity:
+            rh.lines = writer_affinity(rh.lines, self.affinity, time.time())
+        if rh.set_cookie and self.prefix != "/":
+            opts = self.options()
+            if opts.scope_cookie_paths:
+                host = split_host_port(head.host)
+                rh.lines = rewrite_set_cookies(rh.lines, self.prefix, host)
         self.resp_head = rh
         self.status = status
         self.resp_ctype = rh.content_type

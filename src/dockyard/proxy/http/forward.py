@@ -198,3 +198,64 @@ def split_host_port(host: bytes) -> str:
     if colon >= 0:
         return text[:colon]
     return text
+
+
+def scope_set_cookie(value: bytes, prefix: str, host: str) -> bytes:
+    """kamal-proxy's --scope-cookie-paths: a cookie whose Domain is empty or the request host
+    gets its Path moved under the matched prefix (`/app` + `/x` -> `/app/x`)."""
+    parts = [p.strip() for p in value.split(b";")]
+    if not parts or b"=" not in parts[0]:
+        return value
+    domain = b""
+    path = b""
+    path_index = -1
+    for i, attr in enumerate(parts[1:], 1):
+        key, _, val = attr.partition(b"=")
+        key = key.strip().lower()
+        if key == b"domain":
+            domain = val.strip().lstrip(b".")
+        elif key == b"path":
+            path = val.strip()
+            path_index = i
+    if domain and domain.decode("latin-1").lower() != host.lower():
+        return value
+    trimmed = path.strip(b"/")
+    new_path = prefix.rstrip("/").encode() + (b"/" + trimmed if trimmed else b"")
+    attr = b"Path=" + (new_path or b"/")
+    if path_index >= 0:
+        parts[path_index] = attr
+    else:
+        parts.append(attr)
+    return b"; ".join(parts)
+
+
+def rewrite_set_cookies(lines: list[bytes], prefix: str, host: str) -> list[bytes]:
+    out = []
+    for line in lines:
+        colon = line.index(b":")
+        if line[:colon].lower() == b"set-cookie":
+            value = line[colon + 1 :].strip()
+            line = line[: colon + 1] + b" " + scope_set_cookie(value, prefix, host) + b"\r\n"
+        out.append(line)
+    return out
+
+
+def writer_affinity(lines: list[bytes], timeout: float, now: float) -> list[bytes]:
+    """kamal-proxy's writer affinity on a response to a non-read request: add the
+    `kamal-writer=<expiry ms>` cookie unless the backend sent `X-Writer-Affinity: false`; the
+    opt-out header never reaches the client."""
+    kept = []
+    opt_out = False
+    for line in lines:
+        colon = line.index(b":")
+        if line[:colon].lower() == b"x-writer-affinity":
+            opt_out = opt_out or line[colon + 1 :].strip() == b"false"
+            continue
+        kept.append(line)
+    if not opt_out:
+        expires = now + timeout
+        kept.append(
+            b"Set-Cookie: kamal-writer=%d; Path=/; Expires=%s; HttpOnly\r\n"
+            % (int(expires * 1000), formatdate(int(expires) + 1, usegmt=True).encode())
+        )
+    return kept
