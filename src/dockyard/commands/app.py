@@ -660,3 +660,8 @@ def _remove_older_siblings(path: str, role_name: str) -> Argv:
 def missing_service_label_message(config: Config) -> str:
     """Kamal's error when a pulled image lacks the ``service`` label."""
     return f"Image {config.absolute_image} is missing the 'service' label"
+
+
+def stale_versions(versions: Sequence[str], current: str | None) -> list[str]:
+    """Running versions of a role other than the current one (``app stale_containers``)."""
+    return [v for v in versions if v != (current or "")]

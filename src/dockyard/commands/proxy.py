@@ -185,14 +185,7 @@ def legacy_run(
     Kamal echoes ``<options> <image>:<version> <run_command>`` into ``xargs``; we split the same
     text with shell-like rules.
     """
-    text = " ".join(
-        (
-            default_boot_options() if options is None else options.strip(),
-            f"{DEFAULT_REPOSITORY if image is None else image.strip()}:"
-            f"{MINIMUM_VERSION if image_version is None else image_version.strip()}",
-            "" if run_command is None else run_command.strip(),
-        )
-    )
+    text = boot_config_text(options, image, image_version, run_command)
     return docker(*_base_run(), *shlex.split(text))
 
 
@@ -477,3 +470,20 @@ def pause(name: str, *, drain_timeout: int | None = None, max_pause: int | None 
 def list_services() -> Argv:
     """``kamal-proxy list``: the services the running proxy knows, with their state."""
     return _exec("list")
+
+
+def boot_config_text(
+    options: str | None = None,
+    image: str | None = None,
+    image_version: str | None = None,
+    run_command: str | None = None,
+) -> str:
+    """What ``proxy boot_config get`` prints for a host, from the files (``None`` = absent)."""
+    return " ".join(
+        (
+            default_boot_options() if options is None else options.strip(),
+            f"{DEFAULT_REPOSITORY if image is None else image.strip()}:"
+            f"{MINIMUM_VERSION if image_version is None else image_version.strip()}",
+            "" if run_command is None else run_command.strip(),
+        )
+    ).strip()

@@ -263,6 +263,8 @@ def test_list_versions_with_parse_instead_of_while_read(load: LoadConfig) -> Non
     assert app.list_versions(config, r, "--latest", statuses=app.ACTIVE_STATUSES) == (
         "docker", "ps", *ACTIVE, "--latest", "--format", "{{.Names}}",
     )  # fmt: skip
+    assert app.stale_versions(["999", "998", "997"], "999") == ["998", "997"]
+    assert app.stale_versions(["999"], None) == ["999"]
     stdout = "app-web-999\napp-web-998_replaced_0123456789abcdef\n\n"
     assert app.parse_versions(stdout, app.container_prefix(config, r)) == [
         "999",

@@ -308,3 +308,12 @@ def test_pause_and_list_are_kamal_proxy_commands_kamal_does_not_send() -> None:
         *prefix, "pause", "app-web", "--drain-timeout=5s", "--max-pause=60s",
     )  # fmt: skip
     assert proxy.list_services() == (*prefix, "list")
+
+
+def test_boot_config_get_text_is_what_kamals_echo_prints() -> None:
+    assert proxy.boot_config_text() == (
+        "--publish 80:80 --publish 443:443 --log-opt max-size=10m basecamp/kamal-proxy:v0.9.2"
+    )
+    assert proxy.boot_config_text("--publish 8080:80\n", None, "v0.9.3", "kamal-proxy run") == (
+        "--publish 8080:80 basecamp/kamal-proxy:v0.9.3 kamal-proxy run"
+    )
