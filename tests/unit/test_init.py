@@ -118,6 +118,16 @@ def test_never_overwrites_and_says_so(
     assert (root / ".kamal/hooks/pre-deploy.sample").exists()
 
 
+def test_unwritable_place_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = make_project(tmp_path, "generic")
+    (root / "config").write_text("a file where a directory should be\n")
+    assert run_init(root, monkeypatch) == 1
+    err = capsys.readouterr().err
+    assert "Error: Could not create config/deploy.yml" in err and "Traceback" not in err
+
+
 def test_bundle_writes_a_launcher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = make_project(tmp_path, "generic")
     assert run_init(root, monkeypatch, "--bundle") == 0

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from dockyard.errors import DockyardError
+
 __all__ = [
     "HOOK_NAMES",
     "Framework",
@@ -247,10 +249,13 @@ def _write(path: Path, text: str, root: Path, *, mode: int = 0o644) -> InitResul
         return InitResult(
             path, False, f"Skipped {shown}: it already exists (remove it first to create a new one)"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("x", encoding="utf-8") as handle:
-        handle.write(text)
-    path.chmod(mode)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("x", encoding="utf-8") as handle:
+            handle.write(text)
+        path.chmod(mode)
+    except OSError as exc:
+        raise DockyardError(f"Could not create {shown}: {exc.strerror or exc}") from exc
     return InitResult(path, True, f"Created {shown}")
 
 
