@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import platform
 import re
-import secrets as random
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -552,7 +551,7 @@ def git_version(root: Path, *, git_clone: bool) -> tuple[str | None, str | None]
     except OSError:
         return None, f"Can't use commit hash as version, git is not available (in {root})"
     if dirty and not git_clone:
-        revision += f"_uncommitted_{random.token_hex(8)}"
+        revision += f"_uncommitted_{os.urandom(8).hex()}"
     return revision, None
 
 
@@ -820,8 +819,9 @@ def build_config(
     for host in all_hosts:
         runs = [r.proxy.run for r in roles.values() if host in r.host_tags and r.proxy]
         runs += [a.proxy.run for a in accessories if host in a.hosts and a.proxy]
-        distinct = {run.model_dump_json() for run in runs if run is not None}
-        if len(distinct) > 1:
+        # Kamal compares its Proxy::Run objects by identity, so two users of the proxy on one
+        # host that both set `run` conflict even when the settings are equal. We do the same.
+        if len([run for run in runs if run is not None]) > 1:
             raise _plain_error(locate, f"Conflicting proxy run configurations for host {host}")
 
     hooks_output = raw.get("hooks_output")
