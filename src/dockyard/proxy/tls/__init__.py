@@ -58,9 +58,14 @@ Data plane, HTTP listener (port 80) and the HTTPS handler both, before routing a
     body = manager.http01_response(host_header, path)   # Host with or without :port
     if body is not None: reply 200, Content-Type: text/plain, body   (before any TLS redirect)
 
-Renewal: run ``await manager.renew_due()`` periodically (e.g. hourly) in the main task group;
-``ensure`` also renews in the background when it sees a certificate that is due. On shutdown,
-``await manager.aclose()``.
+Under uvloop the transport handed to the protocol after the handshake is uvloop's
+``_SSLProtocolTransport``, which is *not* an ``asyncio.Transport`` subclass: protocols must not
+``isinstance``-check it. ``transport.get_extra_info("ssl_object").selected_alpn_protocol()``
+tells ``h2`` from ``http/1.1``.
+
+Renewal: ``tg.create_task(manager.run_renewals())`` (hourly ``renew_due()``); ``ensure`` and
+``prepare`` also start a background renewal when they meet a certificate that is due. On
+shutdown, ``await manager.aclose()``.
 """
 
 from __future__ import annotations

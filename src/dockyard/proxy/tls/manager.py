@@ -269,6 +269,15 @@ class CertManager:
             renewed.append(name)
         return renewed
 
+    async def run_renewals(self, interval: float = 3600.0) -> None:
+        """Call :meth:`renew_due` every ``interval`` seconds, until cancelled (a task for the
+        proxy's main task group)."""
+        while True:
+            await asyncio.sleep(interval)
+            renewed = await self.renew_due()
+            if renewed:
+                log.info("renewed certificates: %s", ", ".join(renewed))
+
     async def aclose(self) -> None:
         """Wait for background renewals to end (a thread in the middle of an ACME call cannot
         be interrupted; its result is dropped)."""

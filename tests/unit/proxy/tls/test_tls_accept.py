@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import socket
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import cast
 
 import pytest
 from test_tls_clienthello import openssl_client_hello
@@ -21,8 +22,8 @@ from dockyard.proxy.tls.manager import CertManager
 
 class Echo(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # (uvloop's TLS transport is not an asyncio.Transport subclass: no isinstance check.)
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         sslobj = self.transport.get_extra_info("ssl_object")
@@ -58,7 +59,19 @@ async def ask(port: int, ctx: ssl.SSLContext, host: str) -> bytes:
     return line
 
 
-def test_custom_and_acme_hosts_through_the_acceptor(tmp_path: Path, ca: MiniCA) -> None:
+def loop_factories() -> list[object]:
+    factories: list[object] = [pytest.param(asyncio.new_event_loop, id="asyncio")]
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return factories
+    return [*factories, pytest.param(uvloop.new_event_loop, id="uvloop")]
+
+
+@pytest.mark.parametrize("loop_factory", loop_factories())
+def test_custom_and_acme_hosts_through_the_acceptor(
+    tmp_path: Path, ca: MiniCA, loop_factory: Callable[[], asyncio.AbstractEventLoop]
+) -> None:
     manager = CertManager("https://acme.invalid/dir", tmp_path)
     manager.store.save("acme.test", ca.certified("acme.test"))  # issued earlier
     selector = TlsSelector(manager)
@@ -73,8 +86,14 @@ def test_custom_and_acme_hosts_through_the_acceptor(tmp_path: Path, ca: MiniCA) 
             assert await ask(port, http11, "acme.test") == b"echo:hi:http/1.1\n"
             with pytest.raises((ssl.SSLError, ConnectionError)):
                 await ask(port, ca.client_context(), "unknown.test")
+            # Several at once, mixed hosts.
+            lines = await asyncio.gather(
+                *(ask(port, http11, h) for h in ["own.test", "acme.test"] * 10)
+            )
+            assert set(lines) == {b"echo:hi:http/1.1\n"}
 
-    asyncio.run(scenario())
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(scenario())
 
 
 def test_plain_http_on_the_tls_port_is_closed(ca: MiniCA) -> None:

@@ -8,6 +8,7 @@ stand-in that returns certificates from a test CA, to observe the asyncio side.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import socket
 import threading
@@ -239,3 +240,22 @@ def test_challenge_types_are_checked(tmp_path: Path) -> None:
         CertManager(DIRECTORY, tmp_path, challenge_types=("dns-01",))
     with pytest.raises(ValueError):
         CertManager(DIRECTORY, tmp_path, challenge_types=())
+
+
+def test_run_renewals_renews_periodically(tmp_path: Path, ca: MiniCA) -> None:
+    fake = FakeObtain(ca)
+    manager = make_manager(tmp_path, fake)
+
+    async def scenario() -> None:
+        manager._certs["due.test"] = aged(ca, "due.test", age_days=80)
+        task = asyncio.create_task(manager.run_renewals(interval=0.05))
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if fake.calls:
+                break
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert fake.calls == ["due.test"]  # renewed once, then no longer due
