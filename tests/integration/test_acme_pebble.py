@@ -343,11 +343,12 @@ async def running_proxy(
     order: tuple[str, ...],
     http01_up: bool,
     tls_alpn_up: bool,
+    ca_from_env: bool = False,
 ) -> Iterator[Proxy]:  # type: ignore[misc]
     manager = CertManager(
         pebble.directory_url,
         cache,
-        ca_bundle=pebble.ca_file,
+        ca_bundle=None if ca_from_env else pebble.ca_file,
         challenge_types=order,
         failure_backoff=30,
         order_timeout=30,
@@ -448,16 +449,19 @@ def test_tls_alpn01_after_http01_fails_and_the_client_verifies(
 
 
 def test_http01_after_tls_alpn01_fails_and_the_client_verifies(
-    pebble: Pebble, tmp_path: Path
+    pebble: Pebble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """TLS-ALPN-01 port down: the first order (TLS-ALPN-01) fails, HTTP-01 succeeds."""
+    """TLS-ALPN-01 port down: the first order (TLS-ALPN-01) fails, HTTP-01 succeeds.
+    (The CA that verifies Pebble comes from SSL_CERT_FILE here.)"""
     host = "http.dockyard.test"
+    monkeypatch.setenv("SSL_CERT_FILE", str(pebble.ca_file))
 
     async def scenario() -> None:
         async with running_proxy(
             pebble, tmp_path, [host], order=("tls-alpn-01", "http-01"),
-            http01_up=True, tls_alpn_up=False,
+            http01_up=True, tls_alpn_up=False, ca_from_env=True,
         ) as proxy:  # fmt: skip
+            assert proxy.manager.ca_bundle == str(pebble.ca_file)
             roots = await asyncio.to_thread(pebble.issuing_roots)
             peer, line = await tls_get(proxy.https_port, host, roots)
             assert line == b"hello over tls\n"
@@ -554,3 +558,15 @@ def test_undeclared_host_gets_no_order(pebble: Pebble, tmp_path: Path) -> None:
                 await proxy.manager.ensure("*.dockyard.test")
 
     asyncio.run(scenario())
+
+
+def test_untrusted_acme_server_is_explained(
+    pebble: Pebble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other_ca, _, _ = make_pebble_tls(tmp_path)  # a CA that did not sign Pebble's certificate
+    monkeypatch.setenv("SSL_CERT_FILE", str(other_ca))
+    manager = CertManager(pebble.directory_url, tmp_path / "certs")
+    with pytest.raises(ProxyError) as err:
+        asyncio.run(manager.ensure("untrusted.dockyard.test"))
+    assert "the ACME server's TLS certificate is not trusted" in err.value.message
+    assert "SSL_CERT_FILE" in err.value.message

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,12 +191,23 @@ def load_certificate_files(cert_path: str | Path, key_path: str | Path) -> Certi
     cert_file, key_file = Path(cert_path), Path(key_path)
     chain = _read(cert_file, "TLS certificate")
     key = _read(key_file, "TLS private key")
-    return certified_key_from_pem(
+    certified = certified_key_from_pem(
         chain,
         key,
         cert_source=f"TLS certificate {cert_file}",
         key_source=f"TLS private key {key_file}",
     )
+    # OpenSSL has its own rules (security level: e.g. RSA keys under 2048 bits, SHA-1
+    # signatures): ask it now, so that such a pair fails the deploy and not every handshake.
+    probe = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        probe.load_cert_chain(cert_file, key_file)
+    except ssl.SSLError as exc:
+        raise CertificateError(
+            f"TLS certificate {cert_file}: OpenSSL refuses it with the key {key_file} "
+            f"({exc.reason or exc})"
+        ) from exc
+    return certified
 
 
 def self_signed(

@@ -17,6 +17,7 @@ import asyncio
 import datetime as dt
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -89,7 +90,19 @@ def _problem_text(exc: BaseException) -> str:
                 if challb.error is not None:
                     parts.append(str(challb.error.detail or challb.error.typ))
         return "; ".join(parts) or "validation failed"
-    text = str(exc).strip().replace("\n", " ")
+    text = " ".join(str(exc).split())
+    # requests/urllib3 wrap the cause several layers deep: surface what a user can act on.
+    verify = re.search(r"certificate verify failed: ([^(\"')]+)", text)
+    if verify:
+        return (
+            f"the ACME server's TLS certificate is not trusted ({verify.group(1).strip()}); "
+            "point SSL_CERT_FILE at the right CA bundle"
+        )
+    errno = re.search(r"\[Errno -?\d+\] ([^(\"')]+)", text)
+    if errno:
+        return errno.group(1).strip()
+    if len(text) > 300:
+        text = text[:297] + "..."
     return text or type(exc).__name__
 
 

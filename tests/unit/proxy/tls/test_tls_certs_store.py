@@ -10,7 +10,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from tls_support import MiniCA
 
@@ -20,6 +21,7 @@ from dockyard.proxy.tls.certs import (
     certified_key_from_pem,
     host_matches,
     load_certificate_files,
+    private_key_pem,
 )
 from dockyard.proxy.tls.store import ACCOUNT_KEY_NAME, CertStore, cache_dir_for, check_host_name
 
@@ -115,6 +117,32 @@ def test_key_that_does_not_match(tmp_path: Path, ca: MiniCA) -> None:
         f"TLS private key {other}: the private key does not match the certificate in "
         f"TLS certificate {cert}"
     )
+
+
+def test_key_openssl_refuses_is_caught_up_front(tmp_path: Path, ca: MiniCA) -> None:
+    """RSA-1024 parses fine but OpenSSL's default security level refuses it."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    issued = ca.issue("weak.example.com")
+    cert_pem = (
+        x509.CertificateBuilder()
+        .subject_name(issued.cert.subject)
+        .issuer_name(issued.cert.issuer)
+        .public_key(weak.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(issued.cert.not_valid_before_utc)
+        .not_valid_after(issued.cert.not_valid_after_utc)
+        .sign(ca.key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+    )
+    cert, key = tmp_path / "weak.pem", tmp_path / "weak.key"
+    cert.write_bytes(cert_pem)
+    key.write_bytes(private_key_pem(weak))
+    with pytest.raises(CertificateError) as err:
+        load_certificate_files(cert, key)
+    assert err.value.message.startswith(f"TLS certificate {cert}: OpenSSL refuses it with the key")
+    assert "TOO_SMALL" in err.value.message
 
 
 def test_host_matching_and_wildcards() -> None:
