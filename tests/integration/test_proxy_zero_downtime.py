@@ -63,6 +63,9 @@ class Backend:
         return self
 
     def stop(self) -> None:
+        if self._loop.is_closed():
+            return
+
         async def down() -> None:
             if self._server is not None:
                 self._server.close()
@@ -111,6 +114,8 @@ class Backend:
                 )
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass
+        except asyncio.CancelledError:  # stop(): end quietly, the loop is going away
             pass
         finally:
             writer.close()
@@ -425,3 +430,89 @@ def test_kill_9_and_restart_serves_every_service_from_saved_state(
     status, body = get(proxy.port, "/", host="three.test")
     assert status == 503 and b"maintenance" in body
     assert '"msg":"Restored saved state"' in proxy.log.read_text()
+
+
+# -- maintenance and health through the real processes ------------------------------------------
+
+
+def timed_get(port: int, path: str) -> tuple[int, bytes, float]:
+    started = time.monotonic()
+    status, body = get(port, path)
+    return status, body, time.monotonic() - started
+
+
+def test_pause_stop_resume_remove_end_to_end(
+    proxy: Proxy, backends: tuple[Backend, Backend]
+) -> None:
+    blue, _ = backends
+    proxy.cli("deploy", "app", f"--target={blue.target}", "--host=app.test")
+    assert get(proxy.port, "/x") == (200, b"blue /x")
+
+    proxy.cli("pause", "app", "--max-pause=1s")
+    status, _, took = timed_get(proxy.port, "/held")
+    assert status == 504 and 0.8 < took < 5  # held, then the pause outlasted --max-pause
+    assert get(proxy.port, "/up")[0] == 200  # health path answered by the proxy while paused
+
+    proxy.cli("pause", "app", "--max-pause=20s")
+    results: list[tuple[int, bytes, float]] = []
+    waiter = threading.Thread(target=lambda: results.append(timed_get(proxy.port, "/later")))
+    waiter.start()
+    time.sleep(0.5)
+    proxy.cli("resume", "app")
+    waiter.join(10)
+    status, body, took = results[0]
+    assert (status, body) == (200, b"blue /later") and 0.4 < took < 5
+
+    proxy.cli("stop", "app", "--message=Back at noon")
+    status, body = get(proxy.port, "/x")
+    assert status == 503 and b"Back at noon" in body
+    assert get(proxy.port, "/up")[0] == 200
+    proxy.cli("resume", "app")
+    assert get(proxy.port, "/x") == (200, b"blue /x")
+
+    proxy.cli("remove", "app")
+    assert get(proxy.port, "/x")[0] == 404
+    result = proxy.cli("remove", "app", check=False)
+    assert (result.returncode, result.stderr) == (1, "Error: service not found\n")
+
+
+def test_multi_target_round_robin_drops_an_unhealthy_target(
+    proxy: Proxy, backends: tuple[Backend, Backend]
+) -> None:
+    blue, green = backends
+    proxy.cli(
+        "deploy",
+        "app",
+        f"--target={blue.target},{green.target}",
+        "--health-check-interval=100ms",
+        "--health-check-timeout=200ms",
+    )
+    bodies = {get(proxy.port, "/rr")[1] for _ in range(6)}
+    assert bodies == {b"blue /rr", b"green /rr"}
+    green.stop()
+    time.sleep(0.6)  # a few probe intervals: green is marked unhealthy
+    answers = [get(proxy.port, "/rr") for _ in range(10)]
+    assert answers == [(200, b"blue /rr")] * 10
+    assert '"msg":"Target health updated"' in proxy.log.read_text()
+
+
+def test_failed_deploy_keeps_serving_and_says_why(
+    proxy: Proxy, backends: tuple[Backend, Backend]
+) -> None:
+    blue, _ = backends
+    proxy.cli("deploy", "app", f"--target={blue.target}")
+    dead = free_port()
+    result = proxy.cli(
+        "deploy",
+        "app",
+        f"--target=127.0.0.1:{dead}",
+        "--deploy-timeout=500ms",
+        "--health-check-interval=100ms",
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr == (
+        "Error: target failed to become healthy within configured timeout (500ms)\n"
+    )
+    assert get(proxy.port, "/still") == (200, b"blue /still")
+    assert '"msg":"Healthcheck failed"' in proxy.log.read_text()
