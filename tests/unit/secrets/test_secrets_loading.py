@@ -223,3 +223,65 @@ def test_same_values_as_kamal_secrets_print(
     expected = kamal_print(kamal, root, env, *args)
     ours = "".join(f"{k}={v}\n" for k, v in load_secrets(root, destination).items())
     assert ours == expected
+
+
+_TOKENS = [
+    "a", "Z9", " ", "\t", "#", "'", '"', "\\", "\\n", "\\t", "$A", "${A}", "$B_1", "$", "{", "}",
+    "\\$A", "$(echo x)", "\\$(echo y)", ":", "=", "é", "${A", "$A}", "  # note",
+]  # fmt: skip
+
+
+def _random_secrets_file(seed: int, lines: int = 60) -> str:
+    """Dotenv text built from awkward pieces: quotes, escapes, comments, substitutions."""
+    import random
+
+    rng = random.Random(seed)
+    out = ["A=first", "B_1='one'"]
+    for n in range(lines):
+        roll = rng.random()
+        if roll < 0.08:
+            out.append("# comment " + rng.choice(_TOKENS))
+            continue
+        if roll < 0.12:
+            out.append("")
+            continue
+        key = rng.choice(["K", "A", "B_1", "KEY.X", "k_lower"]) + str(n % 7)
+        lead = rng.choice(["", "", "  ", "export "])
+        sep = rng.choice(["=", "=", "=", " = ", ": "])
+        value = "".join(rng.choice(_TOKENS) for _ in range(rng.randint(0, 6)))
+        if lead == "export ":
+            value = "v" + value  # `export K=` with no value at all is an error in both
+        quote = rng.choice(["", "", "'", '"'])
+        out.append(f"{lead}{key}{sep}{quote}{value}{quote}")
+    return "\n".join(out) + "\n"
+
+
+def test_random_files_parse_like_kamal(kamal: str, tmp_path: Path) -> None:
+    seeds = [11, 23, 37, 41]
+    roots = {}
+    for seed in seeds:
+        root = project(tmp_path / str(seed), {".kamal/secrets": _random_secrets_file(seed)})
+        roots[seed] = root
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("A", "B_1", "K", "DOTENV_LINEBREAK_MODE")
+    }
+    procs = {
+        seed: subprocess.Popen(
+            [kamal, "secrets", "print", "--version=x"],
+            cwd=root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for seed, root in roots.items()
+    }
+    for seed, proc in procs.items():
+        expected, _ = proc.communicate(timeout=120)
+        if proc.returncode != 0:  # e.g. `export K=` with nothing after it: both must refuse
+            assert "Dotenv::FormatError" in expected, expected
+            with pytest.raises(ConfigError, match="has no value"):
+                load_secrets(roots[seed], None)
+            continue
+        ours = "".join(f"{k}={v}\n" for k, v in load_secrets(roots[seed], None).items())
+        assert ours == expected, f"seed {seed}"
