@@ -39,7 +39,7 @@ def env_file_path(config: Config, accessory: Accessory) -> str:
     return paths.accessory_env_file(config.service, config.destination, accessory.name)
 
 
-def env_args(config: Config, accessory: Accessory) -> tuple[str, ...]:
+def env_args(config: Config, accessory: Accessory) -> tuple[Part, ...]:
     return (
         *key_value_pairs("--env", accessory.env.clear.items()),
         "--env-file",
@@ -70,7 +70,7 @@ def volume_args(accessory: Accessory) -> tuple[Part, ...]:
     return tuple(parts)
 
 
-def label_args(accessory: Accessory) -> tuple[str, ...]:
+def label_args(accessory: Accessory) -> tuple[Part, ...]:
     return key_value_pairs("--label", accessory.labels.items())
 
 

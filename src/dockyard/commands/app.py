@@ -12,8 +12,10 @@ Deliberate differences from Kamal, each pinned by a test name:
   then :func:`current_container_queries`) instead of one ``sh -c '...; ...' | head -1``;
 * ``stop``/``logs``/``inspect`` take a container ID instead of ``... | xargs docker ...``;
 * versions are stripped from container names in Python (:func:`parse_versions`) instead of a
-  ``while read line; do echo ${line#prefix-}; done`` loop;
-* clear env values reach Docker literally; Kamal's remote shell would expand ``${VAR}``.
+  ``while read line; do echo ${line#prefix-}; done`` loop.
+
+Kept from Kamal on purpose: a clear env value (or label, log option) holding ``${VAR}`` is a
+:class:`~dockyard.commands.argv.ShellExpanded` part, which the remote shell expands.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def env_file_path(config: Config, role: Role) -> str:
     return paths.role_env_file(config.service, config.destination, role.name)
 
 
-def env_args(config: Config, role: Role, host: str) -> tuple[str, ...]:
+def env_args(config: Config, role: Role, host: str) -> tuple[Part, ...]:
     """``--env K=v`` for each clear value (root, role, host tags), then ``--env-file <file>``."""
     env = role.env(host)
     return (*key_value_pairs("--env", env.clear.items()), "--env-file", env_file_path(config, role))
@@ -78,7 +80,7 @@ def env_file_contents(config: Config, role: Role, host: str) -> Secret:
     return secret_contents(config.env_secrets(role.env(host)))
 
 
-def logging_args(logging: Logging) -> tuple[str, ...]:
+def logging_args(logging: Logging) -> tuple[Part, ...]:
     """``--log-driver D`` and ``--log-opt k=v``; default ``--log-opt max-size=10m``."""
     if not logging.driver and not logging.options:
         return ("--log-opt", "max-size=10m")
@@ -114,7 +116,7 @@ def labels(config: Config, role: Role) -> list[tuple[str, str | None]]:
     return list(merged.items())
 
 
-def label_args(config: Config, role: Role) -> tuple[str, ...]:
+def label_args(config: Config, role: Role) -> tuple[Part, ...]:
     return key_value_pairs("--label", labels(config, role))
 
 

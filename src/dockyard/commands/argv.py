@@ -18,6 +18,7 @@ Equality: two ``Argv`` compare by parts (and stdin); an ``Argv`` also equals a t
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -53,7 +54,49 @@ class HomePath:
         return f"$PWD/{self.path}"
 
 
-Part = str | Secret | HomePath
+@dataclass(frozen=True, slots=True)
+class ShellExpanded:
+    """A value in which the remote shell expands ``${NAME}`` references, as Kamal's quoting
+    allows (``escape_shell_value`` leaves ``${...}`` alone). Everything else is literal.
+
+    With ``variables``, every ``$NAME`` is expanded too (Kamal passes ``builder.ssh`` to the
+    local shell unquoted, so ``default=$SSH_AUTH_SOCK`` works). Only :meth:`Argv.shell` can
+    render it; :meth:`Argv.raw` refuses (run it through a shell).
+    """
+
+    text: str
+    variables: bool = False
+
+    def __str__(self) -> str:
+        return self.text
+
+
+_BRACED = re.compile(r"\$\{[^}]*\}")
+
+
+def shell_expanded(text: str) -> str | ShellExpanded:
+    """``text`` as a :class:`ShellExpanded` part when it holds a ``${...}``, else as is."""
+    return ShellExpanded(text) if _BRACED.search(text) else text
+
+
+def _double_quote(text: str, *, variables: bool = False) -> str:
+    if variables:
+        return '"' + re.sub(r'(["`\\\\])', r"\\\1", text) + '"'
+    out: list[str] = []
+    index = 0
+    while index < len(text):
+        braced = _BRACED.match(text, index)
+        if braced:
+            out.append(braced.group())
+            index = braced.end()
+            continue
+        char = text[index]
+        out.append("\\" + char if char in '\\"`$' else char)
+        index += 1
+    return '"' + "".join(out) + '"'
+
+
+Part = str | Secret | HomePath | ShellExpanded
 
 
 @runtime_checkable
@@ -79,6 +122,8 @@ def _plain(part: Part) -> str:
 
 
 def _quote(part: Part, *, reveal: bool) -> str:
+    if isinstance(part, ShellExpanded):
+        return _double_quote(part.text, variables=part.variables)
     if isinstance(part, HomePath):
         return '"$PWD"/' + shlex.quote(part.path)
     if isinstance(part, Secret):
@@ -96,7 +141,7 @@ class Argv:
     ) -> None:
         converted: list[Part] = []
         for part in parts:
-            if isinstance(part, str | Secret | HomePath):
+            if isinstance(part, str | Secret | HomePath | ShellExpanded):
                 converted.append(part)
             elif isinstance(part, Revealable):
                 converted.append(as_secret(part))
@@ -135,6 +180,8 @@ class Argv:
         """
         out: list[str] = []
         for part in self._parts:
+            if isinstance(part, ShellExpanded):
+                raise ValueError(f"{part.text!r} must be expanded by a shell: use Argv.shell()")
             if isinstance(part, HomePath):
                 if home is None:
                     raise ValueError(
@@ -144,6 +191,11 @@ class Argv:
             else:
                 out.append(_plain(part))
         return tuple(out)
+
+    @property
+    def needs_shell(self) -> bool:
+        """Whether only :meth:`shell` can render it (``${...}`` values the shell must expand)."""
+        return any(isinstance(p, ShellExpanded) for p in self._parts)
 
     @property
     def needs_home(self) -> bool:
@@ -264,12 +316,15 @@ def flag_pairs(flag: str, values: Iterable[Part]) -> tuple[Part, ...]:
     return tuple(out)
 
 
-def key_value_pairs(flag: str, mapping: Iterable[tuple[str, str | bool | None]]) -> tuple[str, ...]:
+def key_value_pairs(
+    flag: str, mapping: Iterable[tuple[str, str | bool | None]]
+) -> tuple[Part, ...]:
     """``flag k=v ...`` per item; ``None``/empty gives a bare ``k``, ``False`` gives ``k=false``.
 
-    This mirrors Kamal's ``argumentize`` for a hash, minus its shell quoting.
+    This mirrors Kamal's ``argumentize`` for a hash. Its quoting lets the remote shell expand
+    ``${...}`` in values, so such a value becomes a :class:`ShellExpanded` part.
     """
-    out: list[str] = []
+    out: list[Part] = []
     for key, value in mapping:
         if value is False:
             out.extend((flag, f"{key}=false"))
@@ -278,7 +333,7 @@ def key_value_pairs(flag: str, mapping: Iterable[tuple[str, str | bool | None]])
         elif value is None or not value.strip():
             out.extend((flag, key))
         else:
-            out.extend((flag, f"{key}={value}"))
+            out.extend((flag, shell_expanded(f"{key}={value}")))
     return tuple(out)
 
 

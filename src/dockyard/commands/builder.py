@@ -21,7 +21,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from dockyard.commands import registry as registry_commands
-from dockyard.commands.argv import Argv, Part, Revealable, Secret, argv, docker
+from dockyard.commands.argv import (
+    Argv,
+    Part,
+    Revealable,
+    Secret,
+    ShellExpanded,
+    argv,
+    docker,
+)
 
 if TYPE_CHECKING:
     from dockyard.config.models import Config
@@ -156,7 +164,9 @@ def build_options(config: Config) -> tuple[Part, ...]:
     if builder.target:
         parts += ["--target", builder.target]
     if builder.ssh:
-        parts += ["--ssh", builder.ssh]
+        # Kamal hands this to the local shell unquoted: `default=$SSH_AUTH_SOCK` is expanded.
+        ssh = ShellExpanded(builder.ssh, variables=True) if "$" in builder.ssh else builder.ssh
+        parts += ["--ssh", ssh]
     if builder.provenance is not None:
         parts += ["--provenance", _flag_value(builder.provenance)]
     if builder.sbom is not None:

@@ -73,7 +73,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "env": {
             # No "#{" here: Kamal's dump escaping leaves a literal backslash before it (Dockyard
             # passes the value as written; see test_app.py).
-            "clear": {"A": 'x $y "q" `z` \\ #w', "LANG_NAME": "héllo wörld"},
+            "clear": {"A": 'x $y "q" `z` \\ #w ${HOME}/bin', "LANG_NAME": "héllo wörld"},
             "secret": ["RAILS_MASTER_KEY"],
         },
         "builder": {"arch": "amd64"},

@@ -7,12 +7,14 @@ Tests whose name says ``instead_of`` pin a deliberate difference (no shell pipel
 
 from __future__ import annotations
 
+import os
+import subprocess
 from typing import Any
 
 import pytest
 
 from dockyard.commands import app
-from dockyard.commands.argv import HomePath
+from dockyard.commands.argv import Argv, HomePath
 from dockyard.config import Config, Role
 
 from .conftest import LoadConfig
@@ -138,21 +140,35 @@ def test_run_with_role_logging_config_merged_over_root(load: LoadConfig) -> None
     )  # fmt: skip
 
 
-def test_run_with_tag_env_and_clear_env_literal_instead_of_shell_expanded(
+def test_run_with_tag_env_and_braced_references_expanded_by_the_remote_shell_like_kamal(
     load: LoadConfig,
 ) -> None:
     raw = base()
     raw["servers"] = [{"1.1.1.1": "tag1"}]
     raw["env"] = {
-        "clear": {"PATHS": "${HOME}/bin:$PATH", "QUOTE": 'say "hi"'},
+        "clear": {"PATHS": "${HOME}/bin:$PATH", "QUOTE": 'say "hi" `x`'},
         "secret": ["RAILS_MASTER_KEY"],
         "tags": {"tag1": {"ENV1": "value1"}},
     }
     config = load(raw)
-    assert app.env_args(config, role(config), "1.1.1.1") == (
-        "--env", "PATHS=${HOME}/bin:$PATH", "--env", 'QUOTE=say "hi"', "--env", "ENV1=value1",
+    args = app.env_args(config, role(config), "1.1.1.1")
+    assert Argv(("docker", *args)).plain()[1:] == (
+        "--env", "PATHS=${HOME}/bin:$PATH", "--env", 'QUOTE=say "hi" `x`', "--env", "ENV1=value1",
         *ENV_FILE,
     )  # fmt: skip
+    command = app.run(config, role(config), "1.1.1.1")
+    assert command.needs_shell
+    assert '"PATHS=${HOME}/bin:\\$PATH"' in command.shell()
+    # What the remote shell hands to docker: ${HOME} expanded, $PATH, quotes, backticks literal.
+    words = subprocess.run(
+        ["sh", "-c", f"printf '%s\\n' {command.shell()}"],
+        env={"HOME": "/home/deploy", "PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert "PATHS=/home/deploy/bin:$PATH" in words
+    assert 'QUOTE=say "hi" `x`' in words
 
 
 def test_run_with_custom_labels(load: LoadConfig) -> None:

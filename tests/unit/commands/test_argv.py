@@ -11,11 +11,13 @@ from dockyard.commands.argv import (
     HomePath,
     Pipeline,
     Secret,
+    ShellExpanded,
     argv,
     as_secret,
     docker,
     key_value_pairs,
     optionize,
+    shell_expanded,
 )
 
 
@@ -128,3 +130,25 @@ def test_shell_rendering_round_trips_through_posix_word_splitting(parts: list[st
     command = Argv(["prog", *parts[:-1], Secret(parts[-1])])
     assert shlex.split(command.shell()) == list(command.raw())
     assert command.display().endswith("[REDACTED]")
+
+
+def test_shell_expanded_values_render_like_kamal_escape_shell_value() -> None:
+    assert shell_expanded("plain $HOME") == "plain $HOME"  # no braces: an ordinary str
+    part = shell_expanded('A=${HOME}/x "q" `c` $y \\ ${B:-d}')
+    assert isinstance(part, ShellExpanded)
+    command = argv("docker", "run", "--env", part)
+    assert command.plain()[-1] == 'A=${HOME}/x "q" `c` $y \\ ${B:-d}'
+    assert command.shell() == 'docker run --env "A=${HOME}/x \\"q\\" \\`c\\` \\$y \\\\ ${B:-d}"'
+    assert command.needs_shell
+    with pytest.raises(ValueError, match="shell"):
+        command.raw()
+
+
+def test_key_value_pairs_mark_braced_values_for_the_shell() -> None:
+    pairs = key_value_pairs("--env", (("A", "${X}"), ("B", "$X")))
+    assert pairs == ("--env", ShellExpanded("A=${X}"), "--env", "B=$X")
+
+
+def test_shell_expanded_with_variables_expands_every_dollar_reference() -> None:
+    command = argv("x", ShellExpanded('default=$SSH_AUTH_SOCK "q" `c` \\', variables=True))
+    assert command.shell() == 'x "default=$SSH_AUTH_SOCK \\"q\\" \\`c\\` \\\\"'

