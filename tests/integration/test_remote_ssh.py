@@ -412,6 +412,22 @@ def test_sftp_put_with_mode_and_parents(sshd: Sshd) -> None:
     assert sorted(p.name for p in target.parent.iterdir()) == ["app.env"]  # no temp file left
 
 
+def test_sftp_put_relative_path_lands_in_the_login_directory(sshd: Sshd) -> None:
+    # Kamal's paths (.kamal/apps/...) are relative to the SSH user's home directory.
+    relative = f".dockyard-remote-test-{os.getpid()}/env/app.env"
+
+    async def body(pool: SshPool) -> Result:
+        ssh = pool.transport(HOST)
+        await ssh.put(b"A=1\n", relative)
+        try:
+            return await ssh.run(["sh", "-c", f'cat "$HOME/{relative}"'])
+        finally:
+            top = relative.split("/")[0]
+            await ssh.run(["sh", "-c", f'rm -rf "$HOME/{top}"'])
+
+    assert with_pool(sshd.options(), body).stdout == "A=1\n"
+
+
 def test_sftp_put_failure_is_a_clear_error(sshd: Sshd) -> None:
     blocker = sshd.root / "a-file"
     blocker.write_text("x")

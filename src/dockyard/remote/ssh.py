@@ -502,17 +502,12 @@ class SshTransport:
         out = LineSplitter(self._host, "stdout", on_output)
         err = LineSplitter(self._host, "stderr", on_output)
         async with self._pool._channel(self._host) as conn:
+            proc: asyncssh.SSHClientProcess[bytes] | None = None
             try:
-                proc = await _open_session(conn, command, target)
-            except DockyardError:
-                raise
-            except (OSError, asyncssh.Error) as exc:
-                raise ConnectError(
-                    f"ssh: lost the connection to {target} before running "
-                    f"{display_command(argv)}: {_reason(exc)}"
-                ) from exc
-            try:
+                # The timeout covers opening the session and the command, not the wait for
+                # a free channel.
                 async with asyncio.timeout(timeout):
+                    proc = await _open_session(conn, command, target)
                     await asyncio.gather(
                         _feed(proc, stdin), drain(proc.stdout, out), drain(proc.stderr, err)
                     )
@@ -644,7 +639,9 @@ async def _feed(proc: asyncssh.SSHClientProcess[bytes], stdin: Stdin | None) -> 
         pass
 
 
-def _stop(proc: asyncssh.SSHClientProcess[bytes]) -> None:
+def _stop(proc: asyncssh.SSHClientProcess[bytes] | None) -> None:
+    if proc is None:
+        return
     with contextlib.suppress(Exception):
         proc.send_signal("KILL")
     with contextlib.suppress(Exception):
