@@ -73,6 +73,17 @@ class Issuance:
     certified: CertifiedKey
 
 
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """A failed issuance: no new attempt before ``retry_at`` (monotonic); the delay doubles
+    with each failure in a row (``failure_backoff`` up to one hour), which keeps a broken host
+    well under the CA's rate limits (Let's Encrypt: 5 failed validations per host per hour)."""
+
+    retry_at: float
+    message: str
+    count: int
+
+
 class _ChallengeFailed(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -152,7 +163,7 @@ class CertManager:
         self.board = ChallengeBoard()
         self._certs: dict[str, CertifiedKey] = {}
         self._inflight: dict[str, asyncio.Task[CertifiedKey]] = {}
-        self._failures: dict[str, tuple[float, str]] = {}
+        self._failures: dict[str, _Failure] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._account_lock = threading.Lock()
         self._account_uri: str | None = None
@@ -192,8 +203,8 @@ class CertManager:
 
         A certificate that is still valid but due for renewal is returned at once and renewed
         in the background. Raises :class:`ProxyError` when the host is not allowed, or when
-        issuance failed (a failure is remembered for ``failure_backoff`` seconds, so a burst of
-        handshakes does not hammer the CA).
+        issuance failed (a failure is remembered for ``failure_backoff`` seconds, doubling with
+        each failure in a row up to an hour, so handshakes do not hammer the CA).
         """
         name = self._check_host(host)
         now = self._clock()
@@ -206,8 +217,8 @@ class CertManager:
             self.renew_if_due(name)
             return certified
         failed = self._failures.get(name)
-        if failed is not None and time.monotonic() - failed[0] < self.failure_backoff:
-            raise ProxyError(failed[1])
+        if failed is not None and time.monotonic() < failed.retry_at:
+            raise ProxyError(failed.message)
         return await asyncio.shield(self._issue_shared(name))
 
     def _issue_shared(self, name: str) -> asyncio.Task[CertifiedKey]:
@@ -222,8 +233,11 @@ class CertManager:
         try:
             issuance = await asyncio.to_thread(self._obtain, name)
         except ProxyError as exc:
-            self._failures[name] = (time.monotonic(), exc.message)
-            log.error("%s", exc.message)
+            previous = self._failures.get(name)
+            count = previous.count + 1 if previous is not None else 1
+            delay = min(self.failure_backoff * 2 ** (count - 1), max(self.failure_backoff, 3600))
+            self._failures[name] = _Failure(time.monotonic() + delay, exc.message, count)
+            log.error("%s (next attempt in %.0f s at the earliest)", exc.message, delay)
             raise
         try:
             await asyncio.to_thread(self.store.save, name, issuance.certified)
@@ -250,7 +264,7 @@ class CertManager:
         certified = self._certs.get(name)
         if certified is not None and self._clock() >= certified.renew_at(self.renew_before):
             failed = self._failures.get(name)
-            if failed is None or time.monotonic() - failed[0] >= self.failure_backoff:
+            if failed is None or time.monotonic() >= failed.retry_at:
                 self._renew_in_background(name)
 
     def _renew_in_background(self, name: str) -> None:

@@ -259,3 +259,34 @@ def test_run_renewals_renews_periodically(tmp_path: Path, ca: MiniCA) -> None:
 
     asyncio.run(scenario())
     assert fake.calls == ["due.test"]  # renewed once, then no longer due
+
+
+def test_backoff_doubles_with_each_failure_in_a_row(
+    tmp_path: Path, ca: MiniCA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeObtain(ca, fail="could not obtain a certificate for f.test: nope")
+    manager = make_manager(tmp_path, fake, failure_backoff=10)
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+
+    def attempt() -> None:
+        with pytest.raises(ProxyError):
+            asyncio.run(manager.ensure("f.test"))
+
+    attempt()  # failure 1: wait 10 s
+    now[0] += 9.9
+    attempt()
+    assert len(fake.calls) == 1
+    now[0] += 0.2
+    attempt()  # failure 2: wait 20 s
+    assert len(fake.calls) == 2
+    now[0] += 19.9
+    attempt()
+    assert len(fake.calls) == 2
+    now[0] += 0.2
+    attempt()  # failure 3: wait 40 s
+    assert len(fake.calls) == 3
+    fake.fail = None
+    now[0] += 40.1
+    assert asyncio.run(manager.ensure("f.test")).names == ("f.test",)
+    assert len(fake.calls) == 4
