@@ -277,6 +277,10 @@ PROXY = 'Kamal::Commands::Proxy.new(config, host: "1.1.1.1")'
 BUILDER = "Kamal::Commands::Builder.new(config)"
 
 
+def _without_last(command: Argv) -> Argv:
+    return Argv(command.parts[:-1])
+
+
 def _plan(config: Config) -> builder.Plan:
     return builder.plan(config, "amd64")
 
@@ -475,6 +479,37 @@ CASES: list[Case] = [
         "app",
         f'{_app()}.status(version: "123")[0..-7]',
         lambda c: app.container_id_for_version(c, _role(c), "123"),
+    ),
+    # Where Kamal pipes an ID into `xargs <cmd>`, we run `<cmd> <id>`: compare the <cmd> part.
+    Case(
+        "app status after xargs",
+        "app",
+        f'{_app()}.status(version: "123")[-4..]',
+        lambda c: _without_last(app.status("ID")),
+    ),
+    Case(
+        "app stop proxy role after xargs",
+        "app",
+        f'{_app()}.stop(version: "123")[-2..]',
+        lambda c: _without_last(app.stop(_role(c), "ID")),
+    ),
+    Case(
+        "app stop non-proxy role after xargs",
+        "app",
+        f'{_app("workers", "1.1.1.2")}.stop(version: "123")[-4..]',
+        lambda c: _without_last(app.stop(_role(c, "workers"), "ID")),
+    ),
+    Case(
+        "app remove_container after xargs",
+        "app",
+        f'{_app()}.remove_container(version: "123")[-3..]',
+        lambda c: _without_last(app.remove_container("ID")),
+    ),
+    Case(
+        "app container_health_log after xargs",
+        "app",
+        f'{_app()}.container_health_log(version: "123")[-4..]',
+        lambda c: _without_last(app.container_health_log("ID")),
     ),
     # --- accessory ------------------------------------------------------------------------------
     Case(
