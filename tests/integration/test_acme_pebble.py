@@ -570,3 +570,27 @@ def test_untrusted_acme_server_is_explained(
         asyncio.run(manager.ensure("untrusted.dockyard.test"))
     assert "the ACME server's TLS certificate is not trusted" in err.value.message
     assert "SSL_CERT_FILE" in err.value.message
+
+
+def test_renewal_replaces_the_certificate_served_and_cached(pebble: Pebble, tmp_path: Path) -> None:
+    """With a renewal window longer than the lifetime, every certificate is due at once."""
+    host = "renew.dockyard.test"
+
+    async def scenario() -> tuple[int, int]:
+        async with running_proxy(
+            pebble, tmp_path, [host], order=("tls-alpn-01", "http-01"),
+            http01_up=True, tls_alpn_up=True,
+        ) as proxy:  # fmt: skip
+            roots = await asyncio.to_thread(pebble.issuing_roots)
+            first, _ = await tls_get(proxy.https_port, host, roots)
+            proxy.manager.renew_before = dt.timedelta(days=365 * 20)
+            assert await proxy.manager.renew_due() == [host]
+            proxy.manager.renew_before = None  # the new one is not due again
+            second, _ = await tls_get(proxy.https_port, host, roots)
+            return int(str(first["serialNumber"]), 16), int(str(second["serialNumber"]), 16)
+
+    first, second = asyncio.run(scenario())
+    assert first != second
+    cached = (cache_dir_for(tmp_path, pebble.directory_url) / host).read_bytes()
+    leaf = x509.load_pem_x509_certificates(cached)[0]
+    assert leaf.serial_number == second
