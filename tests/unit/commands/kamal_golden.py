@@ -206,6 +206,15 @@ CONFIGS: dict[str, dict[str, Any]] = {
                 "host": "1.1.1.7",
                 "proxy": {"host": "busybox.example.com", "app_port": 8080},
             },
+            "web2": {
+                "image": "nginx:1",
+                "host": "1.1.1.8",
+                "proxy": {
+                    "host": "static.example.com",
+                    "ssl": {"certificate_pem": "CERT", "private_key_pem": "KEY"},
+                    "healthcheck": {"path": "/ok"},
+                },
+            },
         },
     },
     "hybrid": {
@@ -598,6 +607,13 @@ CASES: list[Case] = [
         "accessories",
         f'{ACC.format(name="busybox")}.deploy(target: "c9")',
         lambda c: acc.deploy(c, _acc(c, "busybox"), "c9"),
+    ),
+    Case(
+        "accessory deploy with custom certificate",
+        "accessories",
+        f'{ACC.format(name="web2")}.deploy(target: "c10")',
+        lambda c: acc.deploy(c, _acc(c, "web2"), "c10"),
+        destination="staging",
     ),
     Case(
         "accessory remove from proxy",
