@@ -49,6 +49,13 @@ handshake can start (an ``sni_callback`` cannot await)::
     acceptor = TlsAcceptor(selector, lambda: ClientProtocol(..., tls=True))
     tg.create_task(acceptor.serve(listen_sock))   # peek ClientHello, await ensure, handshake
 
+Why not ``create_server`` + ``start_tls``: once ``data_received`` has the ClientHello, the
+bytes are consumed and ``loop.start_tls`` would start the handshake without them; uvloop's
+transports also expose no real socket to peek on. ``MSG_PEEK`` on the accepted socket leaves
+the bytes where OpenSSL (inside uvloop's native TLS) will read them. Plain HTTP sent to the
+HTTPS port gets Go's ``400 Client sent an HTTP request to an HTTPS server.``; anything else that
+is not a ClientHello, an unknown name, or a failed issuance closes the connection.
+
 ``TlsAcceptor.handle(sock)`` can also be called from an existing accept loop. If some listener
 must keep ``create_server``, ``selector.server_context()`` serves what is already available
 through an ``sni_callback`` (no on-demand issuance there).

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import select
 import socket
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from dockyard.proxy.tls.clienthello import (
 )
 from dockyard.proxy.tls.context import TlsSelector
 
-__all__ = ["TlsAcceptor", "peek_client_hello"]
+__all__ = ["PLAIN_HTTP_RESPONSE", "TlsAcceptor", "peek_client_hello"]
 
 log = logging.getLogger("dockyard.proxy.tls")
 
@@ -99,6 +100,27 @@ async def peek_client_hello(sock: socket.socket, *, timeout: float = 10.0) -> Cl
         return None
 
 
+#: What Go's net/http (so kamal-proxy) answers to plain HTTP sent to its HTTPS port.
+PLAIN_HTTP_RESPONSE: Final = (
+    b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
+)
+_HTTP_METHOD: Final = re.compile(rb"[A-Z]{3,10} /")
+
+
+def _answer_plain_http(sock: socket.socket) -> None:
+    """Best effort: tell a plain-HTTP client that it spoke to the HTTPS port."""
+    try:
+        start = sock.recv(16, socket.MSG_PEEK)
+        if _HTTP_METHOD.match(start):
+            sock.send(PLAIN_HTTP_RESPONSE)
+            # Read what is buffered, so that close() sends a FIN, not a RST that could
+            # destroy the response before the client reads it.
+            sock.recv(65536)
+            sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
 class TlsAcceptor:
     """Accepts TLS connections, choosing the certificate after peeking at the ClientHello."""
 
@@ -122,7 +144,11 @@ class TlsAcceptor:
         loop = asyncio.get_running_loop()
         try:
             hello = await peek_client_hello(sock, timeout=self.hello_timeout)
-            ctx = await self.selector.prepare(hello) if hello is not None else None
+            if hello is None:
+                _answer_plain_http(sock)
+                sock.close()
+                return False
+            ctx = await self.selector.prepare(hello)
             if ctx is None:
                 sock.close()
                 return False

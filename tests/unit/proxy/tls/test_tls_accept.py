@@ -14,7 +14,7 @@ import pytest
 from test_tls_clienthello import openssl_client_hello
 from tls_support import MiniCA
 
-from dockyard.proxy.tls.accept import TlsAcceptor, peek_client_hello
+from dockyard.proxy.tls.accept import PLAIN_HTTP_RESPONSE, TlsAcceptor, peek_client_hello
 from dockyard.proxy.tls.clienthello import ClientHello
 from dockyard.proxy.tls.context import TlsSelector
 from dockyard.proxy.tls.manager import CertManager
@@ -96,7 +96,7 @@ def test_custom_and_acme_hosts_through_the_acceptor(
         runner.run(scenario())
 
 
-def test_plain_http_on_the_tls_port_is_closed(ca: MiniCA) -> None:
+def test_plain_http_on_the_tls_port_gets_go_s_400(ca: MiniCA) -> None:
     selector = TlsSelector()
     selector.configure(certificates={"own.test": ca.certified("own.test")})
 
@@ -111,7 +111,25 @@ def test_plain_http_on_the_tls_port_is_closed(ca: MiniCA) -> None:
             writer.close()
             return data
 
-    assert asyncio.run(scenario()) == b""  # no HTTP response, no TLS alert: just closed
+    assert asyncio.run(scenario()) == PLAIN_HTTP_RESPONSE  # as Go's net/http answers
+
+
+def test_other_garbage_on_the_tls_port_is_just_closed(ca: MiniCA) -> None:
+    selector = TlsSelector()
+    selector.configure(certificates={"own.test": ca.certified("own.test")})
+
+    async def scenario() -> bytes:
+        async with serving(selector) as port:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"SSH-2.0-OpenSSH_9.6\r\n")
+            try:
+                data = await asyncio.wait_for(reader.read(), 5)
+            except ConnectionResetError:
+                data = b""
+            writer.close()
+            return data
+
+    assert asyncio.run(scenario()) == b""
 
 
 def test_silent_client_is_dropped_after_the_hello_timeout(ca: MiniCA) -> None:
