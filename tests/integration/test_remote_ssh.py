@@ -22,6 +22,7 @@ from typing import TypeVar
 import asyncssh
 import pytest
 
+from dockyard.commands.argv import Argv, HomePath, Pipeline, Secret
 from dockyard.errors import ConnectError, RemoteCommandError
 from dockyard.remote import (
     CommandTimeoutError,
@@ -264,6 +265,32 @@ def test_stdin_streamed_in_chunks(sshd: Sshd) -> None:
     counted, early = with_pool(sshd.options(), body)
     assert counted.stdout.strip() == str(80 * 65536)
     assert early == Result(0, "yyyyy", "")
+
+
+def test_commands_values_over_ssh(sshd: Sshd) -> None:
+    failing = Pipeline((Argv(["false"]), Argv(["cat"])))
+    grep = Pipeline((Argv(["printf", "a\\nsecret\\n"]), Argv(["grep", Secret("secret")])))
+
+    async def body(pool: SshPool) -> list[Result]:
+        ssh = pool.transport(HOST)
+        home = (await ssh.run(["sh", "-c", 'echo "$HOME"'])).stdout.strip()
+        results = [
+            await ssh.run(Argv(["echo", HomePath(".kamal/x")])),
+            await ssh.run(failing),
+            await ssh.run(failing, timeout=10),
+            await ssh.run(grep),
+            await ssh.run(Argv(["cat"], stdin=Secret("pw"))),
+            *await run_batch(ssh, [failing, grep, Argv(["echo", HomePath("y")])]),
+        ]
+        assert results[0].stdout == f"{home}/.kamal/x\n"
+        assert results[-1].stdout == f"{home}/y\n"
+        return results
+
+    results = with_pool(sshd.options(), body)
+    # the login shell here is bash, so a failed early stage fails the pipeline
+    assert [r.exit_status for r in results] == [0, 1, 1, 0, 0, 1, 0, 0]
+    assert results[3].stdout == "secret\n"
+    assert results[4].stdout == "pw"
 
 
 def _running(pattern: str) -> list[str]:

@@ -16,10 +16,12 @@ An object may also carry ``stdin`` (``str`` or secret-like), used when ``run`` g
 from __future__ import annotations
 
 import shlex
+import shutil
 from collections.abc import Sequence
 from typing import Protocol, TypeAlias, runtime_checkable
 
 __all__ = [
+    "PIPEFAIL",
     "ArgPart",
     "ArgvLike",
     "MaskedCommand",
@@ -28,7 +30,9 @@ __all__ = [
     "command_stdin",
     "display_args",
     "display_command",
+    "is_pipeline",
     "local_args",
+    "local_shell",
     "raw_args",
     "shell_join",
 ]
@@ -122,15 +126,27 @@ def shell_join(command: ArgvLike) -> str:
     return shlex.join(raw_args(command))
 
 
+#: Put before a pipeline so that it fails when any stage fails, in shells that can (bash,
+#: zsh, ksh, busybox ash); dash cannot, and there the test in a subshell fails quietly.
+PIPEFAIL = "(set -o pipefail) 2>/dev/null && set -o pipefail; "
+
+
+def is_pipeline(command: object) -> bool:
+    """Whether the command is a pipeline of several stages (``dockyard.commands.Pipeline``)."""
+    stages = getattr(command, "stages", None)
+    return isinstance(stages, tuple | list) and len(stages) > 1
+
+
 def command_line(command: ArgvLike) -> str:
-    """The shell line for a remote shell: the command's own ``shell()`` if it has one,
-    else its argv quoted once with ``shlex.join``. The only quoting the remote layer does."""
+    """The shell line for a remote shell: the command's own ``shell()`` if it has one (with
+    :data:`PIPEFAIL` before a pipeline), else its argv quoted once with ``shlex.join``.
+    The only quoting the remote layer does."""
     _check_not_str(command)
     if isinstance(command, ShellCommand):
         line = command.shell()
         if not line.strip():
             raise ValueError("empty command")
-        return line
+        return PIPEFAIL + line if is_pipeline(command) else line
     return shell_join(command)
 
 
@@ -148,8 +164,13 @@ def local_args(command: ArgvLike) -> list[str]:
             if not isinstance(command, ShellCommand):
                 raise
     if isinstance(command, ShellCommand):
-        return ["sh", "-c", command_line(command)]
+        return [local_shell(), "-c", command_line(command)]
     return raw_args(command)
+
+
+def local_shell() -> str:
+    """bash when this machine has it (pipelines then fail when any stage fails), else sh."""
+    return "bash" if shutil.which("bash") else "sh"
 
 
 def command_stdin(command: ArgvLike) -> bytes | None:

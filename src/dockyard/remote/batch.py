@@ -1,10 +1,11 @@
 """Several independent commands in one round trip.
 
-The commands are quoted once each (:func:`command_line`) into a POSIX shell script that is fed to
-``sh -s`` on standard input (so the command lines, which may hold secrets, do not show up in the
-remote process list). After each command the script prints a marker with a random nonce, the
-command's index and its exit status on stdout, and a marker on stderr; the outputs are split
-back into one :class:`Result` per command. Each command's stdin is ``/dev/null``.
+The commands are quoted once each (:func:`command_line`) into a POSIX shell script that is
+fed to ``bash -s`` (or ``sh -s``) on standard input, so the command lines, which may hold
+secrets, do not show up in the remote process list. After each command the script prints a
+marker with a random nonce, the command's index and its exit status on stdout, and a marker on
+stderr; the outputs are split back into one :class:`Result` per command. Each command reads
+its stdin from ``/dev/null``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def build_batch_script(
     for index, command in enumerate(commands):
         if command_stdin(command) is not None:
             raise ValueError("a command with its own stdin cannot run in a batch")
-        lines.append(f"{command_line(command)} </dev/null")
+        # grouped, so that /dev/null feeds the whole line (a pipeline's first stage too)
+        lines.append(f"{{ {command_line(command)}\n}} </dev/null")
         lines.append("__dockyard_status=$?")
         lines.append(f"printf '\\n{nonce}:{index}:%d\\n' \"$__dockyard_status\"")
         lines.append(f"printf '\\n{nonce}:{index}\\n' >&2")
@@ -94,6 +96,20 @@ def split_batch_output(
     return results
 
 
+@dataclass(frozen=True, slots=True)
+class _ScriptShell:
+    """The shell that reads the batch script on stdin: bash when the host has it (so that
+    pipelines fail when any stage fails), else sh."""
+
+    count: int
+
+    def shell(self) -> str:
+        return "if command -v bash >/dev/null 2>&1; then exec bash -s; else exec sh -s; fi"
+
+    def display(self) -> str:
+        return f"sh -s  # batch of {self.count} commands"
+
+
 @dataclass
 class BatchOutputFilter:
     """Passes output lines on, minus the batch markers and the blank line before each."""
@@ -139,7 +155,7 @@ async def run_batch(
     script = build_batch_script(commands, nonce, stop_on_error=stop_on_error)
     sink = None if on_output is None else BatchOutputFilter(on_output, nonce)
     result = await transport.run(
-        ["sh", "-s"], stdin=script.encode(), timeout=timeout, env=env, on_output=sink
+        _ScriptShell(len(commands)), stdin=script.encode(), timeout=timeout, env=env, on_output=sink
     )
     return split_batch_output(
         result.stdout, result.stderr, len(commands), nonce, stop_on_error=stop_on_error

@@ -74,10 +74,11 @@ def remote_command(
     if timeout is not None:
         quoted = shlex.quote(line)
         limit = f"{max(timeout, 0) + REMOTE_KILL_GRACE:g}"
+        # "$SHELL" is the login shell sshd would have run the line with.
         line = (
             "if command -v timeout >/dev/null 2>&1; "
-            f"then exec timeout -s KILL {limit} sh -c {quoted}; "
-            f"else exec sh -c {quoted}; fi"
+            f'then exec timeout -s KILL {limit} "${{SHELL:-/bin/sh}}" -c {quoted}; '
+            f"else eval {quoted}; fi"
         )
     return line
 

@@ -41,7 +41,7 @@ def test_split_marks_cut_short_and_not_run() -> None:
 
 def test_script_quotes_each_command_once() -> None:
     script = build_batch_script([["echo", "a b;c"], ["true"]], NONCE)
-    assert "echo 'a b;c' </dev/null" in script
+    assert "{ echo 'a b;c'\n} </dev/null" in script
     assert f"{NONCE}:1:" in script
 
 

@@ -103,5 +103,6 @@ def test_remote_command_with_timeout_adds_a_server_side_guard() -> None:
     words = shlex.split(line)
     assert "timeout" in words and "KILL" in words and "12" in words
     # the inner line is the command line, intact, as one argument of sh -c
-    assert "exec timeout -s KILL 12 sh -c 'docker pull img:1';" in line
+    assert """exec timeout -s KILL 12 "${SHELL:-/bin/sh}" -c 'docker pull img:1';""" in line
+    assert "else eval 'docker pull img:1'; fi" in line
     assert remote_command(["true"]) == "true"

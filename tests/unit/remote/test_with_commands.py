@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import shlex
+import shutil
 
 from dockyard.commands.argv import Argv, HomePath, Pipeline, Secret, docker
-from dockyard.remote.argv import command_line, command_stdin, display_command, local_args
-from dockyard.remote.batch import build_batch_script
+from dockyard.remote.argv import PIPEFAIL, command_line, command_stdin, display_command, local_args
+from dockyard.remote.batch import build_batch_script, run_batch
 from dockyard.remote.fake import FakeTransport
 from dockyard.remote.local import LocalTransport
 from dockyard.remote.result import Result
@@ -28,7 +29,7 @@ def test_home_paths_expand_remotely() -> None:
     assert '"$PWD"/.kamal/apps/x/env:/env' in command_line(argv)
     assert remote_command(argv).startswith("docker run -v ")
     # locally there is no remote home, so it runs through sh and $PWD is expanded there
-    assert local_args(argv)[:2] == ["sh", "-c"]
+    assert local_args(argv)[1] == "-c"
     result = asyncio.run(LocalTransport().run(Argv(["echo", HomePath("x")])))
     assert result.stdout == f"{os.getcwd()}/x\n"
 
@@ -58,5 +59,30 @@ def test_fake_records_argv_line_and_masked_display() -> None:
 
 def test_batch_accepts_argv_values() -> None:
     script = build_batch_script([docker("ps"), docker("run", HomePath("a"))], "N")
-    assert "docker ps </dev/null" in script
-    assert 'docker run "$PWD"/a </dev/null' in script
+    assert "{ docker ps\n} </dev/null" in script
+    assert '{ docker run "$PWD"/a\n} </dev/null' in script
+
+
+def test_batch_pipelines_read_their_own_first_stage() -> None:
+    grep = Pipeline((Argv(["printf", "a\\nsecret\\n"]), Argv(["grep", "secret"])))
+    results = asyncio.run(run_batch(LocalTransport(), [grep, Argv(["cat"])]))
+    assert results == [Result(0, "secret\n", ""), Result(0, "", "")]
+
+
+def test_pipeline_fails_when_an_early_stage_fails() -> None:
+    # Kamal's contract for pipelines: a failed stage fails the whole command.
+    failing = Pipeline((Argv(["false"]), Argv(["cat"])))
+    assert command_line(failing).startswith(PIPEFAIL)
+    if shutil.which("bash") is None:
+        return
+    assert asyncio.run(LocalTransport().run(failing)).exit_status == 1
+    passing = Pipeline((Argv(["echo", "ok"]), Argv(["cat"])))
+    assert asyncio.run(LocalTransport().run(passing)) == Result(0, "ok\n", "")
+
+
+def test_pipefail_prefix_is_harmless_in_dash() -> None:
+    dash = shutil.which("dash")
+    if dash is None:
+        return
+    line = command_line(Pipeline((Argv(["printf", "x"]), Argv(["cat"]))))
+    assert asyncio.run(LocalTransport().run([dash, "-c", line])) == Result(0, "x", "")
