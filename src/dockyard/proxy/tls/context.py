@@ -82,8 +82,8 @@ def load_certified(ctx: ssl.SSLContext, certified: CertifiedKey) -> None:
 
 
 def check_acme_hosts(hosts: Iterable[str]) -> list[str]:
-    """Normalise the hosts of a service with automatic TLS; refuse wildcards (kamal-proxy's
-    message) and an empty host list."""
+    """Normalise the hosts of a service with automatic TLS; refuse wildcards with
+    kamal-proxy's message (there is no DNS-01 challenge)."""
     out = [host_without_port(host) for host in hosts]
     if any("*" in host for host in out):
         raise ProxyError(WILDCARD_ERROR)

@@ -86,6 +86,35 @@ def test_reconfigure_replaces_everything(ca: MiniCA) -> None:
     assert selector.context_for("two.test") is not None
 
 
+def test_a_refused_configuration_leaves_the_old_one_in_place(ca: MiniCA) -> None:
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from dockyard.proxy.tls.certs import certified_key_from_pem, private_key_pem
+
+    weak_key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    good = ca.issue("weak.test")
+    weak_cert = (
+        x509.CertificateBuilder()
+        .subject_name(good.cert.subject)
+        .issuer_name(good.cert.issuer)
+        .public_key(weak_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(good.cert.not_valid_before_utc)
+        .not_valid_after(good.cert.not_valid_after_utc)
+        .sign(ca.key, hashes.SHA256())
+    )
+    weak = certified_key_from_pem(
+        weak_cert.public_bytes(serialization.Encoding.PEM), private_key_pem(weak_key)
+    )
+    selector = TlsSelector()
+    selector.configure(certificates={"one.test": ca.certified("one.test")})
+    with pytest.raises(ProxyError, match=r"TLS certificate for weak\.test cannot be used"):
+        selector.configure(certificates={"weak.test": weak})
+    assert selector.context_for("one.test") is not None
+    assert selector.context_for("weak.test") is None
+
+
 def test_wildcard_hosts_are_refused_for_automatic_tls(tmp_path: Path) -> None:
     selector = TlsSelector(CertManager(DIRECTORY, tmp_path))
     with pytest.raises(ProxyError) as err:
