@@ -219,7 +219,6 @@ def ensure_registry(paths: Paths, ca: certs.Pem, password: str) -> str:
     server = certs.make_server_cert(ca, ip)
     (rdir / "registry.crt").write_bytes(server.cert + ca.cert)
     _write_private(rdir / "registry.key", server.key)
-    (rdir / "registry.key").chmod(0o644)  # read by the registry process in the container
     (rdir / "htpasswd").write_text(certs.htpasswd_line(REGISTRY_USER, password))
     (rdir / "address").write_text(address)
     (rdir / "ready").write_text("1\n")
