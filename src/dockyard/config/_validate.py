@@ -506,7 +506,7 @@ def validate_sshkit(config: Any, locate: Locate) -> None:
 #: Kamal's built-in top-level commands: an alias may not take one of these names.
 BUILTIN_COMMANDS = frozenset(
     {
-        "accessory", "app", "audit", "build", "config", "deploy", "details", "docs", "help",
+        "accessory", "app", "audit", "build", "config", "deploy", "details", "docs",
         "init", "lock", "proxy", "prune", "redeploy", "registry", "remove", "rollback",
         "secrets", "server", "setup", "upgrade", "version",
     }

@@ -658,6 +658,9 @@ def build_config(
     for name, acc in accessories_raw.items():
         v.validate_accessory(acc, name, locate)
         context = ("accessories", name)
+        if not present(acc.get("image")):
+            # Kamal 2.11 only notices this when it runs `docker run` without an image.
+            raise _error(locate, context, "image is required (e.g. image: mysql:8.0)")
         if acc.get("roles"):
             missing = [r for r in acc["roles"] if r not in role_hosts_known]
             if missing:

@@ -169,6 +169,10 @@ def test_registry_credentials_required_unless_local(project: WriteProject) -> No
             "accessories/db: unknown role jobs",
         ),
         ("servers: [h]\naliases:\n  Bad_Name: x\n", "aliases/Bad_Name: Invalid alias name"),
+        ("servers: [h]\naliases:\n  deploy: x\n", "Alias 'deploy' conflicts with a built-in"),
+        # Stricter than Kamal 2.11, which accepts these and fails later (or crashes):
+        ("servers: [h]\naccessories:\n  db:\n    host: h\n", "yml:10: accessories/db: image is"),
+        ("servers: [h]\nservice: 123\n", "Service name can only include alphanumeric"),
         ("servers: [h]\nhooks_output:\n  pre-deploy: chatty\n", "Invalid hooks_output 'chatty'"),
     ],
 )
