@@ -34,20 +34,20 @@ def input_hash(root: Path, paths: Iterable[Path], extra: Mapping[str, str] | Non
     digest = hashlib.sha256()
     for key, value in sorted((extra or {}).items()):
         digest.update(f"extra:{key}={value}\0".encode())
-    seen: set[Path] = set()
-    for top in sorted({Path(p) for p in paths}):
-        for file in _files(top):
-            if file in seen:
-                continue
-            seen.add(file)
+    named: dict[str, Path] = {}
+    for top in paths:
+        for file in _files(Path(top)):
             try:
                 name = file.relative_to(root).as_posix()
             except ValueError:
                 name = file.as_posix()
-            executable = file.stat().st_mode & 0o111 != 0
-            digest.update(f"file:{name}:{int(executable)}\0".encode())
-            with file.open("rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(chunk)
-            digest.update(b"\0")
+            named[name] = file
+    # Order by the hashed names, so that moving the checkout does not change the hash.
+    for name, file in sorted(named.items()):
+        executable = file.stat().st_mode & 0o111 != 0
+        digest.update(f"file:{name}:{int(executable)}\0".encode())
+        with file.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+        digest.update(b"\0")
     return digest.hexdigest()[:32]

@@ -64,3 +64,17 @@ def test_order_of_paths_does_not_matter(tmp_path: Path) -> None:
     other = tmp_path / "other.txt"
     other.write_text("x")
     assert input_hash(tmp_path, [folder, other]) == input_hash(tmp_path, [other, folder])
+
+
+def test_moving_the_checkout_keeps_the_hash(tmp_path: Path) -> None:
+    # Inputs outside the checkout (a host binary) sort by name, not by where the checkout is.
+    outside = tmp_path / "m" / "usr-bin-tool"
+    outside.parent.mkdir()
+    outside.write_bytes(b"\x7fELF")
+    hashes = set()
+    for checkout in ("a", "z"):
+        root = tmp_path / checkout
+        root.mkdir()
+        folder = _tree(root)
+        hashes.add(input_hash(root, [folder, outside]))
+    assert len(hashes) == 1
