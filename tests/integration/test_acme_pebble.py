@@ -349,6 +349,7 @@ async def running_proxy(
         pebble.directory_url,
         cache,
         ca_bundle=None if ca_from_env else pebble.ca_file,
+        email="ops@dockyard.example",
         challenge_types=order,
         failure_backoff=30,
         order_timeout=30,
@@ -594,3 +595,23 @@ def test_renewal_replaces_the_certificate_served_and_cached(pebble: Pebble, tmp_
     cached = (cache_dir_for(tmp_path, pebble.directory_url) / host).read_bytes()
     leaf = x509.load_pem_x509_certificates(cached)[0]
     assert leaf.serial_number == second
+
+
+def test_a_restarted_proxy_reuses_its_acme_account(pebble: Pebble, tmp_path: Path) -> None:
+    hosts = ["first.account.dockyard.test", "second.account.dockyard.test"]
+    uris: list[str | None] = []
+
+    async def life(host: str) -> None:
+        async with running_proxy(
+            pebble, tmp_path, [host], order=("tls-alpn-01",),
+            http01_up=False, tls_alpn_up=True,
+        ) as proxy:  # fmt: skip
+            await proxy.manager.ensure(host)
+            uris.append(proxy.manager._account_uri)
+
+    account_file = cache_dir_for(tmp_path, pebble.directory_url) / "acme_account+key"
+    asyncio.run(life(hosts[0]))
+    key_after_first = account_file.read_bytes()
+    asyncio.run(life(hosts[1]))
+    assert account_file.read_bytes() == key_after_first
+    assert uris[0] is not None and uris[0] == uris[1]
