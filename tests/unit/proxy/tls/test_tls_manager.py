@@ -290,3 +290,20 @@ def test_backoff_doubles_with_each_failure_in_a_row(
     now[0] += 40.1
     assert asyncio.run(manager.ensure("f.test")).names == ("f.test",)
     assert len(fake.calls) == 4
+
+
+def test_importing_the_package_does_not_load_the_acme_stack() -> None:
+    """acme pulls in requests and friends: only an actual issuance may import it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import dockyard.proxy.tls, dockyard.proxy.tls.manager, dockyard.proxy.tls.context\n"
+        "import dockyard.proxy.tls.accept, dockyard.proxy.tls.store\n"
+        "print(sorted(m for m in ('acme', 'josepy', 'requests') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"
