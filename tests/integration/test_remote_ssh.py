@@ -539,7 +539,7 @@ def test_callers_queued_behind_a_failed_connect_share_its_error(
     async def counting_connect(**kwargs: object) -> asyncssh.SSHClientConnection:
         nonlocal attempts
         attempts += 1
-        return await real_connect(**kwargs)  # type: ignore[arg-type]
+        return await real_connect(**kwargs)
 
     monkeypatch.setattr("dockyard.remote.ssh.asyncssh.connect", counting_connect)
     closed = _free_port()
