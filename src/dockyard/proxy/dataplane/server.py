@@ -57,11 +57,44 @@ NOSNIFF: Final = b"X-Content-Type-Options: nosniff\r\n"
 #: Pause reading from a client when this much request body waits for an upstream connection.
 PENDING_LIMIT: Final = 64 * 1024
 
+#: Resolution of target timeouts.
+TICK: Final = 0.05
+
 # Reasons to pause reading from a client (bit mask).
 P_PIPELINE: Final = 1
 P_UPSTREAM: Final = 2
 P_PENDING: Final = 4
 P_STREAM: Final = 8
+
+
+_LOG_LINE: Final = (
+    '{"time":"%s","level":"INFO","msg":"Request","host":%s,"port":%d,"path":%s,'
+    '"request_id":%s,"status":%d,"service":%s,"target":%s,"duration":%d,"method":%s,'
+    '"req_content_length":%d,"req_content_type":%s,"resp_content_length":%d,'
+    '"resp_content_type":%s,"client_addr":%s,"client_port":%s,"remote_addr":%s,'
+    '"user_agent":%s,"proto":"HTTP/%s","scheme":"%s","query":%s%s}\n'
+)
+_ESCAPED: dict[bytes | str, str] = {b"": '""', "": '""'}
+
+
+def _esc_bytes(value: bytes) -> str:
+    """JSON string literal of header bytes (UTF-8, invalid bytes replaced), memoised for the
+    small set of values that repeat (hosts, content types, agents)."""
+    cached = _ESCAPED.get(value)
+    if cached is None:
+        cached = json_str(value.decode("utf-8", "replace"))
+        if len(value) <= 128 and len(_ESCAPED) < 4096:
+            _ESCAPED[value] = cached
+    return cached
+
+
+def _esc_str(value: str) -> str:
+    cached = _ESCAPED.get(value)
+    if cached is None:
+        cached = json_str(value)
+        if len(value) <= 128 and len(_ESCAPED) < 4096:
+            _ESCAPED[value] = cached
+    return cached
 
 
 def new_request_id() -> bytes:
@@ -88,7 +121,9 @@ class Plane:
         "router",
         "scheme",
         "tasks",
+        "ticker",
         "tls",
+        "waiting",
     )
 
     def __init__(
@@ -112,6 +147,28 @@ class Plane:
         self.clients: set[ClientConnection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.draining = False
+        #: Exchanges waiting for response headers -> deadline (loop time). One ticker checks
+        #: them, instead of a timer handle per request.
+        self.waiting: dict[Exchange, float] = {}
+        self.ticker: asyncio.TimerHandle | None = None
+
+    def await_headers(self, ex: Exchange, timeout: float) -> None:
+        ex.timed = True
+        self.waiting[ex] = self.loop.time() + timeout
+        if self.ticker is None:
+            self.ticker = self.loop.call_later(TICK, self.tick)
+
+    def tick(self) -> None:
+        waiting = self.waiting
+        if not waiting:
+            self.ticker = None
+            return
+        now = self.loop.time()
+        expired = [ex for ex, deadline in waiting.items() if deadline <= now]
+        for ex in expired:
+            del waiting[ex]
+            ex.on_timeout()
+        self.ticker = self.loop.call_later(TICK, self.tick)
 
     def spawn(self, coro: object) -> None:
         task: asyncio.Task[None] = self.loop.create_task(coro)  # type: ignore[arg-type]
@@ -123,6 +180,8 @@ class ClientConnection(asyncio.Protocol):
     """One client connection: parses requests, runs exchanges in order, tunnels upgrades."""
 
     __slots__ = (
+        "log_addr",
+        "log_port",
         "paused",
         "peer_ip",
         "peer_port",
@@ -144,6 +203,8 @@ class ClientConnection(asyncio.Protocol):
         self.tunnel: UpstreamConnection | None = None
         self.peer_ip = b""
         self.peer_port = ""
+        self.log_addr = '""'
+        self.log_port = '""'
 
     # asyncio.Protocol ------------------------------------------------------------------------
 
@@ -158,6 +219,8 @@ class ClientConnection(asyncio.Protocol):
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.peer_ip = str(peer[0]).encode()
             self.peer_port = str(peer[1])
+            self.log_addr = json_str(str(peer[0]))
+            self.log_port = json_str(self.peer_port)
 
     def data_received(self, data: bytes) -> None:
         tunnel = self.tunnel
@@ -299,76 +362,43 @@ class ClientConnection(asyncio.Protocol):
 class Exchange:
     """One request/response through the proxy."""
 
-    __slots__ = (
-        "affinity",
-        "body_iter",
-        "chunked_out",
-        "client",
-        "close_after",
-        "expect_sent",
-        "finished",
-        "handle",
-        "head",
-        "out",
-        "pending",
-        "pending_size",
-        "prefix",
-        "req_done",
-        "request_id",
-        "resp_bytes",
-        "resp_ctype",
-        "resp_head",
-        "resp_spill",
-        "resp_state",
-        "retried",
-        "service",
-        "spill",
-        "start_ns",
-        "started",
-        "status",
-        "target",
-        "timer",
-        "tunnel_buf",
-        "upstream",
-        "upstream_chunked",
-        "upstream_ready",
-        "upstream_received",
-    )
+    # Class-level defaults: an exchange only stores what differs (no __slots__ on purpose,
+    # CPython 3.11 keeps such instance dicts compact and this saves ~30 stores per request).
+    service: Service | None = None
+    prefix = "/"
+    target: Target | None = None
+    handle: RequestHandle | None = None
+    upstream: UpstreamConnection | None = None
+    upstream_ready = False
+    upstream_chunked = False
+    upstream_received = False
+    pending: list[bytes] | None = None
+    pending_size = 0
+    spill: SpillBuffer | None = None
+    resp_spill: SpillBuffer | None = None
+    body_iter: Iterator[bytes] | None = None
+    req_done = False
+    resp_state = 0  # 0: nothing sent, 1: head sent, 2: complete
+    resp_head: ResponseHead | None = None
+    status = 0
+    resp_bytes = 0
+    resp_ctype = b""
+    chunked_out = False
+    close_after = False
+    timed = False  # registered in plane.waiting (target timeout until response headers)
+    finished = False
+    retried = False
+    expect_sent = False
+    tunnel_buf: list[bytes] | None = None
+    started = False
+    affinity = 0.0
 
     def __init__(self, client: ClientConnection, head: RequestHead) -> None:
         self.client = client
         self.head = head
         self.start_ns = time.perf_counter_ns()
-        self.service: Service | None = None
-        self.prefix = "/"
-        self.target: Target | None = None
-        self.handle: RequestHandle | None = None
-        self.upstream: UpstreamConnection | None = None
-        self.upstream_ready = False
-        self.upstream_chunked = False
-        self.upstream_received = False
-        self.pending: list[bytes] = []
-        self.pending_size = 0
-        self.spill: SpillBuffer | None = None
-        self.resp_spill: SpillBuffer | None = None
-        self.body_iter: Iterator[bytes] | None = None
-        self.req_done = False
-        self.resp_state = 0  # 0: nothing sent, 1: head sent, 2: complete
-        self.resp_head: ResponseHead | None = None
-        self.status = 0
-        self.resp_bytes = 0
-        self.resp_ctype = b""
-        self.chunked_out = False
-        self.close_after = False
         self.out: list[bytes] = []
-        self.timer: asyncio.TimerHandle | None = None
-        self.finished = False
-        self.retried = False
-        self.expect_sent = False
-        self.tunnel_buf: list[bytes] | None = None
         self.request_id = head.request_id or new_request_id()
-        self.started = False
-        self.affinity = 0.0
 
     # request side ----------------------------------------------------------------------------
 
@@ -457,13 +487,13 @@ class Exchange:
                 return
             spill = SpillBuffer(memory=opts.buffer_memory, maximum=limit)
             try:
-                for chunk in self.pending:
+                for chunk in self.pending or ():
                     spill.write(chunk)
             except BufferTooLarge:
                 spill.close()
                 self.respond_too_large()
                 return
-            self.pending = []
+            self.pending = None
             self.pending_size = 0
             self.client.resume(P_PENDING)
             self.spill = spill
@@ -492,6 +522,8 @@ class Exchange:
             except BufferTooLarge:
                 self.respond_too_large()
             return
+        if self.pending is None:
+            self.pending = []
         self.pending.append(data)
         self.pending_size += len(data)
         if self.pending_size > PENDING_LIMIT:
@@ -526,7 +558,7 @@ class Exchange:
         plane = self.client.plane
         opts = self.options()
         if opts.target_timeout > 0:
-            self.timer = plane.loop.call_later(opts.target_timeout, self.on_timeout)
+            plane.await_headers(self, opts.target_timeout)
         key = (target.host, target.port)
         conn = None if self.retried else plane.pool.get(key)
         if conn is not None:
@@ -588,13 +620,14 @@ class Exchange:
             self.body_iter = spill.chunks()
             self.pump()
             return
-        if self.pending:
+        pending = self.pending
+        if pending:
             if self.upstream_chunked:
-                chunks = [b"%x\r\n%s\r\n" % (len(c), c) for c in self.pending]
+                chunks = [b"%x\r\n%s\r\n" % (len(c), c) for c in pending]
                 data = b"".join([data, *chunks])
             else:
-                data = b"".join([data, *self.pending])
-            self.pending = []
+                data = b"".join([data, *pending])
+            self.pending = None
             self.pending_size = 0
             self.client.resume(P_PENDING)
         if self.req_done and self.upstream_chunked:
@@ -639,12 +672,11 @@ class Exchange:
         if status < 200 and status != 101:
             if status != 100 or (head.expect_continue and not self.expect_sent):
                 self.expect_sent = self.expect_sent or status == 100
-                self.out.append(status_line(status, rh.reason) + b"".join(rh.lines) + b"\r\n")
+                self.out.append(status_line(status, rh.reason) + rh.block + b"\r\n")
             return
-        timer = self.timer
-        if timer is not None:
-            timer.cancel()
-            self.timer = None
+        if self.timed:
+            self.timed = False
+            self.client.plane.waiting.pop(self, None)
         if self.affinity:
             rh.lines = writer_affinity(rh.lines, self.affinity, time.time())
         if rh.set_cookie and self.prefix != "/":
@@ -818,10 +850,9 @@ class Exchange:
         if self.finished:
             return
         self.finished = True
-        timer = self.timer
-        if timer is not None:
-            timer.cancel()
-            self.timer = None
+        if self.timed:
+            self.timed = False
+            self.client.plane.waiting.pop(self, None)
         if self.spill is not None:
             self.spill.close()
             self.spill = None
@@ -873,7 +904,7 @@ class Exchange:
             return
         self.drop_upstream()
         self.body_iter = None
-        self.pending = []
+        self.pending = None
         if self.pending_size:
             self.pending_size = 0
             self.client.resume(P_PENDING)
@@ -960,9 +991,9 @@ class Exchange:
                 self.retried = True
                 self.upstream_ready = False
                 self.upstream_chunked = False
-                if self.timer is not None:
-                    self.timer.cancel()
-                    self.timer = None
+                if self.timed:
+                    self.timed = False
+                    self.client.plane.waiting.pop(self, None)
                 self.connect()
                 return
             self.upstream_failed("upstream closed the connection")
@@ -979,7 +1010,7 @@ class Exchange:
         self.client.close()
 
     def on_timeout(self) -> None:
-        self.timer = None
+        self.timed = False
         if self.finished or self.resp_state != 0:
             return
         self.drop_upstream()
@@ -1019,67 +1050,61 @@ class Exchange:
         client.close()
 
     def write_log(self) -> None:
-        plane = self.client.plane
+        """One access-log line, field for field as kamal-proxy (Go slog JSON) writes it."""
+        client = self.client
+        plane = client.plane
         access_log = plane.access_log
         assert access_log is not None
-        esc = json_str
         head = self.head
-        client = self.client
         service = self.service
         target = self.target
         raw_path = head.path
-        path = (unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path).decode(
-            "utf-8", "replace"
-        )
-        xff = head.xff[0].decode("latin-1") if head.xff else ""
-        client_addr = client.peer_ip.decode()
-        req_len = head.content_length if head.content_length >= 0 else -1 if head.chunked else 0
-        parts = [
-            '{"time":"',
+        if b"%" in raw_path:
+            raw_path = unquote_to_bytes(raw_path)
+        xff = head.xff
+        addr = client.log_addr
+        line = _LOG_LINE % (
             format_time(time.time_ns()),
-            '","level":"INFO","msg":"Request","host":',
-            esc(head.host.decode("utf-8", "replace")),
-            f',"port":{plane.log_port},"path":',
-            esc(path),
-            ',"request_id":',
-            esc(self.request_id.decode("utf-8", "replace")),
-            f',"status":{self.status or 200},"service":',
-            esc(service.name if service is not None else ""),
-            ',"target":',
-            esc(target.name if target is not None else ""),
-            f',"duration":{time.perf_counter_ns() - self.start_ns},"method":',
-            esc(head.method),
-            f',"req_content_length":{req_len},"req_content_type":',
-            esc(head.content_type.decode("utf-8", "replace")),
-            f',"resp_content_length":{self.resp_bytes},"resp_content_type":',
-            esc(self.resp_ctype.decode("utf-8", "replace")),
-            ',"client_addr":',
-            esc(client_addr),
-            ',"client_port":',
-            esc(client.peer_port),
-            ',"remote_addr":',
-            esc(xff or client_addr),
-            ',"user_agent":',
-            esc(head.user_agent.decode("utf-8", "replace")),
-            ',"proto":"HTTP/',
+            _esc_bytes(head.host),
+            plane.log_port,
+            _esc_bytes(raw_path),
+            _esc_bytes(self.request_id),
+            self.status or 200,
+            _esc_str(service.name) if service is not None else '""',
+            _esc_str(target.name) if target is not None else '""',
+            time.perf_counter_ns() - self.start_ns,
+            _esc_str(head.method),
+            head.content_length if head.content_length >= 0 else (-1 if head.chunked else 0),
+            _esc_bytes(head.content_type),
+            self.resp_bytes,
+            _esc_bytes(self.resp_ctype),
+            addr,
+            client.log_port,
+            _esc_bytes(xff[0]) if xff else addr,
+            _esc_bytes(head.user_agent),
             head.version,
-            '","scheme":"',
             "https" if plane.tls else "http",
-            '","query":',
-            esc(head.query.decode("utf-8", "replace")),
-        ]
-        if service is not None and target is not None:
-            opts = service.options
-            for name in opts.log_request_headers:
-                key = "req_" + name.lower().replace("-", "_")
-                parts.append(f",{esc(key)}:{esc(self._request_header(name))}")
-            rh = self.resp_head
-            for name in opts.log_response_headers:
-                key = "resp_" + name.lower().replace("-", "_")
-                value = rh.header(name) if rh is not None else ""
-                parts.append(f",{esc(key)}:{esc(value)}")
-        parts.append("}\n")
-        access_log("".join(parts))
+            _esc_bytes(head.query),
+            self._custom_log_fields() if service is not None and target is not None else "",
+        )
+        access_log(line)
+
+    def _custom_log_fields(self) -> str:
+        service = self.service
+        assert service is not None
+        opts = service.options
+        if not opts.log_request_headers and not opts.log_response_headers:
+            return ""
+        parts = []
+        for name in opts.log_request_headers:
+            key = "req_" + name.lower().replace("-", "_")
+            parts.append(f",{json_str(key)}:{json_str(self._request_header(name))}")
+        rh = self.resp_head
+        for name in opts.log_response_headers:
+            key = "resp_" + name.lower().replace("-", "_")
+            value = rh.header(name) if rh is not None else ""
+            parts.append(f",{json_str(key)}:{json_str(value)}")
+        return "".join(parts)
 
     def _request_header(self, name: str) -> str:
         head = self.head
@@ -1126,6 +1151,9 @@ class ProxyServer:
             if client.transport is not None:
                 client.transport.abort()
         plane.pool.close_all()
+        if plane.ticker is not None:
+            plane.ticker.cancel()
+            plane.ticker = None
         for task in list(plane.tasks):
             task.cancel()
         await asyncio.sleep(0)

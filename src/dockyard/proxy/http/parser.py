@@ -112,53 +112,35 @@ _VALID_HOST = re.compile(rb"[A-Za-z0-9\-._~!$&'()*+,;=:\[\]%]*\Z")
 
 
 class RequestHead:
-    """One parsed request head. Header lines are kept raw, ready to forward."""
+    """One parsed request head. Header lines are kept raw, ready to forward.
 
-    __slots__ = (
-        "connection_tokens",
-        "content_length",
-        "content_type",
-        "cookie",
-        "expect_continue",
-        "has_request_start",
-        "host",
-        "kamal_target",
-        "keep_alive",
-        "lines",
-        "method",
-        "path",
-        "query",
-        "request_id",
-        "upgrade",
-        "user_agent",
-        "version",
-        "xff",
-        "xfh",
-        "xfp",
-    )
+    Fields default at class level (no __slots__ on purpose): a head stores only what its request
+    actually carries, which keeps per-request work small.
+    """
+
+    method = ""
+    path = b"/"
+    query = b""  # without "?"; b"" when absent
+    version = "1.1"
+    host = b""
+    connection_tokens: list[bytes] | None = None  # extra tokens (not keep-alive/close/upgrade)
+    content_length = -1  # -1: none; -2: chunked
+    content_type = b""
+    user_agent = b""
+    cookie: bytes | None = None
+    request_id = b""
+    has_request_start = False
+    kamal_target: list[bytes] | None = None
+    xff: list[bytes] | None = None
+    xfh = b""
+    xfp = b""
+    expect_continue = False
+    upgrade = b""  # the Upgrade header value when the request asks for an upgrade
+    keep_alive = True
 
     def __init__(self) -> None:
-        self.method = ""
-        self.path = b"/"
-        self.query = b""  # without "?"; b"" when absent
-        self.version = "1.1"
-        self.host = b""
         #: Raw header lines ("Name: value\r\n") to forward as they are.
         self.lines: list[bytes] = []
-        self.connection_tokens: list[bytes] | None = None  # extra tokens (not keep-alive/close)
-        self.content_length = -1  # -1: none; with chunked framing the body length is unknown
-        self.content_type = b""
-        self.user_agent = b""
-        self.cookie: bytes | None = None
-        self.request_id = b""
-        self.has_request_start = False
-        self.kamal_target: list[bytes] | None = None
-        self.xff: list[bytes] | None = None
-        self.xfh = b""
-        self.xfp = b""
-        self.expect_continue = False
-        self.upgrade = b""  # the Upgrade header value when the request asks for an upgrade
-        self.keep_alive = True
 
     @property
     def chunked(self) -> bool:
@@ -376,34 +358,32 @@ class RequestReader:
 
 
 class ResponseHead:
-    """One parsed upstream response head."""
+    """One parsed upstream response head.
 
-    __slots__ = (
-        "connection_tokens",
-        "content_length",
-        "content_type",
-        "has_date",
-        "keep_alive",
-        "lines",
-        "reason",
-        "set_cookie",
-        "status",
-        "te",
-        "upgrade",
-    )
+    `block` holds the header lines to forward ("Name: value\r\n"..., hop-by-hop ones already
+    removed), sliced straight from the bytes the upstream sent: no per-header Python work for
+    ordinary headers.
+    """
 
-    def __init__(self) -> None:
-        self.status = 0
-        self.reason = b""
-        self.lines: list[bytes] = []
-        self.connection_tokens: list[bytes] | None = None
-        self.content_length = -1
-        self.content_type = b""
-        self.te = b""
-        self.has_date = False
-        self.set_cookie = False
-        self.upgrade = b""
-        self.keep_alive = True
+    status = 0
+    reason = b""
+    block = b""
+    connection_tokens: list[bytes] | None = None
+    content_length = -1
+    content_type = b""
+    te = b""
+    has_date = False
+    set_cookie = False
+    upgrade = b""
+    keep_alive = True
+
+    @property
+    def lines(self) -> list[bytes]:
+        return self.block.splitlines(keepends=True)
+
+    @lines.setter
+    def lines(self, lines: list[bytes]) -> None:
+        self.block = b"".join(lines)
 
     @property
     def chunked(self) -> bool:
@@ -431,15 +411,92 @@ class _HeadDone(Exception):
     """Raised inside the parser to stop after the head of a response to HEAD."""
 
 
+# Hop-by-hop response headers: found with one regex pass over the lower-cased head.
+_RESP_HOP = re.compile(
+    rb"\r\n(connection|keep-alive|proxy-connection|proxy-authenticate|proxy-authorization|te"
+    rb"|trailer|transfer-encoding|upgrade):[ \t]*([^\r\n]*?)[ \t]*(?=\r\n)"
+)
+
+
+def _value(head: bytes, low: bytes, name: bytes) -> bytes | None:
+    """The first value of header `name` (given as b"\r\nname:") in a head block."""
+    at = low.find(name)
+    if at < 0:
+        return None
+    start = at + len(name)
+    end = head.index(b"\r\n", start)
+    return head[start:end].strip(b" \t")
+
+
+def parse_response_head(head: bytes, status: int) -> ResponseHead:
+    """Build a ResponseHead from the raw head (status line through the final CRLF CRLF),
+    already validated by llhttp."""
+    rh = ResponseHead()
+    rh.status = status
+    eol = head.index(b"\r\n")
+    line = head[:eol]
+    if len(line) > 13:
+        rh.reason = line[13:]
+    body_end = len(head) - 2  # keep each line's CRLF, drop the blank line
+    low = head.lower()
+    drops: list[tuple[int, int]] | None = None
+    for m in _RESP_HOP.finditer(low):
+        if drops is None:
+            drops = []
+        drops.append((m.start() + 2, m.end() + 2))
+        name = m.group(1)
+        value = head[m.start(2) : m.end(2)]
+        if name == b"transfer-encoding":
+            rh.te = value
+        elif name == b"upgrade":
+            rh.upgrade = value
+        elif name == b"connection":
+            for token in value.lower().split(b","):
+                token = token.strip()
+                if token in (b"keep-alive", b"close", b"upgrade", b""):
+                    continue
+                if rh.connection_tokens is None:
+                    rh.connection_tokens = []
+                rh.connection_tokens.append(token)
+    if drops is None:
+        rh.block = head[eol + 2 : body_end]
+    else:
+        pieces = []
+        pos = eol + 2
+        for start, end in drops:
+            pieces.append(head[pos:start])
+            pos = end
+        pieces.append(head[pos:body_end])
+        rh.block = b"".join(pieces)
+    if b"\r\ncontent-length:" in low:
+        length = _value(head, low, b"\r\ncontent-length:")
+        try:
+            rh.content_length = int(length or b"")
+        except ValueError:
+            raise HttpError(502, "malformed response: Content-Length") from None
+    if b"\r\ncontent-type:" in low:
+        rh.content_type = _value(head, low, b"\r\ncontent-type:") or b""
+    if b"\r\ndate:" in low:
+        rh.has_date = True
+    if b"\r\nset-cookie:" in low:
+        rh.set_cookie = True
+    return rh
+
+
 class ResponseReader:
-    """Incremental response framing for one upstream connection (no pipelining)."""
+    """Incremental response framing for one upstream connection (no pipelining).
+
+    llhttp validates and frames; the head itself is sliced from the raw bytes (see
+    `parse_response_head`), so headers cost no Python callback each.
+    """
 
     __slots__ = (
+        "_buf",
         "_handler",
         "_head",
         "_max_headers",
         "_parser",
-        "_size",
+        "_scan",
         "_state",
         "broken",
         "head_request",
@@ -449,7 +506,8 @@ class ResponseReader:
         self._handler = handler
         self._parser = httptools.HttpResponseParser(self)
         self._head = ResponseHead()
-        self._size = 0
+        self._buf = b""  # bytes of the current head(s) being parsed
+        self._scan = 0
         self._state = 0  # 0: before a final head, 1: in the body, 2: complete
         self._max_headers = max_headers_size
         #: Set before feeding the response to a HEAD request: its body is empty whatever the
@@ -461,6 +519,11 @@ class ResponseReader:
     def feed(self, data: bytes) -> bytes | None:
         """Parse upstream bytes. Returns the bytes after a 101 head (tunnel data), else None.
         Raises HttpError(502) when the upstream response is malformed."""
+        if self._state != 1:
+            self._buf = self._buf + data if self._buf else data
+            if len(self._buf) > self._max_headers:
+                self.broken = True
+                raise HttpError(502, "upstream response head too large")
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -491,60 +554,27 @@ class ResponseReader:
         return False
 
     def on_message_begin(self) -> None:
-        self._head = ResponseHead()
-        self._size = 0
         self._state = 0
-
-    def on_status(self, reason: bytes) -> None:
-        self._head.reason += reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._size += len(name) + len(value) + 4
-        if self._size > self._max_headers:
-            raise HttpError(502, "upstream response head too large")
-        head = self._head
-        kind = RESPONSE_KINDS.get(name.lower(), H_OTHER)
-        if kind == H_OTHER:
-            head.lines.append(b"%s: %s\r\n" % (name, value))
-        elif kind == H_CONTENT_LENGTH:
-            try:
-                head.content_length = int(value)
-            except ValueError:
-                raise HttpError(502, "malformed response: Content-Length") from None
-            head.lines.append(b"%s: %s\r\n" % (name, value))
-        elif kind == H_CONTENT_TYPE:
-            if not head.content_type:
-                head.content_type = value
-            head.lines.append(b"%s: %s\r\n" % (name, value))
-        elif kind == H_DATE:
-            head.has_date = True
-            head.lines.append(b"%s: %s\r\n" % (name, value))
-        elif kind == H_SET_COOKIE:
-            head.set_cookie = True
-            head.lines.append(b"%s: %s\r\n" % (name, value))
-        elif kind == H_TE:
-            head.te = value
-        elif kind == H_CONNECTION:
-            for token in value.lower().split(b","):
-                token = token.strip()
-                if token in (b"keep-alive", b"close", b"upgrade", b""):
-                    continue
-                if head.connection_tokens is None:
-                    head.connection_tokens = []
-                head.connection_tokens.append(token)
-        elif kind == H_UPGRADE:
-            head.upgrade = value
-        # H_HOP: dropped
 
     def on_headers_complete(self) -> None:
         parser = self._parser
-        head = self._head
-        head.status = parser.get_status_code()
+        buf = self._buf
+        start = self._scan
+        end = buf.find(b"\r\n\r\n", start)
+        if end < 0:
+            raise HttpError(502, "malformed response head")
+        end += 4
+        status = parser.get_status_code()
+        head = self._head = parse_response_head(buf[start:end], status)
         head.keep_alive = parser.should_keep_alive()
-        if head.status >= 200:
+        if status >= 200:
             self._state = 1
+            self._buf = b""
+            self._scan = 0
+        else:
+            self._scan = end  # an interim (1xx) head; the final one follows in the buffer
         self._handler.on_response(head)
-        if self.head_request and head.status >= 200:
+        if self.head_request and status >= 200:
             raise _HeadDone
 
     def on_body(self, data: bytes) -> None:
@@ -554,3 +584,5 @@ class ResponseReader:
         if self._head.status >= 200:
             self._state = 2
             self._handler.on_response_end()
+        else:
+            self._state = 0
