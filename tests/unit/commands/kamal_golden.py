@@ -53,7 +53,8 @@ class Case:
     destination: str | None = None
     version: str = "999"
     #: "argv": one command, or commands joined by && / || / ; ; "text": compare strings as is;
-    #: "ssh": an ssh command whose last word is the remote command line; "env": a hash.
+    #: "ssh": an ssh command whose last word is the remote command line; "env": a hash;
+    #: "pipeline": a shell pipeline, run under ``sh`` against a fake ``docker``.
     kind: str = "argv"
     files: dict[str, str] = field(default_factory=dict)
     #: Secrets file content (``KEY=value`` lines) for configs that resolve secrets.
@@ -949,6 +950,42 @@ CASES: list[Case] = [
         f"{BUILDER}.push_env",
         lambda c: builder.push_env(c, _plan(c)),
         kind="env",
+    ),
+    # --- shell pipelines: run by test_kamal_golden under sh with a fake `docker` --------------
+    Case(
+        "pipeline prune tagged images",
+        "app",
+        "Kamal::Commands::Prune.new(config).tagged_images",
+        lambda c: "",
+        kind="pipeline",
+    ),
+    Case(
+        "pipeline prune containers",
+        "app",
+        "Kamal::Commands::Prune.new(config).app_containers(retain: 3)",
+        lambda c: "",
+        kind="pipeline",
+    ),
+    Case(
+        "pipeline list versions",
+        "app",
+        f"{_app()}.list_versions",
+        lambda c: "",
+        kind="pipeline",
+    ),
+    Case(
+        "pipeline current running version",
+        "app",
+        f"{_app()}.current_running_version",
+        lambda c: "",
+        kind="pipeline",
+    ),
+    Case(
+        "pipeline current running container id",
+        "app",
+        f"{_app()}.current_running_container_id",
+        lambda c: "",
+        kind="pipeline",
     ),
 ]
 

@@ -103,7 +103,11 @@ def test_every_case_was_recorded_without_error() -> None:
     assert errors == {}
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+# Pipelines run under sh against a fake docker instead: see test_kamal_pipelines.py.
+WORDS = [c for c in CASES if c.kind != "pipeline"]
+
+
+@pytest.mark.parametrize("case", WORDS, ids=[c.name for c in WORDS])
 def test_matches_kamal_2_11(case: Case, load: LoadConfig) -> None:
     config = load(
         CONFIGS[case.config], case.destination, version=case.version, secrets=case.secrets

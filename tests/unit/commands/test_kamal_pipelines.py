@@ -1,0 +1,192 @@
+"""Kamal's shell pipelines against our argv + Python parsing, on the same fake Docker.
+
+Where Kamal runs ``docker ... | grep | while read ...`` we run single argvs and parse in Python
+(``prune.images_to_remove``, ``prune.containers_to_remove``, ``app.parse_versions``,
+``app.current_container_queries``). Here the recorded Kamal 2.11 pipeline runs under a real
+``sh`` with a fake ``docker`` on ``PATH`` that answers from canned output and logs its calls;
+our argvs run against the same fake, and both must reach the same result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dockyard.commands import app, prune
+from dockyard.commands.argv import Argv
+from dockyard.config import Config
+
+from .conftest import LoadConfig
+from .kamal_golden import CONFIGS, load_recording
+
+_, RECORDED = load_recording()
+
+FAKE_DOCKER = """#!{python}
+import json, os, re, sys
+args = sys.argv[1:]
+with open(os.environ["FAKE_DOCKER_LOG"], "a") as log:
+    log.write(json.dumps(args) + "\\n")
+line = " ".join(args)
+for pattern, output in json.load(open(os.environ["FAKE_DOCKER_SCRIPT"])):
+    if re.search(pattern, line):
+        sys.stdout.write(output)
+        break
+"""
+
+
+class FakeDocker:
+    """A ``docker`` executable answering by regex over its joined arguments, first match wins."""
+
+    def __init__(self, tmp_path: Path, answers: list[tuple[str, str]]) -> None:
+        self.bin = tmp_path / "bin"
+        self.bin.mkdir()
+        docker = self.bin / "docker"
+        docker.write_text(FAKE_DOCKER.format(python=sys.executable))
+        docker.chmod(0o755)
+        self.log = tmp_path / "docker.log"
+        self.log.write_text("")
+        script = tmp_path / "answers.json"
+        script.write_text(json.dumps(answers))
+        self.env = {
+            "PATH": f"{self.bin}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "FAKE_DOCKER_LOG": str(self.log),
+            "FAKE_DOCKER_SCRIPT": str(script),
+        }
+
+    def sh(self, line: str) -> str:
+        return subprocess.run(
+            ["sh", "-c", line], env=self.env, capture_output=True, text=True, check=True
+        ).stdout
+
+    def run(self, command: Argv) -> str:
+        return subprocess.run(
+            list(command.raw()), env=self.env, capture_output=True, text=True, check=True
+        ).stdout
+
+    def calls(self, subcommand: str) -> list[list[str]]:
+        lines = [json.loads(line) for line in self.log.read_text().splitlines()]
+        return [args for args in lines if args and args[0] == subcommand]
+
+    def reset_log(self) -> None:
+        self.log.write_text("")
+
+
+@pytest.fixture
+def config(load: LoadConfig) -> Config:
+    return load(CONFIGS["app"])
+
+
+IMAGES = (
+    "i1 dhh/app:latest\ni2 dhh/app:999\ni3 dhh/app:998\ni4 dhh/app:<none>\n"
+    "i5 dhh/app:99\ni6 dhh/app:997\ni7 dhh/app:99.1\n"
+)
+
+
+@pytest.mark.parametrize(
+    "used",
+    [
+        ["dhh/app:999", "i6"],
+        ["dhh/app:99"],  # protects dhh/app:99 and, as a grep word, dhh/app:99.1
+        [],
+    ],
+)
+def test_prune_tagged_images_removes_what_kamal_removes(
+    tmp_path: Path, config: Config, used: list[str]
+) -> None:
+    fake = FakeDocker(
+        tmp_path,
+        [
+            (r"^image ls --filter label=service=app", IMAGES),
+            # Kamal's `--format '{{.Image}}\\|'`: each image followed by a literal \\|
+            (r"^container ls -a --format \{\{\.Image\}\}\\\|", "".join(f"{u}\\|\n" for u in used)),
+            # ours: `--format {{.Image}}`, one image per line
+            (r"^container ls -a --format \{\{\.Image\}\} ", "".join(f"{u}\n" for u in used)),
+        ],
+    )
+    fake.sh(RECORDED["pipeline prune tagged images"])
+    kamal_removed = [args[1] for args in fake.calls("rmi")]
+
+    fake.reset_log()
+    images = fake.run(prune.list_images("app"))
+    used_out = fake.run(prune.list_used_images("app"))
+    ours = prune.images_to_remove(
+        images, used_out.split(), latest_image="dhh/app:latest", repository="dhh/app"
+    )
+    for tag in ours:
+        fake.run(prune.remove_image(tag))
+    assert [args[1] for args in fake.calls("rmi")] == kamal_removed
+    assert kamal_removed  # the scenario removes something
+
+
+def test_prune_containers_removes_what_kamal_removes(tmp_path: Path) -> None:
+    ids = "".join(f"c{n}\n" for n in range(9, 0, -1))
+    fake = FakeDocker(tmp_path, [(r"^ps -q -a", ids)])
+    fake.sh(RECORDED["pipeline prune containers"])
+    kamal_removed = fake.calls("rm")
+
+    fake.reset_log()
+    for container_id in prune.containers_to_remove(
+        fake.run(prune.list_stopped_containers("app")), 3
+    ):
+        fake.run(prune.remove_container(container_id))
+    assert fake.calls("rm") == kamal_removed
+    assert len(kamal_removed) == 6
+
+
+def test_list_versions_parse_like_kamals_while_read(tmp_path: Path, config: Config) -> None:
+    names = "app-web-999\napp-web-998_replaced_0123456789abcdef\nother-container\n"
+    fake = FakeDocker(tmp_path, [(r"^ps ", names)])
+    kamal = fake.sh(RECORDED["pipeline list versions"]).splitlines()
+    web = config.role("web")
+    assert web is not None
+    ours = app.parse_versions(fake.run(app.list_versions(config, web)), "app-web")
+    assert ours == kamal == ["999", "998_replaced_0123456789abcdef", "other-container"]
+
+
+def _current(fake: FakeDocker, config: Config, *, names: bool) -> str | None:
+    web = config.role("web")
+    assert web is not None
+    image_id = fake.run(app.latest_image_id(config))
+    for query in app.current_container_queries(config, web, image_id, names=names):
+        found = app.first_line(fake.run(query))
+        if found:
+            return app.version_from_name(found, "app-web") if names else found
+    return None
+
+
+@pytest.mark.parametrize(
+    ("latest_image", "expected_version", "expected_id"),
+    [
+        ("img1\n", "998", "cid-998"),  # a container runs the image tagged latest: it wins
+        ("", "999", "cid-999"),  # no image tagged latest: the newest running container
+    ],
+)
+def test_current_running_version_and_id_like_kamal(
+    tmp_path: Path,
+    config: Config,
+    latest_image: str,
+    expected_version: str,
+    expected_id: str,
+) -> None:
+    fake = FakeDocker(
+        tmp_path,
+        [
+            (r"^image ls --filter reference=dhh/app:latest", latest_image),
+            (r"--format \{\{\.Names\}\}.*ancestor=img1", "app-web-998\n"),
+            (r"--quiet.*ancestor=img1", "cid-998\n"),
+            (r"ancestor=", ""),  # an unknown or empty ancestor matches nothing
+            (r"--format \{\{\.Names\}\}", "app-web-999\napp-web-997\n"),
+            (r"--quiet", "cid-999\ncid-997\n"),
+        ],
+    )
+    assert fake.sh(RECORDED["pipeline current running version"]).strip() == expected_version
+    assert fake.sh(RECORDED["pipeline current running container id"]).strip() == expected_id
+    assert _current(fake, config, names=True) == expected_version
+    assert _current(fake, config, names=False) == expected_id
+    assert re.fullmatch(r"[a-z0-9-]+", expected_id)
