@@ -173,7 +173,16 @@ class TlsAcceptor:
         loop = asyncio.get_running_loop()
         try:
             while True:
-                sock, _ = await loop.sock_accept(listen_sock)
+                try:
+                    sock, _ = await loop.sock_accept(listen_sock)
+                except (ConnectionAbortedError, InterruptedError):
+                    continue
+                except OSError as exc:  # EMFILE, ENFILE, ENOBUFS...: wait, then go on
+                    if listen_sock.fileno() == -1:
+                        raise
+                    log.error("accept failed on the TLS listener: %s", exc)
+                    await asyncio.sleep(0.1)
+                    continue
                 task = loop.create_task(self._handle_quietly(sock))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
