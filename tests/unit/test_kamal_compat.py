@@ -5,7 +5,8 @@ Every project under tests/fixtures/configs/valid must print the same data with b
 with the same message (which names the same key, in Kamal's `servers/web/hosts/1` form).
 
 A fixture project may have an `args` file: extra arguments (`-d staging`), or `--git` to run in a
-git repository with one commit and no VERSION, so that both tools take the version from HEAD.
+git repository with one commit and no VERSION, so that both tools take the version from HEAD
+(`--git-dirty`: the same plus an uncommitted file).
 The Kamal binary is /work/main/.cache/kamal-venv/bin/kamal (scripts/lib.sh `ensure_kamal`); if it
 is missing the tests are skipped, or fail when CI is set.
 """
@@ -66,12 +67,15 @@ def _prepare(kind: str, name: str, base: Path) -> tuple[Path, list[str], dict[st
     env = {k: v for k, v in os.environ.items() if k not in ("VERSION", "KAMAL_DESTINATION")}
     env["DOCKYARD_TEST_HOST"] = "10.0.0.1"
     env.pop("DOCKYARD_TEST_MISSING", None)
-    if "--git" in args:
-        args.remove("--git")
+    if "--git" in args or "--git-dirty" in args:
         git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
         subprocess.run([*git, "init", "-q"], cwd=project, check=True)
         subprocess.run([*git, "add", "."], cwd=project, check=True)
         subprocess.run([*git, "commit", "-q", "-m", "fixture"], cwd=project, check=True)
+        if "--git-dirty" in args:
+            # Uncommitted changes, but the build context is a git clone: no suffix in Kamal.
+            (project / "untracked.txt").write_text("dirty\n")
+        args = [a for a in args if a not in ("--git", "--git-dirty")]
     else:
         env["VERSION"] = VERSION
     return project, args, env

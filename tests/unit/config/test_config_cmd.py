@@ -113,3 +113,32 @@ def test_missing_file(
     in_project(tmp_path)
     assert main(["config"]) == 2
     assert "Configuration file not found in" in capsys.readouterr().err
+
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "configs" / "valid"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.iterdir()))
+def test_full_view_of_every_valid_fixture(
+    name: str,
+    in_project: Enter,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import shutil
+
+    monkeypatch.setenv("DOCKYARD_TEST_HOST", "10.0.0.1")
+    shutil.copytree(FIXTURES / name, tmp_path / name)
+    in_project(tmp_path / name)
+    args_file = tmp_path / name / "args"
+    args = (
+        [a for a in args_file.read_text().split() if not a.startswith("--git")]
+        if (args_file.exists())
+        else []
+    )
+    assert main(["config", "--full", *args]) == 0
+    data = yaml.safe_load(capsys.readouterr().out)
+    assert data["service"] and data["roles"] is not None
+    for role in data["roles"]:
+        assert set(role["envs"]) == set(role["hosts"])
