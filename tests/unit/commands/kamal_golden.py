@@ -14,6 +14,7 @@ expressions with Kamal's classes loaded, and writes what they return. No server 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -285,6 +286,18 @@ def _acc(config: Config, name: str) -> Any:
 ACC = 'Kamal::Commands::Accessory.new(config, name: "{name}")'
 PROXY = 'Kamal::Commands::Proxy.new(config, host: "1.1.1.1")'
 BUILDER = "Kamal::Commands::Builder.new(config)"
+
+
+TRICKY_ENV = {
+    "CTRL": "a\x01b\x7fc\x1bd\re\bf\ag\vh\fi",
+    "HASHES": "#{x} #$y #@z # plain #",
+    "MIXED": 'é"ü\\ñ\t"',
+    "EMOJI": "snow ☃ man",
+}
+
+
+def _b64_json(value: object) -> str:
+    return base64.b64encode(json.dumps(value).encode()).decode()
 
 
 def _without_last(command: Argv) -> Argv:
@@ -849,6 +862,13 @@ CASES: list[Case] = [
         'Kamal::EnvFile.new({ "A" => "x $y \\"q\\" `z` \\#{w} \\\\ end\\n", "B" => "héllo\\tw", '
         '"C" => "" }).to_s',
         lambda c: env_file_contents({"A": 'x $y "q" `z` #{w} \\ end\n', "B": "héllo\tw", "C": ""}),
+        kind="text",
+    ),
+    Case(
+        "env file escaping of control and unicode characters",
+        "app",
+        f'Kamal::EnvFile.new(JSON.parse(Base64.decode64("{_b64_json(TRICKY_ENV)}"))).to_s',
+        lambda c: env_file_contents(TRICKY_ENV),
         kind="text",
     ),
     Case(
