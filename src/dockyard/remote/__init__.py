@@ -17,7 +17,7 @@ from dockyard.remote.argv import (
     shell_join,
 )
 from dockyard.remote.batch import run_batch
-from dockyard.remote.fake import FakeCall, FakeTransport, FakeUpload
+from dockyard.remote.fake import FakeCall, FakePool, FakeTransport, FakeUpload
 from dockyard.remote.fanout import HostOutcome, HostsFailedError, raise_for_failures, run_on_hosts
 from dockyard.remote.local import LocalTransport
 from dockyard.remote.options import JumpHost, SshOptions, parse_jump
@@ -29,15 +29,17 @@ from dockyard.remote.result import (
     Stdin,
 )
 from dockyard.remote.ssh import SshPool, SshTransport
-from dockyard.remote.transport import Transport
+from dockyard.remote.transport import HostPool, Transport
 
 __all__ = [
     "ArgvLike",
     "CommandTimeoutError",
     "FakeCall",
+    "FakePool",
     "FakeTransport",
     "FakeUpload",
     "HostOutcome",
+    "HostPool",
     "HostsFailedError",
     "JumpHost",
     "LocalTransport",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
+from dockyard.errors import ConnectError
 from dockyard.remote._stream import stdin_chunks
 from dockyard.remote.argv import (
     ArgvLike,
@@ -13,9 +15,12 @@ from dockyard.remote.argv import (
     display_args,
     local_args,
 )
+from dockyard.remote.fanout import DEFAULT_LIMIT, HostOutcome, run_on_hosts
 from dockyard.remote.result import OutputCallback, OutputLine, Result, Stdin
 
-__all__ = ["FakeCall", "FakeTransport", "FakeUpload"]
+__all__ = ["FakeCall", "FakePool", "FakeTransport", "FakeUpload"]
+
+T = TypeVar("T")
 
 Responder = Callable[[list[str]], Result | None]
 
@@ -132,3 +137,56 @@ class FakeTransport:
 
     async def close(self) -> None:
         self.closed = True
+
+
+@dataclass
+class FakePool:
+    """A :class:`~dockyard.remote.transport.HostPool` of :class:`FakeTransport`, one per host.
+
+    ``setup`` (if given) is called with each new FakeTransport to script it; hosts listed in
+    ``unreachable`` fail to connect with a ConnectError, as a dead server would.
+    """
+
+    setup: Callable[[FakeTransport], object] | None = None
+    unreachable: set[str] = field(default_factory=set)
+    limit: int = DEFAULT_LIMIT
+    transports: dict[str, FakeTransport] = field(default_factory=dict)
+    closed: bool = False
+
+    def transport(self, host: str) -> FakeTransport:
+        fake = self.transports.get(host)
+        if fake is None:
+            fake = FakeTransport(host=host)
+            if self.setup is not None:
+                self.setup(fake)
+            self.transports[host] = fake
+        return fake
+
+    def _check(self, host: str) -> None:
+        if host in self.unreachable:
+            raise ConnectError(f"ssh: cannot reach root@{host}:22: connection refused (fake)")
+
+    async def connect_all(self, hosts: Sequence[str]) -> list[HostOutcome[None]]:
+        async def one(host: str) -> None:
+            self._check(host)
+            self.transport(host)
+
+        return await run_on_hosts(hosts, one, limit=len(hosts) or 1)
+
+    async def on(
+        self,
+        hosts: Sequence[str],
+        fn: Callable[[FakeTransport], Awaitable[T]],
+        *,
+        fail_fast: bool = False,
+    ) -> list[HostOutcome[T]]:
+        async def one(host: str) -> T:
+            self._check(host)
+            return await fn(self.transport(host))
+
+        return await run_on_hosts(hosts, one, limit=self.limit, fail_fast=fail_fast)
+
+    async def close(self) -> None:
+        self.closed = True
+        for fake in self.transports.values():
+            await fake.close()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Protocol, TypeVar
 
 from dockyard.remote.argv import ArgvLike
+from dockyard.remote.fanout import HostOutcome
 from dockyard.remote.result import OutputCallback, Result, Stdin
 
-__all__ = ["Transport"]
+__all__ = ["HostPool", "Transport"]
+
+T = TypeVar("T")
 
 
 class Transport(Protocol):
@@ -33,5 +36,24 @@ class Transport(Protocol):
     ) -> Result: ...
 
     async def put(self, data: bytes, path: str, *, mode: int = 0o600) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class HostPool(Protocol):
+    """Transports for many hosts, as a flow sees them: :class:`~dockyard.remote.ssh.SshPool`
+    for real runs, :class:`~dockyard.remote.fake.FakePool` in flow unit tests."""
+
+    def transport(self, host: str) -> Transport: ...
+
+    async def connect_all(self, hosts: Sequence[str]) -> list[HostOutcome[None]]: ...
+
+    async def on(
+        self,
+        hosts: Sequence[str],
+        fn: Callable[[Transport], Awaitable[T]],
+        *,
+        fail_fast: bool = False,
+    ) -> list[HostOutcome[T]]: ...
 
     async def close(self) -> None: ...

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from dockyard.remote.fake import FakeTransport, FakeUpload
+from dockyard.remote.fake import FakePool, FakeTransport, FakeUpload
 from dockyard.remote.result import OutputLine, Result
 
 
@@ -73,3 +73,28 @@ def test_uploads_and_close() -> None:
     asyncio.run(fake.close())
     with pytest.raises(RuntimeError, match="after close"):
         asyncio.run(fake.run(["true"]))
+
+
+def test_fake_pool_scripts_each_host_and_fails_unreachable_ones() -> None:
+    pool = FakePool(
+        setup=lambda fake: fake.on(["hostname"], Result(0, f"{fake.host}\n", "")),
+        unreachable={"down"},
+    )
+
+    async def go() -> list[tuple[str, str | None, str | None]]:
+        connected = await pool.connect_all(["a", "down"])
+        assert [o.ok for o in connected] == [True, False]
+        outcomes = await pool.on(["a", "b", "down"], lambda ssh: ssh.run(["hostname"]))
+        await pool.close()
+        return [
+            (o.host, o.value.stdout if o.value else None, o.error.message if o.error else None)
+            for o in outcomes
+        ]
+
+    assert asyncio.run(go()) == [
+        ("a", "a\n", None),
+        ("b", "b\n", None),
+        ("down", None, "ssh: cannot reach root@down:22: connection refused (fake)"),
+    ]
+    assert pool.transports["a"].commands == [["hostname"]]
+    assert pool.closed and pool.transports["b"].closed

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import inspect
 
-from dockyard.remote import FakeTransport, LocalTransport, SshPool, SshTransport, Transport
+from dockyard.remote import (
+    FakePool,
+    FakeTransport,
+    HostPool,
+    LocalTransport,
+    SshPool,
+    SshTransport,
+    Transport,
+)
 
 
 def backends() -> list[Transport]:
@@ -22,3 +30,12 @@ def test_put_and_close_take_the_same_arguments() -> None:
     for cls in (LocalTransport, FakeTransport, SshTransport):
         assert list(inspect.signature(cls.put).parameters) == ["self", "data", "path", "mode"]
         assert list(inspect.signature(cls.close).parameters) == ["self"]
+
+
+def pools() -> list[HostPool]:
+    return [SshPool(), FakePool()]
+
+
+def test_pools_hand_out_transports_per_host() -> None:
+    for pool in pools():
+        assert pool.transport("web1").host == "web1"
