@@ -6,8 +6,9 @@ An nginx origin (1 worker) serves `GET /` (2 bytes), `GET /100k` (102,400 bytes)
 Each proxy forwards to it over upstream keep-alive:
 
 * direct  - wrk straight to the origin (the ceiling)
-* dockyard - our data plane (uvloop, one process) with an in-bench Router and its JSON access
-  log written to /dev/null (always on, as in production)
+* dockyard - `dockyard-proxy run` + `dockyard-proxy deploy` (uvloop, one process), its JSON
+  access log (always on, as in production) to /dev/null; `--dockyard inbench` runs the data
+  plane alone behind a one-service Router built into this script
 * caddy   - `reverse_proxy` with defaults, access log off
 * nginx   - 2 workers, `upstream { keepalive 64; }`, access log off
 
@@ -268,6 +269,34 @@ http://127.0.0.1:{port} {{
     return Proc("caddy", port, popen, popen.pid)
 
 
+def start_dockyard_cli(work: Path, origin: int) -> Proc:
+    """The real thing: `dockyard-proxy run`, then `dockyard-proxy deploy` to the origin."""
+    port, https = free_port(), free_port()
+    exe = Path(sys.executable).with_name("dockyard-proxy")
+    home = work / "home"
+    run_dir = work / "run"
+    home.mkdir(exist_ok=True)
+    run_dir.mkdir(mode=0o700, exist_ok=True)
+    env = dict(
+        os.environ, HOME=str(home), XDG_RUNTIME_DIR=str(run_dir), DOCKYARD_PROXY_BIND="127.0.0.1"
+    )
+    popen = subprocess.Popen(
+        [str(exe), "run", f"--http-port={port}", f"--https-port={https}"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_port(port)
+    subprocess.run(
+        [str(exe), "deploy", "bench", f"--target=127.0.0.1:{origin}", "--health-check-path=/up"],
+        env=env,
+        check=True,
+        timeout=60,
+        stdout=subprocess.DEVNULL,
+    )
+    return Proc("dockyard", port, popen, popen.pid)
+
+
 def start_dockyard(origin: int) -> Proc:
     port = free_port()
     src = str(Path(__file__).resolve().parent.parent / "src")
@@ -355,6 +384,13 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--targets", default="direct,dockyard,caddy,nginx")
     parser.add_argument("--scenarios", default="small,100k,close")
+    parser.add_argument(
+        "--dockyard",
+        choices=("cli", "inbench"),
+        default="cli",
+        help="cli: `dockyard-proxy run` + `deploy` (default); inbench: the data plane with a "
+        "one-service Router built into this script",
+    )
     parser.add_argument("--serve-dockyard", nargs=2, type=int, metavar=("PORT", "ORIGIN"))
     args = parser.parse_args()
     if args.serve_dockyard:
@@ -373,7 +409,11 @@ def main() -> int:
     try:
         starters = {
             "direct": lambda: Proc("direct", origin_port, None, origin_popen.pid),
-            "dockyard": lambda: start_dockyard(origin_port),
+            "dockyard": (
+                (lambda: start_dockyard_cli(work, origin_port))
+                if args.dockyard == "cli"
+                else (lambda: start_dockyard(origin_port))
+            ),
             "caddy": lambda: start_caddy(work, origin_port),
             "nginx": lambda: start_nginx_proxy(work, origin_port),
         }

@@ -388,3 +388,92 @@ def test_target_timeout_gives_504() -> None:
             assert target.handles[0].is_done
 
         run(go())
+
+
+async def one_shot_origin(replies: list[bytes]) -> tuple[asyncio.Server, list[int]]:
+    """An origin that answers one request per connection and then closes it silently (no
+    `Connection: close`): a pooled connection to it is stale by the time it is reused."""
+    served: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            served.append(1)
+            writer.write(replies[min(len(served), len(replies)) - 1])
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, served
+
+
+def test_stale_pooled_connection_is_retried_for_a_bodyless_request() -> None:
+    async def go() -> None:
+        reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        origin, served = await one_shot_origin([reply])
+        port = origin.sockets[0].getsockname()[1]
+        router = FakeRouter()
+        router.add(FakeService("app", [FakeTarget("127.0.0.1", port)]))
+        server, _ = await start_proxy(router)
+        first = await request(server.port, get("/"))
+        await asyncio.sleep(0.3)  # the origin has closed the pooled connection by now
+        second = await request(server.port, get("/"))
+        await server.shutdown(1)
+        origin.close()
+        assert first.status == 200 and second.status == 200 and second.body == b"ok"
+        assert len(served) == 2
+
+    run(go())
+
+
+def test_garbage_from_the_origin_is_a_502() -> None:
+    async def go() -> None:
+        origin, _ = await one_shot_origin([b"NOT HTTP AT ALL\r\n\r\n"])
+        port = origin.sockets[0].getsockname()[1]
+        router = FakeRouter()
+        router.add(FakeService("app", [FakeTarget("127.0.0.1", port)]))
+        server, lines = await start_proxy(router)
+        resp = await request(server.port, get("/"))
+        await server.shutdown(1)
+        origin.close()
+        assert resp.status == 502
+        assert json.loads(lines[0])["status"] == 502
+
+    run(go())
+
+
+def test_http10_client_gets_a_close_delimited_body_for_a_chunked_origin_response() -> None:
+    with origin_server() as origin:
+        router, _, _ = simple_setup(origin)
+
+        async def go() -> None:
+            server, _ = await start_proxy(router)
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"GET /chunked HTTP/1.0\r\nHost: a\r\n\r\n")
+            raw = await asyncio.wait_for(reader.read(), 5)  # the proxy closes at the end
+            writer.close()
+            await server.shutdown(1)
+            head, _, body = raw.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200")
+            assert b"Transfer-Encoding" not in head and b"Connection: close" in head
+            assert body == b"hello chunked world"
+
+        run(go())
+
+
+def test_shutdown_lets_an_in_flight_request_finish() -> None:
+    with origin_server() as origin:
+        router, _, _ = simple_setup(origin)
+
+        async def go() -> None:
+            server, _ = await start_proxy(router)
+            pending = asyncio.ensure_future(request(server.port, get("/slow?d=0.5")))
+            await asyncio.sleep(0.2)
+            await server.shutdown(5)
+            resp = await pending
+            assert resp.status == 200 and resp.body == b"slow done"
+            assert resp.header("Connection") == "close"
+
+        run(go())

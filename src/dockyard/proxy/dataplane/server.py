@@ -714,7 +714,12 @@ class Exchange:
                 return
             self.resp_spill = SpillBuffer(memory=opts.buffer_memory, maximum=limit)
             return
-        close = self.close_after or not head.keep_alive or not self.req_done
+        close = (
+            self.close_after
+            or not head.keep_alive
+            or not self.req_done
+            or self.client.plane.draining
+        )
         if not no_body and rh.content_length < 0:
             if head.version == "1.1":
                 self.chunked_out = True
@@ -781,7 +786,12 @@ class Exchange:
         assert rh is not None
         self.resp_state = 1
         self.resp_bytes = spill.size
-        close = self.close_after or not self.head.keep_alive or not self.req_done
+        close = (
+            self.close_after
+            or not self.head.keep_alive
+            or not self.req_done
+            or self.client.plane.draining
+        )
         self.close_after = close
         extra = b"Content-Length: %d\r\n" % spill.size if rh.content_length < 0 else b""
         self.out.append(
@@ -909,7 +919,13 @@ class Exchange:
             self.pending_size = 0
             self.client.resume(P_PENDING)
         head = self.head
-        close = close or not self.req_done or not head.keep_alive or self.client.reader.upgraded
+        close = (
+            close
+            or not self.req_done
+            or not head.keep_alive
+            or self.client.reader.upgraded
+            or self.client.plane.draining
+        )
         self.close_after = close
         self.status = status
         self.resp_ctype = content_type
