@@ -3,9 +3,11 @@ Docker engine) on an internal Docker network."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import logging
+import os
 import re
 import secrets
 import shutil
@@ -326,12 +328,27 @@ def wait_servers(paths: Paths, addresses: list[str], timeout: float = 120) -> No
 
 
 # -- the commands -------------------------------------------------------------------------
+SESSION_ENV = "DOCKYARD_LAB_SESSION"  # "held": the caller holds the session lock
+
+
+def session_lock(paths: Paths) -> Path:
+    """Held by a test session for as long as it uses the lab."""
+    return paths.root / "session.lock"
+
+
+def _not_in_use(paths: Paths) -> contextlib.AbstractContextManager[None]:
+    """Wait while a test session (other than the caller) uses the lab."""
+    if os.environ.get(SESSION_ENV) == "held":
+        return contextlib.nullcontext()
+    return exclusive(session_lock(paths), wait=1800, what="the lab (a test session uses it)")
+
+
 def up(servers: int, memory: str | None = None, state_dir: Path = STATE_DIR) -> LabDoc:
     if not 1 <= servers <= 20:
         raise LabError(f"--servers {servers}: expected 1 to 20")
     check_memory(memory)
     paths = Paths(state_dir)
-    with exclusive(paths.root / "lab.lock", wait=900, what="another `lab up/down`"):
+    with _not_in_use(paths), exclusive(paths.root / "lab.lock", wait=900, what="`lab up/down`"):
         return _up(paths, servers, memory)
 
 
@@ -368,7 +385,7 @@ def down(state_dir: Path = STATE_DIR) -> None:
         log.info("no docker on this machine: nothing to remove")
         return
     host.ensure_engine(state_dir)
-    with exclusive(paths.root / "lab.lock", wait=900, what="another `lab up/down`"):
+    with _not_in_use(paths), exclusive(paths.root / "lab.lock", wait=900, what="`lab up/down`"):
         _down(paths)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.cluster import SESSION_ENV, Paths, session_lock
 from lab.locks import exclusive
 from lab.paths import STATE_DIR
 from lab.state import LabDoc
@@ -22,12 +23,13 @@ from lab.testing import LabSsh
 
 REPO = Path(__file__).resolve().parents[2]
 SERVERS = 2
-SESSION_LOCK = STATE_DIR / "session.lock"
+SESSION_LOCK = session_lock(Paths(STATE_DIR))
 
 
 def _lab(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "lab", *args],
+        env={**os.environ, SESSION_ENV: "held"},  # this session holds the session lock
         cwd=REPO,
         capture_output=True,
         text=True,

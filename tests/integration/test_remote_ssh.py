@@ -48,6 +48,7 @@ class Sshd:
     other_key: Path
     known_hosts: Path
     root: Path
+    pid: int  # the listening sshd; each connection is served by a child of it
 
     def options(self, **changes: object) -> SshOptions:
         base = SshOptions(
@@ -161,7 +162,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
     known_hosts = root / "known_hosts"
     known_hosts.write_text(f"[127.0.0.1]:{port} {' '.join(host_pub)}\n")
     try:
-        yield Sshd(port, getpass.getuser(), client, other, known_hosts, root)
+        yield Sshd(port, getpass.getuser(), client, other, known_hosts, root, proc.pid)
     finally:
         proc.terminate()
         try:
@@ -645,6 +646,34 @@ def test_reverse_forward_refused_is_a_clear_error(sshd: Sshd) -> None:
 
     with pytest.raises(HostsFailedError, match=r"refused to forward 127\.0\.0\.1:\d+"):
         with_pool(sshd.options(), body)
+
+
+def _drop_connections(sshd: Sshd) -> None:
+    """Kill the sshd processes serving connections (not the listener), like a server reboot."""
+    children = subprocess.run(
+        ["pgrep", "-P", str(sshd.pid)], capture_output=True, text=True
+    ).stdout.split()
+    assert children, "no connection to drop"
+    subprocess.run(["kill", "-9", *children], check=True)
+
+
+def test_lost_connection_is_reported_and_reopened(sshd: Sshd) -> None:
+    async def body(pool: SshPool) -> tuple[BaseException | Result, Result]:
+        ssh = pool.transport(HOST)
+        running = asyncio.create_task(ssh.run(["sleep", "20"], timeout=30))
+        await asyncio.sleep(1.0)
+        _drop_connections(sshd)
+        try:
+            lost: BaseException | Result = await running
+        except ConnectError as exc:
+            lost = exc
+        await asyncio.sleep(0.2)
+        return lost, await ssh.run(["echo", "back"])
+
+    lost, after = with_pool(sshd.options(), body)
+    assert isinstance(lost, ConnectError), lost
+    assert "lost the connection" in lost.render() and "sleep 20" in lost.render()
+    assert after.stdout == "back\n"  # a fresh connection was opened on next use
 
 
 def test_idle_connection_is_replaced(sshd: Sshd) -> None:
