@@ -1001,6 +1001,46 @@ CASES: list[Case] = [
         kind="pipeline",
     ),
     Case(
+        "pipeline app logs",
+        "app",
+        f'{_app()}.logs(container_id: "ID321", since: "5m", lines: 100, grep: "GET /", '
+        'grep_options: "-i -v")',
+        lambda c: app.logs("ID321", since="5m", lines=100, grep="GET /", grep_options="-i -v"),
+        kind="pipeline",
+    ),
+    Case(
+        "pipeline app follow logs over ssh",
+        "app_full",
+        f'{_app()}.follow_logs(host: "1.1.1.1", container_id: "ID321", lines: 10, '
+        'grep: "Completed")',
+        lambda c: ssh.run_over_ssh(
+            c.ssh, "1.1.1.1", app.follow_logs("ID321", lines=10, grep="Completed")
+        ),
+        kind="pipeline",
+    ),
+    Case(
+        "pipeline proxy logs",
+        "app",
+        f'{PROXY}.logs(since: "2h", lines: 10, grep: "hello!")',
+        lambda c: proxy.logs(since="2h", lines=10, grep="hello!"),
+        kind="pipeline",
+    ),
+    Case(
+        "pipeline accessory logs",
+        "accessories",
+        f'{ACC.format(name="mysql")}.logs(timestamps: false, since: "5m", lines: 100, '
+        'grep: "thing", grep_options: "-C 2")',
+        lambda c: acc.logs(
+            _acc(c, "mysql"),
+            timestamps=False,
+            since="5m",
+            lines=100,
+            grep="thing",
+            grep_options="-C 2",
+        ),
+        kind="pipeline",
+    ),
+    Case(
         "pipeline current running container id",
         "app",
         f"{_app()}.current_running_container_id",
@@ -1008,6 +1048,45 @@ CASES: list[Case] = [
         kind="pipeline",
     ),
 ]
+
+
+def shell_words(text: str) -> list[str]:
+    """POSIX word splitting and quote removal (``shlex`` gets ``"\\$"`` in double quotes wrong)."""
+    words: list[str] = []
+    word: list[str] | None = None
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch in " \t\n":
+            if word is not None:
+                words.append("".join(word))
+                word = None
+            i += 1
+            continue
+        word = word if word is not None else []
+        if ch == "\\":
+            word.append(text[i + 1])
+            i += 2
+        elif ch == "'":
+            end = text.index("'", i + 1)
+            word.append(text[i + 1 : end])
+            i = end + 1
+        elif ch == '"':
+            i += 1
+            while text[i] != '"':
+                if text[i] == "\\" and text[i + 1] in '$`"\\\n':
+                    word.append(text[i + 1])
+                    i += 2
+                else:
+                    word.append(text[i])
+                    i += 1
+            i += 1
+        else:
+            word.append(ch)
+            i += 1
+    if word is not None:
+        words.append("".join(word))
+    return words
 
 
 RUBY = r"""<%

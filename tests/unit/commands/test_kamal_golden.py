@@ -20,49 +20,19 @@ import pytest
 from dockyard.commands.argv import Argv
 
 from .conftest import LoadConfig
-from .kamal_golden import CASES, CONFIGS, KAMAL_BIN, Case, fingerprint, generate, load_recording
+from .kamal_golden import (
+    CASES,
+    CONFIGS,
+    KAMAL_BIN,
+    Case,
+    fingerprint,
+    generate,
+    load_recording,
+    shell_words,
+)
 
 RECORDED_FINGERPRINT, RECORDED = load_recording()
 CHAIN_TOKENS = {"&&", "||", ";"}
-
-
-def shell_words(text: str) -> list[str]:
-    """POSIX word splitting and quote removal (``shlex`` gets ``"\\$"`` in double quotes wrong)."""
-    words: list[str] = []
-    word: list[str] | None = None
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch in " \t\n":
-            if word is not None:
-                words.append("".join(word))
-                word = None
-            i += 1
-            continue
-        word = word if word is not None else []
-        if ch == "\\":
-            word.append(text[i + 1])
-            i += 2
-        elif ch == "'":
-            end = text.index("'", i + 1)
-            word.append(text[i + 1 : end])
-            i = end + 1
-        elif ch == '"':
-            i += 1
-            while text[i] != '"':
-                if text[i] == "\\" and text[i + 1] in '$`"\\\n':
-                    word.append(text[i + 1])
-                    i += 2
-                else:
-                    word.append(text[i])
-                    i += 1
-            i += 1
-        else:
-            word.append(ch)
-            i += 1
-    if word is not None:
-        words.append("".join(word))
-    return words
 
 
 def test_shell_words_follow_posix_double_quote_rules() -> None:

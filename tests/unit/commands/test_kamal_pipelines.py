@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from dockyard.commands import app, prune
-from dockyard.commands.argv import Argv
+from dockyard.commands.argv import Argv, Pipeline
 from dockyard.config import Config
 
 from .conftest import LoadConfig
-from .kamal_golden import CONFIGS, load_recording
+from .kamal_golden import CASES, CONFIGS, Case, load_recording, shell_words
 
 _, RECORDED = load_recording()
 
@@ -33,9 +33,11 @@ args = sys.argv[1:]
 with open(os.environ["FAKE_DOCKER_LOG"], "a") as log:
     log.write(json.dumps(args) + "\\n")
 line = " ".join(args)
-for pattern, output in json.load(open(os.environ["FAKE_DOCKER_SCRIPT"])):
+for pattern, output, *errors in json.load(open(os.environ["FAKE_DOCKER_SCRIPT"])):
     if re.search(pattern, line):
         sys.stdout.write(output)
+        sys.stdout.flush()
+        sys.stderr.write("".join(errors))
         break
 """
 
@@ -43,7 +45,7 @@ for pattern, output in json.load(open(os.environ["FAKE_DOCKER_SCRIPT"])):
 class FakeDocker:
     """A ``docker`` executable answering by regex over its joined arguments, first match wins."""
 
-    def __init__(self, tmp_path: Path, answers: list[tuple[str, str]]) -> None:
+    def __init__(self, tmp_path: Path, answers: list[tuple[str, ...]]) -> None:
         self.bin = tmp_path / "bin"
         self.bin.mkdir()
         docker = self.bin / "docker"
@@ -190,3 +192,48 @@ def test_current_running_version_and_id_like_kamal(
     assert _current(fake, config, names=True) == expected_version
     assert _current(fake, config, names=False) == expected_id
     assert re.fullmatch(r"[a-z0-9-]+", expected_id)
+
+
+LOG_CASES = [
+    c
+    for c in CASES
+    if c.name
+    in (
+        "pipeline app logs",
+        "pipeline app follow logs over ssh",
+        "pipeline proxy logs",
+        "pipeline accessory logs",
+    )
+]
+
+
+@pytest.mark.parametrize("case", LOG_CASES, ids=[c.name for c in LOG_CASES])
+def test_logs_pipelines_print_and_call_docker_like_kamal(
+    case: Case, load: LoadConfig, tmp_path: Path
+) -> None:
+    fake = FakeDocker(
+        tmp_path,
+        [
+            (
+                r"^logs ",
+                "GET / 200\nPOST /x 500 hello!\nget / 404 thing\nCompleted thing 2\n",
+                "GET / warning on stderr thing hello!\n",
+            )
+        ],
+    )
+    config = load(CONFIGS[case.config], case.destination, version=case.version)
+    ours = case.ours(config)
+    kamal_line = RECORDED[case.name]
+    if isinstance(ours, Argv):  # over ssh: same ssh options, then compare the remote lines
+        kamal_words = shell_words(kamal_line)
+        assert ours.plain()[:-1] == tuple(kamal_words[:-1])
+        kamal_line, our_line = kamal_words[-1], ours.plain()[-1]
+    else:
+        assert isinstance(ours, Pipeline)
+        our_line = ours.shell()
+    kamal_out = fake.sh(kamal_line)
+    kamal_calls = fake.calls("logs")
+    fake.reset_log()
+    assert fake.sh(our_line) == kamal_out
+    assert fake.calls("logs") == kamal_calls
+    assert kamal_out  # the grep kept something
