@@ -18,7 +18,12 @@ Two things a caller must know:
 * an argv may hold :class:`~dockyard.commands.argv.HomePath` parts (bind mounts below the SSH
   login directory, Kamal's ``$PWD/...``). ``Argv.shell()`` expands them remotely; ``raw()``
   needs ``with_home(<remote home>)`` first;
-* an argv may carry ``stdin`` (lock details, audit lines), which the transport must feed.
+* an argv may hold :class:`~dockyard.commands.argv.ShellExpanded` parts: values with
+  ``${VAR}`` that Kamal lets the remote shell expand (and ``builder.ssh`` with ``$VAR``). Only
+  ``shell()`` renders them; ``raw()`` raises, so such a command runs through a shell;
+* an argv may carry ``stdin`` (lock details, audit lines), which the transport must feed;
+* ``argv == ("docker", ...)`` and ``argv[i]`` use the plain rendering (secrets revealed):
+  that is for tests; log ``display()``.
 
 Golden tests in ``tests/unit/commands`` pin each builder against Kamal 2.11: hand-written ones
 from Kamal's own test configs, and ``kamal_2_11.json`` recorded from the real Kamal binary.
@@ -26,6 +31,14 @@ from Kamal's own test configs, and ``kamal_2_11.json`` recorded from the real Ka
 
 from __future__ import annotations
 
-from dockyard.commands.argv import Argv, HomePath, Pipeline, Secret, argv, docker
+from dockyard.commands.argv import (
+    Argv,
+    HomePath,
+    Pipeline,
+    Secret,
+    ShellExpanded,
+    argv,
+    docker,
+)
 
-__all__ = ["Argv", "HomePath", "Pipeline", "Secret", "argv", "docker"]
+__all__ = ["Argv", "HomePath", "Pipeline", "Secret", "ShellExpanded", "argv", "docker"]
