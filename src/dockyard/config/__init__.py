@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dockyard.errors import ConfigError
 
+from ._source import render_template
 from .errors import ConfigValidationError, kamal_path
 from .loader import KAMAL_VERSION, Globals, load_config, resolve_role
 from .models import (
@@ -69,5 +70,6 @@ __all__ = [
     "Sshkit",
     "kamal_path",
     "load_config",
+    "render_template",
     "resolve_role",
 ]

@@ -231,3 +231,15 @@ def load_document(file: Path, *, cwd: Path, env: Mapping[str, str]) -> Document:
         raise ConfigError(f"Cannot read {file}: {exc}") from None
     rendered, line_map = render_erb(text, file=file, cwd=cwd, env=env)
     return parse_yaml(rendered, file=file, line_map=line_map)
+
+
+def render_template(file: Path, *, env: Mapping[str, str], cwd: Path) -> str:
+    """Render a local `*.erb` file (an accessory file) with the same ERB subset as deploy.yml.
+
+    Kamal renders these with the accessory's env (secrets included) in `ENV`; pass that as `env`.
+    """
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"Cannot read {file}: {exc}") from None
+    return render_erb(text, file=file, cwd=cwd, env=env)[0]

@@ -320,21 +320,24 @@ def build_ssh(raw: Mapping[str, Any]) -> Ssh:
     )
 
 
-def build_boot(raw: Mapping[str, Any], *, host_count: int) -> Boot:
+def build_boot(raw: Mapping[str, Any], *, host_count: int, locate: Locator) -> Boot:
+    """`boot`: `limit` is an integer, or a percentage of all hosts (at least one)."""
     limit = raw.get("limit")
-    if isinstance(limit, str) and limit.endswith("%"):
-        digits = re.match(r"\s*[+-]?\d*", limit)
-        percent = int(digits.group(0) or 0) if digits and digits.group(0).strip() else 0
-        resolved: int | None = max(host_count * percent // 100, 1)
-    elif limit is None or isinstance(limit, bool):
-        resolved = None
-    else:
-        try:
-            resolved = int(ruby_str(limit))
-        except ValueError:
-            resolved = None
+    resolved: int | None = None
+    if limit is not None:
+        text = ruby_str(limit).strip()
+        percent = re.fullmatch(r"(\d+)(?:\.\d*)?%", text)
+        if percent:
+            resolved = max(host_count * int(percent.group(1)) // 100, 1)
+        elif re.fullmatch(r"\d+", text) and not isinstance(limit, bool):
+            resolved = int(text)
+        else:
+            # Kamal 2.11 accepts any string here and fails when it deploys.
+            raise _error(
+                locate, ("boot", "limit"), "should be an integer or a percentage such as 25%"
+            )
     return Boot(
-        limit=limit if isinstance(limit, (int, str)) and not isinstance(limit, bool) else None,
+        limit=limit,
         wait=raw.get("wait"),
         parallel_roles=bool(raw.get("parallel_roles", False)),
         resolved_limit=resolved,
@@ -444,11 +447,10 @@ def _path_entries(
             options = parts[2] if len(parts) > 2 else None
             mode, owner = ("755" if files else None), None
         if files:
-            local_path = local if local.endswith("erb") else str((root / local).resolve())
             host_path = service_name + remote
             entries.append(
                 AccessoryPath(
-                    local=local_path if not local.endswith("erb") else str(root / local),
+                    local=os.path.normpath(root / local),
                     remote=remote,
                     host_path=host_path,
                     volume_host_path=host_path,
@@ -871,7 +873,7 @@ def build_config(
         logging=build_logging(raw.get("logging")),
         proxy=build_proxy(globals_.proxy_raw),
         builder=builder,
-        boot=build_boot(raw.get("boot") or {}, host_count=len(all_hosts)),
+        boot=build_boot(raw.get("boot") or {}, host_count=len(all_hosts), locate=locate),
         ssh=ssh,
         sshkit=Sshkit(
             max_concurrent_starts=sshkit_raw.get("max_concurrent_starts", 30),

@@ -239,3 +239,16 @@ def test_no_git_and_no_version_is_an_error_only_when_used(project: WriteProject)
     with pytest.raises(ConfigError, match="Can't use commit hash as version, no git repository"):
         _ = config.version
     assert config.with_version("abc1234567").abbreviated_version == "abc1234"
+
+
+def test_render_template_for_accessory_files(tmp_path: Path) -> None:
+    from dockyard.config import render_template
+
+    template = tmp_path / "my.cnf.erb"
+    template.write_text('[client]\npassword=<%= ENV["MYSQL_PASSWORD"] %>\n')
+    assert render_template(template, env={"MYSQL_PASSWORD": "pw"}, cwd=tmp_path) == (
+        "[client]\npassword=pw\n"
+    )
+    template.write_text("<% x = 1 %>\n")
+    with pytest.raises(ConfigError, match=r"my\.cnf\.erb:1: unsupported ERB"):
+        render_template(template, env={}, cwd=tmp_path)

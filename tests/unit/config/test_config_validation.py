@@ -207,3 +207,19 @@ def test_the_error_is_a_config_error_with_exit_code_2(project: WriteProject) -> 
         load_config(root=root, env=ENV)
     assert exc.value.exit_code == 2
     assert exc.value.message == "config/deploy.yml:8: servers: should be an array or a hash"
+
+
+@pytest.mark.parametrize(("limit", "resolved"), [("25%", 1), ("50%", 2), (3, 3), ("2", 2)])
+def test_boot_limit(project: WriteProject, limit: object, resolved: int) -> None:
+    root = project(f"servers: [h1, h2, h3, h4]\nboot:\n  limit: {limit}\n")
+    assert load_config(root=root, env=ENV).boot.resolved_limit == resolved
+
+
+def test_boot_limit_that_is_not_a_number(project: WriteProject) -> None:
+    # Stricter than Kamal 2.11, which accepts any string here and fails when it deploys.
+    root = project("servers: [h1]\nboot:\n  limit: some\n")
+    with pytest.raises(ConfigValidationError) as exc:
+        load_config(root=root, env=ENV)
+    assert exc.value.message == (
+        "config/deploy.yml:10: boot/limit: should be an integer or a percentage such as 25%"
+    )
