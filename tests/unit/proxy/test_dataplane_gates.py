@@ -409,3 +409,33 @@ def test_scope_cookie_paths_under_a_prefix() -> None:
             ]
 
         run(go())
+
+
+def test_spilled_request_and_response_bodies_survive_back_pressure() -> None:
+    with origin_server() as origin:
+        router, _, _ = simple_setup(
+            origin, buffer_requests=True, buffer_responses=True, buffer_memory=64 * 1024
+        )
+        size = 6 * 1024 * 1024
+
+        async def go() -> None:
+            import hashlib
+
+            server, _ = await start_proxy(router)
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            payload = bytes(range(256)) * (size // 256)
+            writer.write(b"PUT /upload HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % size)
+            writer.write(payload)
+            await writer.drain()
+            up = await read_response(reader)
+            assert up.json() == {"len": size, "sha": hashlib.sha256(payload).hexdigest()}
+            writer.write(get(f"/big?n={size}"))
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            assert b"Content-Length: %d" % size in head
+            await asyncio.sleep(0.3)  # let the proxy hit the client's write limit
+            body = await asyncio.wait_for(reader.readexactly(size), 10)
+            writer.close()
+            await server.shutdown(1)
+            assert body == bytes(i % 251 for i in range(size))
+
+        run(go(), timeout=60)

@@ -278,7 +278,7 @@ class ClientConnection(asyncio.Protocol):
             up = ex.upstream
             if up is not None and up.transport is not None and not up.closed:
                 up.transport.resume_reading()
-            ex.pump()
+            ex.pump_response()
 
     # RequestHandler (called by the reader) ----------------------------------------------------
 
@@ -377,6 +377,7 @@ class Exchange:
     spill: SpillBuffer | None = None
     resp_spill: SpillBuffer | None = None
     body_iter: Iterator[bytes] | None = None
+    resp_iter: Iterator[bytes] | None = None
     req_done = False
     resp_state = 0  # 0: nothing sent, 1: head sent, 2: complete
     resp_head: ResponseHead | None = None
@@ -638,31 +639,32 @@ class Exchange:
             transport.pause_reading()
 
     def pump(self) -> None:
-        """Write a buffered body (request to upstream, or response to client) as flow allows."""
+        """Write a buffered request body to the upstream as its write side allows."""
         body_iter = self.body_iter
-        if body_iter is None:
-            return
-        if self.resp_spill is not None:  # response to the client
-            client = self.client
-            for chunk in body_iter:
-                client.write(chunk)
-                if client.write_paused:
-                    return
-            self.body_iter = None
-            self.resp_spill.close()
-            self.resp_spill = None
-            self.response_complete()
-            return
         up = self.upstream
-        if up is None or up.transport is None:
+        if body_iter is None or up is None or up.transport is None:
             return
         for chunk in body_iter:
             up.transport.write(chunk)
             if up.write_paused:
                 return
-        self.body_iter = None
-        if self.spill is not None and not self.retried:
-            pass  # keep the spill for a possible retry on a stale pooled connection
+        self.body_iter = None  # the spill itself stays for a retry on a stale connection
+
+    def pump_response(self) -> None:
+        """Write a buffered response body to the client as its write side allows."""
+        resp_iter = self.resp_iter
+        if resp_iter is None:
+            return
+        client = self.client
+        for chunk in resp_iter:
+            client.write(chunk)
+            if client.write_paused:
+                return
+        self.resp_iter = None
+        if self.resp_spill is not None:
+            self.resp_spill.close()
+            self.resp_spill = None
+        self.response_complete()
 
     # response side ---------------------------------------------------------------------------
 
@@ -800,8 +802,8 @@ class Exchange:
             )
         )
         self.flush()
-        self.body_iter = spill.chunks()
-        self.pump()
+        self.resp_iter = spill.chunks()
+        self.pump_response()
 
     def flush(self) -> None:
         out = self.out
@@ -914,6 +916,7 @@ class Exchange:
             return
         self.drop_upstream()
         self.body_iter = None
+        self.resp_iter = None
         self.pending = None
         if self.pending_size:
             self.pending_size = 0
@@ -1054,7 +1057,7 @@ class Exchange:
             target,
             self.head.path.decode(),
         )
-        if self.resp_state == 0 and (self.resp_spill is None or self.body_iter is None):
+        if self.resp_state == 0 and (self.resp_spill is None or self.resp_iter is None):
             self.drop_upstream()
             if self.resp_spill is not None:
                 self.resp_spill.close()
