@@ -80,3 +80,25 @@ def hook_env(
     for key, secret in (secrets or {}).items():
         env[key] = secret.reveal() if isinstance(secret, Secret) else secret
     return env
+
+
+# --- who is deploying (local commands) ---------------------------------------------------------
+
+
+def git_user_email() -> Argv:
+    """``KAMAL_PERFORMER`` and the audit performer: this, or :func:`whoami` when empty."""
+    return Argv(("git", "config", "user.email"))
+
+
+def git_user_name() -> Argv:
+    """The lock's "Locked by": this, or ``Unknown`` when git is missing."""
+    return Argv(("git", "config", "user.name"))
+
+
+def whoami() -> Argv:
+    return Argv(("whoami",))
+
+
+def performer(git_email_stdout: str, whoami_stdout: str) -> str:
+    """Kamal's ``Kamal::Git.email.presence || `whoami`.chomp``."""
+    return git_email_stdout.strip() or whoami_stdout.rstrip("\n")

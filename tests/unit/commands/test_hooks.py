@@ -84,3 +84,11 @@ def test_service_version_does_not_abbreviate_uncommitted_versions() -> None:
 
 def test_secret_hooks() -> None:
     assert {"pre-connect", "pre-deploy", "post-deploy"} == hooks.SECRET_HOOKS
+
+
+def test_performer_comes_from_git_email_or_whoami() -> None:
+    assert hooks.git_user_email() == ("git", "config", "user.email")
+    assert hooks.git_user_name() == ("git", "config", "user.name")
+    assert hooks.whoami() == ("whoami",)
+    assert hooks.performer("ada@example.com\n", "ada\n") == "ada@example.com"
+    assert hooks.performer("  \n", "ada\n") == "ada"
