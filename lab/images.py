@@ -192,10 +192,9 @@ class Builder:
                 f"--no-install-recommends {' '.join(packages)} && rm -rf /var/lib/apt/lists/*\n"
                 f"CMD {cmd}\n"
             )
-            run_logged(
-                ["docker", "pull", f"debian:{codename}-slim"],
-                LOG_DIR / f"pull-{_slug(ref)}.log",
-            )
+            base = f"debian:{codename}-slim"
+            if image_hash(base) is None:
+                run_logged(["docker", "pull", base], LOG_DIR / f"pull-{_slug(ref)}.log")
             self.docker_build(ref, Path(tmp), wanted)
 
     # -- the images ----------------------------------------------------------------------
