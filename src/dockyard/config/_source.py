@@ -33,15 +33,19 @@ class Document:
 
 _TAG = re.compile(r"<%(?P<kind>=|#|-)?(?P<body>.*?)(?P<trim>-)?%>", re.DOTALL)
 _STRING = r"""(?:"(?P<{0}dq>[^"\\]*)"|'(?P<{0}sq>[^'\\]*)')"""
-_ENV_INDEX = re.compile(r"ENV\[\s*" + _STRING.format("k") + r"\s*\]")
+_ENV_INDEX = re.compile(
+    r"ENV\[\s*" + _STRING.format("k") + r"\s*\](?:\s*\|\|\s*" + _STRING.format("d") + ")?"
+)
 _ENV_FETCH = re.compile(
     r"ENV\.fetch\(\s*" + _STRING.format("k") + r"\s*(?:,\s*" + _STRING.format("d") + r"\s*)?\)"
+    r"(?:\s*\{\s*" + _STRING.format("b") + r"\s*\})?"
 )
 _SHELL = re.compile(r"%x\((?P<p>.*)\)|%x\{(?P<b>.*)\}|`(?P<t>[^`]*)`", re.DOTALL)
 _METHODS = re.compile(r"((?:\.(?:strip|chomp|rstrip|lstrip|to_s))*)\s*")
 _SUPPORTED = (
-    'ERB supports only <%= ENV["X"] %>, <%= ENV.fetch("X") %>, <%= ENV.fetch("X", "default") %>, '
-    "<%= %x(command) %> and <%= `command` %> (optionally followed by .strip or .chomp)"
+    'ERB supports only <%= ENV["X"] %>, <%= ENV["X"] || "default" %>, <%= ENV.fetch("X") %>, '
+    '<%= ENV.fetch("X", "default") %>, <%= ENV.fetch("X") { "default" } %>, <%= %x(command) %> '
+    "and <%= `command` %> (optionally followed by .strip or .chomp)"
 )
 
 
@@ -102,11 +106,15 @@ def _evaluate(expr: str, *, cwd: Path, env: Mapping[str, str], where: str) -> st
             value = _run_shell(command, cwd=cwd, env=env, where=where)
         else:
             name = _group(match, "k") or ""
-            default = _group(match, "d") if kind == "fetch" else ""
+            default = _group(match, "d")
+            if kind == "fetch" and default is None:
+                default = _group(match, "b")
             if name in env:
                 value = env[name]
             elif default is not None:
                 value = default
+            elif kind == "index":
+                value = ""  # nil renders as nothing
             else:
                 raise ConfigError(
                     f"{where}: environment variable {name} is not set (ENV.fetch({name!r}))",
@@ -168,6 +176,22 @@ def render_erb(
 # --------------------------------------------------------------------------- YAML
 
 
+_INT_TAG = "tag:yaml.org,2002:int"
+
+
+def _psych_sexagesimal(text: str) -> int | str:
+    """A base-60 integer (`1:30`) as Ruby's Psych reads it, so values match Kamal's.
+
+    Psych weights the parts 60^2, 60^1, 60^0 from the left whatever their number, so `3000:30`
+    is 10801800 there (PyYAML says 180030); it reads more than three parts as a string.
+    """
+    parts = text.replace("_", "").split(":")
+    if len(parts) > 3:
+        return text
+    weights = (3600, 60, 1)
+    return sum(int(part) * weights[index] for index, part in enumerate(parts))
+
+
 def _yaml_loader() -> Any:
     import yaml
 
@@ -208,6 +232,8 @@ def parse_yaml(text: str, *, file: Path, line_map: list[int] | None = None) -> D
                 return result
             if isinstance(node, yaml.SequenceNode):
                 return [build(child, (*path, i)) for i, child in enumerate(node.value)]
+            if node.tag == _INT_TAG and ":" in node.value:
+                return _psych_sexagesimal(node.value)
             return loader.construct_object(node, deep=True)
 
         data = build(node, ()) if node is not None else None

@@ -252,3 +252,19 @@ def test_render_template_for_accessory_files(tmp_path: Path) -> None:
     template.write_text("<% x = 1 %>\n")
     with pytest.raises(ConfigError, match=r"my\.cnf\.erb:1: unsupported ERB"):
         render_template(template, env={}, cwd=tmp_path)
+
+
+def test_erb_defaults_with_or_and_fetch_block() -> None:
+    assert _render('<%= ENV["NOPE"] || "fb" %>') == "fb"
+    assert _render("<%= ENV['A'] || 'fb' %>", {"A": ""}) == ""  # "" is truthy in Ruby
+    assert _render('<%= ENV.fetch("NOPE") { "blk" } %>') == "blk"
+
+
+@pytest.mark.parametrize(
+    ("scalar", "value"),
+    [("1:30", 5400), ("3000:30", 10801800), ("12:30:45", 45045), ("8080:80", "8080:80")],
+)
+def test_base_60_integers_read_as_psych_reads_them(scalar: str, value: object) -> None:
+    from dockyard.config._source import parse_yaml
+
+    assert parse_yaml(f"port: {scalar}\n", file=Path("x.yml")).data == {"port": value}
