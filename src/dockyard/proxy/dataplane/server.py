@@ -22,6 +22,7 @@ from random import getrandbits
 from typing import TYPE_CHECKING, Final
 from urllib.parse import unquote_to_bytes
 
+from dockyard.proxy.contract import ServiceOptions
 from dockyard.proxy.dataplane.accesslog import format_time
 from dockyard.proxy.dataplane.accesslog import json_escape as json_str
 from dockyard.proxy.dataplane.buffer import BufferTooLarge, SpillBuffer
@@ -45,11 +46,12 @@ if TYPE_CHECKING:
         RequestHandle,
         Router,
         Service,
-        ServiceOptions,
         Target,
     )
 
 log = logging.getLogger("dockyard.proxy")
+
+_DEFAULT_OPTIONS: Final = ServiceOptions()
 
 HTML: Final = b"text/html; charset=utf-8"
 TEXT: Final = b"text/plain; charset=utf-8"
@@ -365,6 +367,7 @@ class Exchange:
     # Class-level defaults: an exchange only stores what differs (no __slots__ on purpose,
     # CPython 3.11 keeps such instance dicts compact and this saves ~30 stores per request).
     service: Service | None = None
+    opts: ServiceOptions = _DEFAULT_OPTIONS
     prefix = "/"
     target: Target | None = None
     handle: RequestHandle | None = None
@@ -422,7 +425,7 @@ class Exchange:
             return
         service = self.service = match.service
         self.prefix = match.prefix
-        opts = service.options
+        opts = self.opts = service.options
         # Redirects: TLS (plain HTTP to a TLS service) and canonical host, in one hop.
         to_tls = opts.tls and opts.tls_redirect and not plane.tls
         canonical = opts.canonical_host
@@ -452,7 +455,8 @@ class Exchange:
         if self.finished:
             return
         if state == "running":
-            self.proceed(service, service.options)
+            self.opts = service.options
+            self.proceed(service, self.opts)
         elif state == "stopped":
             self.respond_error(503, service.stop_message)
         else:
@@ -557,9 +561,12 @@ class Exchange:
         target = self.target
         assert target is not None
         plane = self.client.plane
-        opts = self.options()
+        opts = self.opts
         if opts.target_timeout > 0:
-            plane.await_headers(self, opts.target_timeout)
+            self.timed = True
+            plane.waiting[self] = plane.loop.time() + opts.target_timeout
+            if plane.ticker is None:
+                plane.ticker = plane.loop.call_later(TICK, plane.tick)
         key = (target.host, target.port)
         conn = None if self.retried else plane.pool.get(key)
         if conn is not None:
@@ -585,13 +592,14 @@ class Exchange:
     def attach(self, up: UpstreamConnection, *, reused: bool) -> None:
         self.upstream = up
         up.exchange = self
+        up.reader.handler = self
         up.requests += 1
         head = self.head
         up.reader.head_request = head.method == "HEAD"
         self.upstream_received = False
         target = self.target
         assert target is not None
-        opts = self.options()
+        opts = self.opts
         spill = self.spill
         if spill is not None:
             framing = b"" if head.content_length >= 0 else b"Content-Length: %d\r\n" % spill.size
@@ -602,7 +610,11 @@ class Exchange:
             framing = b""
         if head.expect_continue and spill is None and not self.req_done:
             framing += b"Expect: 100-continue\r\n"
-        path = strip_prefix(head.path, self.prefix) if opts.strip_path_prefix else head.path
+        prefix = self.prefix
+        if prefix != "/" and opts.strip_path_prefix:
+            path = strip_prefix(head.path, prefix)
+        else:
+            path = head.path
         data = build_request_head(
             head,
             path=path,
@@ -682,7 +694,7 @@ class Exchange:
         if self.affinity:
             rh.lines = writer_affinity(rh.lines, self.affinity, time.time())
         if rh.set_cookie and self.prefix != "/":
-            opts = self.options()
+            opts = self.opts
             if opts.scope_cookie_paths:
                 host = split_host_port(head.host)
                 rh.lines = rewrite_set_cookies(rh.lines, self.prefix, host)
@@ -703,7 +715,7 @@ class Exchange:
         if self.client.reader.upgraded:
             self.close_after = True  # the client's parser is in tunnel mode; cannot continue
         no_body = head.method == "HEAD" or status == 204 or status == 304
-        opts = self.options()
+        opts = self.opts
         if (
             opts.buffer_responses
             and not no_body
@@ -840,11 +852,6 @@ class Exchange:
         self.finish()
 
     # endings ---------------------------------------------------------------------------------
-
-    def options(self) -> ServiceOptions:
-        service = self.service
-        assert service is not None
-        return service.options
 
     def response_complete(self) -> None:
         self.resp_state = 2

@@ -131,10 +131,10 @@ def build_response_head(
     """The head sent to the client for an upstream response. `date` is a full "Date: ...\\r\\n"
     line added when the upstream sent none; `chunked` adds chunked framing; `close` adds
     `Connection: close`."""
-    block = head.block
+    lines = head.lines
     if head.connection_tokens:
-        block = b"".join(_drop_named(head.lines, head.connection_tokens))
-    parts = [status_line(head.status, head.reason), block]
+        lines = _drop_named(lines, head.connection_tokens)
+    parts = [status_line(head.status, head.reason), *lines]
     if not head.has_date:
         parts.append(date)
     if chunked:

@@ -358,36 +358,42 @@ class RequestReader:
 
 
 class ResponseHead:
-    """One parsed upstream response head.
+    """One parsed upstream response head."""
 
-    `block` holds the header lines to forward ("Name: value\r\n"..., hop-by-hop ones already
-    removed), sliced straight from the bytes the upstream sent: no per-header Python work for
-    ordinary headers.
-    """
+    __slots__ = (
+        "connection_tokens",
+        "content_length",
+        "content_type",
+        "has_date",
+        "keep_alive",
+        "lines",
+        "reason",
+        "set_cookie",
+        "status",
+        "te",
+        "upgrade",
+    )
 
-    status = 0
-    reason = b""
-    block = b""
-    connection_tokens: list[bytes] | None = None
-    content_length = -1
-    content_type = b""
-    te = b""
-    has_date = False
-    set_cookie = False
-    upgrade = b""
-    keep_alive = True
-
-    @property
-    def lines(self) -> list[bytes]:
-        return self.block.splitlines(keepends=True)
-
-    @lines.setter
-    def lines(self, lines: list[bytes]) -> None:
-        self.block = b"".join(lines)
+    def __init__(self) -> None:
+        self.status = 0
+        self.reason = b""
+        self.lines: list[bytes] = []
+        self.connection_tokens: list[bytes] | None = None
+        self.content_length = -1
+        self.content_type = b""
+        self.te = b""
+        self.has_date = False
+        self.set_cookie = False
+        self.upgrade = b""
+        self.keep_alive = True
 
     @property
     def chunked(self) -> bool:
         return bool(self.te)
+
+    @property
+    def block(self) -> bytes:
+        return b"".join(self.lines)
 
     def header(self, name: str) -> str:
         key = name.lower().encode("latin-1")
@@ -411,103 +417,26 @@ class _HeadDone(Exception):
     """Raised inside the parser to stop after the head of a response to HEAD."""
 
 
-# Hop-by-hop response headers: found with one regex pass over the lower-cased head.
-_RESP_HOP = re.compile(
-    rb"\r\n(connection|keep-alive|proxy-connection|proxy-authenticate|proxy-authorization|te"
-    rb"|trailer|transfer-encoding|upgrade):[ \t]*([^\r\n]*?)[ \t]*(?=\r\n)"
-)
-
-
-def _value(head: bytes, low: bytes, name: bytes) -> bytes | None:
-    """The first value of header `name` (given as b"\r\nname:") in a head block."""
-    at = low.find(name)
-    if at < 0:
-        return None
-    start = at + len(name)
-    end = head.index(b"\r\n", start)
-    return head[start:end].strip(b" \t")
-
-
-def parse_response_head(head: bytes, status: int) -> ResponseHead:
-    """Build a ResponseHead from the raw head (status line through the final CRLF CRLF),
-    already validated by llhttp."""
-    rh = ResponseHead()
-    rh.status = status
-    eol = head.index(b"\r\n")
-    line = head[:eol]
-    if len(line) > 13:
-        rh.reason = line[13:]
-    body_end = len(head) - 2  # keep each line's CRLF, drop the blank line
-    low = head.lower()
-    drops: list[tuple[int, int]] | None = None
-    for m in _RESP_HOP.finditer(low):
-        if drops is None:
-            drops = []
-        drops.append((m.start() + 2, m.end() + 2))
-        name = m.group(1)
-        value = head[m.start(2) : m.end(2)]
-        if name == b"transfer-encoding":
-            rh.te = value
-        elif name == b"upgrade":
-            rh.upgrade = value
-        elif name == b"connection":
-            for token in value.lower().split(b","):
-                token = token.strip()
-                if token in (b"keep-alive", b"close", b"upgrade", b""):
-                    continue
-                if rh.connection_tokens is None:
-                    rh.connection_tokens = []
-                rh.connection_tokens.append(token)
-    if drops is None:
-        rh.block = head[eol + 2 : body_end]
-    else:
-        pieces = []
-        pos = eol + 2
-        for start, end in drops:
-            pieces.append(head[pos:start])
-            pos = end
-        pieces.append(head[pos:body_end])
-        rh.block = b"".join(pieces)
-    if b"\r\ncontent-length:" in low:
-        length = _value(head, low, b"\r\ncontent-length:")
-        try:
-            rh.content_length = int(length or b"")
-        except ValueError:
-            raise HttpError(502, "malformed response: Content-Length") from None
-    if b"\r\ncontent-type:" in low:
-        rh.content_type = _value(head, low, b"\r\ncontent-type:") or b""
-    if b"\r\ndate:" in low:
-        rh.has_date = True
-    if b"\r\nset-cookie:" in low:
-        rh.set_cookie = True
-    return rh
-
-
 class ResponseReader:
-    """Incremental response framing for one upstream connection (no pipelining).
-
-    llhttp validates and frames; the head itself is sliced from the raw bytes (see
-    `parse_response_head`), so headers cost no Python callback each.
-    """
+    """Incremental response framing for one upstream connection (no pipelining)."""
 
     __slots__ = (
-        "_buf",
-        "_handler",
         "_head",
         "_max_headers",
         "_parser",
-        "_scan",
+        "_size",
         "_state",
         "broken",
+        "handler",
         "head_request",
     )
 
     def __init__(self, handler: ResponseHandler, *, max_headers_size: int = 1 << 20) -> None:
-        self._handler = handler
+        #: Receives the events; the data plane points it at the exchange using the connection.
+        self.handler = handler
         self._parser = httptools.HttpResponseParser(self)
         self._head = ResponseHead()
-        self._buf = b""  # bytes of the current head(s) being parsed
-        self._scan = 0
+        self._size = 0
         self._state = 0  # 0: before a final head, 1: in the body, 2: complete
         self._max_headers = max_headers_size
         #: Set before feeding the response to a HEAD request: its body is empty whatever the
@@ -519,11 +448,6 @@ class ResponseReader:
     def feed(self, data: bytes) -> bytes | None:
         """Parse upstream bytes. Returns the bytes after a 101 head (tunnel data), else None.
         Raises HttpError(502) when the upstream response is malformed."""
-        if self._state != 1:
-            self._buf = self._buf + data if self._buf else data
-            if len(self._buf) > self._max_headers:
-                self.broken = True
-                raise HttpError(502, "upstream response head too large")
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -534,7 +458,7 @@ class ResponseReader:
             cause = exc.__context__
             if isinstance(cause, _HeadDone):
                 self._state = 2
-                self._handler.on_response_end()
+                self.handler.on_response_end()
                 return None
             if isinstance(cause, HttpError):
                 raise cause from None
@@ -549,40 +473,71 @@ class ResponseReader:
         head = self._head
         if self._state == 1 and head.content_length < 0 and not head.te:
             self._state = 2
-            self._handler.on_response_end()
+            self.handler.on_response_end()
             return True
         return False
 
     def on_message_begin(self) -> None:
+        self._head = ResponseHead()
+        self._size = 0
         self._state = 0
+
+    def on_status(self, reason: bytes) -> None:
+        self._head.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._size += len(name) + len(value) + 4
+        if self._size > self._max_headers:
+            raise HttpError(502, "upstream response head too large")
+        head = self._head
+        kind = RESPONSE_KINDS.get(name.lower(), H_OTHER)
+        if kind == H_OTHER:
+            head.lines.append(b"%s: %s\r\n" % (name, value))
+        elif kind == H_CONTENT_LENGTH:
+            try:
+                head.content_length = int(value)
+            except ValueError:
+                raise HttpError(502, "malformed response: Content-Length") from None
+            head.lines.append(b"%s: %s\r\n" % (name, value))
+        elif kind == H_CONTENT_TYPE:
+            if not head.content_type:
+                head.content_type = value
+            head.lines.append(b"%s: %s\r\n" % (name, value))
+        elif kind == H_DATE:
+            head.has_date = True
+            head.lines.append(b"%s: %s\r\n" % (name, value))
+        elif kind == H_SET_COOKIE:
+            head.set_cookie = True
+            head.lines.append(b"%s: %s\r\n" % (name, value))
+        elif kind == H_TE:
+            head.te = value
+        elif kind == H_CONNECTION:
+            for token in value.lower().split(b","):
+                token = token.strip()
+                if token in (b"keep-alive", b"close", b"upgrade", b""):
+                    continue
+                if head.connection_tokens is None:
+                    head.connection_tokens = []
+                head.connection_tokens.append(token)
+        elif kind == H_UPGRADE:
+            head.upgrade = value
+        # H_HOP: dropped
 
     def on_headers_complete(self) -> None:
         parser = self._parser
-        buf = self._buf
-        start = self._scan
-        end = buf.find(b"\r\n\r\n", start)
-        if end < 0:
-            raise HttpError(502, "malformed response head")
-        end += 4
-        status = parser.get_status_code()
-        head = self._head = parse_response_head(buf[start:end], status)
+        head = self._head
+        head.status = parser.get_status_code()
         head.keep_alive = parser.should_keep_alive()
-        if status >= 200:
+        if head.status >= 200:
             self._state = 1
-            self._buf = b""
-            self._scan = 0
-        else:
-            self._scan = end  # an interim (1xx) head; the final one follows in the buffer
-        self._handler.on_response(head)
-        if self.head_request and status >= 200:
+        self.handler.on_response(head)
+        if self.head_request and head.status >= 200:
             raise _HeadDone
 
     def on_body(self, data: bytes) -> None:
-        self._handler.on_response_body(data)
+        self.handler.on_response_body(data)
 
     def on_message_complete(self) -> None:
         if self._head.status >= 200:
             self._state = 2
-            self._handler.on_response_end()
-        else:
-            self._state = 0
+            self.handler.on_response_end()
