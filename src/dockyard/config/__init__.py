@@ -14,7 +14,7 @@ from dockyard.errors import ConfigError
 
 from ._source import render_template
 from .errors import ConfigValidationError, kamal_path
-from .loader import KAMAL_VERSION, Globals, load_config, resolve_role
+from .loader import KAMAL_VERSION, load_config
 from .models import (
     Accessory,
     AccessoryPath,
@@ -39,6 +39,7 @@ from .models import (
     Sshkit,
 )
 from .secret import Secret, SecretStore
+from .sections import Globals, resolve_role
 
 __all__ = [
     "KAMAL_VERSION",
