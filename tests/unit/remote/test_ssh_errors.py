@@ -106,3 +106,49 @@ def test_remote_command_with_timeout_adds_a_server_side_guard() -> None:
     assert """exec timeout -s KILL 12 "${SHELL:-/bin/sh}" -c 'docker pull img:1';""" in line
     assert "else eval 'docker pull img:1'; fi" in line
     assert remote_command(["true"]) == "true"
+
+
+def test_dns_failures_are_retried_then_reported(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text("")
+    attempts: list[str] = []
+
+    async def failing_connect(**kwargs: object) -> None:
+        attempts.append(str(kwargs["host"]))
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr("dockyard.remote.ssh.asyncssh.connect", failing_connect)
+
+    async def go() -> None:
+        options = SshOptions(dns_retries=2, known_hosts=(str(known_hosts),))
+        async with SshPool(options) as pool:
+            await pool.transport("web1.example").run(["true"])
+
+    with pytest.raises(ConnectError, match="cannot resolve host name"):
+        asyncio.run(go())
+    assert attempts == ["web1.example"] * 3
+
+
+def test_other_connect_failures_are_not_retried(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text("")
+    attempts = 0
+
+    async def refused(**kwargs: object) -> None:
+        nonlocal attempts
+        attempts += 1
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr("dockyard.remote.ssh.asyncssh.connect", refused)
+
+    async def go() -> None:
+        async with SshPool(SshOptions(known_hosts=(str(known_hosts),))) as pool:
+            await pool.transport("web1").run(["true"])
+
+    with pytest.raises(ConnectError, match=r"cannot reach root@web1:22: connection refused"):
+        asyncio.run(go())
+    assert attempts == 1
