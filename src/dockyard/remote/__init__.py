@@ -1,8 +1,20 @@
 """Running argv on many hosts over SSH (asyncssh) and locally.
 
 ``Transport`` is the seam: ``SshTransport`` (from an ``SshPool``), ``LocalTransport`` and
-``FakeTransport`` implement it. ``run_batch`` sends independent commands in one round trip;
-``run_on_hosts`` fans out across hosts with a limit and per-host outcomes.
+``FakeTransport`` implement it; ``HostPool`` is what a flow holds (``SshPool`` / ``FakePool``).
+``run_batch`` sends independent commands in one round trip; ``run_on_hosts`` / ``pool.on``
+fan out across hosts with a limit and per-host outcomes. Typical use in a flow::
+
+    async with SshPool(SshOptions(user="deploy", keys=("~/.ssh/id_ed25519",))) as pool:
+        raise_for_failures(await pool.connect_all(hosts))
+        outcomes = await pool.on(hosts, lambda ssh: ssh.run(argv, on_output=reporter))
+        raise_for_failures(outcomes)
+        for outcome in outcomes:
+            assert outcome.value is not None
+            outcome.value.check(outcome.host, argv)
+
+Errors leave this package as ``ConnectError`` (ssh layer), ``RemoteCommandError`` /
+``CommandTimeoutError`` (remote layer) or ``HostsFailedError``; never as asyncssh exceptions.
 """
 
 from __future__ import annotations
