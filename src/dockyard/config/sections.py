@@ -164,10 +164,12 @@ def build_proxy(raw: Mapping[str, Any], *, role_name: str | None = None) -> Prox
             max_response_body=buffering.get("max_response_body"),
         ),
         logging=ProxyLogging(
-            request_headers=tuple(logging.get("request_headers") or ())
+            request_headers=tuple(ruby_str(h) for h in logging.get("request_headers") or ())
             or ProxyLogging().request_headers,
             response_headers=(
-                tuple(logging["response_headers"]) if logging.get("response_headers") else None
+                tuple(ruby_str(h) for h in logging["response_headers"])
+                if logging.get("response_headers")
+                else None
             ),
         ),
         run=_build_proxy_run(run) if run and present(run) else None,
@@ -267,7 +269,7 @@ def build_ssh(raw: Mapping[str, Any]) -> Ssh:
         key_data=tuple(ruby_str(k) for k in raw["key_data"])
         if raw.get("key_data") is not None
         else None,
-        config=tuple(config) if isinstance(config, list) else config,
+        config=tuple(ruby_str(c) for c in config) if isinstance(config, list) else config,
     )
 
 
