@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
+import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,7 +153,12 @@ def with_global_options(fn: Callable[..., T]) -> Callable[..., T]:
     """Give a command the global options: its ``opts: GlobalOptions`` parameter is replaced,
     in the signature Typer sees, by the nine options; the wrapper packs them back."""
     signature = inspect.signature(fn)
-    own = [p for p in signature.parameters.values() if p.name != "opts"]
+    resolved = typing.get_type_hints(fn, include_extras=True)
+    own = [
+        p.replace(annotation=resolved.get(p.name, p.annotation))
+        for p in signature.parameters.values()
+        if p.name != "opts"
+    ]
     added = [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=hint)
         for name, hint, default in _GLOBAL_PARAMS
@@ -170,8 +176,9 @@ def with_global_options(fn: Callable[..., T]) -> Callable[..., T]:
         return fn(*args, opts=GlobalOptions(**values), **kwargs)
 
     wrapper.__signature__ = signature.replace(parameters=[*own_kinds, *added])  # type: ignore[attr-defined]
-    hints = dict(getattr(fn, "__annotations__", {}))
-    hints.pop("opts", None)
+    hints = {p.name: p.annotation for p in own}
+    if "return" in resolved:
+        hints["return"] = resolved["return"]
     hints.update({name: hint for name, hint, _ in _GLOBAL_PARAMS})
     wrapper.__annotations__ = hints
     return wrapper

@@ -10,7 +10,13 @@ import importlib
 import typer
 
 #: Modules under dockyard.cli that add commands. Keep their top-level imports light.
-COMMAND_MODULES: tuple[str, ...] = ("secrets_cmd", "config_cmd", "docs_cmd", "init_cmd")
+COMMAND_MODULES: tuple[str, ...] = (
+    "secrets_cmd",
+    "config_cmd",
+    "docs_cmd",
+    "init_cmd",
+    "deploy_cmd",
+)
 
 
 def add_commands(app: typer.Typer) -> None:

@@ -194,6 +194,7 @@ class DeployContext:
     performer_name: str | None = None
     locked_by_name: str | None = None
     _connected: set[str] = field(default_factory=set)
+    _pre_connect_ran: bool = False
 
     # -- output ----------------------------------------------------------------------------
 
@@ -417,9 +418,15 @@ class DeployContext:
         todo = [h for h in hosts if h not in self._connected]
         if not todo:
             return
-        await self.run_hook("pre-connect")
+        await self.pre_connect()
         raise_for_failures(await self.pool.connect_all(todo))
         self._connected.update(todo)
+
+    async def pre_connect(self) -> None:
+        """The ``pre-connect`` hook, once per run, before the first connection (or build)."""
+        if not self._pre_connect_ran:
+            self._pre_connect_ran = True
+            await self.run_hook("pre-connect")
 
     # -- who is deploying --------------------------------------------------------------------
 

@@ -1,0 +1,433 @@
+"""Booting the app on the servers: the per-host survey, the proxy boot, one role on one host,
+the primary-role barrier, boot groups, and tagging the latest image.
+
+Round trips per host for a deploy: one survey batch (network, proxy state, current and running
+versions, name clash), the env-file upload, one batch to start the new container, the proxy
+deploy (which waits for health), and one batch to stop the old container.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from dockyard.commands import app as app_commands
+from dockyard.commands import paths
+from dockyard.commands import proxy as proxy_commands
+from dockyard.commands import server as server_commands
+from dockyard.commands.argv import Argv, docker
+from dockyard.flows.context import DeployContext
+from dockyard.flows.errors import DockerError, FlowProxyError, HealthCheckError
+
+if TYPE_CHECKING:
+    from dockyard.config.models import Role
+
+HEALTH_LOG_LINES = 15
+
+
+class Barrier:
+    """Kamal's primary-role health barrier: other roles wait until the first primary container
+    is healthy, and give up when it failed."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self._healthy: bool | None = None
+
+    def open(self) -> None:
+        if self._healthy is None:
+            self._healthy = True
+        self._event.set()
+
+    def close(self) -> bool:
+        """Mark it failed; True for the first closer (who prints the logs)."""
+        first = self._healthy is None
+        if first:
+            self._healthy = False
+        self._event.set()
+        return first
+
+    async def wait(self) -> bool:
+        await self._event.wait()
+        return bool(self._healthy)
+
+
+@dataclass
+class RoleSurvey:
+    """What a role looks like on a host before the boot."""
+
+    current: str | None = None
+    running: list[str] = field(default_factory=list)
+    clash: bool = False
+    all_versions: list[str] = field(default_factory=list)
+
+
+@dataclass
+class HostSurvey:
+    proxy_image: str | None = None
+    proxy_running: bool = False
+    roles: dict[str, RoleSurvey] = field(default_factory=dict)
+
+
+PROXY_STATE_FORMAT = "{{.Config.Image}} {{.State.Running}}"
+
+
+def _role_queries(ctx: DeployContext, role: Role, version: str) -> list[Argv]:
+    config = ctx.config
+    latest = app_commands._latest_container(config, role, names=True, ancestor=config.latest_image)
+    fallback = app_commands._latest_container(config, role, names=True)
+    running = app_commands.list_versions(config, role, statuses=("running",))
+    every = app_commands.list_versions(config, role, "--all")
+    return [latest, fallback, running, every]
+
+
+async def survey(
+    ctx: DeployContext,
+    host: str,
+    roles: Sequence[Role],
+    version: str,
+    *,
+    proxy: bool = False,
+    network: bool = False,
+) -> HostSurvey:
+    """One round trip: (network create,) (proxy state,) and per role the current version, the
+    running versions, every version and whether ``<prefix>-<version>`` exists."""
+    commands: list[Argv] = []
+    if network:
+        commands += [
+            server_commands.create_network(),
+            proxy_commands.ensure_apps_config_directory(),
+        ]
+    if proxy:
+        commands.append(docker("inspect", "--format", PROXY_STATE_FORMAT, "kamal-proxy"))
+    for role in roles:
+        commands += _role_queries(ctx, role, version)
+    results = await ctx.batch(host, commands, stop_on_error=False, check=False)
+    index = 0
+    if network:
+        made, apps_dir = results[0], results[1]
+        if not made.ok and not server_commands.network_already_exists(made.stderr):
+            raise ctx.failure(host, commands[0], made, what="creating the kamal network")
+        if not apps_dir.ok:
+            raise ctx.failure(host, commands[1], apps_dir, what="creating .kamal/proxy")
+        index = 2
+    out = HostSurvey()
+    if proxy:
+        state = results[index]
+        if state.ok and state.stdout.strip():
+            image, _, flag = state.stdout.strip().rpartition(" ")
+            out.proxy_image, out.proxy_running = image, flag == "true"
+        elif "no such" not in state.stderr.lower() and "not found" not in state.stderr.lower():
+            raise ctx.failure(host, commands[index], state, what="inspecting kamal-proxy")
+        index += 1
+    for role in roles:
+        latest, fallback, running_out, every = results[index : index + 4]
+        index += 4
+        for result, argv in ((fallback, commands[index - 3]), (every, commands[index - 1])):
+            if not result.ok:
+                raise ctx.failure(host, argv, result, what="listing the app containers")
+        prefix = app_commands.container_prefix(ctx.config, role)
+        name = app_commands.first_line(latest.stdout if latest.ok else "") or (
+            app_commands.first_line(fallback.stdout)
+        )
+        versions = app_commands.parse_versions(every.stdout, prefix)
+        out.roles[role.name] = RoleSurvey(
+            current=app_commands.version_from_name(name, prefix) if name else None,
+            running=app_commands.parse_versions(running_out.stdout, prefix),
+            clash=version in versions,
+            all_versions=versions,
+        )
+    return out
+
+
+async def boot_proxy(ctx: DeployContext, host: str, state: HostSurvey) -> None:
+    """Start kamal-proxy on ``host`` when it is not running: ``docker container start``, else
+    ``docker run`` from ``proxy.run`` (or the legacy boot files' defaults)."""
+    if state.proxy_running:
+        return
+    settings = proxy_commands.run_settings(ctx.config.proxy_run(host))
+    start, run = proxy_commands.start_or_run(settings)
+    ctx.info("starting kamal-proxy", host)
+    if state.proxy_image is not None:
+        started = await ctx.run(host, start, check=False)
+        if started.ok:
+            await ctx.audit(host, "Booted proxy")
+            return
+    result = await ctx.run(host, run, check=False, timeout=600)
+    if not result.ok:
+        text = result.stderr.lower()
+        hint = "check proxy.run (registry, repository, version) and the registry login"
+        if "address already in use" in text or "port is already allocated" in text:
+            hint = "ports 80/443 are taken on the server: stop what uses them, or set proxy.run"
+        raise FlowProxyError(
+            f"proxy on {host}: could not start kamal-proxy ({result.describe_status()})\n"
+            + "\n".join(f"  | {line}" for line in result.stderr.strip().splitlines()[-8:]),
+            hint=hint,
+        )
+
+
+@dataclass
+class BootPlan:
+    """One role on one host."""
+
+    host: str
+    role: Role
+    state: RoleSurvey
+    barrier: Barrier | None
+    primary: bool
+    #: Start the existing ``<prefix>-<version>`` container instead of running a new one.
+    start_existing: bool = False
+
+
+async def boot_role(ctx: DeployContext, plan: BootPlan) -> None:
+    """Boot ``plan.role`` at the context's version on ``plan.host``: rename a clashing
+    container, (wait at the barrier,) start the new container, wait until it is healthy (through
+    kamal-proxy, or docker's own state), then stop the old one. On failure the new container is
+    stopped and the old one keeps serving."""
+    config, host, role = ctx.config, plan.host, plan.role
+    version = config.version
+    name = app_commands.container_name(config, role)
+    prefix = app_commands.container_prefix(config, role)
+    old = plan.state.current
+    if plan.state.clash and not plan.start_existing:
+        renamed = app_commands.replaced_version(version, app_commands.random_hex(16))
+        await _rename(ctx, host, role, name, renamed)
+        if old == version:
+            old = renamed
+    if plan.barrier is not None and not plan.primary:
+        ctx.info(f"waiting for the first {config.primary_role_name} container", host)
+        if not await plan.barrier.wait():
+            raise HealthCheckError(
+                f"health check: first {config.primary_role_name} container is unhealthy, "
+                f"not booting {role.name} on {host}"
+            )
+
+    ctx.info(f"booting {name}", host)
+    try:
+        container_id = await _start(ctx, plan, name)
+        if role.running_proxy:
+            await _proxy_deploy(ctx, host, role, container_id, name)
+        else:
+            await _wait_healthy(ctx, host, container_id, name)
+    except BaseException:
+        if plan.barrier is not None and plan.primary:
+            plan.barrier.close()
+        await ctx.run(host, docker("stop", name), check=False)
+        raise
+    if plan.barrier is not None and plan.primary:
+        plan.barrier.open()
+
+    stops = [v for v in dict.fromkeys([*([old] if old else []), *plan.state.running]) if v]
+    stops = [v for v in stops if v != version]
+    if stops:
+        commands = []
+        for stale in stops:
+            stop = docker(
+                "stop",
+                *(("-t", str(role.stop_timeout)) if role.stop_timeout is not None else ()),
+                f"{prefix}-{stale}",
+            )
+            commands.append(stop)
+        await ctx.batch(host, commands, stop_on_error=False, check=False)
+
+
+async def _rename(ctx: DeployContext, host: str, role: Role, name: str, renamed: str) -> None:
+    config = ctx.config
+    prefix = app_commands.container_prefix(config, role)
+    await ctx.batch(
+        host,
+        [
+            await ctx.audit_argv(
+                f"Renaming container {name} to {prefix}-{renamed} as already in use",
+                role=role.name,
+            ),
+            app_commands.rename_container(config, role, config.version, renamed),
+        ],
+    )
+
+
+async def _start(ctx: DeployContext, plan: BootPlan, name: str) -> str:
+    """Start the container; return its ID."""
+    config, host, role = ctx.config, plan.host, plan.role
+    audit = await ctx.audit_argv(f"Booted app version {config.version}", role=role.name)
+    if plan.start_existing:
+        commands = [audit, app_commands.start(config, role), app_commands.container_id_for(name)]
+        results = await ctx.batch(host, commands, check=False)
+        for argv, result in zip(commands, results, strict=True):
+            if not result.ok:
+                raise ctx.failure(host, argv, result, what=f"starting {name}")
+        container_id = app_commands.first_line(results[2].stdout)
+    else:
+        env_file = app_commands.env_file_path(config, role)
+        contents = app_commands.env_file_contents(config, role, host).reveal()
+        await ctx.transport(host).put(contents.encode(), env_file, mode=0o600)
+        hostname = app_commands.container_hostname(host, app_commands.random_hex(12))
+        run = app_commands.run(config, role, host, hostname=hostname)
+        results = await ctx.batch(host, [audit, run], check=False, timeout=600)
+        for argv, result in zip([audit, run], results, strict=True):
+            if not result.ok:
+                raise ctx.failure(host, argv, result, what=f"starting {name}")
+        container_id = app_commands.first_line(results[1].stdout)
+    if not container_id:
+        raise DockerError(f"docker on {host}: no container ID for {name} after starting it")
+    return container_id[:12]
+
+
+async def _proxy_deploy(
+    ctx: DeployContext, host: str, role: Role, container_id: str, name: str
+) -> None:
+    config = ctx.config
+    port = role.proxy.app_port if role.proxy else 80
+    deploy = app_commands.deploy(config, role, f"{container_id}:{port}")
+    result = await ctx.run(host, deploy, check=False, timeout=config.deploy_timeout + 60)
+    if result.ok:
+        return
+    answer = (result.stderr.strip() or result.stdout.strip()).splitlines()[-3:]
+    if not any("healthy" in line for line in answer):
+        text = result.stderr.lower()
+        hint = "is kamal-proxy running? check `dockyard proxy logs`"
+        if "no such container" in text:
+            hint = "kamal-proxy is not running on this host: run `dockyard setup` or `proxy boot`"
+        raise FlowProxyError(
+            f"proxy on {host}: kamal-proxy deploy of {name} failed "
+            f"({result.describe_status()})\n" + "\n".join(f"  | {line}" for line in answer),
+            hint=hint,
+        )
+    raise await _health_failure(ctx, host, container_id, name, answer, probe_from_proxy=True)
+
+
+async def _health_failure(
+    ctx: DeployContext,
+    host: str,
+    container_id: str,
+    name: str,
+    answer: list[str],
+    *,
+    probe_from_proxy: bool,
+) -> HealthCheckError:
+    commands: list[Argv] = [docker("logs", "--tail", str(HEALTH_LOG_LINES), container_id)]
+    if probe_from_proxy:
+        commands.append(docker("logs", "--tail", "300", "kamal-proxy"))
+    else:
+        commands.append(app_commands.container_health_log(container_id))
+    results = await ctx.batch(host, commands, stop_on_error=False, check=False)
+    logs = (results[0].stdout + results[0].stderr).strip().splitlines()[-HEALTH_LOG_LINES:]
+    probe = _last_probe(results[1].stdout + results[1].stderr, container_id, probe_from_proxy)
+    path = "/up"
+    message = [f"health check on {host}: {name} did not become healthy"]
+    message += [f"  proxy: {line}" for line in answer]
+    if probe:
+        message.append(f"  last probe: {probe}")
+    message.append(f"  last {len(logs)} log lines of {name}:" if logs else "  (no log output)")
+    message += [f"  | {line}" for line in logs]
+    message.append("  the previous version keeps serving")
+    return HealthCheckError(
+        "\n".join(message),
+        hint=f"make the app answer 200 on its health check path (default {path}) within "
+        "deploy_timeout, or fix proxy.healthcheck; see `dockyard app logs`",
+    )
+
+
+def _last_probe(text: str, container_id: str, from_proxy: bool) -> str | None:
+    if not from_proxy:
+        try:
+            health = json.loads(text)
+        except ValueError:
+            return None
+        entries = (health or {}).get("Log") or []
+        if not entries:
+            return None
+        last = entries[-1]
+        return f"exit {last.get('ExitCode')}: {str(last.get('Output', '')).strip()[:300]}"
+    lines = [line for line in text.splitlines() if "ealthcheck failed" in line]
+    mine = [line for line in lines if container_id[:12] in line] or lines
+    return mine[-1].strip()[:400] if mine else None
+
+
+async def _wait_healthy(ctx: DeployContext, host: str, container_id: str, name: str) -> None:
+    """Kamal's poll for roles without the proxy: ``healthy`` is ready; ``running`` is ready if
+    still running after ``readiness_delay``; anything else is retried until deploy_timeout."""
+    config = ctx.config
+    deadline = time.monotonic() + config.deploy_timeout
+    attempt = 0
+    status = ""
+    while True:
+        result = await ctx.run(host, app_commands.status(container_id), check=False)
+        status = result.stdout.strip()
+        if status == "healthy":
+            return
+        if status == "running":
+            await asyncio.sleep(config.readiness_delay)
+            again = await ctx.run(host, app_commands.status(container_id), check=False)
+            status = again.stdout.strip()
+            if status in ("running", "healthy"):
+                return
+        attempt += 1
+        if time.monotonic() + attempt > deadline:
+            break
+        await asyncio.sleep(attempt)
+    raise await _health_failure(
+        ctx, host, container_id, name, [f"container status: {status or 'unknown'}"],
+        probe_from_proxy=False,
+    )  # fmt: skip
+
+
+def boot_groups(ctx: DeployContext, hosts: Sequence[str]) -> list[list[str]]:
+    limit = ctx.config.boot.resolved_limit
+    if not limit or limit >= len(hosts):
+        return [list(hosts)]
+    return [list(hosts[i : i + limit]) for i in range(0, len(hosts), limit)]
+
+
+async def boot_app(
+    ctx: DeployContext,
+    surveys: dict[str, HostSurvey],
+    *,
+    start_existing: bool = False,
+) -> None:
+    """``app boot``: per boot group, hooks around it; hosts in parallel, roles on a host in
+    order (primary first), the barrier between the primary role and the others; then tag the
+    image as latest on every host."""
+    config = ctx.config
+    hosts = list(surveys)
+    roles = ctx.roles
+    primary_name = config.primary_role_name
+    needs_barrier = any(r.name == primary_name for r in roles) and any(
+        r.name != primary_name for r in roles
+    )
+    barrier = Barrier() if needs_barrier else None
+    for group in boot_groups(ctx, hosts):
+        await ctx.run_hook("pre-app-boot", hosts=group)
+
+        async def one(host: str) -> None:
+            try:
+                for role in ctx.roles_on(host):
+                    plan = BootPlan(
+                        host=host,
+                        role=role,
+                        state=surveys[host].roles[role.name],
+                        barrier=barrier,
+                        primary=role.name == primary_name,
+                        start_existing=start_existing,
+                    )
+                    await boot_role(ctx, plan)
+            except BaseException:
+                if barrier is not None:
+                    barrier.close()
+                raise
+
+        await ctx.on(group, one)
+        await ctx.run_hook("post-app-boot", hosts=group)
+        if config.boot.wait:
+            await asyncio.sleep(config.boot.wait)
+
+
+def tag_latest_commands(ctx: DeployContext) -> list[Argv]:
+    return [app_commands.tag_latest_image(ctx.config)]
+
+
+def env_directory(ctx: DeployContext) -> str:
+    return paths.role_env_directory(ctx.config.service, ctx.config.destination)

@@ -1,0 +1,141 @@
+"""``build push`` (local docker build, buildx when present, else the legacy builder) and
+``build pull`` (registry login, pull and the ``service`` label check on every app host, in one
+round trip per host)."""
+
+from __future__ import annotations
+
+from dockyard.commands import app as app_commands
+from dockyard.commands import builder as builder_commands
+from dockyard.commands import registry as registry_commands
+from dockyard.commands.argv import Argv
+from dockyard.flows.context import DeployContext
+from dockyard.flows.errors import BuildError, RegistryError
+from dockyard.remote.result import Result
+
+
+def _in_root(ctx: DeployContext, argv: Argv) -> Argv:
+    """Run ``argv`` from the project directory (the build context is relative to it)."""
+    return Argv(
+        ("sh", "-c", 'cd "$1" && shift && exec "$@"', "sh", str(ctx.config.root), *argv.raw())
+    )
+
+
+async def push(ctx: DeployContext) -> None:
+    """Build the image locally and push both tags (version and latest) to the registry."""
+    config = ctx.config
+    await ctx.pre_connect()
+    ctx.step(f"Building {config.absolute_image}...")
+    docker_version, buildx_version = builder_commands.ensure_docker_installed()
+    if not (await ctx.local.run(docker_version)).ok:
+        raise BuildError(
+            "build: Docker is not installed locally",
+            hint="install Docker on this machine, or deploy a pushed image with -P --version",
+        )
+    buildx = (await ctx.local.run(buildx_version)).ok and not config.builder.docker_driver
+    arch_out = await ctx.local.run(builder_commands.local_arch_query())
+    plan = builder_commands.plan(config, builder_commands.parse_arch(arch_out.stdout))
+
+    login = registry_commands.login_for(config)
+    if login is not None and builder_commands.login_to_registry_locally(plan):
+        result = await ctx.local.run(login)
+        if not result.ok:
+            raise RegistryError(
+                f"registry: docker login to {config.registry.server or 'Docker Hub'} was refused "
+                f"locally: {result.stderr.strip()[-300:]}",
+                hint="check registry.username and the password secret",
+            )
+    elif login is None and registry_commands.is_local(config.registry.server):
+        port = registry_commands.local_port(config.registry.server or "")
+        if not (await ctx.local.run(registry_commands.start_local())).ok:
+            await _check(ctx, registry_commands.run_local(port), "starting the local registry")
+    await ctx.run_hook("pre-build")
+
+    if buildx:
+        inspect = builder_commands.inspect_builder(config, plan)
+        outputs = [(await ctx.local.run(argv)).stdout for argv in inspect]
+        if not builder_commands.builder_is_usable(config, plan, outputs):
+            for argv in builder_commands.remove(config, plan):
+                await ctx.local.run(argv)
+            for argv in builder_commands.create(config, plan):
+                await _check(ctx, argv, "creating the buildx builder")
+        commands = builder_commands.push(config, plan)
+        env = builder_commands.push_env(config, plan)
+    else:
+        commands = builder_commands.legacy_build(config)
+        env = builder_commands.push_env(config, plan, legacy=True)
+    for argv in commands:
+        await _check(ctx, _in_root(ctx, argv), argv.display(), env=env, stream=True)
+
+
+async def _check(
+    ctx: DeployContext,
+    argv: Argv,
+    what: str,
+    *,
+    env: dict[str, str] | None = None,
+    stream: bool = False,
+) -> Result:
+    sink = ctx.output if stream and ctx.verbosity >= 0 else None
+    result = await ctx.local.run(argv, env=env, on_output=sink)
+    if not result.ok:
+        tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-15:]
+        is_push = " push " in f" {what} " or "type=registry" in what
+        error = RegistryError if is_push else BuildError
+        layer = "registry" if is_push else "build"
+        raise error(
+            f"{layer}: {what} failed ({result.describe_status()})\n"
+            + "\n".join(f"  | {line}" for line in tail),
+            hint="check the registry credentials and address"
+            if is_push
+            else "fix the Dockerfile or build context and retry",
+        )
+    return result
+
+
+async def pull(ctx: DeployContext, hosts: list[str] | None = None) -> None:
+    """On every app host, in parallel: log in to the registry (once), record the audit line,
+    pull the image (a no-op transfer when the host already has it) and check the image's
+    ``service`` label, all in one round trip per host."""
+    config = ctx.config
+    targets = ctx.app_hosts if hosts is None else hosts
+    await ctx.connect(targets)
+    ctx.step(f"Pulling {config.absolute_image} on {', '.join(targets)}...")
+    login = registry_commands.login_for(config)
+
+    async def one(host: str) -> None:
+        commands: list[Argv] = []
+        if login is not None:
+            commands.append(login)
+        commands += [
+            await ctx.audit_argv(f"Pulled image with version {config.version}"),
+            app_commands.pull_image(config),
+            app_commands.image_service_label(config),
+        ]
+        results = await ctx.batch(host, commands, check=False)
+        offset = 1 if login is not None else 0
+        if login is not None and not results[0].ok:
+            raise RegistryError(
+                f"registry on {host}: docker login to {config.registry.server} was refused: "
+                f"{results[0].stderr.strip()[-300:]}",
+                hint="check registry.username and the password secret, and that the server "
+                "can reach the registry",
+            )
+        if not results[offset].ok:
+            raise ctx.failure(host, commands[offset], results[offset], what="audit log")
+        pulled = results[offset + 1]
+        if not pulled.ok:
+            raise RegistryError(
+                f"registry on {host}: docker pull {config.absolute_image} failed: "
+                f"{(pulled.stderr.strip() or pulled.stdout.strip())[-400:]}",
+                hint="check that the image was pushed with this version (--version), "
+                "and the registry address",
+            )
+        label = results[offset + 2]
+        if not app_commands.has_service_label(label.stdout, config.service):
+            raise RegistryError(
+                f"docker on {host}: {app_commands.missing_service_label_message(config)}",
+                hint=f'add `LABEL service="{config.service}"` to the Dockerfile '
+                "(Dockyard's build adds it for you)",
+            )
+
+    await ctx.on(targets, one)

@@ -1,0 +1,345 @@
+"""The top-level flows: setup, deploy, redeploy, rollback (and the versions available for it),
+remove, and prune. Steps in Kamal's order (kamal.md §2.3); the lock is released in ``finally``
+and post-deploy runs only after a success."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from dockyard.commands import app as app_commands
+from dockyard.commands import paths
+from dockyard.commands import proxy as proxy_commands
+from dockyard.commands import prune as prune_commands
+from dockyard.commands import registry as registry_commands
+from dockyard.commands import server as server_commands
+from dockyard.commands.argv import Argv, argv, docker
+from dockyard.flows import boot, build
+from dockyard.flows.context import DeployContext
+from dockyard.flows.errors import DockerError
+from dockyard.remote.result import Result
+
+__all__ = [
+    "DeployResult",
+    "RollbackResult",
+    "deploy",
+    "prune_all",
+    "redeploy",
+    "remove",
+    "rollback",
+    "rollback_versions",
+    "setup",
+]
+
+
+@dataclass
+class DeployResult:
+    version: str
+    hosts: list[str]
+    seconds: float
+
+
+@dataclass
+class RollbackResult:
+    version: str
+    rolled_back: bool
+    missing: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+async def check_docker(ctx: DeployContext, hosts: Sequence[str]) -> None:
+    """Setup's light bootstrap: Docker must answer on every host; make ``.kamal``."""
+
+    async def one(host: str) -> None:
+        results = await ctx.batch(
+            host,
+            [docker("version", "--format", "{{.Server.Version}}"), argv("mkdir", "-p", ".kamal")],
+            check=False,
+        )
+        if not results[0].ok:
+            text = results[0].stderr.lower()
+            if "not found" in text:
+                hint = "install Docker on the server (`dockyard server bootstrap`)"
+            elif "permission denied" in text:
+                hint = "add the SSH user to the docker group, then log in again"
+            else:
+                hint = "start the Docker daemon on the server"
+            raise DockerError(
+                f"docker on {host}: Docker is not usable: {results[0].stderr.strip()[-300:]}",
+                hint=hint,
+            )
+
+    await ctx.on(hosts, one)
+
+
+async def _deliver(ctx: DeployContext, skip_push: bool) -> None:
+    if not skip_push:
+        await build.push(ctx)
+    await build.pull(ctx)
+
+
+async def _surveys(
+    ctx: DeployContext, hosts: Sequence[str], *, proxy: bool
+) -> dict[str, boot.HostSurvey]:
+    proxy_hosts = set(ctx.proxy_hosts) if proxy else set()
+    version = ctx.version
+
+    async def one(host: str) -> boot.HostSurvey:
+        return await boot.survey(
+            ctx,
+            host,
+            ctx.roles_on(host),
+            version,
+            proxy=host in proxy_hosts,
+            network=host in proxy_hosts,
+        )
+
+    return await ctx.on(hosts, one)
+
+
+async def _boot_proxies(ctx: DeployContext, surveys: dict[str, boot.HostSurvey]) -> None:
+    proxy_hosts = [h for h in ctx.proxy_hosts if h in surveys]
+    if not proxy_hosts:
+        return
+    ctx.step("Ensuring kamal-proxy is running...")
+    await ctx.on(proxy_hosts, lambda host: boot.boot_proxy(ctx, host, surveys[host]))
+
+
+async def _finish_hosts(ctx: DeployContext, hosts: Sequence[str], *, prune: bool) -> None:
+    """Tag the image as latest on every host, and prune (one or two round trips per host)."""
+    config = ctx.config
+
+    async def one(host: str) -> None:
+        commands: list[Argv] = [
+            await ctx.audit_argv(f"Tagging {config.absolute_image} as the latest image"),
+            app_commands.tag_latest_image(config),
+        ]
+        if prune:
+            commands += _prune_queries(ctx)
+        results = await ctx.batch(host, commands, stop_on_error=False, check=False)
+        for command, result in zip(commands[:2], results[:2], strict=True):
+            if not result.ok:
+                raise ctx.failure(host, command, result, what="tagging the latest image")
+        if prune:
+            await _prune_apply(ctx, host, results[2:])
+
+    await ctx.on(hosts, one)
+
+
+def _prune_queries(ctx: DeployContext) -> list[Argv]:
+    service = ctx.config.service
+    return [
+        prune_commands.list_stopped_containers(service),
+        prune_commands.dangling_images(service),
+    ]
+
+
+async def _prune_apply(ctx: DeployContext, host: str, results: Sequence[Result]) -> None:
+    """Given the results of :func:`_prune_queries`: remove the stopped containers beyond
+    ``retain_containers`` and then the images no remaining container uses (two round trips)."""
+    config = ctx.config
+    stopped = results[0]
+    commands: list[Argv] = [await ctx.audit_argv("Pruned containers")]
+    if stopped.ok:
+        retain = max(1, config.retain_containers)
+        for container_id in prune_commands.containers_to_remove(stopped.stdout, retain):
+            commands.append(prune_commands.remove_container(container_id))
+    commands += [
+        await ctx.audit_argv("Pruned images"),
+        prune_commands.list_images(config.service),
+        prune_commands.list_used_images(config.service),
+    ]
+    listed = await ctx.batch(host, commands, stop_on_error=False, check=False)
+    images, used = listed[-2], listed[-1]
+    if not (images.ok and used.ok):
+        return
+    tags = prune_commands.images_to_remove(
+        images.stdout,
+        used.stdout.splitlines(),
+        latest_image=config.latest_image,
+        repository=config.repository,
+    )
+    if tags:
+        removals = [prune_commands.remove_image(tag) for tag in tags]
+        await ctx.batch(host, removals, stop_on_error=False, check=False)
+
+
+async def prune_all(ctx: DeployContext) -> None:
+    """``prune all`` on every selected host, under the lock."""
+    async with ctx.lock("Automatic deploy lock"):
+        hosts = ctx.hosts
+
+        async def one(host: str) -> None:
+            results = await ctx.batch(host, _prune_queries(ctx), stop_on_error=False, check=False)
+            await _prune_apply(ctx, host, results)
+
+        await ctx.on(hosts, one)
+
+
+async def deploy(
+    ctx: DeployContext,
+    *,
+    skip_push: bool = False,
+    proxy_boot: bool = True,
+    prune: bool = True,
+    setup: bool = False,
+) -> DeployResult:
+    """``deploy`` (and, with ``proxy_boot``/``prune`` off, ``redeploy``)."""
+    started = time.monotonic()
+    hosts = ctx.app_hosts
+    version = ctx.version
+    command = "setup" if setup else "deploy" if proxy_boot else "redeploy"
+    ctx.step(f"{command.capitalize()} {ctx.config.service} {version} to {', '.join(hosts)}")
+    if not setup:
+        await _deliver(ctx, skip_push)
+    async with ctx.lock("Automatic deploy lock"):
+        if setup:
+            await check_docker(ctx, ctx.hosts)
+            await _deliver(ctx, skip_push)
+        await ctx.run_hook("pre-deploy")
+        ctx.step("Inspecting the servers...")
+        surveys = await _surveys(ctx, hosts, proxy=proxy_boot)
+        if proxy_boot:
+            await _boot_proxies(ctx, surveys)
+        ctx.step(f"Booting {version}...")
+        await boot.boot_app(ctx, surveys)
+        ctx.step("Tagging the image and pruning..." if prune else "Tagging the image...")
+        await _finish_hosts(ctx, hosts, prune=prune)
+    runtime = time.monotonic() - started
+    await ctx.run_hook("post-deploy", runtime=round(runtime))
+    return DeployResult(version, hosts, runtime)
+
+
+async def setup(ctx: DeployContext, *, skip_push: bool = False) -> DeployResult:
+    """``setup``: check Docker on the servers, then deploy (the proxy is booted as needed)."""
+    return await deploy(ctx, skip_push=skip_push, setup=True)
+
+
+async def redeploy(ctx: DeployContext, *, skip_push: bool = False) -> DeployResult:
+    return await deploy(ctx, skip_push=skip_push, proxy_boot=False, prune=False)
+
+
+async def rollback(ctx: DeployContext, version: str) -> RollbackResult:
+    """Boot an existing container version again: start it, switch kamal-proxy to it, stop the
+    current one. When some host lacks that version nothing changes (a message, not an error)."""
+    started = time.monotonic()
+    ctx.with_version(version)
+    hosts = ctx.app_hosts
+    ctx.step(f"Rolling back {ctx.config.service} to {version} on {', '.join(hosts)}")
+    async with ctx.lock("Automatic deploy lock"):
+        surveys = await _surveys(ctx, hosts, proxy=False)
+        missing = [
+            f"{host} ({role.name})"
+            for host in hosts
+            for role in ctx.roles_on(host)
+            if version not in surveys[host].roles[role.name].all_versions
+        ]
+        if missing:
+            return RollbackResult(version, False, missing)
+        await ctx.run_hook("pre-deploy")
+        await boot.boot_app(ctx, surveys, start_existing=True)
+        await _finish_hosts(ctx, hosts, prune=False)
+    runtime = time.monotonic() - started
+    await ctx.run_hook("post-deploy", runtime=round(runtime))
+    return RollbackResult(version, True, [], runtime)
+
+
+@dataclass
+class VersionInfo:
+    version: str
+    hosts: list[str]
+    current_on: list[str]
+
+
+async def rollback_versions(ctx: DeployContext) -> list[VersionInfo]:
+    """Versions that exist as containers (for every selected role) on hosts, newest first,
+    and where each one is the current version."""
+    hosts = ctx.app_hosts
+    await ctx.connect(hosts)
+    try:
+        probe_version = ctx.version
+    except Exception:  # no git and no --version: any name works for a survey
+        probe_version = "-"
+    surveys = await _surveys_for(ctx, hosts, probe_version)
+    found: dict[str, VersionInfo] = {}
+    for host in hosts:
+        roles = ctx.roles_on(host)
+        if not roles:
+            continue
+        common: list[str] | None = None
+        for role in roles:
+            versions = surveys[host].roles[role.name].all_versions
+            common = versions if common is None else [v for v in common if v in versions]
+        for version in common or []:
+            if "_replaced_" in version:
+                continue
+            info = found.setdefault(version, VersionInfo(version, [], []))
+            info.hosts.append(host)
+            if all(surveys[host].roles[r.name].current == version for r in roles):
+                info.current_on.append(host)
+    return list(found.values())
+
+
+async def _surveys_for(
+    ctx: DeployContext, hosts: Sequence[str], version: str
+) -> dict[str, boot.HostSurvey]:
+    async def one(host: str) -> boot.HostSurvey:
+        return await boot.survey(ctx, host, ctx.roles_on(host), version)
+
+    return await ctx.on(hosts, one)
+
+
+async def remove(ctx: DeployContext) -> list[str]:
+    """``remove``: the app's containers, images and files on every host, kamal-proxy too when
+    no other app uses it, and the registry login. Safe to run twice."""
+    config = ctx.config
+    hosts = ctx.hosts
+    ctx.step(f"Removing {config.service} from {', '.join(hosts)}")
+    async with ctx.lock("Automatic deploy lock"):
+
+        async def one(host: str) -> None:
+            roles = ctx.roles_on(host)
+            first: list[Argv] = []
+            for role in roles:
+                if role.running_proxy:
+                    first.append(app_commands.remove(config, role))
+            filters = ("--filter", f"label=service={config.service}")
+            dest = ("--filter", f"label=destination={config.destination or ''}")
+            first += [
+                docker("ps", "-q", *filters, *dest),
+                docker("ps", "-q", "-a", *filters, *dest),
+            ]
+            results = await ctx.batch(host, first, stop_on_error=False, check=False)
+            running = results[-2].stdout.split()
+            every = results[-1].stdout.split()
+            second: list[Argv] = []
+            if running:
+                second.append(docker("stop", *running))
+            if every:
+                second.append(docker("rm", "--force", *every))
+            second += [
+                app_commands.remove_images(config),
+                argv("rm", "-rf", paths.app_directory(config.service, config.destination)),
+                argv("rm", "-rf", paths.proxy_app_directory(config.service, config.destination)),
+                server_commands.list_app_directories(),
+            ]
+            results = await ctx.batch(host, second, stop_on_error=False, check=False)
+            for command, result in zip(second[:-1], results[:-1], strict=True):
+                if not result.ok:
+                    raise ctx.failure(host, command, result, what="removing the app")
+            others = server_commands.count_lines(results[-1].stdout) if results[-1].ok else 0
+            third: list[Argv] = []
+            if others == 0 and host in ctx.proxy_hosts:
+                third += [
+                    docker("container", "rm", "--force", "kamal-proxy"),
+                    proxy_commands.remove_proxy_directory(),
+                ]
+            login = registry_commands.login_for(config)
+            if login is not None:
+                third.append(registry_commands.logout_for(config))
+            third.append(await ctx.audit_argv(f"Removed app {config.service}"))
+            await ctx.batch(host, third, stop_on_error=False, check=False)
+
+        await ctx.on(hosts, one)
+    return hosts
