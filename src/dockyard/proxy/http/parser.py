@@ -200,12 +200,7 @@ class RequestReader:
         self._max_headers = max_headers_size
         self._max_count = max_header_count
         self._parser = httptools.HttpRequestParser(self)
-        self._head = RequestHead()
-        self._url = b""
-        self._header_bytes = 0
-        self._header_count = 0
-        self._host_count = 0
-        self._te_seen = False
+        self._reset()
         self.upgraded = False
 
     def feed(self, data: bytes) -> bytes | None:
@@ -230,7 +225,8 @@ class RequestReader:
 
     # httptools callbacks -------------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
+    def _reset(self) -> None:
+        """Ready for the next request head (instead of an on_message_begin callback)."""
         self._head = RequestHead()
         self._url = b""
         self._header_bytes = 0
@@ -348,6 +344,7 @@ class RequestReader:
             head.upgrade = b""  # Upgrade without "Connection: upgrade" is not a request to switch
         if parser.should_upgrade() and head.has_body:
             raise HttpError(400, "Bad Request: upgrade with a body")
+        self._reset()
         self._handler.on_request(head)
 
     def on_body(self, data: bytes) -> None:
@@ -477,14 +474,6 @@ class ResponseReader:
             return True
         return False
 
-    def on_message_begin(self) -> None:
-        self._head = ResponseHead()
-        self._size = 0
-        self._state = 0
-
-    def on_status(self, reason: bytes) -> None:
-        self._head.reason += reason
-
     def on_header(self, name: bytes, value: bytes) -> None:
         self._size += len(name) + len(value) + 4
         if self._size > self._max_headers:
@@ -538,6 +527,10 @@ class ResponseReader:
         self.handler.on_response_body(data)
 
     def on_message_complete(self) -> None:
-        if self._head.status >= 200:
-            self._state = 2
+        # Reset for the next response here (no on_message_begin callback).
+        status = self._head.status
+        self._head = ResponseHead()
+        self._size = 0
+        self._state = 0
+        if status >= 200:
             self.handler.on_response_end()
