@@ -1091,29 +1091,33 @@ class Exchange:
             raw_path = unquote_to_bytes(raw_path)
         xff = head.xff
         addr = client.log_addr
+        cached = _ESCAPED.get  # low-cardinality values only: hosts, types, agents, names
+        opts = self.opts
         line = _LOG_LINE % (
             format_time(time.time_ns()),
-            _esc_bytes(head.host),
+            cached(head.host) or _esc_bytes(head.host),
             plane.log_port,
-            _esc_bytes(raw_path),
-            _esc_bytes(self.request_id),
+            json_str(raw_path.decode("utf-8", "replace")),
+            json_str(self.request_id.decode("utf-8", "replace")),
             self.status or 200,
-            _esc_str(service.name) if service is not None else '""',
-            _esc_str(target.name) if target is not None else '""',
+            (cached(service.name) or _esc_str(service.name)) if service is not None else '""',
+            (cached(target.name) or _esc_str(target.name)) if target is not None else '""',
             time.perf_counter_ns() - self.start_ns,
-            _esc_str(head.method),
+            cached(head.method) or _esc_str(head.method),
             head.content_length if head.content_length >= 0 else (-1 if head.chunked else 0),
-            _esc_bytes(head.content_type),
+            cached(head.content_type) or _esc_bytes(head.content_type),
             self.resp_bytes,
-            _esc_bytes(self.resp_ctype),
+            cached(self.resp_ctype) or _esc_bytes(self.resp_ctype),
             addr,
             client.log_port,
-            _esc_bytes(xff[0]) if xff else addr,
-            _esc_bytes(head.user_agent),
+            json_str(xff[0].decode("utf-8", "replace")) if xff else addr,
+            cached(head.user_agent) or _esc_bytes(head.user_agent),
             head.version,
             "https" if plane.tls else "http",
-            _esc_bytes(head.query),
-            self._custom_log_fields() if service is not None and target is not None else "",
+            json_str(head.query.decode("utf-8", "replace")) if head.query else '""',
+            self._custom_log_fields()
+            if (opts.log_request_headers or opts.log_response_headers) and target is not None
+            else "",
         )
         access_log(line)
 

@@ -445,6 +445,11 @@ class ResponseReader:
     def feed(self, data: bytes) -> bytes | None:
         """Parse upstream bytes. Returns the bytes after a 101 head (tunnel data), else None.
         Raises HttpError(502) when the upstream response is malformed."""
+        if self._state == 0:
+            self._size += len(data)
+            if self._size > self._max_headers:
+                self.broken = True
+                raise HttpError(502, "upstream response head too large")
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -475,9 +480,6 @@ class ResponseReader:
         return False
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._size += len(name) + len(value) + 4
-        if self._size > self._max_headers:
-            raise HttpError(502, "upstream response head too large")
         head = self._head
         kind = RESPONSE_KINDS.get(name.lower(), H_OTHER)
         if kind == H_OTHER:
