@@ -280,8 +280,7 @@ async def _proxy_deploy(
     ctx: DeployContext, host: str, role: Role, container_id: str, name: str
 ) -> None:
     config = ctx.config
-    port = role.proxy.app_port if role.proxy else 80
-    deploy = app_commands.deploy(config, role, f"{container_id}:{port}")
+    deploy = app_commands.deploy(config, role, container_id)
     result = await ctx.run(host, deploy, check=False, timeout=config.deploy_timeout + 60)
     if result.ok:
         return

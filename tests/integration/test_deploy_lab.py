@@ -1,0 +1,315 @@
+"""Dockyard deploys the hello app to the lab's two servers, end to end through the CLI:
+setup of v1, deploy of v2 under a request loop with zero failed requests, rollback listing and
+rollback to v1, a broken image failing its health check while v1 keeps serving, lock
+contention, and `remove` twice leaving nothing behind.
+
+The tests run in file order and share one project (module fixture)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from dockyard.commands.lock import encode_details
+from lab.state import LabDoc
+from lab.testing import LabSsh
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = REPO / ".venv" / "bin" / "python"
+PROXY_VERSION = "v0.9.2"
+
+
+def _run(
+    argv: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    input: str | None = None,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        input=input,
+        stdin=None if input is not None else subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def get(url: str, timeout: float = 5) -> tuple[int, str]:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=timeout) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+@dataclass
+class Project:
+    root: Path
+    env: dict[str, str]
+    lab: LabDoc
+
+    def dockyard(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return _run(
+            [str(PYTHON), "-m", "dockyard", *args], env=self.env, cwd=self.root, timeout=timeout
+        )
+
+    def answers(self) -> list[tuple[int, str]]:
+        return [get(f"http://{s.address}/") for s in self.lab.servers]
+
+
+def _out(proc: subprocess.CompletedProcess[str]) -> str:
+    return (proc.stdout + proc.stderr)[-5000:]
+
+
+@pytest.fixture(scope="module")
+def project(lab: LabDoc) -> Iterator[Project]:
+    build = _run([str(PYTHON), "-m", "lab", "build", "proxy"], cwd=REPO, timeout=1800)
+    assert build.returncode == 0, build.stderr[-3000:]
+    reg = lab.registry.address
+    with tempfile.TemporaryDirectory(prefix="dockyard-deploy-") as tmp:
+        root = Path(tmp)
+        env = {"DOCKER_CONFIG": str(root / "docker")}  # the host's docker login stays untouched
+        login = _run(
+            ["docker", "login", reg, "-u", lab.registry.username, "--password-stdin"],
+            env=env,
+            input=lab.registry.password,
+        )
+        assert login.returncode == 0, login.stderr
+        pushes = [("dockyard-proxy:lab", f"{reg}/dockyard-proxy:{PROXY_VERSION}")] + [
+            (f"dockyard-lab/hello:{v}", f"{reg}/hello:{v}") for v in ("v1", "v2", "broken")
+        ]
+        for source, ref in pushes:
+            assert _run(["docker", "tag", source, ref], env=env).returncode == 0
+            pushed = _run(["docker", "push", ref], env=env)
+            assert pushed.returncode == 0, pushed.stderr
+        ssh_config = root / "ssh_config"
+        ssh_config.write_text(
+            f"Host *\n  UserKnownHostsFile {lab.ssh.known_hosts}\n  StrictHostKeyChecking yes\n"
+        )
+        app = root / "app"
+        (app / "config").mkdir(parents=True)
+        (app / ".kamal").mkdir()
+        (app / ".kamal" / "secrets").write_text(
+            f"KAMAL_REGISTRY_PASSWORD={lab.registry.password}\nSECRET_TOKEN=t0ps3cret\n"
+        )
+        servers = "\n".join(f"    - {s.address}" for s in lab.servers)
+        (app / "config" / "deploy.yml").write_text(
+            f"""service: hello
+image: hello
+servers:
+  web:
+{servers}
+registry:
+  server: {reg}
+  username: {lab.registry.username}
+  password:
+    - KAMAL_REGISTRY_PASSWORD
+env:
+  clear:
+    GREETING: hi
+  secret:
+    - SECRET_TOKEN
+builder:
+  arch: amd64
+deploy_timeout: 10
+proxy:
+  app_port: 80
+  healthcheck:
+    interval: 1
+  run:
+    registry: {reg}
+    repository: dockyard-proxy
+    version: {PROXY_VERSION}
+ssh:
+  user: {lab.ssh.user}
+  keys_only: true
+  keys:
+    - {lab.ssh.key}
+  config: {ssh_config}
+"""
+        )
+        yield Project(app, env, lab)
+
+
+@dataclass
+class LoadLoop:
+    """A bounded request loop against every server's port 80 in a thread."""
+
+    urls: list[str]
+    allowed: tuple[str, ...]
+    max_seconds: float = 120
+    ok: int = 0
+    errors: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def _loop(self) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            for url in self.urls:
+                try:
+                    status, body = get(url)
+                except OSError as exc:
+                    self.errors.append(f"{url}: {exc!r}")
+                    continue
+                if status != 200 or body not in self.allowed:
+                    self.errors.append(f"{url}: {status} {body[:80]}")
+                else:
+                    self.ok += 1
+
+    def __enter__(self) -> LoadLoop:
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        time.sleep(0.3)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join(30)
+
+
+def test_setup_deploys_v1_to_both_servers(project: Project, lab_ssh: LabSsh) -> None:
+    setup = project.dockyard("setup", "-P", "--version", "v1")
+    assert setup.returncode == 0, _out(setup)
+    assert "Traceback" not in setup.stderr
+    assert project.answers() == [(200, "v1"), (200, "v1")]
+    reg = project.lab.registry.address
+    for server in project.lab.servers:
+        names = lab_ssh(server.address, "docker", "ps", "--format", "{{.Names}}").stdout.split()
+        assert "hello-web-v1" in names and "kamal-proxy" in names
+        labels = lab_ssh(
+            server.address, "docker", "inspect", "-f",
+            "{{index .Config.Labels \"service\"}} {{index .Config.Labels \"role\"}}",
+            "hello-web-v1",
+        ).stdout.split()  # fmt: skip
+        assert labels == ["hello", "web"]
+        image = lab_ssh(
+            server.address, "docker", "inspect", "-f", "{{.Config.Image}}", "kamal-proxy"
+        ).stdout.strip()
+        assert image == f"{reg}/dockyard-proxy:{PROXY_VERSION}"
+        env_file = ".kamal/apps/hello/env/roles/web.env"
+        mode = lab_ssh(server.address, "stat", "-c", "%a", env_file).stdout.strip()
+        assert mode == "600"
+        assert "SECRET_TOKEN=t0ps3cret" in lab_ssh(server.address, "cat", env_file).stdout
+        env = lab_ssh(server.address, "docker", "exec", "hello-web-v1", "env").stdout.splitlines()
+        assert "GREETING=hi" in env and "SECRET_TOKEN=t0ps3cret" in env
+        audit = lab_ssh(server.address, "cat", ".kamal/hello-audit.log").stdout
+        assert "Pulled image with version v1" in audit
+        assert "[web] Booted app version v1" in audit
+        assert f"Tagging {reg}/hello:v1 as the latest image" in audit
+        # no lock left behind
+        assert lab_ssh(server.address, "ls", ".kamal").stdout.find("lock-hello") == -1
+
+
+def test_deploy_v2_under_load_has_zero_failed_requests(project: Project, lab_ssh: LabSsh) -> None:
+    urls = [f"http://{s.address}/" for s in project.lab.servers]
+    with LoadLoop(urls, ("v1", "v2")) as load:
+        started = time.monotonic()
+        deploy = project.dockyard("deploy", "-P", "--version", "v2")
+        took = time.monotonic() - started
+    assert deploy.returncode == 0, _out(deploy)
+    assert load.errors == []
+    assert load.ok > 10
+    print(f"\ndockyard deploy -P (2 servers): {took:.1f}s, {load.ok} requests, 0 errors")
+    assert project.answers() == [(200, "v2"), (200, "v2")]
+    for server in project.lab.servers:
+        running = lab_ssh(server.address, "docker", "ps", "--format", "{{.Names}}").stdout.split()
+        assert "hello-web-v2" in running and "hello-web-v1" not in running
+        stopped = lab_ssh(
+            server.address, "docker", "ps", "-a", "--format", "{{.Names}}"
+        ).stdout.split()
+        assert "hello-web-v1" in stopped  # kept for rollback
+
+
+def test_rollback_lists_versions_and_rolls_back_to_v1(project: Project) -> None:
+    listed = project.dockyard("rollback")
+    assert listed.returncode == 0, _out(listed)
+    assert "v1" in listed.stdout and "v2 (current)" in listed.stdout
+    missing = project.dockyard("rollback", "nope")
+    assert missing.returncode != 0
+    assert "not available as a container" in missing.stderr
+    urls = [f"http://{s.address}/" for s in project.lab.servers]
+    with LoadLoop(urls, ("v1", "v2")) as load:
+        rollback = project.dockyard("rollback", "v1")
+    assert rollback.returncode == 0, _out(rollback)
+    assert load.errors == []
+    assert project.answers() == [(200, "v1"), (200, "v1")]
+
+
+def test_broken_image_fails_health_check_and_v1_keeps_serving(
+    project: Project, lab_ssh: LabSsh
+) -> None:
+    urls = [f"http://{s.address}/" for s in project.lab.servers]
+    with LoadLoop(urls, ("v1",)) as load:
+        broken = project.dockyard("deploy", "-P", "--version", "broken")
+    assert broken.returncode != 0
+    err = broken.stderr
+    assert "Traceback" not in err
+    assert "health check on" in err and "hello-web-broken did not become healthy" in err
+    assert "the previous version keeps serving" in err
+    assert "hint:" in err
+    assert load.errors == []
+    assert project.answers() == [(200, "v1"), (200, "v1")]
+    primary = project.lab.servers[0].address
+    assert "lock-hello" not in lab_ssh(primary, "ls", ".kamal").stdout
+    for server in project.lab.servers:
+        running = lab_ssh(server.address, "docker", "ps", "--format", "{{.Names}}").stdout.split()
+        assert "hello-web-broken" not in running
+
+
+def test_second_deploy_while_locked_fails_clearly(project: Project, lab_ssh: LabSsh) -> None:
+    primary = project.lab.servers[0].address
+    details = "Locked by: Alice at 2026-11-28T08:00:00Z\nVersion: v9\nMessage: hot fix"
+    lab_ssh(primary, "mkdir", "-p", ".kamal/lock-hello")
+    lab_ssh(primary, "tee", ".kamal/lock-hello/details", input=encode_details(details))
+    try:
+        locked = project.dockyard("deploy", "-P", "--version", "v2")
+    finally:
+        lab_ssh(primary, "rm", "-r", ".kamal/lock-hello")
+    assert locked.returncode != 0
+    assert "Deploy lock already in place" in locked.stderr
+    assert "Locked by: Alice" in locked.stderr and "Message: hot fix" in locked.stderr
+    assert "Traceback" not in locked.stderr
+    assert project.answers() == [(200, "v1"), (200, "v1")]
+
+
+def test_remove_leaves_nothing_and_runs_twice(project: Project, lab_ssh: LabSsh) -> None:
+    for attempt in range(2):
+        removed = project.dockyard("remove", "-y")
+        assert removed.returncode == 0, f"attempt {attempt}: {_out(removed)}"
+    for server in project.lab.servers:
+        names = lab_ssh(
+            server.address, "docker", "ps", "-a", "--format", "{{.Names}}"
+        ).stdout.split()
+        assert not [n for n in names if n.startswith("hello-") or n == "kamal-proxy"]
+        images = lab_ssh(
+            server.address, "docker", "image", "ls", "--format", "{{.Repository}}"
+        ).stdout.split()
+        assert not [i for i in images if i.endswith("/hello")]
+        listing = lab_ssh(server.address, "ls", "-a", ".kamal").stdout.split()
+        assert "apps" not in listing or lab_ssh(server.address, "ls", ".kamal/apps").stdout == ""
+        assert "proxy" not in listing
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-v"]))

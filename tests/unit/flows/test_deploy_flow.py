@@ -1,0 +1,258 @@
+"""The deploy flows against FakePool: exact commands per host, in order, and the errors."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+
+from dockyard.config import Config
+from dockyard.flows import deploy as flows
+from dockyard.flows.context import DeployContext, Event
+from dockyard.flows.errors import HealthCheckError, RegistryError
+from dockyard.remote import FakePool, FakeTransport, Result
+
+from .conftest import MakeConfig
+
+NOW = datetime(2026, 11, 28, 9, 0, 0, tzinfo=UTC)
+WEB_ONLY = """service: hello
+image: hello
+servers:
+  - 10.0.0.1
+  - 10.0.0.2
+registry:
+  server: reg.test:5000
+  username: bob
+  password:
+    - KAMAL_REGISTRY_PASSWORD
+builder:
+  arch: amd64
+proxy:
+  run:
+    registry: reg.test:5000
+    repository: dockyard-proxy
+    version: v0.9.2
+"""
+LABELS = ["--filter", "label=service=hello", "--filter", "label=destination=",
+          "--filter", "label=role=web"]  # fmt: skip
+
+
+def server(current: str | None = None, proxy_running: bool = True, health_ok: bool = True):  # type: ignore[no-untyped-def]
+    def script(fake: FakeTransport) -> None:
+        def respond(args: list[str]) -> Result | None:
+            if args[:2] == ["docker", "inspect"] and args[-1] == "kamal-proxy":
+                if proxy_running:
+                    return Result(0, "reg.test:5000/dockyard-proxy:v0.9.2 true\n", "")
+                return Result(1, "", "Error: No such object: kamal-proxy\n")
+            if args[:3] == ["docker", "inspect", "-f"]:
+                return Result(0, "hello\n", "")
+            if args[:2] == ["docker", "ps"] and "--latest" in args:
+                return Result(0, f"hello-web-{current}\n" if current else "", "")
+            if args[:2] == ["docker", "ps"] and "--format" in args:
+                return Result(0, f"hello-web-{current}\n" if current else "", "")
+            if args[:2] == ["docker", "run"] and "--name" in args:
+                return Result(0, "abcdef1234567890\n", "")
+            if args[:4] == ["docker", "exec", "kamal-proxy", "kamal-proxy"] and not health_ok:
+                return Result(
+                    1, "", "Error: target failed to become healthy within configured timeout\n"
+                )
+            if args[:2] == ["docker", "logs"] and "kamal-proxy" in args:
+                return Result(0, '{"msg":"Healthcheck failed","target":"abcdef123456",'
+                                 '"error":"status 500"}\n', "")  # fmt: skip
+            if args[:2] == ["docker", "logs"]:
+                return Result(0, "booting\nlistening on 80\n", "")
+            return None
+
+        fake.responder = respond
+
+    return script
+
+
+def make_ctx(config: Config, pool: FakePool) -> tuple[DeployContext, list[Event]]:
+    events: list[Event] = []
+    local = FakeTransport(host="local")
+    local.on(["git", "config", "user.email"], Result(0, "dev@example.com\n", ""))
+    local.on(["git", "config", "user.name"], Result(0, "Dev\n", ""))
+    ctx = DeployContext(
+        config=config, pool=pool, reporter=events.append, local=local, clock=lambda: NOW
+    )
+    return ctx, events
+
+
+def _shape(args: list[str]) -> list[str]:
+    """Commands with random parts and audit lines reduced to something stable."""
+    if args[:2] == ["sh", "-c"] and "printf" in args[2]:
+        return ["audit", args[-1].split("] ", 2)[-1]]
+    if args[:2] == ["docker", "run"]:
+        return ["docker", "run", args[args.index("--name") + 1]]
+    if args[:2] == ["docker", "login"]:
+        return ["docker", "login", args[2]]
+    return args
+
+
+def test_deploy_commands_per_host_in_order(make_config: MakeConfig) -> None:
+    config = make_config(WEB_ONLY, version="v2")
+    pool = FakePool(setup=server(current="v1"))
+    ctx, _ = make_ctx(config, pool)
+    result = asyncio.run(flows.deploy(ctx, skip_push=True))
+    assert result.hosts == ["10.0.0.1", "10.0.0.2"]
+    primary = [_shape(c) for c in pool.transports["10.0.0.1"].commands]
+    other = [_shape(c) for c in pool.transports["10.0.0.2"].commands]
+    pulled = [
+        ["docker", "login", "reg.test:5000"],
+        ["audit", "Pulled image with version v2"],
+        ["docker", "pull", "reg.test:5000/hello:v2"],
+        ["docker", "inspect", "-f", "{{ .Config.Labels.service }}", "reg.test:5000/hello:v2"],
+        ["mkdir", "-p", ".kamal"],
+    ]
+    lock = [["mkdir", ".kamal/lock-hello"], ["tee", ".kamal/lock-hello/details"]]
+    survey = [
+        ["docker", "network", "create", "kamal"],
+        ["mkdir", "-p", ".kamal/proxy/apps-config"],
+        ["docker", "inspect", "--format", "{{.Config.Image}} {{.State.Running}}", "kamal-proxy"],
+        ["docker", "ps", "--latest", "--format", "{{.Names}}", *LABELS,
+         "--filter", "status=running", "--filter", "status=restarting",
+         "--filter", "ancestor=reg.test:5000/hello:latest"],
+        ["docker", "ps", "--latest", "--format", "{{.Names}}", *LABELS,
+         "--filter", "status=running", "--filter", "status=restarting"],
+        ["docker", "ps", *LABELS, "--filter", "status=running", "--format", "{{.Names}}"],
+        ["docker", "ps", *LABELS, "--all", "--format", "{{.Names}}"],
+    ]  # fmt: skip
+    boot = [
+        ["audit", "[web] Booted app version v2"],
+        ["docker", "run", "hello-web-v2"],
+        ["docker", "exec", "kamal-proxy", "kamal-proxy", "deploy", "hello-web",
+         "--target=abcdef123456:80", "--deploy-timeout=30s", "--drain-timeout=30s",
+         "--buffer-requests", "--buffer-responses", "--log-request-header=Cache-Control",
+         "--log-request-header=Last-Modified", "--log-request-header=User-Agent"],
+        ["docker", "stop", "hello-web-v1"],
+    ]  # fmt: skip
+    finish = [
+        ["audit", "Tagging reg.test:5000/hello:v2 as the latest image"],
+        ["docker", "tag", "reg.test:5000/hello:v2", "reg.test:5000/hello:latest"],
+        ["docker", "ps", "-q", "-a", "--filter", "label=service=hello", "--filter",
+         "status=created", "--filter", "status=exited", "--filter", "status=dead"],
+        ["docker", "image", "prune", "--force", "--filter", "label=service=hello"],
+        ["audit", "Pruned containers"],
+        ["audit", "Pruned images"],
+        ["docker", "image", "ls", "--filter", "label=service=hello", "--format",
+         "{{.ID}} {{.Repository}}:{{.Tag}}"],
+        ["docker", "container", "ls", "-a", "--format", "{{.Image}}", "--filter",
+         "label=service=hello"],
+    ]  # fmt: skip
+    release = [["rm", ".kamal/lock-hello/details"], ["rm", "-r", ".kamal/lock-hello"]]
+    assert primary == pulled + lock + survey + boot + finish + release
+    assert other == pulled + survey + boot + finish
+    # the env file went up with mode 0600, before the container started
+    uploads = pool.transports["10.0.0.2"].uploads
+    assert [(u.path, u.mode) for u in uploads] == [(".kamal/apps/hello/env/roles/web.env", 0o600)]
+    # one registry login per host
+    logins = [c for c in pool.transports["10.0.0.1"].commands if c[:2] == ["docker", "login"]]
+    assert len(logins) == 1
+
+
+def test_deploy_boots_the_proxy_when_it_is_missing(make_config: MakeConfig) -> None:
+    config = make_config(WEB_ONLY, version="v1")
+    pool = FakePool(setup=server(proxy_running=False))
+    ctx, _ = make_ctx(config, pool)
+    asyncio.run(flows.deploy(ctx, skip_push=True))
+    commands = pool.transports["10.0.0.2"].commands
+    # (the proxy's run has a $PWD bind mount, so it goes through a shell)
+    lines = [" ".join(c) for c in commands]
+    proxy = next(i for i, line in enumerate(lines) if "docker run --name kamal-proxy" in line)
+    assert "reg.test:5000/dockyard-proxy:v0.9.2 kamal-proxy run" in lines[proxy]
+    app = next(i for i, line in enumerate(lines) if line.startswith("docker run --detach"))
+    assert proxy < app
+    assert ["docker", "container", "start", "kamal-proxy"] not in commands  # no container yet
+    assert not any(c[:2] == ["docker", "stop"] for c in commands)  # nothing old to stop
+
+
+def test_health_check_failure_stops_new_container_and_releases_lock(
+    make_config: MakeConfig,
+) -> None:
+    config = make_config(WEB_ONLY, version="v2")
+    pool = FakePool(setup=server(current="v1", health_ok=False))
+    ctx, _ = make_ctx(config, pool)
+    with pytest.raises(Exception) as info:
+        asyncio.run(flows.deploy(ctx, skip_push=True))
+    text = info.value.args[0] if info.value.args else str(info.value)
+    assert "health check on 10.0.0.1: hello-web-v2 did not become healthy" in text
+    assert "last probe:" in text and "status 500" in text
+    assert "listening on 80" in text
+    commands = pool.transports["10.0.0.1"].commands
+    assert ["docker", "stop", "hello-web-v2"] in commands
+    assert ["docker", "stop", "hello-web-v1"] not in commands
+    assert commands[-1] == ["rm", "-r", ".kamal/lock-hello"]
+    assert not ctx.holding_lock
+    inner = getattr(info.value, "failures", [])
+    assert inner and all(isinstance(e, HealthCheckError) for _, e in inner)
+
+
+def test_pull_failure_names_registry_and_host(make_config: MakeConfig) -> None:
+    config = make_config(WEB_ONLY, version="v9")
+
+    def script(fake: FakeTransport) -> None:
+        server()(fake)
+        fake.on(["docker", "pull"], Result(1, "", "manifest for reg.test:5000/hello:v9 not found"))
+
+    pool = FakePool(setup=script)
+    ctx, _ = make_ctx(config, pool)
+    with pytest.raises(Exception) as info:
+        asyncio.run(flows.deploy(ctx, skip_push=True))
+    failures = info.value.failures  # type: ignore[attr-defined]
+    assert {h for h, _ in failures} == {"10.0.0.1", "10.0.0.2"}
+    assert all(isinstance(e, RegistryError) for _, e in failures)
+    assert "docker pull reg.test:5000/hello:v9 failed" in info.value.render()  # type: ignore[attr-defined]
+    # the lock was never taken
+    assert ["mkdir", ".kamal/lock-hello"] not in pool.transports["10.0.0.1"].commands
+
+
+def test_rollback_starts_the_existing_container(make_config: MakeConfig) -> None:
+    config = make_config(WEB_ONLY, version="v2")
+
+    def script(fake: FakeTransport) -> None:
+        server(current="v2")(fake)
+        fake.on(
+            ["docker", "ps", *LABELS, "--all", "--format", "{{.Names}}"],
+            Result(0, "hello-web-v2\nhello-web-v1\n", ""),
+        )
+        fake.on(["docker", "container", "ls"], Result(0, "0123456789ab\n", ""))
+
+    pool = FakePool(setup=script)
+    ctx, _ = make_ctx(config, pool)
+    result = asyncio.run(flows.rollback(ctx, "v1"))
+    assert result.rolled_back
+    commands = [_shape(c) for c in pool.transports["10.0.0.2"].commands]
+    assert ["docker", "start", "hello-web-v1"] in commands
+    assert not any(c[:2] == ["docker", "run"] for c in commands)
+    deploy = next(
+        c for c in commands if c[:5] == ["docker", "exec", "kamal-proxy", "kamal-proxy", "deploy"]
+    )
+    assert "--target=0123456789ab:80" in deploy
+    assert commands.index(deploy) < commands.index(["docker", "stop", "hello-web-v2"])
+    assert pool.transports["10.0.0.2"].uploads == []
+
+
+def test_rollback_to_a_missing_version_changes_nothing(make_config: MakeConfig) -> None:
+    config = make_config(WEB_ONLY, version="v2")
+    pool = FakePool(setup=server(current="v2"))
+    ctx, _ = make_ctx(config, pool)
+    result = asyncio.run(flows.rollback(ctx, "v0"))
+    assert not result.rolled_back
+    assert result.missing == ["10.0.0.1 (web)", "10.0.0.2 (web)"]
+    for fake in pool.transports.values():
+        assert not any(c[:2] in (["docker", "start"], ["docker", "stop"]) for c in fake.commands)
+
+
+def test_barrier_stops_other_roles_when_primary_fails(make_config: MakeConfig) -> None:
+    config = make_config(version="v2")  # web on .1 .2, workers on .3
+
+    pool = FakePool(setup=server(current="v1", health_ok=False))
+    ctx, _ = make_ctx(config, pool)
+    with pytest.raises(Exception) as info:
+        asyncio.run(flows.deploy(ctx, skip_push=True))
+    text = info.value.render()  # type: ignore[attr-defined]
+    assert "first web container is unhealthy, not booting workers on 10.0.0.3" in text
+    workers = pool.transports["10.0.0.3"].commands
+    assert not any(c[:2] == ["docker", "run"] for c in workers)
