@@ -16,6 +16,13 @@ COMMAND_MODULES: tuple[str, ...] = (
     "docs_cmd",
     "init_cmd",
     "deploy_cmd",
+    "app_cmd",
+    "proxy_cmd",
+    "accessory_cmd",
+    "server_cmd",
+    "lock_cmd",
+    "prune_cmd",
+    "details_cmd",
 )
 
 

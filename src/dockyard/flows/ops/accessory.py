@@ -113,8 +113,7 @@ async def _proxy_deploy(ctx: DeployContext, host: str, accessory: Accessory) -> 
             f"docker on {host}: accessory {accessory.name} is not running",
             hint=f"see `dockyard accessory logs {accessory.name}`",
         )
-    port = accessory.proxy.app_port if accessory.proxy is not None else 80
-    deploy = acc_commands.deploy(ctx.config, accessory, f"{ident}:{port}")
+    deploy = acc_commands.deploy(ctx.config, accessory, ident)  # the port is added there
     await ctx.run(host, deploy, layer="proxy")
 
 

@@ -113,10 +113,6 @@ async def version(ctx: DeployContext) -> list[Section]:
 # --- start, stop, live, maintenance -----------------------------------------------------------
 
 
-def _app_port(role: Role) -> int:
-    return role.proxy.app_port if role.proxy is not None else 80
-
-
 async def start(ctx: DeployContext) -> None:
     """``docker start <prefix-version>`` (errors ignored), then re-register proxy roles."""
     config = ctx.config
@@ -133,7 +129,9 @@ async def start(ctx: DeployContext) -> None:
                 hint="see `dockyard app containers` and `dockyard app logs`",
             )
         ident = await ctx.run(host, app_commands.container_id_for_version(config, role, running))
-        target = f"{first_line(ident.stdout)}:{_app_port(role)}"
+        target = first_line(ident.stdout)
+        if target is None:
+            raise DockerError(f"docker on {host}: container of version {running} vanished")
         await ctx.run(host, app_commands.deploy(config, role, target), layer="proxy")
 
     async with ctx.lock():

@@ -1,0 +1,194 @@
+"""`dockyard proxy start|stop|restart|details|logs|remove|boot_config` (Kamal's `kamal proxy`,
+except boot and reboot, which belong to the deploy flows)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from dockyard.cli.app_cmd import group, show
+from dockyard.cli.options import GlobalOptions, run_flow, with_global_options
+
+if TYPE_CHECKING:
+    from dockyard.flows.context import DeployContext
+    from dockyard.flows.ops.base import Interactive
+
+proxy_app = group("proxy", "Manage kamal-proxy on the servers.")
+
+
+@proxy_app.command("start")
+@with_global_options
+def start(opts: GlobalOptions) -> None:
+    """Start the existing proxy container."""
+    from dockyard.flows.ops import proxy
+
+    run_flow(opts, proxy.start, command="proxy", subcommand="start")
+
+
+@proxy_app.command("stop")
+@with_global_options
+def stop(opts: GlobalOptions) -> None:
+    """Stop the proxy container."""
+    from dockyard.flows.ops import proxy
+
+    run_flow(opts, proxy.stop, command="proxy", subcommand="stop")
+
+
+@proxy_app.command("restart")
+@with_global_options
+def restart(opts: GlobalOptions) -> None:
+    """Stop, then start the proxy container."""
+    from dockyard.flows.ops import proxy
+
+    run_flow(opts, proxy.restart, command="proxy", subcommand="restart")
+
+
+@proxy_app.command("details")
+@with_global_options
+def details(opts: GlobalOptions) -> None:
+    """Show the proxy container on each server."""
+    from dockyard.flows.ops import proxy
+
+    show(run_flow(opts, proxy.details, command="proxy", subcommand="details"))
+
+
+@proxy_app.command("logs")
+@with_global_options
+def logs(
+    opts: GlobalOptions,
+    since: Annotated[str | None, typer.Option("-s", "--since", help="Logs since.")] = None,
+    lines: Annotated[int | None, typer.Option("-n", "--lines", help="Number of lines.")] = None,
+    grep: Annotated[str | None, typer.Option("-g", "--grep", help="Only lines matching.")] = None,
+    grep_options: Annotated[
+        str | None, typer.Option("--grep-options", help="Extra grep options.")
+    ] = None,
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="Follow (ssh -t).")] = False,
+    skip_timestamps: Annotated[
+        bool, typer.Option("-T", "--skip-timestamps", help="Leave out timestamps.")
+    ] = False,
+) -> None:
+    """Show the proxy's log lines."""
+    from dockyard.flows.ops import proxy
+
+    timestamps = not skip_timestamps
+    if follow:
+        interactive = run_flow(
+            opts,
+            lambda ctx: _follow(ctx, grep, grep_options, timestamps),
+            command="proxy",
+            subcommand="logs",
+        )
+        show(interactive)
+        return
+    show(
+        run_flow(
+            opts,
+            lambda ctx: proxy.logs(
+                ctx,
+                since=since,
+                lines=lines,
+                grep=grep,
+                grep_options=grep_options,
+                timestamps=timestamps,
+            ),
+            command="proxy",
+            subcommand="logs",
+        )
+    )
+
+
+async def _follow(
+    ctx: DeployContext, grep: str | None, options: str | None, timestamps: bool
+) -> Interactive:
+    from dockyard.flows.ops import proxy
+
+    return proxy.follow_logs(ctx, grep=grep, grep_options=options, timestamps=timestamps)
+
+
+@proxy_app.command("remove")
+@with_global_options
+def remove(
+    opts: GlobalOptions,
+    force: Annotated[
+        bool, typer.Option("--force", help="Remove even when other apps are installed.")
+    ] = False,
+) -> None:
+    """Remove the proxy container, its image and .kamal/proxy."""
+    from dockyard.flows.ops import proxy
+
+    message = run_flow(
+        opts, lambda ctx: proxy.remove(ctx, force=force), command="proxy", subcommand="remove"
+    )
+    if message:
+        typer.echo(message)
+
+
+@proxy_app.command("boot_config")
+@with_global_options
+def boot_config(
+    opts: GlobalOptions,
+    action: Annotated[str, typer.Argument(help="set, get or reset.", show_default=False)],
+    publish: Annotated[
+        bool, typer.Option("--publish/--no-publish", help="Publish the ports on the host.")
+    ] = True,
+    publish_host_ip: Annotated[
+        list[str] | None, typer.Option("--publish-host-ip", help="Host IP to bind (repeatable).")
+    ] = None,
+    http_port: Annotated[int, typer.Option("--http-port", help="HTTP port.")] = 80,
+    https_port: Annotated[int, typer.Option("--https-port", help="HTTPS port.")] = 443,
+    log_max_size: Annotated[
+        str, typer.Option("--log-max-size", help="Container log max size.")
+    ] = "10m",
+    registry: Annotated[str | None, typer.Option("--registry", help="Proxy registry.")] = None,
+    repository: Annotated[
+        str | None, typer.Option("--repository", help="Proxy repository.")
+    ] = None,
+    image_version: Annotated[
+        str | None, typer.Option("--image-version", help="Proxy image version.")
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option("--metrics-port", help="Expose metrics on this port.")
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Run the proxy with --debug.")] = False,
+    docker_options: Annotated[
+        list[str] | None, typer.Option("--docker-options", help="Extra docker run options a=b.")
+    ] = None,
+) -> None:
+    """Write, show or reset the proxy's boot settings in .kamal/proxy (deprecated: proxy.run)."""
+    from dockyard.commands.proxy import BootConfigOptions
+    from dockyard.errors import DockyardError
+    from dockyard.flows.ops import proxy
+
+    if action == "get":
+        show(run_flow(opts, proxy.boot_config_get, command="proxy", subcommand="boot_config"))
+    elif action == "reset":
+        run_flow(opts, proxy.boot_config_reset, command="proxy", subcommand="boot_config")
+    elif action == "set":
+        options = BootConfigOptions(
+            publish=publish,
+            publish_host_ips=tuple(publish_host_ip) if publish_host_ip else None,
+            http_port=http_port,
+            https_port=https_port,
+            log_max_size=log_max_size,
+            registry=registry,
+            repository=repository,
+            image_version=image_version,
+            metrics_port=metrics_port,
+            debug=debug,
+            docker_options=tuple(docker_options or ()),
+        )
+        run_flow(
+            opts,
+            lambda ctx: proxy.boot_config_set(ctx, options),
+            command="proxy",
+            subcommand="boot_config",
+        )
+    else:
+        raise DockyardError(
+            f"proxy boot_config: unknown action {action!r}", hint="use set, get or reset"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(proxy_app, name="proxy")
