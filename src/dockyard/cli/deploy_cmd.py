@@ -80,11 +80,13 @@ def rollback_command(
         return
     result = run_flow(opts, lambda ctx: flows.rollback(ctx, version), command="rollback")
     if not result.rolled_back:
-        sys.stderr.write(
+        from dockyard.errors import DockyardError
+
+        raise DockyardError(
             f"The app version '{version}' is not available as a container on "
-            f"{', '.join(result.missing)} (use 'dockyard rollback' to list the versions)\n"
+            f"{', '.join(result.missing)}; nothing was changed",
+            hint="run `dockyard rollback` without a version to list the versions available",
         )
-        raise typer.Exit(1)
     _finished(result.seconds)
 
 
@@ -102,7 +104,7 @@ def remove_command(
     if not confirmed and not typer.confirm(
         "This will remove all containers, images and data directories for the app. Are you sure?"
     ):
-        raise typer.Exit(1)
+        raise typer.Abort()
     run_flow(opts, flows.remove, command="remove")
     sys.stderr.write("Removed.\n")
 
