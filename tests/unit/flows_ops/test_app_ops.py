@@ -11,9 +11,13 @@ from dockyard.remote import FakePool, FakeTransport, Result
 from .conftest import MakeConfig, make_ctx, run, without_lock_and_audit
 
 WEB_FILTERS = [
-    "--filter", "label=service=hello", "--filter", "label=destination=",
-    "--filter", "label=role=web",
-]  # fmt: skip
+    "--filter",
+    "label=service=hello",
+    "--filter",
+    "label=destination=",
+    "--filter",
+    "label=role=web",
+]
 RUNNING = ["--filter", "status=running", "--filter", "status=restarting"]
 
 
@@ -55,9 +59,14 @@ def test_logs_finds_the_current_container_and_defaults_to_100_lines(
     assert [s.text for s in sections] == ["a log line\n", "a log line\n"]
     calls = pool.transports["10.0.0.1"].commands
     assert calls[0] == [
-        "docker", "image", "ls", "--filter",
-        "reference=registry.test:5000/hello:latest", "--format", "{{.ID}}",
-    ]  # fmt: skip
+        "docker",
+        "image",
+        "ls",
+        "--filter",
+        "reference=registry.test:5000/hello:latest",
+        "--format",
+        "{{.ID}}",
+    ]
     assert calls[1] == [
         "docker",
         "ps",
@@ -186,10 +195,18 @@ def test_maintenance_and_live_talk_to_the_proxy(make_config: MakeConfig) -> None
     run(app.live(ctx))
     calls = without_lock_and_audit(pool.transports["10.0.0.1"].commands)
     assert calls == [
-        ["docker", "exec", "kamal-proxy", "kamal-proxy", "stop", "hello-web",
-         "--drain-timeout=30s", "--message=Back soon"],
+        [
+            "docker",
+            "exec",
+            "kamal-proxy",
+            "kamal-proxy",
+            "stop",
+            "hello-web",
+            "--drain-timeout=30s",
+            "--message=Back soon",
+        ],
         ["docker", "exec", "kamal-proxy", "kamal-proxy", "resume", "hello-web"],
-    ]  # fmt: skip
+    ]
 
 
 def test_version_prints_the_running_version_per_host(make_config: MakeConfig) -> None:
@@ -204,12 +221,22 @@ def test_remove_prunes_containers_images_and_directories(make_config: MakeConfig
     run(app.remove(ctx))
     calls = without_lock_and_audit(pool.transports["10.0.0.3"].commands)
     assert calls[-4:] == [
-        ["docker", "container", "prune", "--force", "--filter", "label=service=hello",
-         "--filter", "label=destination=", "--filter", "label=role=workers"],
+        [
+            "docker",
+            "container",
+            "prune",
+            "--force",
+            "--filter",
+            "label=service=hello",
+            "--filter",
+            "label=destination=",
+            "--filter",
+            "label=role=workers",
+        ],
         ["docker", "image", "prune", "--all", "--force", "--filter", "label=service=hello"],
         ["rm", "-r", ".kamal/apps/hello"],
         ["rm", "-r", ".kamal/proxy/apps-config/hello"],
-    ]  # fmt: skip
+    ]
 
 
 def test_a_failing_docker_command_names_the_host(make_config: MakeConfig) -> None:

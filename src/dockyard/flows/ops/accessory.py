@@ -121,8 +121,9 @@ async def boot(ctx: DeployContext, name: str) -> list[str]:
     """Boot on every selected host that has no container of it yet (even a stopped one);
     returns the warnings about skipped hosts."""
     warnings: list[str] = []
+    accessories = select(ctx, name)
     async with ctx.lock():
-        for accessory in select(ctx, name):
+        for accessory in accessories:
             hosts = ctx.accessory_hosts(accessory)
             if not hosts:
                 continue
@@ -152,8 +153,9 @@ async def boot(ctx: DeployContext, name: str) -> list[str]:
 
 async def reboot(ctx: DeployContext, name: str) -> None:
     """Pull, stop, prune the old container and boot again (no zero-downtime path)."""
+    accessories = select(ctx, name)
     async with ctx.lock():
-        for accessory in select(ctx, name):
+        for accessory in accessories:
             hosts = ctx.accessory_hosts(accessory)
             await _prepare(ctx, accessory, hosts)
 
@@ -168,8 +170,9 @@ async def reboot(ctx: DeployContext, name: str) -> None:
 
 
 async def start(ctx: DeployContext, name: str) -> None:
+    accessories = select(ctx, name)
     async with ctx.lock():
-        for accessory in select(ctx, name):
+        for accessory in accessories:
 
             async def on_host(host: str, acc: Accessory = accessory) -> None:
                 await ctx.audit(host, f"Started {acc.name} accessory")
@@ -181,8 +184,9 @@ async def start(ctx: DeployContext, name: str) -> None:
 
 
 async def stop(ctx: DeployContext, name: str) -> None:
+    accessories = select(ctx, name)
     async with ctx.lock():
-        for accessory in select(ctx, name):
+        for accessory in accessories:
 
             async def on_host(host: str, acc: Accessory = accessory) -> None:
                 await ctx.audit(host, f"Stopped {acc.name} accessory")
@@ -194,6 +198,7 @@ async def stop(ctx: DeployContext, name: str) -> None:
 
 
 async def restart(ctx: DeployContext, name: str) -> None:
+    select(ctx, name)
     async with ctx.lock():
         await stop(ctx, name)
         await start(ctx, name)
@@ -309,8 +314,9 @@ def follow_logs(
 async def remove(ctx: DeployContext, name: str) -> None:
     """Stop, prune the container, remove the image and the accessory's directory in home
     (its files and directories). Running it twice is fine."""
+    accessories = select(ctx, name)
     async with ctx.lock():
-        for accessory in select(ctx, name):
+        for accessory in accessories:
 
             async def on_host(host: str, acc: Accessory = accessory) -> None:
                 await ctx.audit(host, f"Removed {acc.name} accessory")
@@ -318,7 +324,7 @@ async def remove(ctx: DeployContext, name: str) -> None:
                 if acc.running_proxy:
                     await ctx.run(host, acc_commands.remove(acc), check=False)
                 await ctx.run(host, acc_commands.remove_container(acc))
-                await ctx.run(host, acc_commands.remove_image(acc))
+                await ctx.run(host, acc_commands.remove_image(acc), check=False)  # gone: fine
                 await ctx.run(host, acc_commands.remove_service_directory(acc))
 
             await ctx.on(ctx.accessory_hosts(accessory), on_host)

@@ -269,7 +269,15 @@ async def exec_(
                 config, role, host, command,
                 suffix=app_commands.random_hex(6), env=env, detach=detach,
             )  # fmt: skip
-        result = await ctx.run(host, argv, what=f"app exec on role {role.name}")
+        result = await ctx.run(
+            host,
+            argv,
+            what=f"app exec on role {role.name}",
+            hint=None
+            if reuse
+            else "a new container reads the role's env file, which `dockyard deploy` writes: "
+            "deploy first, or use --reuse to run in the running container",
+        )
         return result.stdout
 
     return await per_role(ctx, body)

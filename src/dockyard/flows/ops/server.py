@@ -61,7 +61,9 @@ async def _bootstrap_host(ctx: DeployContext, host: str) -> bool:
                 what=f"adding {name} to the docker group",
                 hint=f"run `sudo usermod -aG docker {name}` on {host}",
             )  # fmt: skip
-            await ctx.transport(host).close()  # a new session picks up the new group
+            # Kamal ends the SSH session (kill -HUP $PPID); our pooled connection stays, so
+            # the group applies from the next connection (the next dockyard command).
+            ctx.warn(f"added {name} to the docker group; it applies to new SSH sessions", host)
     await ctx.run(host, server_commands.ensure_run_directory())
     return True
 

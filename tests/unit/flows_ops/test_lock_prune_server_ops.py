@@ -1,0 +1,189 @@
+from __future__ import annotations
+
+import pytest
+
+from dockyard.commands.lock import encode_details
+from dockyard.errors import DockyardError, LockHeldError
+from dockyard.flows.context import Selection
+from dockyard.flows.errors import DockerError
+from dockyard.flows.ops import details, lock, prune, server
+from dockyard.remote import FakePool, FakeTransport, Result
+
+from .conftest import MakeConfig, make_ctx, run, without_lock_and_audit
+
+DETAILS = "Locked by: Ann at 2026-11-28T08:00:00Z\nVersion: v0\nMessage: migrating"
+
+
+def test_lock_acquire_writes_details_on_the_primary_host(make_config: MakeConfig) -> None:
+    pool = FakePool()
+    ctx, _ = make_ctx(make_config(), pool)
+    assert run(lock.acquire(ctx, "hold on")) == "Acquired the deploy lock on 10.0.0.1"
+    primary = pool.transports["10.0.0.1"]
+    mkdir = primary.calls[-2]
+    assert mkdir.argv == ["mkdir", ".kamal/lock-hello"]
+    written = primary.calls[-1]
+    assert written.argv == ["tee", ".kamal/lock-hello/details"]
+    assert written.stdin == (
+        encode_details(
+            "Locked by: Dev at 2026-11-28T09:00:00Z\nVersion: v1\nMessage: hold on"
+        ).encode()
+        + b"\n"
+    )
+    # every host gets the run directory; only the primary holds the lock
+    assert pool.transports["10.0.0.4"].commands == [["mkdir", "-p", ".kamal"]]
+
+
+def test_lock_contention_names_who_when_and_why(make_config: MakeConfig) -> None:
+    def setup(fake: FakeTransport) -> None:
+        fake.on(
+            ["mkdir", ".kamal/lock-hello"],
+            Result(1, "", "mkdir: cannot create directory '.kamal/lock-hello': File exists"),
+        )
+        fake.on(["cat", ".kamal/lock-hello/details"], Result(0, encode_details(DETAILS), ""))
+
+    ctx, _ = make_ctx(make_config(), FakePool(setup=setup))
+    with pytest.raises(LockHeldError) as info:
+        run(lock.acquire(ctx, "mine"))
+    assert "10.0.0.1" in info.value.message and "Message: migrating" in info.value.message
+    assert "lock release" in (info.value.hint or "")
+
+
+def test_lock_status_and_release(make_config: MakeConfig) -> None:
+    def no_lock(fake: FakeTransport) -> None:
+        fake.on(["stat"], Result(1, "", "No such file or directory"))
+
+    pool = FakePool(setup=no_lock)
+    ctx, _ = make_ctx(make_config(), pool)
+    assert run(lock.status(ctx)) == lock.NO_LOCK
+    assert run(lock.release(ctx)) == lock.NO_LOCK
+    assert not any(c[0] == "rm" for c in pool.transports["10.0.0.1"].commands)
+
+    def held(fake: FakeTransport) -> None:
+        fake.on(["cat", ".kamal/lock-hello/details"], Result(0, encode_details(DETAILS), ""))
+
+    pool = FakePool(setup=held)
+    ctx, _ = make_ctx(make_config(), pool)
+    assert run(lock.status(ctx)) == DETAILS
+    assert run(lock.release(ctx)) == "Released the deploy lock on 10.0.0.1"
+    assert pool.transports["10.0.0.1"].commands[-2:] == [
+        ["rm", ".kamal/lock-hello/details"],
+        ["rm", "-r", ".kamal/lock-hello"],
+    ]
+
+
+def test_prune_keeps_retained_containers_and_their_images(make_config: MakeConfig) -> None:
+    def setup(fake: FakeTransport) -> None:
+        fake.on(["docker", "ps", "-q", "-a"], Result(0, "c5\nc4\nc3\nc2\nc1\n", ""))
+        fake.on(
+            ["docker", "image", "ls"],
+            Result(
+                0,
+                "i5 registry.test:5000/hello:v5\ni4 registry.test:5000/hello:v4\n"
+                "i3 registry.test:5000/hello:v3\ni0 registry.test:5000/hello:latest\n",
+                "",
+            ),
+        )
+        fake.on(
+            ["docker", "container", "ls", "-a"],
+            Result(0, "registry.test:5000/hello:v5\nregistry.test:5000/hello:v4\n", ""),
+        )
+
+    pool = FakePool(setup=setup)
+    ctx, _ = make_ctx(make_config(), pool, Selection.parse("10.0.0.2"))
+    removed = run(prune.all_(ctx, retain=2))
+    assert removed == {"10.0.0.2": ["c3", "c2", "c1", "registry.test:5000/hello:v3"]}
+    calls = without_lock_and_audit(pool.transports["10.0.0.2"].commands)
+    assert [c for c in calls if c[:2] in (["docker", "rm"], ["docker", "rmi"])] == [
+        ["docker", "rm", "c3"],
+        ["docker", "rm", "c2"],
+        ["docker", "rm", "c1"],
+        ["docker", "rmi", "registry.test:5000/hello:v3"],
+    ]
+    assert ["docker", "image", "prune", "--force", "--filter", "label=service=hello"] in calls
+
+
+def test_prune_runs_on_accessory_hosts_too_and_checks_retain(make_config: MakeConfig) -> None:
+    pool = FakePool()
+    ctx, _ = make_ctx(make_config(), pool)
+    assert set(run(prune.containers(ctx))) == {"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"}
+    with pytest.raises(DockyardError, match="--retain must be at least 1"):
+        run(prune.containers(ctx, retain=0))
+
+
+def test_bootstrap_installs_docker_as_root_and_reports_hosts_without_root(
+    make_config: MakeConfig,
+) -> None:
+    def setup(fake: FakeTransport) -> None:
+        fake.on(["docker", "-v"], Result(127, "", "docker: command not found"))
+        if fake.host == "10.0.0.3":  # not root, no sudo
+            fake.on(["id", "-u"], Result(0, "1000\n", ""))
+            fake.on(["sudo", "-nl", "usermod"], Result(1, "", "a password is required"))
+        else:
+            fake.on(["id", "-u"], Result(0, "0\n", ""))
+
+    pool = FakePool(setup=setup)
+    ctx, _ = make_ctx(make_config(), pool)
+    with pytest.raises(DockerError, match=r"not installed on 10\.0\.0\.3 and cannot be installed"):
+        run(server.bootstrap(ctx))
+    root_calls = without_lock_and_audit(pool.transports["10.0.0.2"].commands)
+    assert root_calls[:2] == [["id", "-u"], ["docker", "-v"]]
+    assert root_calls[2][-1].endswith("curl -fsSL https://get.docker.com | sh")
+    assert not any("get.docker.com" in " ".join(c) for c in pool.transports["10.0.0.3"].commands)
+    # the lock was released although bootstrap failed
+    assert ["rm", "-r", ".kamal/lock-hello"] in pool.transports["10.0.0.1"].commands
+
+
+def test_bootstrap_adds_a_non_root_user_to_the_docker_group(make_config: MakeConfig) -> None:
+    def setup(fake: FakeTransport) -> None:
+        fake.on(["id", "-u"], Result(0, "1000\n", ""))
+        fake.on(["id", "-nG"], Result(0, "deploy sudo\n", ""))
+        fake.on(["id", "-un"], Result(0, "deploy\n", ""))
+
+    pool = FakePool(setup=setup)
+    ctx, _ = make_ctx(make_config(), pool, Selection.parse("10.0.0.2"))
+    run(server.bootstrap(ctx))
+    calls = without_lock_and_audit(pool.transports["10.0.0.2"].commands)
+    assert ["sudo", "-n", "usermod", "-aG", "docker", "deploy"] in calls
+
+
+def test_server_exec_runs_the_line_on_every_host(make_config: MakeConfig) -> None:
+    pool = FakePool(setup=lambda f: f.on(["bash"], Result(0, f"up {f.host}\n", "")))
+    ctx, _ = make_ctx(make_config(), pool)
+    sections = run(server.exec_(ctx, ["uptime", "&&", "df -h"]))
+    assert isinstance(sections, list)
+    assert [s.text for s in sections] == [f"up 10.0.0.{n}\n" for n in (1, 2, 3, 4)]
+    assert pool.transports["10.0.0.4"].calls[-1].line == "uptime && df -h"
+
+
+def test_audit_tails_the_log_on_every_host(make_config: MakeConfig) -> None:
+    pool = FakePool(setup=lambda f: f.on(["tail"], Result(0, "[t] [dev] Booted\n", "")))
+    ctx, _ = make_ctx(make_config(), pool, Selection.parse("10.0.0.1"))
+    sections = run(details.audit(ctx))
+    assert sections[0].text == "[t] [dev] Booted\n"
+    assert pool.transports["10.0.0.1"].commands == [["tail", "-n", "50", ".kamal/hello-audit.log"]]
+
+
+def test_details_covers_proxy_app_and_accessories(make_config: MakeConfig) -> None:
+    pool = FakePool()
+    ctx, _ = make_ctx(make_config(), pool)
+    titles = [s.title for s in run(details.details(ctx))]
+    assert titles[:2] == ["Proxy Host: 10.0.0.1", "Proxy Host: 10.0.0.2"]
+    assert "App Host: 10.0.0.3" in titles
+    assert titles[-1] == "Accessory cache Host: 10.0.0.4"
+
+
+def test_aliases_expand_shell_style_with_extra_arguments() -> None:
+    aliases = {"console": 'app exec -i --reuse "bin/rails console"', "self": "self x"}
+    assert details.expand_alias(aliases, "console", ["-r", "web"]) == [
+        "app",
+        "exec",
+        "-i",
+        "--reuse",
+        "bin/rails console",
+        "-r",
+        "web",
+    ]
+    with pytest.raises(DockyardError, match="expands to itself"):
+        details.expand_alias(aliases, "self", [])
+    with pytest.raises(DockyardError, match="no alias named 'nope'"):
+        details.expand_alias(aliases, "nope", [])
