@@ -128,7 +128,8 @@ def test_exec_interactive_returns_ssh_t_on_the_primary_host(make_config: MakeCon
     result = run(app.exec_(ctx, ["bin/console"], interactive=True, tty=True))
     assert isinstance(result, Interactive)
     assert result.host == "10.0.0.1"
-    assert result.argv[:4] == ["ssh", "-t", "root@10.0.0.1", "-p"]
+    assert result.argv[:2] == ["ssh", "-t"]
+    assert result.argv[-4:-1] == ["-p", "22", "root@10.0.0.1"]
     assert "docker run -it --rm" in result.argv[-1] and result.argv[-1].endswith("bin/console")
 
 

@@ -6,7 +6,7 @@ from dockyard.commands.lock import encode_details
 from dockyard.errors import DockyardError, LockHeldError
 from dockyard.flows.context import Selection
 from dockyard.flows.errors import DockerError
-from dockyard.flows.ops import details, lock, prune, server
+from dockyard.flows.ops import app, details, lock, prune, server
 from dockyard.remote import FakePool, FakeTransport, Result
 
 from .conftest import MakeConfig, make_ctx, run, without_lock_and_audit
@@ -169,7 +169,27 @@ def test_details_covers_proxy_app_and_accessories(make_config: MakeConfig) -> No
     titles = [s.title for s in run(details.details(ctx))]
     assert titles[:2] == ["Proxy Host: 10.0.0.1", "Proxy Host: 10.0.0.2"]
     assert "App Host: 10.0.0.3" in titles
-    assert titles[-1] == "Accessory cache Host: 10.0.0.4"
+    assert titles[-4] == "Accessory cache Host: 10.0.0.4"
+    assert titles[-3:] == [f"Rollback versions on 10.0.0.{n}" for n in (1, 2, 3)]
+
+
+def test_rollback_versions_leave_out_the_running_and_replaced_ones(
+    make_config: MakeConfig,
+) -> None:
+    def setup(fake: FakeTransport) -> None:
+        fake.on(["docker", "image", "ls"], Result(0, "", ""))
+        fake.on(["docker", "ps", "--latest", "--format"], Result(0, "hello-web-v3\n", ""))
+        fake.on(
+            ["docker", "ps", "--filter"],
+            Result(0, "hello-web-v3\nhello-web-v2\nhello-web-v2_replaced_ab12\nhello-web-v1\n", ""),
+        )
+
+    pool = FakePool(setup=setup)
+    ctx, _ = make_ctx(make_config(), pool, Selection.parse("10.0.0.1"))
+    sections = run(app.rollback_versions(ctx))
+    assert [s.text for s in sections] == ["web: v2 v1"]
+    listing = [c for c in pool.transports["10.0.0.1"].commands if "--all" in c]
+    assert listing[0][-3:] == ["--all", "--format", "{{.Names}}"]
 
 
 def test_aliases_expand_shell_style_with_extra_arguments() -> None:

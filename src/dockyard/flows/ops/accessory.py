@@ -14,11 +14,10 @@ from dockyard.commands import accessory as acc_commands
 from dockyard.commands import registry as registry_commands
 from dockyard.commands import server as server_commands
 from dockyard.commands.argv import Argv, Pipeline
-from dockyard.commands.ssh import run_over_ssh
 from dockyard.errors import ConfigError, DockyardError
 from dockyard.flows.errors import DockerError
 from dockyard.flows.ops.app import DEFAULT_LOG_LINES
-from dockyard.flows.ops.base import Interactive, Section, first_line
+from dockyard.flows.ops.base import Interactive, Section, first_line, ssh_session
 
 if TYPE_CHECKING:
     from dockyard.config.models import Accessory, AccessoryPath
@@ -250,7 +249,7 @@ async def exec_(
             remote = acc_commands.execute_in_new_container(
                 ctx.config, accessory, command, interactive=True, tty=tty
             )
-        return Interactive(list(run_over_ssh(ctx.config.ssh, host, remote).plain()), host)
+        return ssh_session(ctx, host, remote)
     cmd_text = shlex.join(command)
     if reuse:
         argv = acc_commands.execute_in_existing_container(accessory, command)
@@ -308,7 +307,7 @@ def follow_logs(
     pipeline = acc_commands.follow_logs(
         accessory, timestamps=timestamps, grep=grep, grep_options=grep_options
     )
-    return Interactive(list(run_over_ssh(ctx.config.ssh, host, pipeline).plain()), host)
+    return ssh_session(ctx, host, pipeline)
 
 
 async def remove(ctx: DeployContext, name: str) -> None:

@@ -10,10 +10,9 @@ from typing import TYPE_CHECKING
 from dockyard.commands import app as app_commands
 from dockyard.commands import registry as registry_commands
 from dockyard.commands import server as server_commands
-from dockyard.commands.ssh import run_over_ssh
 from dockyard.errors import DockyardError
 from dockyard.flows.errors import DockerError
-from dockyard.flows.ops.base import Interactive, Section, first_line
+from dockyard.flows.ops.base import Interactive, Section, first_line, ssh_session
 
 if TYPE_CHECKING:
     from dockyard.config.models import Role
@@ -108,6 +107,26 @@ async def version(ctx: DeployContext) -> list[Section]:
         return (await current_version(ctx, host, roles[0]) if roles else None) or ""
 
     return await per_host(ctx, ctx.app_hosts, body, "App")
+
+
+async def rollback_versions(ctx: DeployContext) -> list[Section]:
+    """Per app host and role: the versions whose containers still exist (newest first), other
+    than the running one: what ``rollback VERSION`` can return to (Kamal only shows this
+    through ``app containers``)."""
+
+    async def body(host: str, role: Role) -> str | None:
+        listed = await ctx.run(host, app_commands.list_versions(ctx.config, role, "--all"))
+        prefix = app_commands.container_prefix(ctx.config, role)
+        current = await current_version(ctx, host, role)
+        versions = [
+            v
+            for v in app_commands.parse_versions(listed.stdout, prefix)
+            if v != current and "_replaced_" not in v and not v.startswith("exec-")
+        ]
+        return f"{role.name}: {' '.join(versions) or '(none)'}"
+
+    sections = await per_role(ctx, body)
+    return [Section(f"Rollback versions on {s.host}", s.host, s.text) for s in sections]
 
 
 # --- start, stop, live, maintenance -----------------------------------------------------------
@@ -253,7 +272,7 @@ async def exec_(
                 config, role, host, command, suffix=app_commands.random_hex(6),
                 env=env, interactive=True, tty=tty,
             )  # fmt: skip
-        return Interactive(list(run_over_ssh(config.ssh, host, remote).plain()), host)
+        return ssh_session(ctx, host, remote)
 
     if not reuse:
         await login(ctx, ctx.app_hosts)
@@ -349,7 +368,7 @@ async def follow_logs(
         ident, timestamps=timestamps, lines=DEFAULT_FOLLOW_LINES if lines is None else lines,
         grep=grep, grep_options=grep_options,
     )  # fmt: skip
-    return Interactive(list(run_over_ssh(ctx.config.ssh, host, pipeline).plain()), host)
+    return ssh_session(ctx, host, pipeline)
 
 
 # --- remove -----------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""``details`` (proxy, app and every accessory), ``audit`` and the config's ``aliases``."""
+"""``details`` (proxy, app, every accessory, and the versions available for rollback),
+``audit`` and the config's ``aliases``."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ async def details(ctx: DeployContext) -> list[Section]:
     sections = await proxy.details(ctx)
     sections += await app.details(ctx)
     sections += await accessory.details(ctx, accessory.ALL)
+    sections += await app.rollback_versions(ctx)
     return sections
 
 

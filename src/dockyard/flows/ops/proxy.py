@@ -6,9 +6,8 @@ from typing import TYPE_CHECKING
 
 from dockyard.commands import proxy as proxy_commands
 from dockyard.commands import server as server_commands
-from dockyard.commands.ssh import run_over_ssh
 from dockyard.flows.ops.app import DEFAULT_LOG_LINES, per_host
-from dockyard.flows.ops.base import Interactive, Section
+from dockyard.flows.ops.base import Interactive, Section, ssh_session
 
 if TYPE_CHECKING:
     from dockyard.flows.context import DeployContext
@@ -80,7 +79,7 @@ def follow_logs(
     pipeline = proxy_commands.follow_logs(
         timestamps=timestamps, grep=grep, grep_options=grep_options
     )
-    return Interactive(list(run_over_ssh(ctx.config.ssh, host, pipeline).plain()), host)
+    return ssh_session(ctx, host, pipeline)
 
 
 async def remove(ctx: DeployContext, *, force: bool = False) -> str | None:

@@ -9,11 +9,10 @@ from typing import TYPE_CHECKING
 
 from dockyard.commands import server as server_commands
 from dockyard.commands.argv import argv
-from dockyard.commands.ssh import run_over_ssh
 from dockyard.errors import DockyardError
 from dockyard.flows.errors import DockerError
 from dockyard.flows.ops.app import per_host
-from dockyard.flows.ops.base import Interactive, Section
+from dockyard.flows.ops.base import Interactive, Section, ssh_session
 
 if TYPE_CHECKING:
     from dockyard.flows.context import DeployContext
@@ -98,8 +97,7 @@ async def exec_(
     line = " ".join(command)  # Kamal joins the words; the remote shell runs the line
     if interactive:
         host = ctx.primary_host
-        ssh_argv = run_over_ssh(ctx.config.ssh, host, argv("sh", "-c", line))
-        return Interactive(list(ssh_argv.plain()), host)
+        return ssh_session(ctx, host, argv("sh", "-c", line))
 
     async def body(host: str) -> str:
         await ctx.audit(host, f"Executed cmd '{line}'")
