@@ -25,11 +25,12 @@ from dockyard.proxy.dataplane import ProxyServer, serve_http
 T = TypeVar("T")
 
 
-def run(coro: Awaitable[T], timeout: float = 20.0) -> T:
+def run(coro: Awaitable[T], timeout: float = 20.0, *, plain_asyncio: bool = False) -> T:
     async def guarded() -> T:
         return await asyncio.wait_for(coro, timeout)
 
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+    factory = None if plain_asyncio else uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(guarded())
 
 

@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 
+import pytest
 from dataplane_support import (
     FakeRouter,
     FakeService,
@@ -477,3 +478,29 @@ def test_shutdown_lets_an_in_flight_request_finish() -> None:
             assert resp.header("Connection") == "close"
 
         run(go())
+
+
+@pytest.mark.parametrize("plain_asyncio", [False, True], ids=["uvloop", "asyncio"])
+def test_tcp_nodelay_on_client_and_upstream_sockets(plain_asyncio: bool) -> None:
+    import socket
+
+    with origin_server() as origin:
+        router, _, _ = simple_setup(origin)
+
+        async def go() -> None:
+            server, _ = await start_proxy(router)
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(get())
+            await read_response(reader)
+            client = next(iter(server.plane.clients))
+            assert client.transport is not None
+            csock = client.transport.get_extra_info("socket")
+            up = server.pool.get(("127.0.0.1", origin.port))
+            assert up is not None and up.transport is not None
+            usock = up.transport.get_extra_info("socket")
+            for sock in (csock, usock):
+                assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+            writer.close()
+            await server.shutdown(1)
+
+        run(go(), plain_asyncio=plain_asyncio)

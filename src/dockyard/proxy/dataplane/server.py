@@ -101,6 +101,14 @@ def _esc_str(value: str) -> str:
     return cached
 
 
+def set_nodelay(transport: asyncio.BaseTransport) -> None:
+    """TCP_NODELAY on a transport's socket (plain asyncio does not always set it)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def new_request_id() -> bytes:
     """A random (version 4) UUID in its canonical text form."""
     n = getrandbits(128)
@@ -127,6 +135,7 @@ class Plane:
         "tasks",
         "ticker",
         "tls",
+        "uvloop",
         "waiting",
     )
 
@@ -151,6 +160,7 @@ class Plane:
         self.clients: set[ClientConnection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.draining = False
+        self.uvloop = type(loop).__module__.startswith("uvloop")
         #: Exchanges waiting for response headers -> deadline (loop time). One ticker checks
         #: them, instead of a timer handle per request.
         self.waiting: dict[Exchange, float] = {}
@@ -215,10 +225,8 @@ class ClientConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         self.plane.clients.add(self)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if not self.plane.uvloop:  # uvloop sets TCP_NODELAY on every TCP socket itself
+            set_nodelay(transport)
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.peer_ip = str(peer[0]).encode()
@@ -579,9 +587,11 @@ class Exchange:
     async def _connect(self, key: tuple[str, int]) -> None:
         plane = self.client.plane
         try:
-            _, conn = await plane.loop.create_connection(
+            transport, conn = await plane.loop.create_connection(
                 lambda: UpstreamConnection(plane.pool, key), key[0], key[1]
             )
+            if not plane.uvloop:
+                set_nodelay(transport)
         except (TimeoutError, OSError) as exc:
             if not self.finished:
                 self.upstream_failed(str(exc) or type(exc).__name__)
