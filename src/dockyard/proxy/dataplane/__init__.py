@@ -15,7 +15,22 @@ The one entry point the control plane calls is :func:`serve_http`::
     await server.shutdown(10.0)      # stop accepting, let in-flight requests finish, close
 
 `AccessLogWriter(fd)` is a ready-made `access_log` that batches lines into one write per event
-loop iteration (use `AccessLogWriter(1)` for stdout).
+loop iteration (use `AccessLogWriter(1)` for stdout). Operational lines ("Error while proxying",
+"Request cancelled due to draining", "Rejecting request due to expired pause") go to the
+`dockyard.proxy` logger.
+
+Layout: `server.py` (client Protocol, per-request `Exchange`, `serve_http`), `upstream.py`
+(target connections and their keep-alive pools), `buffer.py` (memory-then-temp-file spill buffer),
+`errorpages.py` (built-in and `NNN.html` pages), `accesslog.py`. HTTP framing and the header
+rules live in the sans-I/O package `dockyard.proxy.http`.
+
+What the data plane reads from `ServiceOptions.extra` (set by the control plane):
+`has_readers`, `writer_affinity_timeout` (seconds) and `read_targets_accept_websockets`.
+
+Deliberate differences from kamal-proxy: no `Accept-Encoding: gzip` is added upstream (Go's
+transport adds it and then transparently decompresses; the client-visible result is the same
+identity body); request targets must be origin-form (`/path`), absolute-form and `*` get 400;
+a client half-close (EOF) cancels the request in flight, as Go's server does.
 """
 
 from __future__ import annotations

@@ -868,13 +868,11 @@ class Exchange:
     def response_complete(self) -> None:
         self.resp_state = 2
         self.finish()
-        client = self.client
-        if self.close_after or not self.req_done:
-            if not self.req_done:
-                self.close_after = True
-            client.exchange_finished(self)
-        else:
-            client.exchange_finished(self)
+        if not self.req_done:
+            # Answered before the request body arrived: the rest of it cannot be framed away
+            # cheaply, so this connection ends here.
+            self.close_after = True
+        self.client.exchange_finished(self)
 
     def finish(self) -> None:
         """Release everything and write the access-log line (once)."""
