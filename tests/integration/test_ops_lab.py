@@ -365,3 +365,43 @@ def test_server_exec_runs_on_every_host_and_audits(
             "Executed cmd 'cat /etc/hostname'"
             in lab_ssh(address, "tail", "-n", "1", ".kamal/opsexec-audit.log").stdout
         )
+
+
+def test_cli_lock_and_server_exec_end_to_end(lab: LabDoc, project: Path) -> None:
+    """The commands as a user types them: global options, output per host, exit codes."""
+    write_config(project, lab, "opscli")
+    env = {
+        **os.environ,
+        "DOCKYARD_SSH_KNOWN_HOSTS": lab.ssh.known_hosts,
+        "VERSION": "v7",
+        "PYTHONPATH": str(REPO / "src"),
+    }
+
+    def dockyard(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(REPO / ".venv" / "bin" / "python"), "-m", "dockyard", *args],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    first = lab.servers[0].address
+    done = dockyard("server", "exec", "-h", first, "echo", "hi-from", "$(hostname)")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"App Host: {first}\nhi-from ")
+    assert lab.servers[1].address not in done.stdout
+
+    acquired = dockyard("lock", "acquire", "-m", "cli test")
+    assert acquired.returncode == 0, acquired.stderr
+    try:
+        status = dockyard("lock", "status")
+        assert "Version: v7" in status.stdout and "Message: cli test" in status.stdout
+        again = dockyard("lock", "acquire", "-m", "second")
+        assert again.returncode == 1
+        assert "cli test" in again.stderr and "Traceback" not in again.stderr
+    finally:
+        released = dockyard("lock", "release")
+    assert released.returncode == 0, released.stderr
+    assert dockyard("lock", "status").stdout.strip() == "There is no deploy lock"
