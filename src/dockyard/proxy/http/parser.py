@@ -112,33 +112,51 @@ _VALID_HOST = re.compile(rb"[A-Za-z0-9\-._~!$&'()*+,;=:\[\]%]*\Z")
 
 
 class RequestHead:
-    """One parsed request head. Header lines are kept raw, ready to forward.
+    """One parsed request head. Header lines are kept raw, ready to forward."""
 
-    Fields default at class level (no __slots__ on purpose): a head stores only what its request
-    actually carries, which keeps per-request work small.
-    """
-
-    method = ""
-    path = b"/"
-    query = b""  # without "?"; b"" when absent
-    version = "1.1"
-    host = b""
-    connection_tokens: list[bytes] | None = None  # extra tokens (not keep-alive/close/upgrade)
-    content_length = -1  # -1: none; -2: chunked
-    content_type = b""
-    user_agent = b""
-    cookie: bytes | None = None
-    request_id = b""
-    has_request_start = False
-    kamal_target: list[bytes] | None = None
-    xff: list[bytes] | None = None
-    xfh = b""
-    xfp = b""
-    expect_continue = False
-    upgrade = b""  # the Upgrade header value when the request asks for an upgrade
-    keep_alive = True
+    __slots__ = (
+        "connection_tokens",
+        "content_length",
+        "content_type",
+        "cookie",
+        "expect_continue",
+        "has_request_start",
+        "host",
+        "kamal_target",
+        "keep_alive",
+        "lines",
+        "method",
+        "path",
+        "query",
+        "request_id",
+        "upgrade",
+        "user_agent",
+        "version",
+        "xff",
+        "xfh",
+        "xfp",
+    )
 
     def __init__(self) -> None:
+        self.method = ""
+        self.path = b"/"
+        self.query = b""  # without "?"; b"" when absent
+        self.version = "1.1"
+        self.host = b""
+        self.connection_tokens: list[bytes] | None = None  # beyond keep-alive/close/upgrade
+        self.content_length = -1  # -1: none; -2: chunked
+        self.content_type = b""
+        self.user_agent = b""
+        self.cookie: bytes | None = None
+        self.request_id = b""
+        self.has_request_start = False
+        self.kamal_target: list[bytes] | None = None
+        self.xff: list[bytes] | None = None
+        self.xfh = b""
+        self.xfp = b""
+        self.expect_continue = False
+        self.upgrade = b""  # the Upgrade header value when the request asks for an upgrade
+        self.keep_alive = True
         #: Raw header lines ("Name: value\r\n") to forward as they are.
         self.lines: list[bytes] = []
 
