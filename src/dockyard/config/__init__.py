@@ -5,7 +5,15 @@
     for role in config.roles: role.hosts, role.env(host), role.proxy, role.labels ...
 
 Everything is validated when loaded (Kamal 2.11's rules); errors are `ConfigError`s naming the
-file, the key path (`servers/web/hosts/1`) and the line.
+file, the key path (`servers/web/hosts/1`) and the line. tests/unit/test_kamal_compat.py pins
+this against the real `kamal config`. Where Dockyard deliberately differs from Kamal 2.11:
+
+- ERB: only the forms used in deploy.yml files in practice (`ENV[...]`, `ENV.fetch`, `%x()`,
+  backticks); anything else is an error naming the file and line. A failing command is an error.
+- An accessory without `image`, a `boot/limit` that is neither a number nor a percentage, and a
+  non-string `service` are errors when loading (Kamal fails later, or crashes).
+- `dockyard config` works for a config with accessories only (`kamal config` crashes on it) and
+  shows `[REDACTED]` for an ssh `key_data` entry that names a secret (Kamal prints the key).
 """
 
 from __future__ import annotations

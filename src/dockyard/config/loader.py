@@ -186,6 +186,7 @@ def build_config(
     )
     _check_proxy_runs(locate, all_hosts, roles, accessories)
     hooks_output = _hooks_output(raw, locate)
+    _check_beyond_kamal(raw, locate)
 
     version_error = None
     if declared_version is None:
@@ -261,9 +262,6 @@ def validate_sections(raw: dict[str, Any], locate: Locator) -> list[str]:
     for name, acc in (raw.get("accessories") or {}).items():
         v.validate_accessory(acc, name, locate)
         context = ("accessories", name)
-        if not present(acc.get("image")):
-            # Kamal 2.11 only notices this when it runs `docker run` without an image.
-            raise error_at(locate, context, "image is required (e.g. image: mysql:8.0)")
         if acc.get("roles"):
             missing = [r for r in acc["roles"] if r not in role_names]
             if missing:
@@ -403,6 +401,16 @@ def _check_proxy_runs(
         # host that both set `run` conflict even when the settings are equal. We do the same.
         if len([run for run in runs if run is not None]) > 1:
             raise plain_error(locate, f"Conflicting proxy run configurations for host {host}")
+
+
+def _check_beyond_kamal(raw: dict[str, Any], locate: Locator) -> None:
+    """Mistakes Kamal 2.11 only notices when it deploys; checked after all of Kamal's checks,
+    so that a config Kamal rejects gets Kamal's error."""
+    for name, acc in (raw.get("accessories") or {}).items():
+        if not present(acc.get("image")):
+            raise error_at(
+                locate, ("accessories", name), "image is required (e.g. image: mysql:8.0)"
+            )
 
 
 def _hooks_output(raw: dict[str, Any], locate: Locator) -> str | dict[str, str] | None:

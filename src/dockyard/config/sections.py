@@ -447,7 +447,7 @@ def build_accessory(
     service_name = ruby_str(ruby_or(raw.get("service"), f"{config['service']}-{name}"))
     registry = build_registry(raw["registry"]) if present(raw.get("registry")) else None
     image = "/".join(
-        p for p in ((registry.server if registry else None), ruby_str(raw["image"])) if p
+        p for p in ((registry.server if registry else None), ruby_str(raw.get("image"))) if p
     )
     servers = config.get("servers")
     hosts: list[str] = []
