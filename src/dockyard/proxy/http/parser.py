@@ -107,6 +107,11 @@ RESPONSE_KINDS: Final[dict[bytes, int]] = {
     b"set-cookie": H_SET_COOKIE,
 }
 
+#: Connection header values that name no other header (the common case, checked first).
+_PLAIN_CONNECTION: Final = frozenset(
+    (b"keep-alive", b"Keep-Alive", b"close", b"Close", b"upgrade", b"Upgrade", b"")
+)
+
 # Go's httpguts.ValidHostHeader alphabet (RFC 3986 reg-name/IP-literal plus port).
 _VALID_HOST = re.compile(rb"[A-Za-z0-9\-._~!$&'()*+,;=:\[\]%]*\Z")
 
@@ -281,6 +286,8 @@ class RequestReader:
                 raise HttpError(400, "Bad Request: unsupported Transfer-Encoding")
             self._te_seen = True
         elif kind == H_CONNECTION:
+            if value in _PLAIN_CONNECTION:
+                return
             for token in value.lower().split(b","):
                 token = token.strip()
                 if token in (b"keep-alive", b"close", b"upgrade", b""):
@@ -521,6 +528,8 @@ class ResponseReader:
         elif kind == H_TE:
             head.te = value
         elif kind == H_CONNECTION:
+            if value in _PLAIN_CONNECTION:
+                return
             for token in value.lower().split(b","):
                 token = token.strip()
                 if token in (b"keep-alive", b"close", b"upgrade", b""):
