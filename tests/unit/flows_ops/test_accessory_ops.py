@@ -28,8 +28,8 @@ def test_boot_creates_directories_uploads_files_and_env_then_runs(
     ]
     assert calls[4:7] == [
         ["mkdir", "-p", "hello-cache/etc"],
-        ["chmod", "755", "hello-cache/etc/cache.conf"],
         ["mkdir", "-p", ".kamal/apps/hello/env/accessories"],
+        ["chmod", "755", "hello-cache/etc/cache.conf"],  # after the upload
     ]
     # bind mounts below the login directory: run by the remote shell, which expands $PWD
     assert calls[7][:2] in (["bash", "-c"], ["sh", "-c"])

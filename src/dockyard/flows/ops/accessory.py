@@ -79,25 +79,25 @@ def file_data(ctx: DeployContext, accessory: Accessory, entry: AccessoryPath) ->
 
 
 async def _boot_on_host(ctx: DeployContext, host: str, accessory: Accessory) -> None:
+    """Directories, files, env file, ``docker run``: three round trips plus the uploads."""
     config = ctx.config
     transport = ctx.transport(host)
-    await ctx.audit(host, f"Booted {accessory.name} accessory")
+    files = [(entry, file_data(ctx, accessory, entry)) for entry in accessory.files]
+    prepare = [await ctx.audit_argv(f"Booted {accessory.name} accessory")]
     for entry in accessory.directories:
-        for step in acc_commands.directory_steps(entry):
-            await ctx.run(host, step)
-    for entry in accessory.files:
-        data = file_data(ctx, accessory, entry)
-        await ctx.run(host, acc_commands.file_directory(entry))
+        prepare += acc_commands.directory_steps(entry)
+    prepare += [acc_commands.file_directory(entry) for entry, _ in files]
+    prepare.append(acc_commands.ensure_env_directory(config))
+    await ctx.batch(host, prepare)
+    for entry, data in files:
         await transport.put(data, entry.host_path, mode=0o644)
-        for step in acc_commands.file_permissions(entry):
-            await ctx.run(host, step)
-    await ctx.run(host, acc_commands.ensure_env_directory(config))
     env_text = acc_commands.env_file_contents(config, accessory).reveal()
     await transport.put(env_text.encode(), acc_commands.env_file_path(config, accessory))
-    await ctx.run(
+    start = [step for entry, _ in files for step in acc_commands.file_permissions(entry)]
+    start.append(acc_commands.run(config, accessory, host))
+    await ctx.batch(
         host,
-        acc_commands.run(config, accessory, host),
-        what=f"starting accessory {accessory.name}",
+        start,
         hint=f"see `dockyard accessory logs {accessory.name}`; "
         f"`dockyard accessory reboot {accessory.name}` replaces it",
     )
