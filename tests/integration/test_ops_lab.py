@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -392,6 +394,18 @@ def test_cli_lock_and_server_exec_end_to_end(lab: LabDoc, project: Path) -> None
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"App Host: {first}\nhi-from ")
     assert lab.servers[1].address not in done.stdout
+
+    timings = []
+    for _ in range(3):
+        started = time.perf_counter()
+        details = dockyard("app", "details")
+        timings.append(time.perf_counter() - started)
+        assert details.returncode == 0, details.stderr
+    assert details.stdout.count("App Host: ") == len(lab.servers)
+    sys.stdout.write(
+        f"\ndockyard app details on {len(lab.servers)} servers: "
+        f"{', '.join(f'{t:.2f}' for t in timings)} s\n"
+    )
 
     acquired = dockyard("lock", "acquire", "-m", "cli test")
     assert acquired.returncode == 0, acquired.stderr
