@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import re
 import shutil
@@ -35,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -341,11 +343,17 @@ class Series:
     runs: list[Run] = field(default_factory=list)
 
 
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def median_known(values: Iterable[float]) -> float:
+    """Median of the values that are numbers (wrk occasionally prints no percentile)."""
+    known = [v for v in values if not math.isnan(v)]
+    return statistics.median(known) if known else float("nan")
 
 
 def parse_latency(text: str) -> float:
-    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    m = re.match(r"([\d.]+)(us|ms|s|m)", text)
     return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
 
 
@@ -465,7 +473,7 @@ def main() -> int:
                 runs = results[(scenario, p.name)].runs
                 print(
                     f"{scenario:8} {p.name:9} {statistics.median(r.rps for r in runs):9.0f} "
-                    f"{statistics.median(r.p99_ms for r in runs):8.2f} "
+                    f"{median_known(r.p99_ms for r in runs):8.2f} "
                     f"{statistics.median(r.cpu_us for r in runs):10.1f} "
                     f"{sum(r.errors for r in runs):6d} {sum(r.non2xx for r in runs):6d}"
                 )
