@@ -67,17 +67,22 @@ def test_logs_finds_the_current_container_and_defaults_to_100_lines(
         "--format",
         "{{.ID}}",
     ]
-    assert calls[1] == [
-        "docker",
-        "ps",
-        "--latest",
-        "--quiet",
-        *WEB_FILTERS,
-        *RUNNING,
-        "--filter",
-        "ancestor=img1",
-    ]
-    assert calls[2][-1].endswith("docker logs --timestamps --tail 100 abc123 2>&1")
+    assert calls[1] == ["docker", "ps", "--latest", "--quiet", *WEB_FILTERS, *RUNNING]
+    ancestor = ["--filter", "ancestor=img1"]
+    assert calls[2] == ["docker", "ps", "--latest", "--quiet", *WEB_FILTERS, *RUNNING, *ancestor]
+    assert calls[3][-1].endswith("docker logs --timestamps --tail 100 abc123 2>&1")
+
+
+def test_without_a_latest_image_the_newest_running_container_is_current(
+    make_config: MakeConfig,
+) -> None:
+    def setup(fake: FakeTransport) -> None:
+        fake.on(["docker", "ps", "--latest", "--format"], Result(0, "hello-web-v0\n", ""))
+
+    pool = FakePool(setup=setup)
+    ctx, _ = make_ctx(make_config(), pool, Selection.parse("10.0.0.1"))
+    assert [s.text for s in run(app.version(ctx))] == ["v0"]
+    assert len(pool.transports["10.0.0.1"].commands) == 2  # one batch: one SSH round trip
 
 
 def test_logs_grep_without_match_is_not_an_error(make_config: MakeConfig) -> None:

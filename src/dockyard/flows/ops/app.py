@@ -32,15 +32,21 @@ async def current_container(
     ctx: DeployContext, host: str, role: Role, *, names: bool = False
 ) -> str | None:
     """The newest running container of the role (ID, or name with ``names``), preferring one
-    made from the image tagged latest; None when nothing of the role runs on the host."""
-    image = await ctx.run(host, app_commands.latest_image_id(ctx.config))
-    for query in app_commands.current_container_queries(
-        ctx.config, role, image.stdout, names=names
-    ):
-        found = first_line((await ctx.run(host, query)).stdout)
+    made from the image tagged latest; None when nothing of the role runs on the host.
+
+    The latest image's ID and the fallback (newest running of the role) are asked in one round
+    trip; the container made from the latest image only when that image exists."""
+    config = ctx.config
+    (fallback,) = app_commands.current_container_queries(config, role, None, names=names)
+    image, newest = await ctx.batch(host, [app_commands.latest_image_id(config), fallback])
+    if first_line(image.stdout):
+        preferred = app_commands.current_container_queries(config, role, image.stdout, names=names)[
+            0
+        ]
+        found = first_line((await ctx.run(host, preferred)).stdout)
         if found:
             return found
-    return None
+    return first_line(newest.stdout)
 
 
 async def current_version(ctx: DeployContext, host: str, role: Role) -> str | None:
