@@ -35,6 +35,7 @@ from .sections import (
     builder_remote,
     opt_str,
     resolve_role,
+    role_proxy_settings,
     ruby_or,
     strings,
 )
@@ -366,8 +367,9 @@ def _check_settings(raw: dict[str, Any], locate: Locator, root: Path) -> None:
 def _check_ssl(locate: Locator, roles: dict[str, Role], globals_: Globals) -> None:
     for name, role in roles.items():
         # Kamal validates each role's merged proxy settings again, under `proxy`.
-        if role.running_proxy:
-            v.validate_proxy(globals_.proxies[name], ("proxy",), locate)
+        merged = role_proxy_settings(globals_, name)
+        if merged is not None:
+            v.validate_proxy(merged, ("proxy",), locate)
         if (
             role.proxy
             and role.ssl

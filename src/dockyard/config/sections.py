@@ -10,7 +10,7 @@ import os
 import platform
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -315,7 +315,31 @@ class Globals:
     labels: dict[str, str]
     asset_path: str | None
     drain_timeout: int
-    proxies: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _role_settings(globals_: Globals, name: str) -> tuple[dict[str, Any], Any]:
+    """A role's own settings (empty for a plain host list) and its host entries."""
+    servers = globals_.servers
+    if isinstance(servers, list):
+        return {}, servers
+    if isinstance(servers[name], list):
+        return {}, servers[name]
+    own: dict[str, Any] = servers[name]
+    return own, own.get("hosts") or []
+
+
+def role_proxy_settings(globals_: Globals, name: str) -> dict[str, Any] | None:
+    """The role's proxy settings merged over the root's, or `None` if it runs without the proxy.
+
+    The primary role runs behind the proxy unless `proxy: false`; other roles only with
+    `proxy: true` (the root settings) or a hash (deep-merged over the root settings).
+    """
+    own, _ = _role_settings(globals_, name)
+    spec = own.get("proxy")
+    primary = name == globals_.primary_role_name
+    if not (spec is not False if primary else bool(spec)):
+        return None
+    return deep_merge(globals_.proxy_raw, spec if isinstance(spec, dict) else {})
 
 
 def resolve_role(globals_: Globals, name: str) -> Role:
@@ -327,15 +351,7 @@ def resolve_role(globals_: Globals, name: str) -> Role:
       (root proxy) or a hash (deep-merged over the root proxy);
     - labels: root labels, then the role's; asset_path: the role's, else the root's.
     """
-    servers = globals_.servers
-    own: dict[str, Any] = {}
-    if isinstance(servers, list):
-        entries: Any = servers
-    elif isinstance(servers[name], list):
-        entries = servers[name]
-    else:
-        own = servers[name]
-        entries = own.get("hosts") or []
+    own, entries = _role_settings(globals_, name)
     host_tags = _tagged_hosts(entries)
 
     own_env = build_env(own.get("env") or {})
@@ -347,15 +363,8 @@ def resolve_role(globals_: Globals, name: str) -> Role:
                 env = env.merge(globals_.env_tags[tag])
         envs[host] = env
 
-    primary = name == globals_.primary_role_name
-    proxy_spec = own.get("proxy")
-    running = proxy_spec is not False if primary else bool(proxy_spec)
-    proxy = None
-    if running:
-        role_proxy = proxy_spec if isinstance(proxy_spec, dict) else {}
-        merged = deep_merge(globals_.proxy_raw, role_proxy)
-        globals_.proxies[name] = merged
-        proxy = build_proxy(merged, role_name=name)
+    proxy_settings = role_proxy_settings(globals_, name)
+    proxy = build_proxy(proxy_settings, role_name=name) if proxy_settings is not None else None
 
     raw_asset_path = ruby_or(own.get("asset_path"), globals_.asset_path)
     asset_path = asset_options = None
@@ -367,7 +376,7 @@ def resolve_role(globals_: Globals, name: str) -> Role:
         name=name,
         service=globals_.service,
         destination=globals_.destination,
-        primary=primary,
+        primary=name == globals_.primary_role_name,
         host_tags=host_tags,
         cmd=opt_str(own.get("cmd")),
         options=_options(own.get("options")),
