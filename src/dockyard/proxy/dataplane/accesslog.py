@@ -24,6 +24,8 @@ def format_time(ns: int) -> str:
         base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
         cache[0] = secs
         cache[1] = base
+    if frac % 10:  # nothing to trim (nine in ten calls)
+        return "%s.%09dZ" % (base, frac)  # noqa: UP031 - measurably faster here
     if frac:
         return f"{base}.{frac:09d}".rstrip("0") + "Z"
     return f"{base}Z"
