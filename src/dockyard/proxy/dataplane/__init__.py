@@ -14,6 +14,11 @@ The one entry point the control plane calls is :func:`serve_http`::
     server.port                      # the bound port (useful with port=0)
     await server.shutdown(10.0)      # stop accepting, let in-flight requests finish, close
 
+For a listener whose sockets are accepted elsewhere (the TLS acceptor), use
+`factory = connection_factory(router, tls=True, log_port=443, access_log=writer)`: a
+`Callable[[], asyncio.Protocol]` for `loop.connect_accepted_socket(factory, sock, ssl=ctx)`,
+with `await factory.shutdown(10.0)`.
+
 `AccessLogWriter(fd)` is a ready-made `access_log` that batches lines into one write per event
 loop iteration (use `AccessLogWriter(1)` for stdout). Operational lines ("Error while proxying",
 "Request cancelled due to draining", "Rejecting request due to expired pause") go to the
@@ -36,6 +41,17 @@ a client half-close (EOF) cancels the request in flight, as Go's server does.
 from __future__ import annotations
 
 from dockyard.proxy.dataplane.accesslog import AccessLogWriter
-from dockyard.proxy.dataplane.server import ProxyServer, serve_http
+from dockyard.proxy.dataplane.server import (
+    ConnectionFactory,
+    ProxyServer,
+    connection_factory,
+    serve_http,
+)
 
-__all__ = ["AccessLogWriter", "ProxyServer", "serve_http"]
+__all__ = [
+    "AccessLogWriter",
+    "ConnectionFactory",
+    "ProxyServer",
+    "connection_factory",
+    "serve_http",
+]
