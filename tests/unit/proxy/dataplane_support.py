@@ -405,6 +405,7 @@ def noop() -> Iterator[None]:
 
 async def start_proxy(router: FakeRouter, **kwargs: Any) -> tuple[ProxyServer, list[str]]:
     lines: list[str] = []
+    kwargs.setdefault("tune_gc", False)  # keep the test process's collector as it is
     server = await serve_http(
         router, host="127.0.0.1", port=0, access_log=lines.append, log_port=80, **kwargs
     )
