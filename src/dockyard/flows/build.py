@@ -67,6 +67,20 @@ async def push(ctx: DeployContext) -> None:
         await _check(ctx, _in_root(ctx, argv), argv.display(), env=env, stream=True)
 
 
+_AUTH_ERRORS = (
+    "unauthorized",
+    "no basic auth credentials",
+    "authentication required",
+    "denied",
+    "login",
+)
+
+
+def _needs_login(result: Result) -> bool:
+    text = (result.stderr + result.stdout).lower()
+    return any(marker in text for marker in _AUTH_ERRORS)
+
+
 async def _check(
     ctx: DeployContext,
     argv: Argv,
@@ -93,9 +107,9 @@ async def _check(
 
 
 async def pull(ctx: DeployContext, hosts: list[str] | None = None) -> None:
-    """On every app host, in parallel: log in to the registry (once), record the audit line,
-    pull the image (a no-op transfer when the host already has it) and check the image's
-    ``service`` label, all in one round trip per host."""
+    """On every app host, in parallel: record the audit line, pull the image (a no-op
+    transfer when the host already has it) and check the image's ``service`` label, in one
+    round trip per host; the registry login (once) only when the pull needs it."""
     config = ctx.config
     targets = ctx.app_hosts if hosts is None else hosts
     await ctx.connect(targets)
@@ -103,26 +117,23 @@ async def pull(ctx: DeployContext, hosts: list[str] | None = None) -> None:
     login = registry_commands.login_for(config)
 
     async def one(host: str) -> None:
-        commands: list[Argv] = []
-        if login is not None:
-            commands.append(login)
-        commands += [
-            await ctx.audit_argv(f"Pulled image with version {config.version}"),
-            app_commands.pull_image(config),
-            app_commands.image_service_label(config),
-        ]
-        results = await ctx.batch(host, commands, check=False)
-        offset = 1 if login is not None else 0
-        if login is not None and not results[0].ok:
-            raise RegistryError(
-                f"registry on {host}: docker login to {config.registry.server} was refused: "
-                f"{results[0].stderr.strip()[-300:]}",
-                hint="check registry.username and the password secret, and that the server "
-                "can reach the registry",
-            )
-        if not results[offset].ok:
-            raise ctx.failure(host, commands[offset], results[offset], what="audit log")
-        pulled = results[offset + 1]
+        audit = await ctx.audit_argv(f"Pulled image with version {config.version}")
+        pull_image = [app_commands.pull_image(config), app_commands.image_service_label(config)]
+        # The host's stored credentials usually still work: pull first, and log in (once)
+        # only when the registry asks for it. Saves a registry round trip per deploy.
+        results = await ctx.batch(host, [audit, *pull_image], check=False)
+        if not results[0].ok:
+            raise ctx.failure(host, audit, results[0], what="audit log")
+        if login is not None and not results[1].ok and _needs_login(results[1]):
+            results = await ctx.batch(host, [login, *pull_image], check=False)
+            if not results[0].ok:
+                raise RegistryError(
+                    f"registry on {host}: docker login to {config.registry.server} was "
+                    f"refused: {results[0].stderr.strip()[-300:]}",
+                    hint="check registry.username and the password secret, and that the "
+                    "server can reach the registry",
+                )
+        pulled, label = results[-2], results[-1]
         if not pulled.ok:
             raise RegistryError(
                 f"registry on {host}: docker pull {config.absolute_image} failed: "
@@ -130,7 +141,6 @@ async def pull(ctx: DeployContext, hosts: list[str] | None = None) -> None:
                 hint="check that the image was pushed with this version (--version), "
                 "and the registry address",
             )
-        label = results[offset + 2]
         if not app_commands.has_service_label(label.stdout, config.service):
             raise RegistryError(
                 f"docker on {host}: {app_commands.missing_service_label_message(config)}",

@@ -100,7 +100,6 @@ def test_deploy_commands_per_host_in_order(make_config: MakeConfig) -> None:
     primary = [_shape(c) for c in pool.transports["10.0.0.1"].commands]
     other = [_shape(c) for c in pool.transports["10.0.0.2"].commands]
     pulled = [
-        ["docker", "login", "reg.test:5000"],
         ["audit", "Pulled image with version v2"],
         ["docker", "pull", "reg.test:5000/hello:v2"],
         ["docker", "inspect", "-f", "{{ .Config.Labels.service }}", "reg.test:5000/hello:v2"],
@@ -147,9 +146,51 @@ def test_deploy_commands_per_host_in_order(make_config: MakeConfig) -> None:
     # the env file went up with mode 0600, before the container started
     uploads = pool.transports["10.0.0.2"].uploads
     assert [(u.path, u.mode) for u in uploads] == [(".kamal/apps/hello/env/roles/web.env", 0o600)]
-    # one registry login per host
-    logins = [c for c in pool.transports["10.0.0.1"].commands if c[:2] == ["docker", "login"]]
-    assert len(logins) == 1
+    # the stored credentials worked: no registry login at all
+    assert not any(c[:2] == ["docker", "login"] for c in pool.transports["10.0.0.1"].commands)
+
+
+def test_pull_logs_in_once_when_the_registry_asks(make_config: MakeConfig) -> None:
+    config = make_config(WEB_ONLY, version="v2")
+
+    def script(fake: FakeTransport) -> None:
+        server(current="v1")(fake)
+        fake.on(
+            ["docker", "pull"],
+            Result(1, "", "Error response from daemon: no basic auth credentials\n"),
+            Result(0, "v2: Pulling from hello\n", ""),
+        )
+
+    pool = FakePool(setup=script)
+    ctx, _ = make_ctx(config, pool)
+    asyncio.run(flows.deploy(ctx, skip_push=True))
+    commands = [_shape(c) for c in pool.transports["10.0.0.2"].commands][:5]
+    assert commands == [
+        ["audit", "Pulled image with version v2"],
+        ["docker", "pull", "reg.test:5000/hello:v2"],  # the label check did not run
+        ["docker", "login", "reg.test:5000"],
+        ["docker", "pull", "reg.test:5000/hello:v2"],
+        ["docker", "inspect", "-f", "{{ .Config.Labels.service }}", "reg.test:5000/hello:v2"],
+    ]
+    login = next(c for c in pool.transports["10.0.0.2"].commands if c[:2] == ["docker", "login"])
+    assert login == ["docker", "login", "reg.test:5000", "-u", "bob", "-p", "s3cret"]
+
+
+def test_refused_login_is_a_registry_error(make_config: MakeConfig) -> None:
+    config = make_config(WEB_ONLY, version="v2")
+
+    def script(fake: FakeTransport) -> None:
+        server(current="v1")(fake)
+        fake.on(["docker", "pull"], Result(1, "", "unauthorized: authentication required\n"))
+        fake.on(["docker", "login"], Result(1, "", "Error response from daemon: unauthorized\n"))
+
+    pool = FakePool(setup=script)
+    ctx, _ = make_ctx(config, pool)
+    with pytest.raises(Exception) as info:
+        asyncio.run(flows.deploy(ctx, skip_push=True))
+    text = info.value.render()  # type: ignore[attr-defined]
+    assert "registry on 10.0.0.1: docker login to reg.test:5000 was refused" in text
+    assert "check registry.username and the password secret" in text
 
 
 def test_deploy_boots_the_proxy_when_it_is_missing(make_config: MakeConfig) -> None:

