@@ -63,3 +63,18 @@ def test_spill_buffer_limit() -> None:
     with pytest.raises(BufferTooLarge):
         buf.write(b"678901")
     buf.close()
+
+
+def test_operational_log_lines_carry_kamal_proxy_attributes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    from dockyard.proxy.dataplane.server import event
+
+    with caplog.at_level(logging.INFO, logger="dockyard.proxy"):
+        event(logging.ERROR, "Error while proxying", target="web:3000", path="/x", error="boom")
+    record = caplog.records[-1]
+    assert record.getMessage() == "Error while proxying"
+    assert record.levelno == logging.ERROR
+    assert record.dockyard_attrs == {"target": "web:3000", "path": "/x", "error": "boom"}

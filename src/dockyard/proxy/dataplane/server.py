@@ -101,6 +101,14 @@ def _esc_str(value: str) -> str:
     return cached
 
 
+def event(level: int, msg: str, **attrs: object) -> None:
+    """An operational log line with kamal-proxy's message and attribute names. The attributes
+    travel as the `dockyard_attrs` record attribute, which `dockyard-proxy run`'s JSON formatter
+    turns into slog-style keys."""
+    if log.isEnabledFor(level):
+        log.log(level, msg, extra={"dockyard_attrs": attrs})
+
+
 def set_nodelay(transport: asyncio.BaseTransport) -> None:
     """TCP_NODELAY on a transport's socket (plain asyncio does not always set it)."""
     sock = transport.get_extra_info("socket")
@@ -505,7 +513,12 @@ class Exchange:
         elif state == "stopped":
             self.respond_error(503, service.stop_message)
         else:
-            log.info("Rejecting request due to expired pause (service=%s)", service.name)
+            event(
+                logging.WARNING,
+                "Rejecting request due to expired pause",
+                service=service.name,
+                path=self.head.path.decode("latin-1"),
+            )
             self.respond_error(504)
 
     def proceed(self, service: Service, opts: ServiceOptions) -> None:
@@ -1019,7 +1032,11 @@ class Exchange:
             self.respond_simple(413, b"Request too large\n", TEXT, NOSNIFF)
 
     def response_too_large(self) -> None:
-        log.info("Response exceeded max response limit (path=%s)", self.head.path.decode())
+        event(
+            logging.INFO,
+            "Response exceeded max response limit",
+            path=self.head.path.decode("latin-1"),
+        )
         self.drop_upstream()
         if self.resp_spill is not None:
             self.resp_spill.close()
@@ -1035,8 +1052,12 @@ class Exchange:
     def upstream_failed(self, error: str) -> None:
         """The upstream could not be reached or answered garbage."""
         target = self.target.name if self.target is not None else ""
-        log.error(
-            "Error while proxying (target=%s, path=%s): %s", target, self.head.path.decode(), error
+        event(
+            logging.ERROR,
+            "Error while proxying",
+            target=target,
+            path=self.head.path.decode("latin-1"),
+            error=error,
         )
         if self.resp_state == 0:
             self.respond_error(502)
@@ -1104,10 +1125,11 @@ class Exchange:
             client.close()
             return
         target = self.target.name if self.target is not None else ""
-        log.info(
-            "Request cancelled due to draining (target=%s, path=%s)",
-            target,
-            self.head.path.decode(),
+        event(
+            logging.INFO,
+            "Request cancelled due to draining",
+            target=target,
+            path=self.head.path.decode("latin-1"),
         )
         if self.resp_state == 0 and (self.resp_spill is None or self.resp_iter is None):
             self.drop_upstream()
