@@ -419,3 +419,22 @@ def test_cli_lock_and_server_exec_end_to_end(lab: LabDoc, project: Path) -> None
         released = dockyard("lock", "release")
     assert released.returncode == 0, released.stderr
     assert dockyard("lock", "status").stdout.strip() == "There is no deploy lock"
+
+
+def test_server_bootstrap_leaves_docker_alone_where_it_runs(
+    lab: LabDoc, lab_ssh: LabSsh, project: Path
+) -> None:
+    config = write_config(project, lab, "opsboot")
+    for server_info in lab.servers:
+        lab_ssh(server_info.address, "rm", "-rf", ".kamal/opsboot-audit.log")
+    with_ctx(lab, config, server.bootstrap)
+    for server_info in lab.servers:
+        assert lab_ssh(server_info.address, "test", "-d", ".kamal").returncode == 0
+        # the lock taken for bootstrap is gone again
+        assert (
+            lab_ssh(
+                server_info.address, "test", "-e", ".kamal/lock-opsboot", check=False
+            ).returncode
+            == 1
+        )
+    assert with_ctx(lab, config, lock.status) == lock.NO_LOCK
