@@ -109,7 +109,41 @@ def remove_command(
     sys.stderr.write("Removed.\n")
 
 
+@with_global_options
+def build_push_command(opts: GlobalOptions) -> None:
+    """Build the image locally and push it (version and latest tags) to the registry."""
+    from dockyard.flows import build
+
+    run_flow(opts, build.push, command="build", subcommand="push")
+
+
+@with_global_options
+def build_pull_command(opts: GlobalOptions) -> None:
+    """Pull the image on the servers (registry login only when needed)."""
+    from dockyard.flows import build
+
+    run_flow(opts, build.pull, command="build", subcommand="pull")
+
+
+@with_global_options
+def build_deliver_command(opts: GlobalOptions) -> None:
+    """Build and push the image, then pull it on the servers."""
+    from dockyard.flows import build
+    from dockyard.flows.context import DeployContext
+
+    async def deliver(ctx: DeployContext) -> None:
+        await build.push(ctx)
+        await build.pull(ctx)
+
+    run_flow(opts, deliver, command="build", subcommand="deliver")
+
+
 def register(app: typer.Typer) -> None:
+    build_app = typer.Typer(help="Build the app image, push it and pull it on the servers.")
+    build_app.command("push")(build_push_command)
+    build_app.command("pull")(build_pull_command)
+    build_app.command("deliver")(build_deliver_command)
+    app.add_typer(build_app, name="build")
     app.command("setup")(setup_command)
     app.command("deploy")(deploy_command)
     app.command("redeploy")(redeploy_command)

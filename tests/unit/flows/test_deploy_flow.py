@@ -10,7 +10,7 @@ import pytest
 from dockyard.config import Config
 from dockyard.flows import deploy as flows
 from dockyard.flows.context import DeployContext, Event
-from dockyard.flows.errors import HealthCheckError, RegistryError
+from dockyard.flows.errors import HealthCheckError, HookError, RegistryError
 from dockyard.remote import FakePool, FakeTransport, Result
 
 from .conftest import MakeConfig
@@ -297,3 +297,51 @@ def test_barrier_stops_other_roles_when_primary_fails(make_config: MakeConfig) -
     assert "first web container is unhealthy, not booting workers on 10.0.0.3" in text
     workers = pool.transports["10.0.0.3"].commands
     assert not any(c[:2] == ["docker", "run"] for c in workers)
+
+
+def test_hooks_run_in_kamal_order_with_lock_state(make_config: MakeConfig) -> None:
+    config = make_config(WEB_ONLY, version="v2")
+    hooks = config.root / ".kamal" / "hooks"
+    hooks.mkdir(parents=True)
+    names = ["pre-connect", "pre-build", "pre-deploy", "pre-app-boot", "post-app-boot",
+             "post-deploy"]  # fmt: skip
+    for name in names:
+        (hooks / name).write_text("#!/bin/sh\n")
+    pool = FakePool(setup=server(current="v1"))
+    ctx, _ = make_ctx(config, pool)
+    ctx.command = "deploy"
+    asyncio.run(flows.deploy(ctx, skip_push=True))
+    local = ctx.local
+    assert isinstance(local, FakeTransport)
+    ran = [(c.argv[-1].rsplit("/", 1)[-1], c.env or {}) for c in local.calls if c.argv[0] == "sh"]
+    assert [name for name, _ in ran] == [
+        "pre-connect",
+        "pre-deploy",
+        "pre-app-boot",
+        "post-app-boot",
+        "post-deploy",
+    ]  # no build with -P, so no pre-build
+    env = dict(ran)
+    assert env["pre-deploy"]["KAMAL_LOCK"] == "true"
+    assert env["post-deploy"]["KAMAL_LOCK"] == "false"
+    assert "KAMAL_RUNTIME" in env["post-deploy"] and "KAMAL_RUNTIME" not in env["pre-deploy"]
+    assert env["pre-app-boot"]["KAMAL_HOSTS"] == "10.0.0.1,10.0.0.2"
+    assert env["pre-deploy"]["KAMAL_REGISTRY_PASSWORD"] == "s3cret"
+    assert "KAMAL_REGISTRY_PASSWORD" not in env["pre-app-boot"]
+    assert env["post-deploy"]["KAMAL_COMMAND"] == "deploy"
+
+
+def test_failed_pre_deploy_hook_releases_the_lock(make_config: MakeConfig) -> None:
+    config = make_config(WEB_ONLY, version="v2")
+    hooks = config.root / ".kamal" / "hooks"
+    hooks.mkdir(parents=True)
+    (hooks / "pre-deploy").write_text("#!/bin/sh\nexit 1\n")
+    pool = FakePool(setup=server(current="v1"))
+    ctx, _ = make_ctx(config, pool)
+    assert isinstance(ctx.local, FakeTransport)
+    ctx.local.on(["sh", "-c"], Result(1, "", "database migrations pending\n"))
+    with pytest.raises(HookError, match="Hook `pre-deploy` failed"):
+        asyncio.run(flows.deploy(ctx, skip_push=True))
+    primary = pool.transports["10.0.0.1"].commands
+    assert primary[-1] == ["rm", "-r", ".kamal/lock-hello"]
+    assert not any(c[:2] == ["docker", "run"] for c in primary)
