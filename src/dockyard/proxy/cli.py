@@ -282,6 +282,7 @@ def _add_deploy_flags(p: argparse.ArgumentParser) -> None:
         ("tls-certificate-path", "Custom TLS certificate path (PEM format)"),
         ("tls-private-key-path", "Custom TLS private key path (PEM format)"),
         ("tls-acme-cache-path", "Location to store ACME certificates"),
+        ("tls-acme-directory", "ACME directory URL of the CA to use (default Let's Encrypt)"),
         ("canonical-host", "Redirect every other host to this one"),
         ("health-check-path", "Path to check for health (default /up)"),
         ("health-check-host", "Host header for health checks"),
@@ -347,6 +348,12 @@ def deploy_request(args: argparse.Namespace, env: Mapping[str, str] | None = Non
             raise UsageError("host must be set when using TLS")
         if "/" not in prefixes:
             raise UsageError("TLS settings must be specified on the root path service")
+    directory = args.tls_acme_directory or ""
+    if directory:
+        if not directory.startswith("https://") or len(directory) <= len("https://"):
+            raise UsageError(f"tls-acme-directory must be an https:// URL, got {directory!r}")
+        if args.tls_staging:
+            raise UsageError("tls-acme-directory and tls-staging cannot be used together")
     canonical = args.canonical_host or ""
     if canonical and hosts and canonical not in hosts:
         raise UsageError("canonical host must be one of the hosts")
@@ -362,6 +369,7 @@ def deploy_request(args: argparse.Namespace, env: Mapping[str, str] | None = Non
         tls_certificate_path=cert or "",
         tls_private_key_path=key or "",
         tls_acme_cache_path=acme_cache,
+        tls_acme_directory=directory,
         tls_redirect=_pick(args.tls_redirect, True),
         canonical_host=canonical,
         error_page_path=args.error_pages or "",
@@ -387,10 +395,6 @@ def deploy_request(args: argparse.Namespace, env: Mapping[str, str] | None = Non
         log_response_headers=tuple(args.log_response_header),
         scope_cookie_paths=bool(args.scope_cookie_paths),
     )
-    if tls:
-        from dockyard.proxy.control.router import TLS_NOT_SUPPORTED
-
-        raise UsageError(TLS_NOT_SUPPORTED + " (the next release adds it)")
     return o.DeployRequest(
         service=service,
         targets=tuple(args.target),

@@ -259,8 +259,8 @@ def test_tls_forward_headers_default_depends_on_tls() -> None:
             "TLS settings must be specified on the root path service",
         ),
         (
-            ["deploy", "web", "--target=a:1", "--tls", "--host=x.test"],
-            "TLS is not yet supported",
+            ["deploy", "web", "--target=a:1", "--tls", "--host=x.test", "--tls-acme-directory=x"],
+            "tls-acme-directory must be an https:// URL",
         ),
         (
             ["deploy", "web", "--target=a:1", "--host=a.test", "--canonical-host=b.test"],

@@ -98,6 +98,8 @@ class ServiceConfig:
     tls_certificate_path: str = ""
     tls_private_key_path: str = ""
     tls_acme_cache_path: str = ""
+    #: Our `--tls-acme-directory` (any ACME CA); empty: Let's Encrypt (or its staging).
+    tls_acme_directory: str = ""
     tls_redirect: bool = True
     canonical_host: str = ""
     error_page_path: str = ""
@@ -131,6 +133,8 @@ class ServiceConfig:
 
     @property
     def acme_directory(self) -> str:
+        if self.tls_acme_directory:
+            return self.tls_acme_directory
         return ACME_STAGING_DIRECTORY if self.tls_staging else ACME_DIRECTORY
 
     def to_contract(self) -> ServiceOptions:

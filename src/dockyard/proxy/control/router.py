@@ -8,6 +8,7 @@ import asyncio
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from dockyard.errors import ProxyError
 from dockyard.proxy.contract import Match
@@ -19,19 +20,17 @@ from dockyard.proxy.control.options import DeployRequest, ServiceConfig, parse_t
 from dockyard.proxy.control.routing import RoutingTable
 from dockyard.proxy.control.service import ProxyService, RolloutSplit, ServiceNotFoundError
 from dockyard.proxy.control.state import SavedService, StateFileError, StateStore
+from dockyard.proxy.control.tls import TlsRegistry, check_tls_options, load_custom_certificate
+
+if TYPE_CHECKING:
+    from dockyard.proxy.tls.certs import CertifiedKey
 
 logger = logging.getLogger("dockyard.proxy.control")
-
-TLS_NOT_SUPPORTED = "TLS is not yet supported by dockyard-proxy"
 
 
 class HostConflictError(ProxyError):
     def __init__(self) -> None:
         super().__init__("host settings conflict with another service")
-
-
-class NotSupportedError(ProxyError):
-    pass
 
 
 class RolloutNotSetError(ProxyError):
@@ -60,8 +59,17 @@ def _claims(config: ServiceConfig) -> Iterator[tuple[str, str]]:
 class ProxyRouter:
     """Implements `contract.Router`; owns the services and the routing table."""
 
-    def __init__(self, store: StateStore | None = None, *, probe: Probe | None = None) -> None:
+    def __init__(
+        self,
+        store: StateStore | None = None,
+        *,
+        probe: Probe | None = None,
+        tls: TlsRegistry | None = None,
+    ) -> None:
         self._store = store
+        #: The HTTPS listener's certificates; None (tests of the router alone): TLS options
+        #: are still checked and custom certificates loaded, but nothing is served.
+        self.tls = tls
         self._probe = probe
         self._services: dict[str, ProxyService] = {}
         self._table: RoutingTable[ProxyService] = RoutingTable()
@@ -110,9 +118,13 @@ class ProxyRouter:
         config = request.config.normalized()
         if not request.targets:
             raise ProxyError("no targets given", hint="pass at least one --target")
-        if config.tls_enabled:
-            raise NotSupportedError(TLS_NOT_SUPPORTED, hint="deploy without --tls for now")
         async with self._lock(name):
+            # Before anything changes: a bad certificate fails the deploy, service untouched.
+            if self.tls is not None:
+                certified = await self.tls.validate(config)
+            else:
+                check_tls_options(config)
+                certified = await asyncio.to_thread(load_custom_certificate, config)
             balancer = self._balancer(name, request.targets, request.readers, config)
             event(
                 logger,
@@ -137,7 +149,7 @@ class ProxyRouter:
                     await balancer.stop_health_checks()
                     raise
             try:
-                old = self._install(name, config, balancer)
+                old = self._install(name, config, balancer, certified)
             except BaseException:
                 await balancer.stop_health_checks()
                 raise
@@ -155,7 +167,11 @@ class ProxyRouter:
                 event(logger, "Drained", service=name, targets=old.target_names)
 
     def _install(
-        self, name: str, config: ServiceConfig, balancer: LoadBalancer
+        self,
+        name: str,
+        config: ServiceConfig,
+        balancer: LoadBalancer,
+        certified: CertifiedKey | None = None,
     ) -> LoadBalancer | None:
         """The switch: claims checked, service created or updated, table rebuilt, state saved.
         Synchronous, so no request can observe a half-done switch."""
@@ -172,6 +188,9 @@ class ProxyRouter:
                     other=owner.name,
                 )
                 raise HostConflictError()
+        if self.tls is not None:  # may refuse (nothing changed then)
+            configs = [(n, s.config) for n, s in self._services.items() if n != name]
+            self.tls.apply([*configs, (name, config)], {name: certified})
         existing = self._services.get(name)
         old: LoadBalancer | None = None
         if existing is None:
@@ -190,6 +209,7 @@ class ProxyRouter:
         if service.rollout is not None:
             await service.rollout.stop_health_checks()
         del self._services[name]
+        self._apply_tls()
         self._rebuild()
         self._save()
         event(logger, "Removed", service=name)
@@ -311,6 +331,14 @@ class ProxyRouter:
             for name, service in sorted(self._services.items())
         ]
 
+    def _apply_tls(self) -> None:
+        if self.tls is None:
+            return
+        try:
+            self.tls.apply((n, s.config) for n, s in self._services.items())
+        except ProxyError as exc:
+            event(logger, "Unable to configure TLS", level=logging.ERROR, error=exc.message)
+
     def _save(self) -> None:
         if self._store is None:
             return
@@ -352,13 +380,8 @@ class ProxyRouter:
             balancer.trust_all()
             if balancer.ongoing_checks:
                 balancer.start_health_checks()
-            if entry.config.tls_enabled:
-                event(
-                    logger,
-                    "TLS is not yet supported: the service is restored without HTTPS",
-                    level=logging.WARNING,
-                    service=entry.name,
-                )
+            if self.tls is not None:
+                self.tls.restore_certificate(entry.name, entry.config)
             service = ProxyService(entry.name, entry.config, balancer)
             service.pause.restore(entry.pause)
             if entry.rollout_targets:
@@ -371,6 +394,7 @@ class ProxyRouter:
                 service.rollout = rollout
                 service.split = RolloutSplit.from_json(entry.rollout)
             self._services[entry.name] = service
+        self._apply_tls()
         self._rebuild()
         event(logger, "Restored saved state", path=str(self._store.path), services=len(saved))
         return len(self._services)

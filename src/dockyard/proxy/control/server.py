@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from dockyard.proxy.control.log import event
 from dockyard.proxy.control.router import ProxyRouter
 from dockyard.proxy.control.rpc import RpcServer
 from dockyard.proxy.control.state import STATE_NAME, StateStore, data_dir, socket_path
+from dockyard.proxy.control.tls import TlsRegistry
 
 logger = logging.getLogger("dockyard.proxy.control")
 
@@ -39,6 +41,8 @@ class RunSettings:
 async def serve(settings: RunSettings, stop: asyncio.Event | None = None) -> None:
     """Run the proxy until `stop` is set (or SIGTERM/SIGINT arrives)."""
     from dockyard.proxy.dataplane import AccessLogWriter, serve_http
+    from dockyard.proxy.dataplane.server import connection_factory
+    from dockyard.proxy.tls.accept import TlsAcceptor
 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -47,7 +51,8 @@ async def serve(settings: RunSettings, stop: asyncio.Event | None = None) -> Non
             loop.add_signal_handler(sig, stop.set)
 
     state_file = settings.state_file or data_dir() / STATE_NAME
-    router = ProxyRouter(StateStore(state_file))
+    tls = TlsRegistry(state_file.parent / "certs")
+    router = ProxyRouter(StateStore(state_file), tls=tls)
     router.restore()
     if settings.metrics_port:
         event(
@@ -69,11 +74,25 @@ async def serve(settings: RunSettings, stop: asyncio.Event | None = None) -> Non
         )
     except OSError as exc:
         await router.close()
+        await tls.aclose()
         raise ProxyError(
             f"unable to listen on {settings.bind}:{settings.http_port}: {exc.strerror or exc}"
         ) from exc
+    https_factory = connection_factory(
+        router, tls=True, log_port=settings.https_port, access_log=AccessLogWriter(1)
+    )
     rpc = RpcServer(router, settings.socket or socket_path())
+    https_task: asyncio.Task[None] | None = None
+    https_sock: socket.socket | None = None
     try:
+        try:
+            https_sock = listen_socket(settings.bind, settings.https_port)
+        except OSError as exc:
+            raise ProxyError(
+                f"unable to listen on {settings.bind}:{settings.https_port}: {exc.strerror or exc}"
+            ) from exc
+        acceptor = TlsAcceptor(tls.selector, https_factory)
+        https_task = loop.create_task(acceptor.serve(https_sock))
         try:
             await rpc.start()
         except OSError as exc:
@@ -92,9 +111,30 @@ async def serve(settings: RunSettings, stop: asyncio.Event | None = None) -> Non
         await stop.wait()
     finally:
         await rpc.close()
-        await http.shutdown(SHUTDOWN_GRACE)
+        if https_task is not None:
+            https_task.cancel()
+            await asyncio.gather(https_task, return_exceptions=True)
+        if https_sock is not None:
+            https_sock.close()
+        await asyncio.gather(http.shutdown(SHUTDOWN_GRACE), https_factory.shutdown(SHUTDOWN_GRACE))
         await router.close()
+        await tls.aclose()
         event(logger, "Server stopped")
+
+
+def listen_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:
+    """A listening TCP socket (IPv6 when `host` is an IPv6 address), non-blocking."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def run(settings: RunSettings) -> None:

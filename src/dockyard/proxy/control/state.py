@@ -19,6 +19,7 @@ from typing import Any
 
 from dockyard.errors import ProxyError
 from dockyard.proxy.control.options import (
+    ACME_DIRECTORY,
     ACME_STAGING_DIRECTORY,
     HealthCheckConfig,
     ServiceConfig,
@@ -114,12 +115,16 @@ def config_from_state(options: dict[str, Any], target_options: dict[str, Any]) -
     hc = _dict(target_options.get("health_check_config"))
     dhc = d.health_check
     legacy_hosts = _strings(options.get("hosts"))
+    directory = str(options.get("acme_directory") or "")
     return ServiceConfig(
         hosts=legacy_hosts,
         path_prefixes=_strings(options.get("path_prefixes")) or d.path_prefixes,
         strip_path_prefix=bool(options.get("strip_prefix", d.strip_path_prefix)),
         tls_enabled=bool(options.get("tls_enabled", False)),
-        tls_staging=options.get("acme_directory") == ACME_STAGING_DIRECTORY,
+        tls_staging=directory == ACME_STAGING_DIRECTORY,
+        tls_acme_directory=""
+        if directory in ("", ACME_DIRECTORY, ACME_STAGING_DIRECTORY)
+        else directory,
         tls_certificate_path=str(options.get("tls_certificate_path") or ""),
         tls_private_key_path=str(options.get("tls_private_key_path") or ""),
         tls_acme_cache_path=str(options.get("acme_cache_path") or ""),
