@@ -9,8 +9,9 @@ our own table of those keys and types; the error texts and key paths follow Kama
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -188,6 +189,16 @@ RESERVED_LABELS = ("destination", "role", "service")
 ACCESSORY_PLACEMENT = ("host", "hosts", "role", "roles", "tag", "tags")
 
 
+def _did_you_mean(unknown: list[Any], known: Iterable[str]) -> str | None:
+    """A hint for a misspelt key (`srevers` -> `servers`), if one is close enough."""
+    suggestions = []
+    for key in unknown:
+        close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
+        if close:
+            suggestions.append(f"{key} -> {close[0]}")
+    return f"did you mean: {', '.join(suggestions)}?" if suggestions else None
+
+
 def _type_ok(value: Any, kind: str) -> bool:
     if kind in (STRING, SYMBOL):
         return isinstance(value, (str, int, float, bool))
@@ -226,9 +237,21 @@ class Validator:
         finally:
             self.context = saved
 
-    def error(self, problem: str, *, where: KeyPath | None = None) -> ConfigValidationError:
+    def error(
+        self, problem: str, *, where: KeyPath | None = None, hint: str | None = None
+    ) -> ConfigValidationError:
         file, line = self.locate(where if where is not None else self.context)
-        return ConfigValidationError(problem, key_path=self.context, file=file, line=line)
+        return ConfigValidationError(
+            problem, key_path=self.context, file=file, line=line, hint=hint
+        )
+
+    def unknown_keys(self, unknown: list[Any], known: Iterable[str]) -> ConfigValidationError:
+        word = "key" if len(unknown) == 1 else "keys"
+        return self.error(
+            f"unknown {word}: {', '.join(map(str, unknown))}",
+            where=(*self.context, unknown[0]),
+            hint=_did_you_mean(unknown, known),
+        )
 
     def check_type(self, value: Any, *kinds: str) -> None:
         if not any(_type_ok(value, kind) for kind in kinds):
@@ -246,11 +269,7 @@ class Validator:
         if extensions:
             unknown = [k for k in unknown if not str(k).startswith("x-")]
         if unknown:
-            word = "key" if len(unknown) == 1 else "keys"
-            raise self.error(
-                f"unknown {word}: {', '.join(map(str, unknown))}",
-                where=(*self.context, unknown[0]),
-            )
+            raise self.unknown_keys(unknown, schema)
         for key, value in config.items():
             if str(key).startswith("x-"):
                 continue
@@ -400,10 +419,7 @@ def validate_env(config: Any, context: KeyPath, locate: Locate) -> None:
         return
     unknown = [k for k in config if k not in ENV_KEYS]
     if unknown:
-        word = "key" if len(unknown) == 1 else "keys"
-        raise v.error(
-            f"unknown {word}: {', '.join(map(str, unknown))}", where=(*context, unknown[0])
-        )
+        raise v.unknown_keys(unknown, ENV_KEYS)
     if "clear" in config:
         with v.at("clear"):
             v.hash_of(config["clear"], STRING)

@@ -223,3 +223,11 @@ def test_boot_limit_that_is_not_a_number(project: WriteProject) -> None:
     assert exc.value.message == (
         "config/deploy.yml:10: boot/limit: should be an integer or a percentage such as 25%"
     )
+
+
+def test_unknown_key_hint_suggests_the_close_key(project: WriteProject) -> None:
+    root = project("servers:\n  web:\n    hosts: [h]\n    comand: x\n    zzz: 1\n")
+    with pytest.raises(ConfigValidationError) as exc:
+        load_config(root=root, env=ENV)
+    assert exc.value.message == "config/deploy.yml:11: servers/web: unknown keys: comand, zzz"
+    assert exc.value.hint == "did you mean: comand -> cmd?"
