@@ -140,6 +140,7 @@ def test_bad_tls_flags_are_refused_by_the_client(
             tls_acme_directory=PEBBLE,
             tls_acme_cache_path="/data/certs",
             tls_redirect=False,
+            forward_headers=False,  # the CLI always sends it explicitly
         ),
         ServiceConfig(
             hosts=("a.test", "b.test"),
