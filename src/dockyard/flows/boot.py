@@ -155,6 +155,7 @@ async def boot_proxy(ctx: DeployContext, host: str, state: HostSurvey) -> None:
         started = await ctx.run(host, start, check=False)
         if started.ok:
             await ctx.audit(host, "Booted proxy")
+            await wait_for_proxy(ctx, host)
             return
     result = await ctx.run(host, run, check=False, timeout=600)
     if not result.ok:
@@ -167,6 +168,31 @@ async def boot_proxy(ctx: DeployContext, host: str, state: HostSurvey) -> None:
             + "\n".join(f"  | {line}" for line in result.stderr.strip().splitlines()[-8:]),
             hint=hint,
         )
+    await ctx.audit(host, "Booted proxy")
+    await wait_for_proxy(ctx, host)
+
+
+PROXY_READY_TIMEOUT = 30.0
+
+
+async def wait_for_proxy(ctx: DeployContext, host: str) -> None:
+    """Wait until a just-started kamal-proxy answers on its control socket (``kamal-proxy
+    list``), so that the first deploy does not race its start-up."""
+    deadline = time.monotonic() + PROXY_READY_TIMEOUT
+    probe = proxy_commands.list_services()
+    while True:
+        result = await ctx.run(host, probe, check=False, timeout=PROXY_READY_TIMEOUT)
+        if result.ok:
+            return
+        if time.monotonic() > deadline:
+            logs = await ctx.run(host, docker("logs", "--tail", "20", "kamal-proxy"), check=False)
+            tail = (logs.stdout + logs.stderr).strip().splitlines()[-20:]
+            raise FlowProxyError(
+                f"proxy on {host}: kamal-proxy did not become ready within "
+                f"{PROXY_READY_TIMEOUT:g}s\n" + "\n".join(f"  | {line}" for line in tail),
+                hint="check the proxy image (proxy.run) and `docker logs kamal-proxy`",
+            )
+        await asyncio.sleep(0.3)
 
 
 @dataclass

@@ -62,7 +62,12 @@ async def push(ctx: DeployContext) -> None:
         env = builder_commands.push_env(config, plan)
     else:
         commands = builder_commands.legacy_build(config)
-        env = builder_commands.push_env(config, plan, legacy=True)
+        # BuildKit (needed for --secret/--ssh) wants buildx on current Docker: ask for it only
+        # then, and use the classic builder otherwise.
+        needs_buildkit = bool(config.builder.secrets or config.builder.ssh)
+        env = builder_commands.push_env(config, plan, legacy=needs_buildkit)
+        if not needs_buildkit:
+            env["DOCKER_BUILDKIT"] = "0"
     for argv in commands:
         await _check(ctx, _in_root(ctx, argv), argv.display(), env=env, stream=True)
 

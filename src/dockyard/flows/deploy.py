@@ -92,7 +92,7 @@ async def _surveys(
             ctx.roles_on(host),
             version,
             proxy=host in proxy_hosts,
-            network=host in proxy_hosts,
+            network=proxy,  # every app host needs the kamal network, not only proxy hosts
         )
 
     return await ctx.on(hosts, one)

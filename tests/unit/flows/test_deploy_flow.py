@@ -205,6 +205,8 @@ def test_deploy_boots_the_proxy_when_it_is_missing(make_config: MakeConfig) -> N
     assert "reg.test:5000/dockyard-proxy:v0.9.2 kamal-proxy run" in lines[proxy]
     app = next(i for i, line in enumerate(lines) if line.startswith("docker run --detach"))
     assert proxy < app
+    ready = lines.index("docker exec kamal-proxy kamal-proxy list")  # waits for the socket
+    assert proxy < ready < app
     assert ["docker", "container", "start", "kamal-proxy"] not in commands  # no container yet
     assert not any(c[:2] == ["docker", "stop"] for c in commands)  # nothing old to stop
 
