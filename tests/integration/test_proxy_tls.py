@@ -24,10 +24,12 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from test_acme_pebble import Pebble, _no_proxies, pebble  # noqa: F401  (fixtures)
 
 from dockyard.proxy.control.client import RpcError, call
 from dockyard.proxy.control.options import DeployRequest, ServiceConfig
 from dockyard.proxy.control.server import RunSettings, serve
+from dockyard.proxy.tls.store import cache_dir_for
 
 pytestmark = pytest.mark.integration
 
@@ -425,3 +427,45 @@ def test_automatic_tls_with_wildcard_hosts_is_refused(proxy: RunningProxy) -> No
     with pytest.raises(RpcError, match="automatic TLS does not support wildcards"):
         proxy.deploy("one", "one", hosts=("*.a.test",), tls_enabled=True)
     assert proxy.call("list") == []
+
+
+# -- automatic TLS against Pebble, through the running proxy --------------------------------------
+
+
+def test_automatic_tls_issues_on_the_first_request_through_the_proxy(
+    pebble: Pebble,  # noqa: F811  (the fixture imported above)
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """deploy --tls --tls-acme-directory=<Pebble>: no certificate at deploy; the first HTTPS
+    request for the host obtains one (TLS-ALPN-01 on the HTTPS listener, which is Pebble's
+    validation port here), verified by the client against Pebble's root; a restart serves the
+    cached certificate."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(pebble.ca_file))  # verifies Pebble's directory
+    host = "auto.dockyard.test"
+    cache = tmp_path / "acme"
+    running = RunningProxy(tmp_path, https_port=pebble.tls_port)
+    try:
+        running.backend("one")
+        running.start()
+        running.deploy("one", "one", hosts=(host,), tls_enabled=True,
+                       tls_acme_directory=pebble.directory_url,
+                       tls_acme_cache_path=str(cache))  # fmt: skip
+        assert not cache.exists()  # issuance waits for the first handshake
+        roots = pebble.issuing_roots().decode()
+        reply = https_get(pebble.tls_port, host, "/first", cadata=roots)
+        assert reply.status == 200 and san_dns(reply) == [host]
+        assert reply.json() == {"backend": "one", "path": "/first", "proto": "https"}
+        cached = cache_dir_for(cache, pebble.directory_url) / host
+        first = cached.read_bytes()
+        assert b"-----BEGIN CERTIFICATE-----" in first
+        row = running.call("list")[0]
+        assert row["tls"] == "yes"
+
+        running.stop()
+        running.start()
+        again = https_get(pebble.tls_port, host, "/again", cadata=roots)
+        assert again.status == 200 and again.json()["backend"] == "one"
+        assert cached.read_bytes() == first  # served from the cache, no new order
+    finally:
+        running.close()
