@@ -20,6 +20,10 @@ from ._ruby import ruby_str
 KeyPath = tuple[str | int, ...]
 
 
+class _UnsupportedErb(ConfigError):
+    """An ERB form outside the supported subset (tolerated on a YAML comment line)."""
+
+
 @dataclass
 class Document:
     """One loaded file: its data and where each key path starts."""
@@ -121,7 +125,15 @@ def _evaluate(expr: str, *, cwd: Path, env: Mapping[str, str], where: str) -> st
                     hint=f"export {name}=... or use ENV.fetch({name!r}, 'default')",
                 )
         return _apply_methods(value, tail.group(1))
-    raise ConfigError(f"{where}: unsupported ERB `<%= {text} %>`", hint=_SUPPORTED)
+    raise _UnsupportedErb(f"{where}: unsupported ERB `<%= {text} %>`", hint=_SUPPORTED)
+
+
+def _on_comment_line(text: str, match: re.Match[str]) -> bool:
+    """The tag sits on one line whose first non-blank character is a YAML comment `#`."""
+    if "\n" in match.group(0):
+        return False
+    line_start = text.rfind("\n", 0, match.start()) + 1
+    return text[line_start : match.start()].lstrip(" \t").startswith("#")
 
 
 def render_erb(
@@ -151,16 +163,23 @@ def render_erb(
         tag_line = source_line
         where = f"{file}:{tag_line}"
         kind, body = match.group("kind"), match.group("body")
-        if kind == "#":
-            value = ""
-        elif kind == "=":
-            value = _evaluate(body, cwd=cwd, env=env, where=where)
-        else:
-            raise ConfigError(
-                f"{where}: unsupported ERB `{match.group(0).strip()}` (only <%= ... %> output "
-                "tags and <%# comments %> are supported)",
-                hint=_SUPPORTED,
-            )
+        try:
+            if kind == "#":
+                value = ""
+            elif kind == "=":
+                value = _evaluate(body, cwd=cwd, env=env, where=where)
+            else:
+                raise _UnsupportedErb(
+                    f"{where}: unsupported ERB `{match.group(0).strip()}` (only <%= ... %> "
+                    "output tags and <%# comments %> are supported)",
+                    hint=_SUPPORTED,
+                )
+        except _UnsupportedErb:
+            if not _on_comment_line(text, match):
+                raise
+            # Kamal would evaluate it, but its output lands inside a YAML comment and cannot
+            # change the document (`kamal init` writes such a line): leave the tag as it is.
+            value = match.group(0)
         emit(value, line=tag_line)
         # Newlines inside the tag itself advance the source line without producing output.
         source_line += match.group(0).count("\n")
