@@ -448,9 +448,14 @@ def test_automatic_tls_issues_on_the_first_request_through_the_proxy(
     try:
         running.backend("one")
         running.start()
-        running.deploy("one", "one", hosts=(host,), tls_enabled=True,
-                       tls_acme_directory=pebble.directory_url,
-                       tls_acme_cache_path=str(cache))  # fmt: skip
+        running.deploy(
+            "one",
+            "one",
+            hosts=(host,),
+            tls_enabled=True,
+            tls_acme_directory=pebble.directory_url,
+            tls_acme_cache_path=str(cache),
+        )
         assert not cache.exists()  # issuance waits for the first handshake
         roots = pebble.issuing_roots().decode()
         reply = https_get(pebble.tls_port, host, "/first", cadata=roots)
@@ -469,3 +474,60 @@ def test_automatic_tls_issues_on_the_first_request_through_the_proxy(
         assert cached.read_bytes() == first  # served from the cache, no new order
     finally:
         running.close()
+
+
+def test_the_cli_deploys_tls_services_and_lists_them(
+    proxy: RunningProxy,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`dockyard-proxy deploy --tls ...` as a user types it, against the running server."""
+    from dockyard.proxy.cli import main
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))  # the client finds the proxy's socket
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "client-config"))
+    ca = make_ca(tmp_path)
+    a_cert, a_key = ca.issue(tmp_path, "a.test")
+    _, other_key = ca.issue(tmp_path, "other.test")
+    common = ["--host=a.test", "--tls", "--deploy-timeout=5s"]
+    one, two = proxy.backends["one"], proxy.backends["two"]
+    assert (
+        main(
+            [
+                "deploy",
+                "web",
+                f"--target={one}",
+                *common,
+                f"--tls-certificate-path={a_cert}",
+                f"--tls-private-key-path={a_key}",
+            ]
+        )
+        == 0
+    )
+    assert main(["deploy", "plain", f"--target={two}", "--host=p.test"]) == 0
+    capsys.readouterr()
+    assert main(["list"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["Service", "Host", "Path", "Target", "State", "TLS"]
+    rows = {line.split()[0]: line.split() for line in table[1:]}
+    assert rows["web"][-1] == "yes" and rows["plain"][-1] == "no"
+
+    assert (
+        main(
+            [
+                "deploy",
+                "web",
+                f"--target={two}",
+                *common,
+                f"--tls-certificate-path={a_cert}",
+                f"--tls-private-key-path={other_key}",
+            ]
+        )
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert err.startswith("Error: ") and "Traceback" not in err
+    assert str(other_key) in err or str(a_cert) in err
+    reply = https_get(proxy.settings.https_port, "a.test", "/", cafile=ca.pem_file)
+    assert reply.json()["backend"] == "one"

@@ -366,8 +366,9 @@ def deploy_request(args: argparse.Namespace, env: Mapping[str, str] | None = Non
         strip_path_prefix=_pick(args.strip_path_prefix, True),
         tls_enabled=tls,
         tls_staging=bool(args.tls_staging),
-        tls_certificate_path=cert or "",
-        tls_private_key_path=key or "",
+        # The server reads the files: relative paths are made absolute here, in the client.
+        tls_certificate_path=os.path.abspath(cert) if cert else "",
+        tls_private_key_path=os.path.abspath(key) if key else "",
         tls_acme_cache_path=acme_cache,
         tls_acme_directory=directory,
         tls_redirect=_pick(args.tls_redirect, True),

@@ -91,6 +91,25 @@ def test_deploy_tls_flags_build_the_service_config(tmp_path: Path) -> None:
     assert default.config.acme_directory == ACME_DIRECTORY
 
 
+def test_custom_certificate_paths_are_sent_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    request = parse(
+        [
+            "web",
+            "--target=a:1",
+            "--host=x.test",
+            "--tls",
+            "--tls-certificate-path=certs/c.pem",
+            "--tls-private-key-path=k.pem",
+        ],
+        tmp_path,
+    )
+    assert request.config.tls_certificate_path == str(tmp_path / "certs" / "c.pem")
+    assert request.config.tls_private_key_path == str(tmp_path / "k.pem")
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
