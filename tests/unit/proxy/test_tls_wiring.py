@@ -258,3 +258,76 @@ def test_router_refuses_bad_certificates_before_touching_the_service(tmp_path: P
         await registry.aclose()
 
     asyncio.run(scenario())
+
+
+def test_restore_brings_back_tls_services_and_survives_a_missing_certificate(
+    tmp_path: Path,
+) -> None:
+    a_cert, a_key = self_signed(tmp_path, "a.test")
+    gone_cert, gone_key = self_signed(tmp_path, "gone.test")
+    store = StateStore(tmp_path / "kamal-proxy.state")
+    good = ServiceConfig(
+        hosts=("a.test",),
+        tls_enabled=True,
+        forward_headers=False,
+        tls_certificate_path=str(a_cert),
+        tls_private_key_path=str(a_key),
+    )
+    lost = ServiceConfig(
+        hosts=("gone.test",),
+        tls_enabled=True,
+        forward_headers=False,
+        tls_certificate_path=str(gone_cert),
+        tls_private_key_path=str(gone_key),
+    )
+    acme = ServiceConfig(hosts=("b.test",), tls_enabled=True, tls_acme_directory=PEBBLE)
+    store.save(
+        [
+            SavedService("a", good, ("127.0.0.1:9",), (), {}),
+            SavedService("gone", lost, ("127.0.0.1:9",), (), {}),
+            SavedService("b", acme, ("127.0.0.1:9",), (), {}),
+        ]
+    )
+    gone_cert.unlink()
+
+    async def scenario() -> None:
+        registry = TlsRegistry(tmp_path / "certs")
+        router = ProxyRouter(store, tls=registry)
+        assert router.restore() == 3
+        assert {row.service: row.tls for row in router.rows()} == {
+            "a": "yes",
+            "b": "yes",
+            "gone": "yes",
+        }
+        selector = registry.selector
+        assert selector.context_for("a.test") is not None
+        assert selector.context_for("gone.test") is None  # handshakes fail until redeployed
+        assert selector.acme_allows("b.test")
+        await router.close()
+        await registry.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_busy_https_port_stops_the_server_with_a_clear_error(tmp_path: Path) -> None:
+    import socket
+
+    from dockyard.proxy.control.server import RunSettings, serve
+
+    with socket.socket() as busy, socket.socket() as free:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        free.bind(("127.0.0.1", 0))
+        http_port = free.getsockname()[1]
+        free.close()
+        settings = RunSettings(
+            http_port=http_port,
+            https_port=busy.getsockname()[1],
+            bind="127.0.0.1",
+            socket=tmp_path / "kamal-proxy.sock",
+            state_file=tmp_path / "kamal-proxy.state",
+        )
+        port = busy.getsockname()[1]
+        with pytest.raises(ProxyError, match=rf"unable to listen on 127\.0\.0\.1:{port}"):
+            asyncio.run(serve(settings))
+        assert not settings.socket.exists()  # type: ignore[union-attr]
