@@ -531,3 +531,60 @@ def test_the_cli_deploys_tls_services_and_lists_them(
     assert str(other_key) in err or str(a_cert) in err
     reply = https_get(proxy.settings.https_port, "a.test", "/", cafile=ca.pem_file)
     assert reply.json()["backend"] == "one"
+
+
+def test_the_real_run_command_serves_https_under_uvloop(
+    proxy: RunningProxy, tmp_path: Path
+) -> None:
+    """`dockyard-proxy run` as a process (uvloop, JSON logs), deploy through the CLI process."""
+    import os
+    import subprocess
+    import sys
+
+    ca = make_ca(tmp_path)
+    a_cert, a_key = ca.issue(tmp_path, "a.test")
+    http_port, https_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "XDG_RUNTIME_DIR": str(tmp_path / "run"),
+        "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
+        "DOCKYARD_PROXY_BIND": LOOPBACK,
+        "HTTP_PORT": str(http_port),
+        "HTTPS_PORT": str(https_port),
+    }
+    (tmp_path / "run").mkdir()
+    cli = [sys.executable, "-m", "dockyard.proxy.cli"]
+    log = (tmp_path / "run.log").open("wb")
+    server = subprocess.Popen([*cli, "run"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 15
+        while not (tmp_path / "run" / "kamal-proxy.sock").exists():
+            assert server.poll() is None, (tmp_path / "run.log").read_text()
+            assert time.monotonic() < deadline, "the proxy did not start"
+            time.sleep(0.05)
+        deploy = subprocess.run(
+            [
+                *cli,
+                "deploy",
+                "web",
+                f"--target={proxy.backends['one']}",
+                "--host=a.test",
+                "--tls",
+                f"--tls-certificate-path={a_cert}",
+                f"--tls-private-key-path={a_key}",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert deploy.returncode == 0, deploy.stderr
+        reply = https_get(https_port, "a.test", "/uv", cafile=ca.pem_file)
+        assert reply.status == 200 and san_dns(reply) == ["a.test"]
+        assert reply.json() == {"backend": "one", "path": "/uv", "proto": "https"}
+        assert http_get(http_port, "a.test", "/uv").headers["location"] == "https://a.test/uv"
+    finally:
+        server.terminate()
+        server.wait(20)
+        log.close()
+    assert b'"msg":"Server stopped"' in (tmp_path / "run.log").read_bytes()
