@@ -46,6 +46,8 @@ def show_config(
     from dockyard.config.summary import full_view, kamal_summary, to_yaml
 
     config = load_config(config_file, destination, version=version)
+    for warning in config.warnings:
+        sys.stderr.write(f"Warning: {warning}\n")
     data = full_view(config) if full else kamal_summary(config)
     sys.stdout.write(to_yaml(data))
 

@@ -7,6 +7,7 @@ settings over the globals).
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import subprocess
@@ -21,6 +22,7 @@ from . import _validate as v
 from ._ruby import deep_merge, present, ruby_str
 from ._source import load_document
 from .errors import ConfigValidationError, Locator, error_at, plain_error
+from .legacy import upgrade
 from .models import Accessory, Config, Role, Sshkit
 from .sections import (
     Globals,
@@ -140,6 +142,17 @@ def build_config(
     declared_version: str | None,
 ) -> Config:
     """Validate the merged document (in Kamal's order) and build the `Config`."""
+    warnings: list[str] = []
+
+    def note(path: tuple[str | int, ...], message: str) -> None:
+        file, line = locate(path)
+        warnings.append(f"{file}{f':{line}' if line else ''}: {message}")
+
+    def refuse(path: tuple[str | int, ...], problem: str) -> Exception:
+        return error_at(locate, path, problem)
+
+    raw = copy.deepcopy(raw)
+    role_volumes = upgrade(raw, note, refuse)
     role_names = validate_sections(raw, locate)
     registry = build_registry(raw.get("registry") or {})
     image = _check_required_keys(raw, locate, destination, local_registry=registry.local)
@@ -159,7 +172,13 @@ def build_config(
         asset_path=opt_str(raw.get("asset_path")),
         drain_timeout=ruby_or(raw.get("drain_timeout"), 30),
     )
-    roles = {name: resolve_role(globals_, name) for name in role_names}
+    root_volumes = tuple(ruby_str(x) for x in raw.get("volumes") or ())
+    roles = {
+        name: resolve_role(globals_, name).model_copy(
+            update={"volumes": (*root_volumes, *role_volumes.get(name, ()))}
+        )
+        for name in role_names
+    }
     _check_roles(raw, locate, roles, globals_.primary_role_name)
     _check_settings(raw, locate, root)
     _check_ssl(locate, roles, globals_)
@@ -207,7 +226,7 @@ def build_config(
         env=globals_.env,
         env_tags=globals_.env_tags,
         labels=globals_.labels,
-        volumes=tuple(ruby_str(x) for x in raw.get("volumes") or ()),
+        volumes=root_volumes,
         logging=globals_.logging,
         proxy=build_proxy(globals_.proxy_raw),
         builder=builder,
@@ -233,6 +252,7 @@ def build_config(
         drain_timeout=globals_.drain_timeout,
         declared_version=declared_version,
         version_error=version_error,
+        warnings=(*warnings, *_dotenv_warning(raw, root, destination)),
         raw=raw,
     )
 
@@ -413,6 +433,41 @@ def _check_beyond_kamal(raw: dict[str, Any], locate: Locator) -> None:
             raise error_at(
                 locate, ("accessories", name), "image is required (e.g. image: mysql:8.0)"
             )
+
+
+def _names_secrets(value: Any) -> bool:
+    """An `env/secret` list or a registry `password: [NAME]` anywhere in the document."""
+    if isinstance(value, dict):
+        return any(
+            (key in ("secret", "password") and isinstance(item, list) and bool(item))
+            or _names_secrets(item)
+            for key, item in value.items()
+        )
+    if isinstance(value, list):
+        return any(_names_secrets(item) for item in value)
+    return False
+
+
+def _dotenv_warning(raw: dict[str, Any], root: Path, destination: str | None) -> list[str]:
+    """Kamal 1 read secrets from `.env`; Kamal 2 (and Dockyard) only from `.kamal/secrets*`.
+
+    `.env` is not read (it often holds a developer's local settings): when the config names
+    secrets, no secrets file exists and a `.env` does, say how to move them.
+    """
+    secrets_path = root / ruby_str(ruby_or(raw.get("secrets_path"), ".kamal/secrets"))
+    candidates = [secrets_path, secrets_path.with_name(f"{secrets_path.name}-common")]
+    if destination:
+        candidates.append(secrets_path.with_name(f"{secrets_path.name}.{destination}"))
+    if any(p.exists() for p in candidates) or not (root / ".env").exists():
+        return []
+    if not _names_secrets(raw):
+        return []
+    target = secrets_path.relative_to(root) if secrets_path.is_relative_to(root) else secrets_path
+    return [
+        f".env: Kamal 1 read secrets from .env, Kamal 2 reads them from {target} (.env is not "
+        f"read): move them with `mkdir -p {target.parent} && mv .env {target}` "
+        "and keep that file out of git"
+    ]
 
 
 def _hooks_output(raw: dict[str, Any], locate: Locator) -> str | dict[str, str] | None:

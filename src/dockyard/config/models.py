@@ -281,6 +281,9 @@ class Role(Frozen):
     asset_path: str | None = None
     asset_path_options: str | None = None
     drain_timeout: int = 30
+    #: Every volume of this role's containers: the top-level ones, then the role's own
+    #: (`servers/<role>/volumes`, passed to docker as the role's `options/volume`).
+    volumes: tuple[str, ...] = ()
 
     @property
     def hosts(self) -> list[str]:
@@ -425,7 +428,9 @@ class Config(Frozen):
     declared_version: str | None = None
     #: Why `declared_version` is missing, for the error raised by `version`.
     version_error: str | None = None
-    #: The merged raw document (after ERB, YAML and the destination merge).
+    #: One line per Kamal 1 form read in its Kamal 2 form (the CLI prints them on stderr).
+    warnings: tuple[str, ...] = ()
+    #: The merged raw document (after ERB, YAML, the destination merge and the Kamal 1 rewrites).
     raw: dict[str, Any] = Field(default_factory=dict, repr=False)
 
     _secrets: SecretStore | None = PrivateAttr(default=None)
