@@ -373,6 +373,22 @@ def test_plain_http_is_redirected_to_https_without_the_port_unless_disabled(
     secure = https_get(proxy.settings.https_port, "b.test", "/s", cafile=ca.pem_file)
     assert secure.json() == {"backend": "two", "path": "/s", "proto": "https"}
 
+    # Canonical host and TLS redirect in one hop.
+    c_cert, c_key = ca.issue(tmp_path, "c.test")
+    proxy.deploy(
+        "three",
+        "one",
+        hosts=("c.test", "www.c.test"),
+        tls_enabled=True,
+        canonical_host="c.test",
+        tls_certificate_path=str(c_cert),
+        tls_private_key_path=str(c_key),
+    )
+    hop = http_get(http, f"www.c.test:{http}", "/p?q=1")
+    assert hop.status == 301 and hop.headers["location"] == "https://c.test/p?q=1"
+    canonical = https_get(proxy.settings.https_port, "c.test", "/p", cafile=ca.pem_file)
+    assert canonical.json() == {"backend": "one", "path": "/p", "proto": "https"}
+
 
 def test_a_deploy_with_a_bad_certificate_fails_clearly_and_leaves_the_service_unchanged(
     proxy: RunningProxy, tmp_path: Path
