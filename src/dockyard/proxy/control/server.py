@@ -64,13 +64,14 @@ async def serve(settings: RunSettings, stop: asyncio.Event | None = None) -> Non
     if settings.http3:
         event(logger, "HTTP/3 is not yet supported; --http3 ignored", level=logging.WARNING)
 
+    access_log = AccessLogWriter(1)  # one writer for both listeners: whole lines, one stream
     try:
         http = await serve_http(
             router,
             host=settings.bind,
             port=settings.http_port,
             log_port=settings.http_port,
-            access_log=AccessLogWriter(1),
+            access_log=access_log,
         )
     except OSError as exc:
         await router.close()
@@ -79,7 +80,7 @@ async def serve(settings: RunSettings, stop: asyncio.Event | None = None) -> Non
             f"unable to listen on {settings.bind}:{settings.http_port}: {exc.strerror or exc}"
         ) from exc
     https_factory = connection_factory(
-        router, tls=True, log_port=settings.https_port, access_log=AccessLogWriter(1)
+        router, tls=True, log_port=settings.https_port, access_log=access_log
     )
     rpc = RpcServer(router, settings.socket or socket_path())
     https_task: asyncio.Task[None] | None = None
