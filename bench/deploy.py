@@ -93,7 +93,7 @@ ssh:
     return app
 
 
-def push_images(doc: dict[str, object], env: dict[str, str]) -> None:
+def push_images(doc: dict[str, object], env: dict[str, str], proxy_image: str) -> None:
     registry = doc["registry"]
     assert isinstance(registry, dict)
     reg = registry["address"]
@@ -104,7 +104,7 @@ def push_images(doc: dict[str, object], env: dict[str, str]) -> None:
         check=True,
         capture_output=True,
     )
-    for source, ref in [("dockyard-proxy:lab", f"{reg}/dockyard-proxy:{PROXY_VERSION}")] + [
+    for source, ref in [(proxy_image, f"{reg}/dockyard-proxy:{PROXY_VERSION}")] + [
         (f"dockyard-lab/hello:{v}", f"{reg}/hello:{v}") for v in ("v1", "v2")
     ]:
         subprocess.run(["docker", "tag", source, ref], env=env, check=True)
@@ -135,6 +135,7 @@ def main() -> int:
     parser.add_argument("--servers", default="1,2")
     parser.add_argument("--no-kamal", action="store_true")
     parser.add_argument("--trace", action="store_true")
+    parser.add_argument("--proxy-image", default="dockyard-proxy:lab", help="local proxy image")
     args = parser.parse_args()
     doc = lab_doc()
     tools: list[tuple[str, list[str]]] = [("dockyard", [str(PYTHON), "-m", "dockyard"])]
@@ -144,7 +145,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="dockyard-bench-") as tmp:
         root = Path(tmp)
         env = {**os.environ, "DOCKER_CONFIG": str(root / "docker")}
-        push_images(doc, env)
+        push_images(doc, env, args.proxy_image)
         for count in (int(n) for n in args.servers.split(",")):
             for name, cli in tools:
                 app = prepare(doc, root / f"{name}-{count}", count, "hello")

@@ -82,8 +82,13 @@ def _out(proc: subprocess.CompletedProcess[str]) -> str:
 
 @pytest.fixture(scope="module")
 def project(lab: LabDoc) -> Iterator[Project]:
-    build = _run([str(PYTHON), "-m", "lab", "build", "proxy"], cwd=REPO, timeout=1800)
-    assert build.returncode == 0, build.stderr[-3000:]
+    # $DOCKYARD_TEST_PROXY_SOURCE: another local proxy image to deploy (e.g. a known-good
+    # build while the working tree's proxy is being changed); default: build dockyard-proxy:lab.
+    proxy_source = os.environ.get("DOCKYARD_TEST_PROXY_SOURCE")
+    if not proxy_source:
+        proxy_source = "dockyard-proxy:lab"
+        build = _run([str(PYTHON), "-m", "lab", "build", "proxy"], cwd=REPO, timeout=1800)
+        assert build.returncode == 0, build.stderr[-3000:]
     reg = lab.registry.address
     with tempfile.TemporaryDirectory(prefix="dockyard-deploy-") as tmp:
         root = Path(tmp)
@@ -94,7 +99,7 @@ def project(lab: LabDoc) -> Iterator[Project]:
             input=lab.registry.password,
         )
         assert login.returncode == 0, login.stderr
-        pushes = [("dockyard-proxy:lab", f"{reg}/dockyard-proxy:{PROXY_VERSION}")] + [
+        pushes = [(proxy_source, f"{reg}/dockyard-proxy:{PROXY_VERSION}")] + [
             (f"dockyard-lab/hello:{v}", f"{reg}/hello:{v}") for v in ("v1", "v2", "broken")
         ]
         for source, ref in pushes:
@@ -112,12 +117,18 @@ def project(lab: LabDoc) -> Iterator[Project]:
             f"KAMAL_REGISTRY_PASSWORD={lab.registry.password}\nSECRET_TOKEN=t0ps3cret\n"
         )
         servers = "\n".join(f"    - {s.address}" for s in lab.servers)
+        for name in ("Dockerfile", "app.py"):  # the hello app, for the build test
+            (app / name).write_text((REPO / "lab" / "apps" / "hello" / name).read_text())
         (app / "config" / "deploy.yml").write_text(
             f"""service: hello
 image: hello
 servers:
   web:
 {servers}
+  workers:
+    hosts:
+      - {lab.servers[1].address}
+    cmd: python3 /app/app.py
 registry:
   server: {reg}
   username: {lab.registry.username}
@@ -130,7 +141,12 @@ env:
     - SECRET_TOKEN
 builder:
   arch: amd64
+  driver: docker
+  args:
+    BASE_IMAGE: dockyard-lab/python:base
+    VARIANT: built
 deploy_timeout: 10
+readiness_delay: 1
 proxy:
   app_port: 80
   healthcheck:
@@ -219,6 +235,11 @@ def test_setup_deploys_v1_to_both_servers(project: Project, lab_ssh: LabSsh) -> 
         assert f"Tagging {reg}/hello:v1 as the latest image" in audit
         # no lock left behind
         assert lab_ssh(server.address, "ls", ".kamal").stdout.find("lock-hello") == -1
+    second = project.lab.servers[1].address
+    names = lab_ssh(second, "docker", "ps", "--format", "{{.Names}}").stdout.split()
+    assert "hello-workers-v1" in names  # the role without the proxy
+    listed = lab_ssh(second, "docker", "exec", "kamal-proxy", "kamal-proxy", "list").stdout
+    assert "hello-workers" not in listed
 
 
 def test_deploy_v2_under_load_has_zero_failed_requests(project: Project, lab_ssh: LabSsh) -> None:
@@ -275,6 +296,10 @@ def test_broken_image_fails_health_check_and_v1_keeps_serving(
     for server in project.lab.servers:
         running = lab_ssh(server.address, "docker", "ps", "--format", "{{.Names}}").stdout.split()
         assert "hello-web-broken" not in running
+        assert "hello-workers-broken" not in running  # the barrier held the workers back
+    second = project.lab.servers[1].address
+    running = lab_ssh(second, "docker", "ps", "--format", "{{.Names}}").stdout.split()
+    assert "hello-workers-v1" in running
 
 
 def test_second_deploy_while_locked_fails_clearly(project: Project, lab_ssh: LabSsh) -> None:
@@ -293,6 +318,22 @@ def test_second_deploy_while_locked_fails_clearly(project: Project, lab_ssh: Lab
     assert project.answers() == [(200, "v1"), (200, "v1")]
 
 
+def test_deploy_builds_pushes_and_deploys_the_image(project: Project, lab_ssh: LabSsh) -> None:
+    """Without -P: a local `docker build` (legacy builder: the host has no buildx) with the
+    service label, pushed to the lab registry, pulled and booted on both servers."""
+    built = project.dockyard("deploy", "--version", "b1")
+    assert built.returncode == 0, _out(built)
+    assert project.answers() == [(200, "built"), (200, "built")]
+    reg = project.lab.registry.address
+    label = _run(
+        ["docker", "inspect", "-f", "{{.Config.Labels.service}}", f"{reg}/hello:b1"]
+    ).stdout.strip()
+    assert label == "hello"
+    second = project.lab.servers[1].address
+    running = lab_ssh(second, "docker", "ps", "--format", "{{.Names}}").stdout.split()
+    assert "hello-workers-b1" in running and "hello-workers-v1" not in running
+
+
 def test_remove_leaves_nothing_and_runs_twice(project: Project, lab_ssh: LabSsh) -> None:
     for attempt in range(2):
         removed = project.dockyard("remove", "-y")
@@ -305,7 +346,7 @@ def test_remove_leaves_nothing_and_runs_twice(project: Project, lab_ssh: LabSsh)
         images = lab_ssh(
             server.address, "docker", "image", "ls", "--format", "{{.Repository}}"
         ).stdout.split()
-        assert not [i for i in images if i.endswith("/hello")]
+        assert not [i for i in images if i.endswith("/hello") or i.endswith("/dockyard-proxy")]
         listing = lab_ssh(server.address, "ls", "-a", ".kamal").stdout.split()
         assert "apps" not in listing or lab_ssh(server.address, "ls", ".kamal/apps").stdout == ""
         assert "proxy" not in listing

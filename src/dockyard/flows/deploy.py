@@ -335,6 +335,9 @@ async def remove(ctx: DeployContext) -> list[str]:
                     docker("container", "rm", "--force", "kamal-proxy"),
                     proxy_commands.remove_proxy_directory(),
                 ]
+                settings = proxy_commands.run_settings(config.proxy_run(host))
+                if settings is not None:
+                    third.append(docker("image", "rm", settings.image))
             login = registry_commands.login_for(config)
             if login is not None:
                 third.append(registry_commands.logout_for(config))
