@@ -347,3 +347,26 @@ def test_failed_pre_deploy_hook_releases_the_lock(make_config: MakeConfig) -> No
     primary = pool.transports["10.0.0.1"].commands
     assert primary[-1] == ["rm", "-r", ".kamal/lock-hello"]
     assert not any(c[:2] == ["docker", "run"] for c in primary)
+
+
+def test_boot_limit_boots_hosts_in_groups_with_hooks_per_group(make_config: MakeConfig) -> None:
+    config = make_config(WEB_ONLY + "boot:\n  limit: 1\n", version="v2")
+    hooks = config.root / ".kamal" / "hooks"
+    hooks.mkdir(parents=True)
+    for name in ("pre-app-boot", "post-app-boot"):
+        (hooks / name).write_text("#!/bin/sh\n")
+    pool = FakePool(setup=server(current="v1"))
+    ctx, _ = make_ctx(config, pool)
+    asyncio.run(flows.deploy(ctx, skip_push=True))
+    assert isinstance(ctx.local, FakeTransport)
+    ran = [
+        (c.argv[-1].rsplit("/", 1)[-1], (c.env or {}).get("KAMAL_HOSTS"))
+        for c in ctx.local.calls
+        if c.argv[0] == "sh"
+    ]
+    assert ran == [
+        ("pre-app-boot", "10.0.0.1"),
+        ("post-app-boot", "10.0.0.1"),
+        ("pre-app-boot", "10.0.0.2"),
+        ("post-app-boot", "10.0.0.2"),
+    ]
