@@ -94,6 +94,19 @@ def _esc_str(value: str) -> str:
     return cached
 
 
+_TARGET_BYTES: dict[str, bytes] = {}
+
+
+def _target_bytes(name: str) -> bytes:
+    """A target's name as bytes for X-Kamal-Target (memoised; targets are few)."""
+    raw = _TARGET_BYTES.get(name)
+    if raw is None:
+        raw = name.encode()
+        if len(_TARGET_BYTES) < 4096:
+            _TARGET_BYTES[name] = raw
+    return raw
+
+
 def event(level: int, msg: str, **attrs: object) -> None:
     """An operational log line with kamal-proxy's message and attribute names. The attributes
     travel as the `dockyard_attrs` record attribute, which `dockyard-proxy run`'s JSON formatter
@@ -195,6 +208,8 @@ class ClientConnection(asyncio.Protocol):
     """One client connection: parses requests, runs exchanges in order, tunnels upgrades."""
 
     __slots__ = (
+        "host_name",
+        "host_raw",
         "log_addr",
         "log_port",
         "paused",
@@ -220,6 +235,9 @@ class ClientConnection(asyncio.Protocol):
         self.peer_port = ""
         self.log_addr = '""'
         self.log_port = '""'
+        #: The last request's raw Host header and its name without the port.
+        self.host_raw = b""
+        self.host_name = ""
 
     # asyncio.Protocol ------------------------------------------------------------------------
 
@@ -460,7 +478,11 @@ class Exchange:
         client = self.client
         head = self.head
         plane = client.plane
-        host = split_host_port(head.host)
+        if head.host == client.host_raw:  # keep-alive requests repeat their Host
+            host = client.host_name
+        else:
+            host = client.host_name = split_host_port(head.host)
+            client.host_raw = head.host
         raw_path = head.path
         path = (unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path).decode(
             "utf-8", "replace"
@@ -673,7 +695,7 @@ class Exchange:
             path=path,
             peer_ip=self.client.peer_ip,
             scheme=self.client.plane.scheme,
-            target=target.name.encode(),
+            target=_target_bytes(target.name),
             forward_headers=opts.forward_headers,
             request_id=self.request_id,
             body_framing=framing,
@@ -873,7 +895,9 @@ class Exchange:
     def flush(self) -> None:
         out = self.out
         if out:
-            self.client.write(out[0] if len(out) == 1 else b"".join(out))
+            transport = self.client.transport
+            if transport is not None:
+                transport.write(out[0] if len(out) == 1 else b"".join(out))
             out.clear()
 
     def start_tunnel(self, rest: bytes) -> None:

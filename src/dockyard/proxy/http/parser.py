@@ -207,6 +207,7 @@ class RequestReader:
         "_parser",
         "_te_seen",
         "_url",
+        "_valid_host",
         "upgraded",
     )
 
@@ -223,6 +224,7 @@ class RequestReader:
         self._max_headers = max_headers_size
         self._max_count = max_header_count
         self._parser = httptools.HttpRequestParser(self)
+        self._valid_host: bytes | None = None
         self._reset()
         self.upgraded = False
 
@@ -270,7 +272,7 @@ class RequestReader:
         head = self._head
         kind = REQUEST_KINDS.get(name.lower(), H_OTHER)
         if kind == H_OTHER:
-            head.lines.append(b"%s: %s\r\n" % (name, value))
+            head.lines.append(b"".join((name, b": ", value, b"\r\n")))
         elif kind == H_HOST:
             self._host_count += 1
             head.host = value
@@ -279,7 +281,7 @@ class RequestReader:
                 head.content_length = int(value)  # llhttp validated digits and duplicates
             except ValueError:
                 raise HttpError(400, "Bad Request: invalid Content-Length") from None
-            head.lines.append(b"%s: %s\r\n" % (name, value))
+            head.lines.append(b"".join((name, b": ", value, b"\r\n")))
         elif kind == H_TE:
             # Only a single, final "chunked" coding is accepted (as Go's server does).
             if self._te_seen or value.strip().lower() != b"chunked":
@@ -310,10 +312,10 @@ class RequestReader:
         elif kind == H_REQUEST_ID:
             if not head.request_id:
                 head.request_id = value
-            head.lines.append(b"%s: %s\r\n" % (name, value))
+            head.lines.append(b"".join((name, b": ", value, b"\r\n")))
         elif kind == H_REQUEST_START:
             head.has_request_start = head.has_request_start or bool(value)
-            head.lines.append(b"%s: %s\r\n" % (name, value))
+            head.lines.append(b"".join((name, b": ", value, b"\r\n")))
         elif kind == H_KAMAL_TARGET:
             if head.kamal_target is None:
                 head.kamal_target = []
@@ -321,14 +323,14 @@ class RequestReader:
         elif kind == H_CONTENT_TYPE:
             if not head.content_type:
                 head.content_type = value
-            head.lines.append(b"%s: %s\r\n" % (name, value))
+            head.lines.append(b"".join((name, b": ", value, b"\r\n")))
         elif kind == H_USER_AGENT:
             if not head.user_agent:
                 head.user_agent = value
-            head.lines.append(b"%s: %s\r\n" % (name, value))
+            head.lines.append(b"".join((name, b": ", value, b"\r\n")))
         elif kind == H_COOKIE:
             head.cookie = value if head.cookie is None else head.cookie + b"; " + value
-            head.lines.append(b"%s: %s\r\n" % (name, value))
+            head.lines.append(b"".join((name, b": ", value, b"\r\n")))
         elif kind == H_EXPECT:
             if value.lower() == b"100-continue":
                 head.expect_continue = True
@@ -361,13 +363,17 @@ class RequestReader:
                 raise HttpError(400, "Bad Request: Transfer-Encoding on HTTP/1.0")
         else:
             raise HttpError(505, "HTTP Version Not Supported")
-        if not _VALID_HOST.match(head.host):
-            raise HttpError(400, "Bad Request: invalid Host header")
+        host = head.host
+        if host != self._valid_host:  # keep-alive requests repeat their Host
+            if not _VALID_HOST.match(host):
+                raise HttpError(400, "Bad Request: invalid Host header")
+            self._valid_host = host
         if self._te_seen:
             head.content_length = -2  # llhttp accepts only a final "chunked" coding
-        if head.upgrade and not parser.should_upgrade():
+        upgrade = parser.should_upgrade()
+        if head.upgrade and not upgrade:
             head.upgrade = b""  # Upgrade without "Connection: upgrade" is not a request to switch
-        if parser.should_upgrade() and head.has_body:
+        if upgrade and head.has_body:
             raise HttpError(400, "Bad Request: upgrade with a body")
         self._reset()
         self._handler.on_request(head)
@@ -508,23 +514,23 @@ class ResponseReader:
         head = self._head
         kind = RESPONSE_KINDS.get(name.lower(), H_OTHER)
         if kind == H_OTHER:
-            head.lines.append(b"%s: %s\r\n" % (name, value))
+            head.lines.append(b"".join((name, b": ", value, b"\r\n")))
         elif kind == H_CONTENT_LENGTH:
             try:
                 head.content_length = int(value)
             except ValueError:
                 raise HttpError(502, "malformed response: Content-Length") from None
-            head.lines.append(b"%s: %s\r\n" % (name, value))
+            head.lines.append(b"".join((name, b": ", value, b"\r\n")))
         elif kind == H_CONTENT_TYPE:
             if not head.content_type:
                 head.content_type = value
-            head.lines.append(b"%s: %s\r\n" % (name, value))
+            head.lines.append(b"".join((name, b": ", value, b"\r\n")))
         elif kind == H_DATE:
             head.has_date = True
-            head.lines.append(b"%s: %s\r\n" % (name, value))
+            head.lines.append(b"".join((name, b": ", value, b"\r\n")))
         elif kind == H_SET_COOKIE:
             head.set_cookie = True
-            head.lines.append(b"%s: %s\r\n" % (name, value))
+            head.lines.append(b"".join((name, b": ", value, b"\r\n")))
         elif kind == H_TE:
             head.te = value
         elif kind == H_CONNECTION:
