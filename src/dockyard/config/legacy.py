@@ -39,7 +39,7 @@ Note = Callable[[KeyPath, str], None]
 Refuse = Callable[[KeyPath, str], Exception]
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
-_MIGRATE = "(`dockyard config --migrate` rewrites it)"
+MIGRATE_HINT = "(`dockyard config --migrate` rewrites it)"
 
 
 def _insert(mapping: MutableMapping[Any, Any], position: int, key: str, value: Any) -> None:
@@ -55,6 +55,36 @@ def _insert(mapping: MutableMapping[Any, Any], position: int, key: str, value: A
     items.insert(position, (key, value))
     mapping.clear()
     mapping.update(items)
+
+
+def _comments(mapping: MutableMapping[Any, Any]) -> dict[Any, Any] | None:
+    """ruamel's per-key comment slots (`None` for a plain dict)."""
+    ca = getattr(mapping, "ca", None)
+    items = getattr(ca, "items", None)
+    return items if isinstance(items, dict) else None
+
+
+def _replace(mapping: MutableMapping[Any, Any], old: str, new: str, value: Any) -> None:
+    """Put `new: value` where `old` was, with the comments that followed `old`."""
+    position = list(mapping).index(old)
+    comments = _comments(mapping)
+    comment = comments.pop(old, None) if comments is not None else None
+    del mapping[old]
+    if new in mapping:
+        return
+    _insert(mapping, position, new, value)
+    if comments is not None and comment is not None:
+        comments[new] = comment
+
+
+def _carry_tail(mapping: MutableMapping[Any, Any], old_last: Any) -> None:
+    """After keys were appended, move the comment (often blank lines) that ended the mapping."""
+    comments = _comments(mapping)
+    new_last = list(mapping)[-1] if mapping else None
+    if comments is None or old_last is None or new_last == old_last or old_last not in comments:
+        return
+    if not isinstance(mapping[new_last], (MutableMapping, list)):
+        comments[new_last] = comments.pop(old_last)
 
 
 def _new_map(like: MutableMapping[Any, Any]) -> MutableMapping[Any, Any]:
@@ -147,7 +177,8 @@ def _builder(builder: MutableMapping[Any, Any], note: Note, refuse: Refuse) -> N
     )
     note(
         ("builder", first),
-        f"{forms} is the Kamal 1 form; read as the Kamal 2 form builder: {flow(shown)} {_MIGRATE}",
+        f"{forms} is the Kamal 1 form; read as the Kamal 2 form builder: {flow(shown)} "
+        + MIGRATE_HINT,
     )
 
 
@@ -169,6 +200,7 @@ def _healthcheck(doc: MutableMapping[Any, Any], note: Note, refuse: Refuse) -> N
     position = list(doc).index("healthcheck")
     del doc["healthcheck"]
     proxy = doc.get("proxy")
+    old_last = list(proxy)[-1] if isinstance(proxy, MutableMapping) and proxy else None
     if not isinstance(proxy, MutableMapping):
         proxy = _new_map(doc)
         _insert(doc, position, "proxy", proxy)
@@ -181,13 +213,14 @@ def _healthcheck(doc: MutableMapping[Any, Any], note: Note, refuse: Refuse) -> N
             check[key] = _seconds(old[key]) if key != "path" else old[key]
     if "port" in old and "app_port" not in proxy:
         proxy["app_port"] = old["port"]
+    _carry_tail(proxy, old_last)
     dropped = [str(k) for k in old if k not in (*_HEALTHCHECK_KEPT, "port")]
     shown = {k: proxy[k] for k in ("app_port", "healthcheck") if k in proxy}
     note(
         ("healthcheck",),
         f"top-level healthcheck is the Kamal 1 form; read as the Kamal 2 form proxy: {flow(shown)}"
         + (f" (dropped: {', '.join(dropped)})" if dropped else "")
-        + f" {_MIGRATE}",
+        + f" {MIGRATE_HINT}",
     )
 
 
@@ -204,20 +237,20 @@ def _roles(doc: MutableMapping[Any, Any], note: Note, refuse: Refuse) -> dict[st
             continue
         if "traefik" in role:
             value = role["traefik"]
-            if not isinstance(value, bool):
+            if "proxy" in role:
+                del role["traefik"]
+            elif not isinstance(value, bool):
                 raise refuse(
                     ("servers", name, "traefik"),
                     "traefik was replaced by kamal-proxy in Kamal 2: write "
                     "`proxy: true` (or a proxy mapping) for this role",
                 )
-            position = list(role).index("traefik")
-            del role["traefik"]
-            if "proxy" not in role:
-                _insert(role, position, "proxy", value)
+            else:
+                _replace(role, "traefik", "proxy", value)
             note(
                 ("servers", name, "traefik"),
                 f"servers/{name}/traefik is the Kamal 1 form; read as the Kamal 2 form "
-                f"servers/{name}/proxy: {flow(value)} {_MIGRATE}",
+                f"servers/{name}/proxy: {flow(value)} {MIGRATE_HINT}",
             )
         if "volumes" in role:
             volumes = role["volumes"]
@@ -264,14 +297,11 @@ def upgrade(doc: MutableMapping[Any, Any], note: Note, refuse: Refuse) -> dict[s
     for old, new in _RENAMED.items():
         if old in doc:
             value = doc[old]
-            position = list(doc).index(old)
-            del doc[old]
-            if new not in doc:
-                _insert(doc, position, new, value)
+            _replace(doc, old, new, value)
             note(
                 (old,),
                 f"{old} is the Kamal 1 name; read as the Kamal 2 form {new}: "
-                f"{flow(value)} {_MIGRATE}",
+                f"{flow(value)} {MIGRATE_HINT}",
             )
     builder = doc.get("builder")
     if isinstance(builder, MutableMapping):

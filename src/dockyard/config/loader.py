@@ -11,7 +11,7 @@ import copy
 import os
 import re
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -86,11 +86,18 @@ def destination_file(config_file: Path, destination: str) -> Path:
 
 def load_raw(
     path: Path, destination: str | None, *, root: Path, env: Mapping[str, str]
-) -> tuple[dict[str, Any], Locator]:
-    """The merged raw document (ERB rendered, YAML parsed, destination merged) and its locator."""
+) -> tuple[dict[str, Any], Locator, list[str]]:
+    """The merged raw document (ERB rendered, YAML parsed, Kamal 1 forms rewritten in each file,
+    destination merged), its locator, and one warning per Kamal 1 form read.
+
+    The Kamal 1 forms are rewritten file by file, before the merge, exactly as
+    `dockyard config --migrate` rewrites the files: loading the old files and loading the
+    migrated ones give the same configuration.
+    """
     files = [path] + ([destination_file(path, destination)] if destination else [])
     documents = [load_document(f, cwd=root, env=env) for f in files]
     locator = Locator(documents, root)
+    warnings: list[str] = []
     merged: dict[str, Any] = {}
     for doc in documents:
         if not isinstance(doc.data, dict):
@@ -98,8 +105,21 @@ def load_raw(
             raise ConfigValidationError(
                 "should be a hash (a YAML mapping of configuration keys)", file=file, line=1
             )
-        merged = deep_merge(merged, doc.data)
-    return merged, locator
+        single = Locator([doc], root)
+
+        def note(key_path: tuple[str | int, ...], message: str, at: Locator = single) -> None:
+            file, line = at(key_path)
+            warnings.append(f"{file}{f':{line}' if line else ''}: {message}")
+
+        def refuse(
+            key_path: tuple[str | int, ...], problem: str, at: Locator = single
+        ) -> Exception:
+            return error_at(at, key_path, problem)
+
+        data = copy.deepcopy(doc.data)
+        upgrade(data, note, refuse)
+        merged = deep_merge(merged, data)
+    return merged, locator, warnings
 
 
 def load_config(
@@ -121,10 +141,11 @@ def load_config(
     else:
         environ.pop("KAMAL_DESTINATION", None)
 
-    raw, locate = load_raw(config_file, destination, root=root_dir, env=environ)
+    raw, locate, warnings = load_raw(config_file, destination, root=root_dir, env=environ)
     return build_config(
         raw,
         locate,
+        warnings=warnings,
         config_file=config_file,
         root=root_dir,
         destination=destination,
@@ -140,19 +161,9 @@ def build_config(
     root: Path,
     destination: str | None,
     declared_version: str | None,
+    warnings: Sequence[str] = (),
 ) -> Config:
     """Validate the merged document (in Kamal's order) and build the `Config`."""
-    warnings: list[str] = []
-
-    def note(path: tuple[str | int, ...], message: str) -> None:
-        file, line = locate(path)
-        warnings.append(f"{file}{f':{line}' if line else ''}: {message}")
-
-    def refuse(path: tuple[str | int, ...], problem: str) -> Exception:
-        return error_at(locate, path, problem)
-
-    raw = copy.deepcopy(raw)
-    role_volumes = upgrade(raw, note, refuse)
     role_names = validate_sections(raw, locate)
     registry = build_registry(raw.get("registry") or {})
     image = _check_required_keys(raw, locate, destination, local_registry=registry.local)
@@ -174,8 +185,8 @@ def build_config(
     )
     root_volumes = tuple(ruby_str(x) for x in raw.get("volumes") or ())
     roles = {
-        name: resolve_role(globals_, name).model_copy(
-            update={"volumes": (*root_volumes, *role_volumes.get(name, ()))}
+        name: (role := resolve_role(globals_, name)).model_copy(
+            update={"volumes": (*root_volumes, *_option_volumes(role.options))}
         )
         for name in role_names
     }
@@ -433,6 +444,14 @@ def _check_beyond_kamal(raw: dict[str, Any], locate: Locator) -> None:
             raise error_at(
                 locate, ("accessories", name), "image is required (e.g. image: mysql:8.0)"
             )
+
+
+def _option_volumes(options: Mapping[str, Any]) -> tuple[str, ...]:
+    """A role's `options/volume` (where its own `volumes` are stored): one string or a list."""
+    value = options.get("volume")
+    if value is None or isinstance(value, bool):
+        return ()
+    return tuple(ruby_str(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
 
 
 def _names_secrets(value: Any) -> bool:

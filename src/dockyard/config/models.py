@@ -282,7 +282,8 @@ class Role(Frozen):
     asset_path_options: str | None = None
     drain_timeout: int = 30
     #: Every volume of this role's containers: the top-level ones, then the role's own
-    #: (`servers/<role>/volumes`, passed to docker as the role's `options/volume`).
+    #: (`servers/<role>/volumes`, stored as the role's `options/volume`, with any volume
+    #: written there directly).
     volumes: tuple[str, ...] = ()
 
     @property

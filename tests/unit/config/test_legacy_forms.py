@@ -62,7 +62,7 @@ def test_role_volumes_follow_the_top_level_ones_and_reach_docker_run(
     web, jobs = config.role("web"), config.role("jobs")
     assert web is not None and jobs is not None
     assert web.volumes == ("/shared:/shared", "data:/rails/storage", "/x:/y")
-    assert jobs.volumes == ("/shared:/shared",)
+    assert jobs.volumes == ("/shared:/shared", "/opt:/opt")
     text = _argv_text(app_run(config, web, "10.0.0.1"))
     for volume in ("/shared:/shared", "data:/rails/storage", "/x:/y"):
         assert f"--volume {volume}" in text or f'--volume "{volume}"' in text
