@@ -62,19 +62,35 @@ def config_files(config_file: Path, destination: str | None = None) -> list[Path
     return [config_file, *(p for p in siblings if p.name.startswith(f"{config_file.stem}."))]
 
 
+def guess_indent(text: str) -> tuple[int, int]:
+    """The file's mapping indent and block sequence offset (dash column past its parent key)."""
+    mapping: int | None = None
+    offset: int | None = None
+    previous: tuple[int, str] | None = None
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        indent = len(line) - len(line.lstrip(" "))
+        if previous is not None and previous[1].endswith(":") and not previous[1].startswith("-"):
+            delta = indent - previous[0]
+            if stripped.startswith("- ") or stripped == "-":
+                if offset is None and delta >= 0:
+                    offset = delta
+            elif mapping is None and delta > 0:
+                mapping = delta
+        previous = (indent, stripped)
+    return mapping or 2, offset or 0
+
+
 def _yaml_for(text: str) -> tuple[Any, Any]:
     from ruamel.yaml import YAML
-    from ruamel.yaml.util import load_yaml_guess_indent
 
-    _, indent, block_seq_indent = load_yaml_guess_indent(text)
+    mapping, offset = guess_indent(text)
     yaml = YAML(typ="rt")
     yaml.preserve_quotes = True
     yaml.width = 4096
-    indent = indent or 2
-    offset = block_seq_indent or 0
-    yaml.indent(
-        mapping=indent if offset == 0 else max(2, indent - offset), sequence=indent, offset=offset
-    )
+    yaml.indent(mapping=mapping, sequence=offset + 2, offset=offset)
     return yaml, yaml.load(text)
 
 

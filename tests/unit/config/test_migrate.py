@@ -162,3 +162,64 @@ def test_migrate_refuses_traefik_and_writes_no_file(tmp_path: Path) -> None:
 def test_migrate_missing_config_is_the_not_found_error(tmp_path: Path) -> None:
     code, _, err = _dockyard(tmp_path, "--migrate")
     assert code != 0 and "Configuration file not found" in err
+
+
+FOUR_SPACES = """\
+service: app
+image: <%= ENV["IMAGE"] || "acme/app" %>
+servers:
+- 10.0.0.1
+registry:
+    username: acme
+    password:
+    - KAMAL_REGISTRY_PASSWORD
+builder:
+    local:
+        arch: amd64
+        host: unix:///var/run/docker.sock
+env:
+    clear:
+        A: "<%= `echo hi`.strip %>"
+"""
+
+
+def test_migrate_keeps_the_file_indentation_and_erb(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "deploy.yml").write_text(FOUR_SPACES)
+    code, diff, _ = _dockyard(tmp_path, "--migrate")
+    assert code == 0
+    after = (tmp_path / "config" / "deploy.yml").read_text()
+    assert after == FOUR_SPACES.replace(
+        "    local:\n        arch: amd64\n        host: unix:///var/run/docker.sock\n",
+        "    arch: amd64\n",
+    )
+    assert diff.count("\n-") == 3 and diff.count("\n+") == 2  # the two header lines aside
+
+
+BUILDER_FORMS = {
+    "local_host": "  local:\n    arch: arm64\n    host: ssh://root@10.0.0.9\n",
+    "remote_only": "  remote:\n    arch: amd64\n    host: ssh://root@10.0.0.9\n",
+    "local_and_remote": (
+        "  local:\n    arch: arm64\n    host: unix:///var/run/docker.sock\n"
+        "  remote:\n    arch: amd64\n    host: ssh://root@10.0.0.9\n"
+    ),
+    "multiarch_true": "  multiarch: true\n",
+    "multiarch_false_with_arch": "  arch: arm64\n  multiarch: false\n",
+}
+
+
+@pytest.mark.parametrize("form", sorted(BUILDER_FORMS))
+def test_each_kamal1_builder_form_migrates_to_what_kamal_accepts(tmp_path: Path, form: str) -> None:
+    _need_kamal()
+    text = (
+        "service: app\nimage: acme/app\nservers:\n  - 10.0.0.1\n"
+        "registry:\n  username: acme\n  password:\n    - KAMAL_REGISTRY_PASSWORD\n"
+        f"builder:\n{BUILDER_FORMS[form]}"
+    )
+    for label in ("original", "migrated"):
+        (tmp_path / label / "config").mkdir(parents=True)
+        (tmp_path / label / "config" / "deploy.yml").write_text(text)
+    code, out, err = _dockyard(tmp_path / "original", "--version", "1")
+    assert code == 0 and err.count("Warning: ") == 1, err
+    assert _dockyard(tmp_path / "migrated", "--migrate")[0] == 0
+    assert yaml.safe_load(out) == _kamal_config(tmp_path / "migrated")
