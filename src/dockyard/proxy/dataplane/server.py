@@ -94,6 +94,7 @@ def _esc_str(value: str) -> str:
     return cached
 
 
+_EMPTY_JSON: Final = '""'
 _TARGET_BYTES: dict[str, bytes] = {}
 
 
@@ -123,13 +124,14 @@ def set_nodelay(transport: asyncio.BaseTransport) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+_UUID_CLEAR: Final = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID_SET: Final = (0x4000 << 64) | (0x8000 << 48)
+
+
 def new_request_id() -> bytes:
     """A random (version 4) UUID in its canonical text form."""
-    n = getrandbits(128)
-    n = (n & ~(0xF000 << 64)) | (0x4000 << 64)
-    n = (n & ~(0xC000 << 48)) | (0x8000 << 48)
-    h = b"%032x" % n
-    return b"%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
+    h = (getrandbits(128) & _UUID_CLEAR | _UUID_SET).to_bytes(16, "big").hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}".encode()
 
 
 class Plane:
@@ -211,7 +213,9 @@ class ClientConnection(asyncio.Protocol):
         "host_name",
         "host_raw",
         "log_addr",
+        "log_key",
         "log_port",
+        "log_segments",
         "paused",
         "peer_ip",
         "peer_port",
@@ -238,6 +242,9 @@ class ClientConnection(asyncio.Protocol):
         #: The last request's raw Host header and its name without the port.
         self.host_raw = b""
         self.host_name = ""
+        #: Access-log segments preformatted for the last request's repeating fields.
+        self.log_key: tuple[object, ...] | None = None
+        self.log_segments = ("", "", "", "", "")
 
     # asyncio.Protocol ------------------------------------------------------------------------
 
@@ -1160,7 +1167,12 @@ class Exchange:
         client.close()
 
     def write_log(self) -> None:
-        """One access-log line, field for field as kamal-proxy (Go slog JSON) writes it."""
+        """One access-log line, field for field as kamal-proxy (Go slog JSON) writes it.
+
+        The fields that repeat from request to request on a connection (host, service, target,
+        method, content types, addresses, agent, protocol) are preformatted into segments and
+        reused while they stay the same; only time, path, id, status, duration, lengths and
+        query are formatted per request."""
         client = self.client
         plane = client.plane
         access_log = plane.access_log
@@ -1168,46 +1180,65 @@ class Exchange:
         head = self.head
         service = self.service
         target = self.target
+        xff = head.xff
+        key = (
+            head.host,
+            service,
+            target,
+            head.method,
+            head.content_type,
+            self.resp_ctype,
+            head.user_agent,
+            head.version,
+            xff[0] if xff else None,
+        )
+        if key == client.log_key:
+            s1, s2, s3, s4, s5 = client.log_segments
+        else:
+            s1, s2, s3, s4, s5 = client.log_segments = self._log_segments(xff)
+            client.log_key = key
         raw_path = head.path
         if b"%" in raw_path:
             raw_path = unquote_to_bytes(raw_path)
-        xff = head.xff
-        addr = client.log_addr
-        cached = _ESCAPED.get  # low-cardinality values only: hosts, types, agents, names
-        opts = self.opts
-        status = self.status or 200
-        rid = self.request_id.decode("utf-8", "replace")
-        host = cached(head.host) or _esc_bytes(head.host)
-        svc = (cached(service.name) or _esc_str(service.name)) if service is not None else '""'
-        tgt = (cached(target.name) or _esc_str(target.name)) if target is not None else '""'
-        duration = time.perf_counter_ns() - self.start_ns
-        method = cached(head.method) or _esc_str(head.method)
         clen = head.content_length
-        req_len = clen if clen >= 0 else (-1 if clen == -2 else 0)
-        req_ct = cached(head.content_type) or _esc_bytes(head.content_type)
-        resp_ct = cached(self.resp_ctype) or _esc_bytes(self.resp_ctype)
-        remote = json_str(xff[0].decode("utf-8", "replace")) if xff else addr
-        agent = cached(head.user_agent) or _esc_bytes(head.user_agent)
-        query = json_str(head.query.decode("utf-8", "replace")) if head.query else '""'
+        opts = self.opts
         custom = (
             self._custom_log_fields()
             if (opts.log_request_headers or opts.log_response_headers) and target is not None
             else ""
         )
-        # An f-string builds this ~35% faster than the equivalent %-format of 22 values.
-        line = (
-            f'{{"time":"{format_time(time.time_ns())}","level":"INFO","msg":"Request",'
-            f'"host":{host},"port":{plane.log_port},'
-            f'"path":{json_str(raw_path.decode("utf-8", "replace"))},'
-            f'"request_id":{json_str(rid)},"status":{status},"service":{svc},"target":{tgt},'
-            f'"duration":{duration},"method":{method},"req_content_length":{req_len},'
-            f'"req_content_type":{req_ct},"resp_content_length":{self.resp_bytes},'
-            f'"resp_content_type":{resp_ct},"client_addr":{addr},'
-            f'"client_port":{client.log_port},"remote_addr":{remote},"user_agent":{agent},'
-            f'"proto":"HTTP/{head.version}","scheme":"{"https" if plane.tls else "http"}",'
-            f'"query":{query}{custom}}}\n'
+        access_log(
+            f'{{"time":"{format_time(time.time_ns())}{s1}'
+            f"{json_str(raw_path.decode('utf-8', 'replace'))}"
+            f',"request_id":{json_str(self.request_id.decode("utf-8", "replace"))}'
+            f',"status":{self.status or 200}{s2}{time.perf_counter_ns() - self.start_ns}{s3}'
+            f"{clen if clen >= 0 else (-1 if clen == -2 else 0)}{s4}{self.resp_bytes}{s5}"
+            f"{json_str(head.query.decode('utf-8', 'replace')) if head.query else _EMPTY_JSON}"
+            f"{custom}}}\n"
         )
-        access_log(line)
+
+    def _log_segments(self, xff: list[bytes] | None) -> tuple[str, str, str, str, str]:
+        """The constant stretches of an access-log line between its per-request values."""
+        client = self.client
+        plane = client.plane
+        head = self.head
+        service = self.service
+        target = self.target
+        addr = client.log_addr
+        remote = json_str(xff[0].decode("utf-8", "replace")) if xff else addr
+        return (
+            f'","level":"INFO","msg":"Request","host":{_esc_bytes(head.host)},'
+            f'"port":{plane.log_port},"path":',
+            f',"service":{_esc_str(service.name) if service is not None else _EMPTY_JSON}'
+            f',"target":{_esc_str(target.name) if target is not None else _EMPTY_JSON}'
+            ',"duration":',
+            f',"method":{_esc_str(head.method)},"req_content_length":',
+            f',"req_content_type":{_esc_bytes(head.content_type)},"resp_content_length":',
+            f',"resp_content_type":{_esc_bytes(self.resp_ctype)},"client_addr":{addr}'
+            f',"client_port":{client.log_port},"remote_addr":{remote}'
+            f',"user_agent":{_esc_bytes(head.user_agent)},"proto":"HTTP/{head.version}"'
+            f',"scheme":"{"https" if plane.tls else "http"}","query":',
+        )
 
     def _custom_log_fields(self) -> str:
         service = self.service

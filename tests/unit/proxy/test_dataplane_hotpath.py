@@ -1,0 +1,211 @@
+"""The keep-alive hot path without sockets: fake transports around the real Protocols.
+
+Checks what the hot-path shortcuts must not change: the access-log line (byte for byte, also
+when its repeating fields change between requests on one connection), and the forwarded head.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from dockyard.proxy.contract import Match, ServiceOptions
+from dockyard.proxy.dataplane.server import ClientConnection, Plane
+from dockyard.proxy.dataplane.upstream import UpstreamConnection
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.out: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.out.append(data)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 51234) if name == "peername" else default
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class Handle:
+    done_count = 0
+
+    def hijacked(self) -> None: ...
+
+    def done(self) -> None:
+        Handle.done_count += 1
+
+
+class FakeTarget:
+    name = "10.0.0.7:3000"
+    host = "10.0.0.7"
+    port = 3000
+
+    def begin_request(self, cancel: object) -> Handle:
+        return Handle()
+
+
+class FakeService:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.options = ServiceOptions()
+        self.state = "running"
+        self.stop_message = ""
+        self.target = FakeTarget()
+
+    def pick_target(self, *, read: bool, cookies: str | None) -> FakeTarget:
+        return self.target
+
+
+class FakeRouter:
+    def __init__(self) -> None:
+        self.services = {"a.test": FakeService("app"), "b.test": FakeService("other")}
+
+    def match(self, host: str, path: str) -> Match | None:
+        service = self.services.get(host)
+        return Match(service=service, prefix="/") if service else None  # type: ignore[arg-type]
+
+
+RESP = (
+    b"HTTP/1.1 200 OK\r\nDate: Sat, 28 Nov 2026 10:00:00 GMT\r\n"
+    b"Content-Type: %s\r\nContent-Length: 2\r\n\r\nok"
+)
+
+
+def expected_line(entry: dict[str, Any], **fields: Any) -> str:
+    """The line kamal-proxy writes, rebuilt from scratch (time and duration taken as logged)."""
+    ordered = {
+        "time": entry["time"],
+        "level": "INFO",
+        "msg": "Request",
+        "host": fields["host"],
+        "port": 80,
+        "path": fields["path"],
+        "request_id": entry["request_id"],
+        "status": 200,
+        "service": fields["service"],
+        "target": "10.0.0.7:3000",
+        "duration": entry["duration"],
+        "method": fields["method"],
+        "req_content_length": fields.get("req_len", 0),
+        "req_content_type": fields.get("req_ct", ""),
+        "resp_content_length": 2,
+        "resp_content_type": fields["resp_ct"],
+        "client_addr": "127.0.0.1",
+        "client_port": "51234",
+        "remote_addr": fields.get("remote", "127.0.0.1"),
+        "user_agent": fields.get("ua", ""),
+        "proto": "HTTP/1.1",
+        "scheme": "http",
+        "query": fields.get("query", ""),
+    }
+    return json.dumps(ordered, separators=(",", ":"), ensure_ascii=False) + "\n"
+
+
+def test_access_log_lines_follow_every_changed_field_on_one_connection() -> None:
+    async def go() -> None:
+        lines: list[str] = []
+        plane = Plane(
+            FakeRouter(),
+            asyncio.get_running_loop(),
+            tls=False,
+            log_port=80,
+            access_log=lines.append,
+        )
+        client = ClientConnection(plane)
+        ct = FakeTransport()
+        client.connection_made(ct)  # type: ignore[arg-type]
+        up = UpstreamConnection(plane.pool, ("10.0.0.7", 3000))
+        ut = FakeTransport()
+        up.connection_made(ut)  # type: ignore[arg-type]
+        cases: list[tuple[bytes, bytes, dict[str, Any]]] = [
+            (
+                b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n",
+                b"text/plain",
+                {"host": "a.test", "path": "/", "service": "app", "method": "GET"},
+            ),
+            (  # same repeating fields: the preformatted segments are reused
+                b"GET /x?q=1 HTTP/1.1\r\nHost: a.test\r\n\r\n",
+                b"text/plain",
+                {"host": "a.test", "path": "/x", "query": "q=1", "service": "app"}
+                | {"method": "GET"},
+            ),
+            (  # only the agent changes
+                b"GET / HTTP/1.1\r\nHost: a.test\r\nUser-Agent: curl/8\r\n\r\n",
+                b"text/plain",
+                {"host": "a.test", "path": "/", "service": "app", "method": "GET", "ua": "curl/8"},
+            ),
+            (  # only the forwarded-for address changes
+                b"GET / HTTP/1.1\r\nHost: a.test\r\nUser-Agent: curl/8\r\n"
+                b"X-Forwarded-For: 5.6.7.8\r\n\r\n",
+                b"text/plain",
+                {"host": "a.test", "path": "/", "service": "app", "method": "GET"}
+                | {"ua": "curl/8", "remote": "5.6.7.8"},
+            ),
+            (
+                b'GET /%C3%A9%22 HTTP/1.1\r\nHost: a.test\r\nUser-Agent: t"\xc3\xa9\r\n'
+                b"X-Forwarded-For: 1.2.3.4\r\n\r\n",
+                b"text/html",
+                {"host": "a.test", "path": '/\u00e9"', "service": "app", "method": "GET"}
+                | {"ua": 't"\u00e9', "remote": "1.2.3.4", "resp_ct": "text/html"},
+            ),
+            (
+                b"POST /p HTTP/1.1\r\nHost: b.test:8080\r\nContent-Type: text/x\r\n"
+                b"Content-Length: 3\r\n\r\nabc",
+                b"text/html",
+                {"host": "b.test:8080", "path": "/p", "service": "other", "method": "POST"}
+                | {"req_len": 3, "req_ct": "text/x"},
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n",
+                b"text/plain",
+                {"host": "a.test", "path": "/", "service": "app", "method": "GET"},
+            ),
+        ]
+        for request, resp_ct, fields in cases:
+            fields.setdefault("resp_ct", resp_ct.decode())
+            plane.pool.put(up)
+            client.data_received(request)
+            assert ut.out[-1].startswith(request.split(b" ", 1)[0] + b" ")
+            up.data_received(RESP % resp_ct)
+            assert ct.out[-1].endswith(b"\r\n\r\nok")
+            entry = json.loads(lines[-1])
+            assert lines[-1] == expected_line(entry, **fields)
+        assert len(lines) == len(cases)
+
+    asyncio.run(go())
+
+
+def test_forwarded_head_carries_a_fresh_uuid4_and_the_target() -> None:
+    async def go() -> None:
+        plane = Plane(
+            FakeRouter(),
+            asyncio.get_running_loop(),
+            tls=False,
+            log_port=80,
+            access_log=None,
+        )
+        client = ClientConnection(plane)
+        client.connection_made(FakeTransport())  # type: ignore[arg-type]
+        up = UpstreamConnection(plane.pool, ("10.0.0.7", 3000))
+        ut = FakeTransport()
+        up.connection_made(ut)  # type: ignore[arg-type]
+        ids = []
+        for _ in range(2):
+            plane.pool.put(up)
+            client.data_received(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            head = ut.out[-1].decode()
+            assert "\r\nX-Kamal-Target: 10.0.0.7:3000\r\n" in head
+            assert "\r\nX-Forwarded-For: 127.0.0.1\r\n" in head
+            ids.append(head.split("X-Request-ID: ")[1].split("\r\n")[0])
+            up.data_received(RESP % b"text/plain")
+        assert ids[0] != ids[1]
+
+    asyncio.run(go())
