@@ -12,6 +12,11 @@ this against the real `kamal config`. Where Dockyard deliberately differs from K
   backticks); anything else is an error naming the file and line. A failing command is an error.
 - An accessory without `image`, a `boot/limit` that is neither a number nor a percentage, and a
   non-string `service` are errors when loading (Kamal fails later, or crashes).
+- Kamal 1 forms (`builder/local` and `builder/remote` mappings, `multiarch`, top-level
+  `healthcheck`, role `traefik`, `primary_web_role`, `stop_wait_time`) are read in their Kamal 2
+  form with one warning each in `Config.warnings` (the CLI prints them); `traefik` is refused with
+  what to write. A role may have `volumes` (Kamal rejects it): they become its `options/volume`.
+  `dockyard config --migrate` rewrites the files the same way (`dockyard.config.legacy`).
 - `dockyard config` works for a config with accessories only (`kamal config` crashes on it) and
   shows `[REDACTED]` for an ssh `key_data` entry that names a secret (Kamal prints the key).
 """

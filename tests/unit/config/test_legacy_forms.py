@@ -204,7 +204,7 @@ def test_accessory_port_as_an_integer_is_already_kamal2(project: WriteProject) -
     config = load_config(root=root, env=ENV)
     assert config.warnings == ()
     db = config.accessory("db")
-    assert db is not None
+    assert db is not None and db.port == "3306:3306"  # as Kamal 1 and 2 publish it
 
 
 def test_dockyard_config_prints_the_warnings_on_stderr(
