@@ -121,11 +121,13 @@ def timed(argv: list[str], app: Path, env: dict[str, str], trace: bool = False) 
         for line in proc.stdout:
             print(f"{time.monotonic() - started:7.3f} {line.rstrip()}")
         code = proc.wait()
+        output = ""
     else:
-        code = subprocess.run(argv, cwd=app, env=env, capture_output=True).returncode
+        proc = subprocess.run(argv, cwd=app, env=env, capture_output=True, text=True)
+        code, output = proc.returncode, (proc.stdout + proc.stderr)[-3000:]
     took = time.monotonic() - started
     if code != 0:
-        raise SystemExit(f"failed ({code}): {' '.join(argv)}")
+        raise SystemExit(f"failed ({code}): {' '.join(argv)}\n{output}")
     return took
 
 
@@ -144,7 +146,8 @@ def main() -> int:
     results: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="dockyard-bench-") as tmp:
         root = Path(tmp)
-        env = {**os.environ, "DOCKER_CONFIG": str(root / "docker")}
+        # VERSION: Kamal needs a version even for rollback (the project is not a git repo)
+        env = {**os.environ, "DOCKER_CONFIG": str(root / "docker"), "VERSION": "v1"}
         push_images(doc, env, args.proxy_image)
         for count in (int(n) for n in args.servers.split(",")):
             for name, cli in tools:
