@@ -100,11 +100,22 @@ def build_request_head(
         xff = peer_ip
         xfh = host
         xfp = scheme
-    parts.append(
-        b"X-Forwarded-For: %s\r\nX-Forwarded-Host: %s\r\nX-Forwarded-Proto: %s\r\n"
-        b"X-Kamal-Target: %s\r\n\r\n" % (xff, xfh, xfp, target)
-    )
+    key = (xff, xfh, xfp, target)
+    tail = _TAILS.get(key)
+    if tail is None:
+        tail = (
+            b"X-Forwarded-For: %s\r\nX-Forwarded-Host: %s\r\nX-Forwarded-Proto: %s\r\n"
+            b"X-Kamal-Target: %s\r\n\r\n" % key
+        )
+        if len(_TAILS) >= 4096:
+            _TAILS.clear()
+        _TAILS[key] = tail
+    parts.append(tail)
     return b"".join(parts)
+
+
+#: The closing forwarding headers of upstream heads, which repeat per client and target.
+_TAILS: dict[tuple[bytes, bytes, bytes, bytes], bytes] = {}
 
 
 _STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
