@@ -239,6 +239,7 @@ def _roles(doc: MutableMapping[Any, Any], note: Note, refuse: Refuse) -> dict[st
             value = role["traefik"]
             if "proxy" in role:
                 del role["traefik"]
+                value = role["proxy"]
             elif not isinstance(value, bool):
                 raise refuse(
                     ("servers", name, "traefik"),
@@ -260,21 +261,23 @@ def _roles(doc: MutableMapping[Any, Any], note: Note, refuse: Refuse) -> dict[st
                 raise refuse(
                     ("servers", name, "volumes"), "should be an array of strings (host:container)"
                 )
-            position = list(role).index("volumes")
-            del role["volumes"]
             options = role.get("options")
             if options is None:
                 options = _new_map(role)
-                _insert(role, position, "options", options)
-            if not isinstance(options, MutableMapping):
+                options["volume"] = volumes  # the same sequence, with its comments
+                _replace(role, "volumes", "options", options)
+            elif not isinstance(options, MutableMapping):
                 raise refuse(("servers", name, "options"), "should be a hash")
-            existing = options.get("volume")
-            before = (
-                [] if existing is None else existing if isinstance(existing, list) else [existing]
-            )
-            combined = type(volumes)()  # keeps ruamel's sequence type (and its flow style)
-            combined.extend([*before, *volumes])
-            options["volume"] = combined
+            else:
+                del role["volumes"]
+                existing = options.get("volume")
+                if existing is None:
+                    options["volume"] = volumes
+                elif isinstance(existing, list):
+                    existing.extend(volumes)
+                else:
+                    volumes.insert(0, existing)
+                    options["volume"] = volumes
             role_volumes[str(name)] = [ruby_str(v) for v in volumes]
     return role_volumes
 

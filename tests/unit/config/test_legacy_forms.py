@@ -55,6 +55,10 @@ def test_role_volumes_follow_the_top_level_ones_and_reach_docker_run(
             hosts: [10.0.0.2]
             options:
               volume: /opt:/opt
+          cron:
+            hosts: [10.0.0.3]
+            options: {volume: [/a:/a], memory: 1g}
+            volumes: [/b:/b]
         """
     )
     config = load_config(root=root, env=ENV)
@@ -63,6 +67,9 @@ def test_role_volumes_follow_the_top_level_ones_and_reach_docker_run(
     assert web is not None and jobs is not None
     assert web.volumes == ("/shared:/shared", "data:/rails/storage", "/x:/y")
     assert jobs.volumes == ("/shared:/shared", "/opt:/opt")
+    cron = config.role("cron")
+    assert cron is not None and cron.volumes == ("/shared:/shared", "/a:/a", "/b:/b")
+    assert cron.options["memory"] == "1g"
     text = _argv_text(app_run(config, web, "10.0.0.1"))
     for volume in ("/shared:/shared", "data:/rails/storage", "/x:/y"):
         assert f"--volume {volume}" in text or f'--volume "{volume}"' in text

@@ -119,7 +119,7 @@ def test_migrate_keeps_comments_order_and_untouched_lines(tmp_path: Path) -> Non
         "# The primary role used to be called primary_web_role.\n",
         "  # Build on a remote arm box, like in the Kamal 1 docs.\n",
         "# seconds\n",
-        '        - "shop_storage:/rails/storage"',  # the quoting is kept
+        '        - "shop_storage:/rails/storage" # SQLite lives here\n',  # quoting, comment
     ):
         assert kept in after
     keys = [line.split(":")[0] for line in after.splitlines() if re.match(r"^\w", line)]
