@@ -224,3 +224,17 @@ def test_dockyard_config_prints_the_warnings_on_stderr(
     out, err = capsys.readouterr()
     assert err.count("Warning: ") == 1 and "builder/local" in err
     assert "Warning" not in out and "arch: amd64" in out
+
+
+def test_a_form_in_a_destination_file_is_named_with_that_file(project: WriteProject) -> None:
+    root = project(
+        "servers: [10.0.0.1]\n",
+        files={"config/deploy.staging.yml": "builder:\n  multiarch: true\n"},
+    )
+    config = load_config(destination="staging", root=root, env=ENV)
+    assert config.builder.arch == ("amd64", "arm64")
+    (warning,) = config.warnings
+    assert warning.startswith("config/deploy.staging.yml:2: builder/multiarch")
+    (root / "config" / "deploy.staging.yml").write_text("traefik:\n  args: {}\n")
+    with pytest.raises(ConfigError, match=r"deploy\.staging\.yml:1.*write `proxy:` instead"):
+        load_config(destination="staging", root=root, env=ENV)
