@@ -209,3 +209,15 @@ def test_forwarded_head_carries_a_fresh_uuid4_and_the_target() -> None:
         assert ids[0] != ids[1]
 
     asyncio.run(go())
+
+
+def test_http_date_matches_the_stdlib_imf_fixdate() -> None:
+    from email.utils import formatdate
+
+    from dockyard.proxy.http.forward import http_date
+
+    for when in (0.0, 784111777.0, 951782400.5, 1764322554.999, 4102444800.0, 1709164800.0):
+        assert http_date(when) == formatdate(when, usegmt=True)
+    for day in range(0, 366 * 3, 17):
+        when = 1700000000.0 + day * 86400 + day * 3671.25
+        assert http_date(when) == formatdate(when, usegmt=True)

@@ -16,13 +16,34 @@ Header rules follow kamal-proxy v0.9.2 (Go's ReverseProxy with `SetXForwarded`):
 from __future__ import annotations
 
 import time
-from email.utils import formatdate
 from http import HTTPStatus
 from typing import Final
 
 from dockyard.proxy.http.parser import RequestHead, ResponseHead
 
 _REASONS: Final[dict[int, bytes]] = {s.value: s.phrase.encode() for s in HTTPStatus}
+
+
+_DAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS: Final = (
+    *("Jan", "Feb", "Mar", "Apr", "May", "Jun"),
+    *("Jul", "Aug", "Sep", "Oct", "Nov", "Dec"),
+)
+
+
+def http_date(when: float) -> str:
+    """An RFC 9110 IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`). Written out here rather than
+    with email.utils.formatdate: the data plane then never imports the email package."""
+    t = time.gmtime(when)
+    return "%s, %02d %s %04d %02d:%02d:%02d GMT" % (  # noqa: UP031
+        _DAYS[t.tm_wday],
+        t.tm_mday,
+        _MONTHS[t.tm_mon - 1],
+        t.tm_year,
+        t.tm_hour,
+        t.tm_min,
+        t.tm_sec,
+    )
 
 
 def reason_phrase(status: int) -> bytes:
@@ -43,7 +64,7 @@ class DateCache:
         second = int(now)
         if second != self._second:
             self._second = second
-            self._line = b"Date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
+            self._line = b"Date: " + http_date(now).encode() + b"\r\n"
         return self._line
 
 
@@ -267,6 +288,6 @@ def writer_affinity(lines: list[bytes], timeout: float, now: float) -> list[byte
         expires = now + timeout
         kept.append(
             b"Set-Cookie: kamal-writer=%d; Path=/; Expires=%s; HttpOnly\r\n"
-            % (int(expires * 1000), formatdate(int(expires) + 1, usegmt=True).encode())
+            % (int(expires * 1000), http_date(int(expires) + 1).encode())
         )
     return kept
