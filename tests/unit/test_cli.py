@@ -48,3 +48,18 @@ def test_help_does_not_import_heavy_layers() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_typer_exit_code_is_the_process_exit_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    import typer
+
+    import dockyard.cli.app as app_module
+
+    app = app_module.build_app()
+
+    @app.command("fail-with-three")
+    def fail() -> None:
+        raise typer.Exit(3)
+
+    monkeypatch.setattr(app_module, "build_app", lambda: app)
+    assert main(["fail-with-three"]) == 3

@@ -18,7 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     app = build_app()
     args = sys.argv[1:] if argv is None else argv
     try:
-        app(args=args, prog_name="dockyard", standalone_mode=False)
+        # Without standalone mode, click returns typer.Exit's code instead of raising it.
+        code = app(args=args, prog_name="dockyard", standalone_mode=False)
     except DockyardError as exc:
         sys.stderr.write(f"Error: {exc.render()}\n")
         return exc.exit_code
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         return code if isinstance(code, int) else (0 if code is None else 1)
     except Exception as exc:  # the one place that renders unexpected errors
         return _unexpected(exc, args)
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 def _unexpected(exc: BaseException, args: list[str]) -> int:
