@@ -32,13 +32,16 @@ def local_port(server: str) -> int:
 def login(
     server: str | None, username: str | Revealable, password: str | Revealable
 ) -> Argv | None:
-    """``docker login [<server>] -u <user> -p <password>``; ``None`` for a local registry.
+    """``docker login [<server>] -u <user> --password-stdin``, the password on stdin; ``None``
+    for a local registry.
 
-    Both credentials are secret parts (Kamal redacts both in its logs).
+    Deliberately unlike Kamal (``-p <password>``): a password in argv is visible in the
+    server's process list for as long as the login runs. The username stays a (masked) part.
     """
     if is_local(server):
         return None
-    return docker("login", server, "-u", as_secret(username), "-p", as_secret(password))
+    parts = docker("login", server, "-u", as_secret(username), "--password-stdin").parts
+    return Argv(parts, stdin=as_secret(password))
 
 
 def login_for(config: Config, registry: RegistryConfig | None = None) -> Argv | None:

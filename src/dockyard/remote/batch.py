@@ -5,7 +5,8 @@ fed to ``bash -s`` (or ``sh -s``) on standard input, so the command lines, which
 secrets, do not show up in the remote process list. After each command the script prints a
 marker with a random nonce, the command's index and its exit status on stdout, and a marker on
 stderr; the outputs are split back into one :class:`Result` per command. Each command reads
-its stdin from ``/dev/null``.
+its stdin from ``/dev/null``, or, when it carries stdin of its own, from a quoted
+here-document inside the script.
 """
 
 from __future__ import annotations
@@ -45,10 +46,12 @@ def build_batch_script(
     """The ``sh`` script that runs ``commands`` in order and marks where each one ended."""
     lines = []
     for index, command in enumerate(commands):
-        if command_stdin(command) is not None:
-            raise ValueError("a command with its own stdin cannot run in a batch")
-        # grouped, so that /dev/null feeds the whole line (a pipeline's first stage too)
-        lines.append(f"{{ {command_line(command)}\n}} </dev/null")
+        data = command_stdin(command)
+        # grouped, so that the redirection feeds the whole line (a pipeline's first stage too)
+        if data is None:
+            lines.append(f"{{ {command_line(command)}\n}} </dev/null")
+        else:
+            lines.append(_heredoc_command(command_line(command), data, f"{nonce}_IN{index}"))
         lines.append("__dockyard_status=$?")
         lines.append(f"printf '\\n{nonce}:{index}:%d\\n' \"$__dockyard_status\"")
         lines.append(f"printf '\\n{nonce}:{index}\\n' >&2")
@@ -56,6 +59,22 @@ def build_batch_script(
             lines.append('[ "$__dockyard_status" -eq 0 ] || exit "$__dockyard_status"')
     lines.append("exit 0")
     return "\n".join(lines) + "\n"
+
+
+def _heredoc_command(line: str, data: bytes, delimiter: str) -> str:
+    """``line`` reading ``data`` from a quoted here-document (no expansion inside it).
+
+    The data travels inside the script on the shell's stdin, never in a process's arguments
+    (e.g. ``docker login --password-stdin``). A here-document always ends with a newline, so
+    one is added to data that lacks it; data must be text without a line equal to the
+    delimiter (the delimiter holds the batch's random nonce).
+    """
+    text = data.decode()
+    if "\0" in text or delimiter in text.splitlines():
+        raise ValueError("this stdin cannot be sent in a batch")
+    if not text.endswith("\n"):
+        text += "\n"
+    return f"{{ {line}\n}} <<'{delimiter}'\n{text}{delimiter}"
 
 
 def split_batch_output(

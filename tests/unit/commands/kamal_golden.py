@@ -715,7 +715,9 @@ CASES: list[Case] = [
         "registry login",
         "app_full",
         "Kamal::Commands::Registry.new(config).login",
-        lambda c: registry.login(c.registry.server, "u", "p") or argv("none"),
+        # Deliberately unlike Kamal: we send the password on stdin (--password-stdin); the
+        # same login written Kamal's way (-p) must equal Kamal's.
+        lambda c: _login_with_password_flag(registry.login(c.registry.server, "u", "p")),
     ),
     Case(
         "registry logout",
@@ -1134,6 +1136,15 @@ def _case_inputs() -> list[dict[str, Any]]:
         }
         for c in CASES
     ]
+
+
+def _login_with_password_flag(command: Argv | None) -> Argv:
+    """Our ``docker login ... --password-stdin`` (password on stdin) in Kamal's ``-p`` form."""
+    if command is None:
+        return argv("none")
+    assert command.stdin is not None
+    parts = [p for p in command.parts if p != "--password-stdin"]
+    return Argv((*parts, "-p", command.stdin))
 
 
 def fingerprint() -> str:

@@ -8,22 +8,26 @@ from dockyard.commands.argv import Argv, Secret
 from .conftest import LoadConfig
 
 
-def test_login_marks_both_credentials_secret() -> None:
+def test_login_sends_the_password_on_stdin_instead_of_in_argv() -> None:
     command = registry.login("hub.docker.com", "dhh", "secret")
-    assert command == ("docker", "login", "hub.docker.com", "-u", "dhh", "-p", "secret")
+    assert command == ("docker", "login", "hub.docker.com", "-u", "dhh", "--password-stdin")
     assert command is not None
-    assert command.display() == "docker login hub.docker.com -u [REDACTED] -p [REDACTED]"
+    assert "secret" not in command.raw()
+    assert command.stdin_bytes() == b"secret"
+    assert command.display() == "docker login hub.docker.com -u [REDACTED] --password-stdin"
 
 
 def test_login_without_server_targets_docker_hub() -> None:
-    assert registry.login(None, "dhh", Secret("pw")) == ("docker", "login", "-u", "dhh", "-p", "pw")
+    command = registry.login(None, "dhh", Secret("pw"))
+    assert command == ("docker", "login", "-u", "dhh", "--password-stdin")
+    assert command is not None and command.stdin_bytes() == b"pw"
 
 
 def test_login_keeps_quotes_in_password_literal_instead_of_shell_escaping() -> None:
-    # Kamal: -p "more-secret'\"" (a shell-escaped string); the program receives the bare value.
+    # Kamal: -p "more-secret'\"" (a shell-escaped string); docker receives the bare value.
     command = registry.login("hub.docker.com", "dhh", Secret("more-secret'\""))
     assert isinstance(command, Argv)
-    assert command.raw()[-1] == "more-secret'\""
+    assert command.stdin_bytes() == b"more-secret'\""
 
 
 def test_login_is_skipped_for_local_registry() -> None:
@@ -78,14 +82,15 @@ def test_login_for_resolves_secret_names_and_accessory_registries(load: LoadConf
     }  # fmt: skip
     config = load(raw, secrets="KAMAL_REGISTRY_PASSWORD=more-secret'\"\nDB_USER=user\n")
     command = registry.login_for(config)
-    assert command == ("docker", "login", "hub.docker.com", "-u", "dhh", "-p", "more-secret'\"")
+    assert command == ("docker", "login", "hub.docker.com", "-u", "dhh", "--password-stdin")
     assert command is not None
+    assert command.stdin_bytes() == b"more-secret'\""
     assert "more-secret" not in command.display()
     db = config.accessory("db")
     assert db is not None
-    assert registry.login_for(config, db.registry) == (
-        "docker", "login", "other.hub.docker.com", "-u", "user", "-p", "pw",
-    )  # fmt: skip
+    db_login = registry.login_for(config, db.registry)
+    assert db_login == ("docker", "login", "other.hub.docker.com", "-u", "user", "--password-stdin")
+    assert db_login is not None and db_login.stdin_bytes() == b"pw"
     assert registry.logout_for(config, db.registry) == ("docker", "logout", "other.hub.docker.com")
     assert registry.logout_for(config) == ("docker", "logout", "hub.docker.com")
 

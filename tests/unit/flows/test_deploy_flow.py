@@ -172,8 +172,10 @@ def test_pull_logs_in_once_when_the_registry_asks(make_config: MakeConfig) -> No
         ["docker", "pull", "reg.test:5000/hello:v2"],
         ["docker", "inspect", "-f", "{{ .Config.Labels.service }}", "reg.test:5000/hello:v2"],
     ]
-    login = next(c for c in pool.transports["10.0.0.2"].commands if c[:2] == ["docker", "login"])
-    assert login == ["docker", "login", "reg.test:5000", "-u", "bob", "-p", "s3cret"]
+    login = next(c for c in pool.transports["10.0.0.2"].calls if c.argv[:2] == ["docker", "login"])
+    # the password goes on stdin, never into the server's process list
+    assert login.argv == ["docker", "login", "reg.test:5000", "-u", "bob", "--password-stdin"]
+    assert login.stdin == b"s3cret"
 
 
 def test_refused_login_is_a_registry_error(make_config: MakeConfig) -> None:

@@ -21,7 +21,7 @@ def test_boot_creates_directories_uploads_files_and_env_then_runs(
     fake = pool.transports[HOST]
     calls = without_lock_and_audit(fake.commands)
     assert calls[:4] == [
-        ["docker", "login", "registry.test:5000", "-u", "bob", "-p", "s3cret"],
+        ["docker", "login", "registry.test:5000", "-u", "bob", "--password-stdin"],
         ["docker", "network", "create", "kamal"],
         ["docker", "ps", "-a", "-q", "--filter", "label=service=hello-cache"],
         ["mkdir", "-p", "hello-cache/data"],

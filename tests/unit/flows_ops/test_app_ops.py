@@ -120,7 +120,9 @@ def test_exec_new_container_logs_in_and_runs_the_latest_image(make_config: MakeC
     ctx, _ = make_ctx(make_config(), pool, Selection.parse("10.0.0.3"))
     run(app.exec_(ctx, ["env"], env={"A": "1"}))
     calls = without_lock_and_audit(pool.transports["10.0.0.3"].commands)
-    assert calls[0] == ["docker", "login", "registry.test:5000", "-u", "bob", "-p", "s3cret"]
+    assert calls[0] == ["docker", "login", "registry.test:5000", "-u", "bob", "--password-stdin"]
+    login = next(c for c in pool.transports["10.0.0.3"].calls if c.argv[:2] == ["docker", "login"])
+    assert login.stdin == b"s3cret"
     docker_run = calls[1]
     assert docker_run[:3] == ["docker", "run", "--rm"]
     assert docker_run[4].startswith("hello-workers-exec-latest-")

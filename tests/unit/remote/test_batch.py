@@ -45,18 +45,47 @@ def test_script_quotes_each_command_once() -> None:
     assert f"{NONCE}:1:" in script
 
 
-def test_script_refuses_commands_with_stdin() -> None:
-    class WithStdin:
-        stdin = "data"
+class WithStdin:
+    def __init__(self, argv: list[str], stdin: str) -> None:
+        self.argv = argv
+        self.stdin = stdin
 
-        def raw(self) -> list[str]:
-            return ["cat"]
+    def raw(self) -> list[str]:
+        return self.argv
 
-        def display(self) -> str:
-            return "cat"
+    def display(self) -> str:
+        return " ".join(self.argv)
 
+
+def test_script_feeds_a_commands_own_stdin_from_a_quoted_heredoc() -> None:
+    script = build_batch_script([WithStdin(["cat"], "p$ss `x`")], NONCE)
+    assert "{ cat\n} <<'DOCKYARD-test_IN0'\np$ss `x`\nDOCKYARD-test_IN0" in script
+
+
+def test_script_refuses_stdin_holding_the_delimiter() -> None:
     with pytest.raises(ValueError, match="stdin"):
-        build_batch_script([WithStdin()], NONCE)
+        build_batch_script([WithStdin(["cat"], f"a\n{NONCE}_IN0\nb")], NONCE)
+
+
+def test_run_batch_passes_stdin_to_its_command_only() -> None:
+    async def go() -> list[Result]:
+        return await run_batch(
+            LocalTransport("box"),
+            [
+                ["echo", "before"],
+                WithStdin(["cat"], "s3cret $HOME `id`\nline two"),
+                ["cat"],
+                ["echo", "after"],
+            ],
+        )
+
+    results = asyncio.run(go())
+    assert [r.stdout for r in results] == [
+        "before\n",
+        "s3cret $HOME `id`\nline two\n",
+        "",
+        "after\n",
+    ]
 
 
 def test_filter_drops_markers_and_their_blank_line() -> None:
