@@ -186,9 +186,14 @@ def with_global_options(fn: Callable[..., T]) -> Callable[..., T]:
 
 def load(opts: GlobalOptions) -> Config:
     """The config for these options (``--version`` wins over ``$VERSION`` and git)."""
+    import sys
+
     from dockyard.config import load_config
 
-    return load_config(opts.config_file, opts.destination, version=opts.version)
+    config = load_config(opts.config_file, opts.destination, version=opts.version)
+    for warning in config.warnings:  # Kamal 1 forms read as their Kamal 2 equivalents
+        sys.stderr.write(f"Warning: {warning}\n")
+    return config
 
 
 def make_reporter(opts: GlobalOptions) -> Reporter:

@@ -238,3 +238,14 @@ def test_a_form_in_a_destination_file_is_named_with_that_file(project: WriteProj
     (root / "config" / "deploy.staging.yml").write_text("traefik:\n  args: {}\n")
     with pytest.raises(ConfigError, match=r"deploy\.staging\.yml:1.*write `proxy:` instead"):
         load_config(destination="staging", root=root, env=ENV)
+
+
+def test_every_command_prints_the_kamal1_warnings_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from dockyard.cli.options import GlobalOptions, load
+
+    config = load(GlobalOptions(config_file=ISSUE / "config" / "deploy.yml", version="v1"))
+    err = capsys.readouterr().err
+    assert config.warnings
+    assert err == "".join(f"Warning: {w}\n" for w in config.warnings)
