@@ -439,3 +439,31 @@ def test_spilled_request_and_response_bodies_survive_back_pressure() -> None:
             assert body == bytes(i % 251 for i in range(size))
 
         run(go(), timeout=60)
+
+
+def test_acme_http01_answer_is_served_before_routing_with_or_without_port() -> None:
+    with origin_server() as origin:
+        router, _, _ = simple_setup(origin)
+        seen: list[tuple[str, str]] = []
+
+        def answer(host: str, path: str) -> bytes | None:
+            seen.append((host, path))
+            return b"tok.thumb" if path == "/.well-known/acme-challenge/tok" else None
+
+        async def go() -> None:
+            server, _ = await start_proxy(router, acme_http01=answer)
+            with_port = await request(
+                server.port, get("/.well-known/acme-challenge/tok", host="app.test:80")
+            )
+            without_port = await request(server.port, get("/.well-known/acme-challenge/tok"))
+            unknown = await request(server.port, get("/.well-known/acme-challenge/other"))
+            normal = await request(server.port, get("/echo"))
+            await server.shutdown(1)
+            assert (with_port.status, with_port.body) == (200, b"tok.thumb")
+            assert (without_port.status, without_port.body) == (200, b"tok.thumb")
+            assert unknown.body == b"origin 404"  # not ours: routed to the app
+            assert normal.status == 200
+            assert seen[:2] == [("app.test", "/.well-known/acme-challenge/tok")] * 2
+            assert len(origin.requests) == 2  # only the unknown token and /echo reached it
+
+        run(go())

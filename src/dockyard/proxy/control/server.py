@@ -72,6 +72,7 @@ async def serve(settings: RunSettings, stop: asyncio.Event | None = None) -> Non
             port=settings.http_port,
             log_port=settings.http_port,
             access_log=access_log,
+            acme_http01=tls.http01_response,
         )
     except OSError as exc:
         await router.close()
@@ -80,7 +81,11 @@ async def serve(settings: RunSettings, stop: asyncio.Event | None = None) -> Non
             f"unable to listen on {settings.bind}:{settings.http_port}: {exc.strerror or exc}"
         ) from exc
     https_factory = connection_factory(
-        router, tls=True, log_port=settings.https_port, access_log=access_log
+        router,
+        tls=True,
+        log_port=settings.https_port,
+        access_log=access_log,
+        acme_http01=tls.http01_response,
     )
     rpc = RpcServer(router, settings.socket or socket_path())
     https_task: asyncio.Task[None] | None = None

@@ -134,11 +134,16 @@ def new_request_id() -> bytes:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}".encode()
 
 
+#: Where ACME HTTP-01 challenge answers live (RFC 8555, section 8.3).
+ACME_CHALLENGE_PREFIX = "/.well-known/acme-challenge/"
+
+
 class Plane:
     """State shared by every connection of one listener."""
 
     __slots__ = (
         "access_log",
+        "acme_http01",
         "clients",
         "date",
         "draining",
@@ -163,8 +168,11 @@ class Plane:
         tls: bool,
         log_port: int,
         access_log: Callable[[str], None] | None,
+        acme_http01: Callable[[str, str], bytes | None] | None = None,
     ) -> None:
         self.router = router
+        #: Answers ACME HTTP-01 challenges (host, path) before routing; None: no ACME.
+        self.acme_http01 = acme_http01
         self.loop = loop
         self.tls = tls
         self.scheme = b"https" if tls else b"http"
@@ -494,6 +502,11 @@ class Exchange:
         path = (unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path).decode(
             "utf-8", "replace"
         )
+        if plane.acme_http01 is not None and path.startswith(ACME_CHALLENGE_PREFIX):
+            answer = plane.acme_http01(host, path)
+            if answer is not None:
+                self.respond_simple(200, answer, b"application/octet-stream")
+                return
         match = plane.router.match(host, path)
         if match is None:
             self.respond_error(404)
@@ -1313,12 +1326,18 @@ def connection_factory(
     tls: bool,
     log_port: int,
     access_log: Callable[[str], None] | None = None,
+    acme_http01: Callable[[str, str], bytes | None] | None = None,
 ) -> ConnectionFactory:
     """A client Protocol factory without a listener: `tls=True` marks its connections as HTTPS
     (X-Forwarded-Proto, access-log scheme, no TLS redirect, 503 for services without TLS).
     Must be called with the event loop running."""
     plane = Plane(
-        router, asyncio.get_running_loop(), tls=tls, log_port=log_port, access_log=access_log
+        router,
+        asyncio.get_running_loop(),
+        tls=tls,
+        log_port=log_port,
+        access_log=access_log,
+        acme_http01=acme_http01,
     )
     return ConnectionFactory(plane)
 
@@ -1359,6 +1378,7 @@ async def serve_http(
     backlog: int = 2048,
     reuse_port: bool = False,
     tune_gc: bool = True,
+    acme_http01: Callable[[str, str], bytes | None] | None = None,
 ) -> ProxyServer:
     """Start serving HTTP/1.1 (or HTTPS when `ssl` is given) and proxying through `router`.
 
@@ -1377,6 +1397,7 @@ async def serve_http(
         tls=ssl is not None,
         log_port=port if log_port is None else log_port,
         access_log=access_log,
+        acme_http01=acme_http01,
     )
     if sock is not None:
         server = await loop.create_server(factory, sock=sock, ssl=ssl, backlog=backlog)
