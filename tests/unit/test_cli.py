@@ -63,3 +63,26 @@ def test_typer_exit_code_is_the_process_exit_code(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(app_module, "build_app", lambda: app)
     assert main(["fail-with-three"]) == 3
+
+
+def test_lazy_command_table_matches_what_the_modules_register() -> None:
+    from dockyard.cli.register import COMMAND_MODULES, COMMANDS, load_module_commands
+
+    registered: dict[str, tuple[str, str]] = {}
+    for module in COMMAND_MODULES:
+        for name, command in load_module_commands(module).items():
+            first_paragraph = " ".join((command.help or "").split("\n\n")[0].split())
+            registered[name] = (module, first_paragraph)
+    assert registered == COMMANDS
+
+
+def test_a_lazy_command_is_loaded_only_when_used(capsys: pytest.CaptureFixture[str]) -> None:
+    code = (
+        "import sys; from dockyard.cli import main; rc = main(['app', '--help']);"
+        "print(rc, 'dockyard.cli.app_cmd' in sys.modules, 'dockyard.cli.proxy_cmd' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "Usage: dockyard app" in out
+    assert out.strip().splitlines()[-1] == "0 True False"

@@ -8,8 +8,11 @@ from dockyard import __version__
 
 
 def build_app() -> typer.Typer:
+    from .register import LazyGroup
+
     app = typer.Typer(
         name="dockyard",
+        cls=LazyGroup,
         help="Deploy containerized web apps to your own servers, with zero downtime.\n\n"
         "Reads Kamal 2 projects (config/deploy.yml, .kamal/secrets, .kamal/hooks) unchanged.",
         add_completion=False,
@@ -28,7 +31,4 @@ def build_app() -> typer.Typer:
         """Show the Dockyard version."""
         typer.echo(__version__)
 
-    from . import register
-
-    register.add_commands(app)
     return app

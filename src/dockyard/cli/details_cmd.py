@@ -1,18 +1,17 @@
 """`dockyard details`, `dockyard audit`, and the config's `aliases` as top-level commands.
 
-An alias (`aliases: {console: app exec -i --reuse "bin/rails console"}`) is resolved when the
-first word is not a built-in command: the config named by `-c`/`-d` in the arguments is read,
-the alias is split shell-style and the remaining arguments are appended.
+An alias (`aliases: {console: app exec -i --reuse "bin/rails console"}`) is resolved by the
+root group (`dockyard.cli.register.LazyGroup`) when the first word is not a built-in command:
+the config named by `-c`/`-d` in the arguments is read, the alias is split shell-style and the
+remaining arguments are appended.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import typer
-from typer.core import TyperGroup
 
 from dockyard.cli.app_cmd import show
 from dockyard.cli.options import GlobalOptions, run_flow, with_global_options
@@ -59,18 +58,6 @@ def alias_expansion(name: str, rest: Sequence[str]) -> list[str] | None:
     return expand_alias(config.aliases, name, rest, source=str(config.config_file))
 
 
-class AliasGroup(TyperGroup):
-    """The root command group: unknown first words are looked up in the config's aliases."""
-
-    def resolve_command(self, ctx: Any, args: list[str]) -> tuple[str | None, Any, list[str]]:
-        if args and not args[0].startswith("-") and self.get_command(ctx, args[0]) is None:
-            expanded = alias_expansion(args[0], args[1:])
-            if expanded is not None and expanded[0] != args[0]:
-                return super().resolve_command(ctx, expanded)
-        return super().resolve_command(ctx, args)
-
-
 def register(app: typer.Typer) -> None:
     app.command("details")(with_global_options(details))
     app.command("audit")(with_global_options(audit))
-    app.info.cls = AliasGroup
