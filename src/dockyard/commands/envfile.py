@@ -11,42 +11,16 @@ import re
 from collections.abc import Iterable, Mapping
 
 from dockyard.commands.argv import Revealable, Secret
+from dockyard.config._ruby import ruby_dump
 
-_ESCAPES = {
-    '"': '\\"',
-    "\\": "\\\\",
-    "\n": "\\n",
-    "\t": "\\t",
-    "\r": "\\r",
-    "\f": "\\f",
-    "\v": "\\v",
-    "\b": "\\b",
-    "\a": "\\a",
-    "\x1b": "\\e",
-}
 _RUNS = re.compile(r"[\x00-\x7f]+|[^\x00-\x7f]+")
-
-
-def _dump_inner(text: str) -> str:
-    """Ruby's ``String#dump`` of ASCII text, without the quotes."""
-    out: list[str] = []
-    for index, char in enumerate(text):
-        if char in _ESCAPES:
-            out.append(_ESCAPES[char])
-        elif char == "#" and text[index + 1 : index + 2] in ("{", "$", "@"):
-            out.append("\\#")
-        elif ord(char) < 0x20 or ord(char) == 0x7F:
-            out.append(f"\\x{ord(char):02X}")
-        else:
-            out.append(char)
-    return "".join(out)
 
 
 def escape_value(value: str) -> str:
     parts: list[str] = []
     for run in _RUNS.findall(value):
         if run.isascii():
-            parts.append(_dump_inner(run).replace('\\"', '"').replace("\\#", "#"))
+            parts.append(ruby_dump(run)[1:-1].replace('\\"', '"').replace("\\#", "#"))
         else:
             parts.append(run)
     return "".join(parts)

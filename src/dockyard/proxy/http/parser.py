@@ -116,6 +116,18 @@ _PLAIN_CONNECTION: Final = frozenset(
 _VALID_HOST = re.compile(rb"[A-Za-z0-9\-._~!$&'()*+,;=:\[\]%]*\Z")
 
 
+def joined_header(lines: list[bytes], name: str) -> str:
+    """Comma-joined values of header `name` (case-insensitive) among raw header `lines`;
+    "" when absent. Not hot."""
+    key = name.lower().encode("latin-1")
+    values = []
+    for line in lines:
+        colon = line.index(b":")
+        if line[:colon].lower() == key:
+            values.append(line[colon + 1 :].strip().decode("latin-1"))
+    return ",".join(values)
+
+
 class RequestHead:
     """One parsed request head. Header lines are kept raw, ready to forward."""
 
@@ -175,13 +187,7 @@ class RequestHead:
 
     def header(self, name: str) -> str:
         """Comma-joined values of a header (case-insensitive); "" when absent. Not hot."""
-        key = name.lower().encode("latin-1")
-        values = []
-        for line in self.lines:
-            colon = line.index(b":")
-            if line[:colon].lower() == key:
-                values.append(line[colon + 1 :].strip().decode("latin-1"))
-        return ",".join(values)
+        return joined_header(self.lines, name)
 
 
 class RequestHandler(Protocol):
@@ -424,13 +430,7 @@ class ResponseHead:
         return b"".join(self.lines)
 
     def header(self, name: str) -> str:
-        key = name.lower().encode("latin-1")
-        values = []
-        for line in self.lines:
-            colon = line.index(b":")
-            if line[:colon].lower() == key:
-                values.append(line[colon + 1 :].strip().decode("latin-1"))
-        return ",".join(values)
+        return joined_header(self.lines, name)
 
 
 class ResponseHandler(Protocol):
