@@ -33,9 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "engine":
             from lab.host import ensure_engine
-            from lab.paths import STATE_DIR
+            from lab.paths import SHARED_STATE_DIR
 
-            ensure_engine(STATE_DIR)
+            ensure_engine(SHARED_STATE_DIR)
         elif args.command == "build":
             from lab.images import TARGETS, build
 

@@ -20,13 +20,16 @@ from lab import certs, host, images
 from lab.errors import LabError
 from lab.locks import exclusive
 from lab.paths import (
+    LAB_FILTER,
     LAB_LABEL,
+    LAB_VALUE,
     NETWORK,
     REGISTRY_CONTAINER,
     REGISTRY_IMAGE,
     REGISTRY_PORT,
     SERVER_IMAGE,
     SERVER_PREFIX,
+    SHARED_STATE_DIR,
     STATE_DIR,
 )
 from lab.proc import run, tail
@@ -161,17 +164,21 @@ def ensure_network() -> None:
     if run(["docker", "network", "inspect", NETWORK], check=False).returncode == 0:
         return
     log.info("creating internal network %s", NETWORK)
-    run(["docker", "network", "create", "--internal", "--label", f"{LAB_LABEL}=1", NETWORK])
+    label = f"{LAB_LABEL}={LAB_VALUE}"
+    run(["docker", "network", "create", "--internal", "--label", label, NETWORK])
+
+
+_SERVER_ROLE = f"label={LAB_LABEL}.role=server"
 
 
 def remove_servers() -> None:
     names = run(
-        ["docker", "ps", "-aq", "--filter", f"label={LAB_LABEL}.role=server"]
+        ["docker", "ps", "-aq", "--filter", LAB_FILTER, "--filter", _SERVER_ROLE]
     ).stdout.split()
     if names:
         run(["docker", "rm", "-f", "-v", *names], timeout=120)
     volumes = run(
-        ["docker", "volume", "ls", "-q", "--filter", f"label={LAB_LABEL}.role=server"]
+        ["docker", "volume", "ls", "-q", "--filter", LAB_FILTER, "--filter", _SERVER_ROLE]
     ).stdout.split()
     if volumes:
         run(["docker", "volume", "rm", "-f", *volumes], timeout=120)
@@ -211,7 +218,7 @@ def ensure_registry(paths: Paths, ca: certs.Pem, password: str) -> str:
         [
             "docker", "run", "-d", "--name", REGISTRY_CONTAINER,
             "--network", NETWORK,
-            "--label", f"{LAB_LABEL}=1", "--label", f"{LAB_LABEL}.role=registry",
+            "--label", f"{LAB_LABEL}={LAB_VALUE}", "--label", f"{LAB_LABEL}.role=registry",
             "-v", f"{rdir}:/lab:ro",
             REGISTRY_IMAGE,
         ]
@@ -255,7 +262,7 @@ def _server_argv(
         "docker", "run", "-d", "--name", server_name(index),
         "--hostname", f"server-{index}",
         "--network", NETWORK,
-        "--label", f"{LAB_LABEL}=1", "--label", f"{LAB_LABEL}.role=server",
+        "--label", f"{LAB_LABEL}={LAB_VALUE}", "--label", f"{LAB_LABEL}.role=server",
         "-e", f"LAB_AUTHORIZED_KEY={pubkey}",
         "-v", f"{volume_name(index)}:/var/lib/docker",
         "--mount", f"type=bind,source={paths.ca_cert},"
@@ -268,7 +275,7 @@ def _server_argv(
 
 
 def start_server(index: int, pubkey: str, registry: str, paths: Paths, memory: str | None) -> None:
-    run(["docker", "volume", "create", "--label", f"{LAB_LABEL}=1",
+    run(["docker", "volume", "create", "--label", f"{LAB_LABEL}={LAB_VALUE}",
          "--label", f"{LAB_LABEL}.role=server", volume_name(index)])  # fmt: skip
     known = paths.run_mode.read_text().strip() if paths.run_mode.exists() else ""
     modes = [CAPS_FALLBACK] if known == "caps" else [PRIVILEGED, CAPS_FALLBACK]
@@ -384,20 +391,20 @@ def down(state_dir: Path = STATE_DIR) -> None:
     if shutil.which("docker") is None:
         log.info("no docker on this machine: nothing to remove")
         return
-    host.ensure_engine(state_dir)
+    host.ensure_engine(SHARED_STATE_DIR)
     with _not_in_use(paths), exclusive(paths.root / "lab.lock", wait=900, what="`lab up/down`"):
         _down(paths)
 
 
 def _down(paths: Paths) -> None:
     doc = load(paths.doc)
-    containers = run(["docker", "ps", "-aq", "--filter", f"label={LAB_LABEL}"]).stdout.split()
+    containers = run(["docker", "ps", "-aq", "--filter", LAB_FILTER]).stdout.split()
     if containers:
         log.info("removing %d container(s)", len(containers))
         run(["docker", "rm", "-f", "-v", *containers], timeout=180)
     if run(["docker", "network", "inspect", NETWORK], check=False).returncode == 0:
         run(["docker", "network", "rm", NETWORK])
-    volumes = run(["docker", "volume", "ls", "-q", "--filter", f"label={LAB_LABEL}"]).stdout
+    volumes = run(["docker", "volume", "ls", "-q", "--filter", LAB_FILTER]).stdout
     if volumes.split():
         run(["docker", "volume", "rm", "-f", *volumes.split()], timeout=120)
     registry_address = paths.registry_dir / "address"
@@ -419,7 +426,7 @@ def status(state_dir: Path = STATE_DIR) -> str:
     rows = []
     if host.engine_answers():
         out = run(
-            ["docker", "ps", "-a", "--filter", f"label={LAB_LABEL}",
+            ["docker", "ps", "-a", "--filter", LAB_FILTER,
              "--format", "{{ .Names }}\t{{ .State }}\t{{ .Status }}"]
         ).stdout  # fmt: skip
         for line in sorted(out.splitlines()):

@@ -28,7 +28,7 @@ from lab.paths import (
     REPO_ROOT,
     SERVER_IMAGE,
     SERVER_ROOTFS,
-    STATE_DIR,
+    SHARED_STATE_DIR,
     WHEELS_DIR,
 )
 from lab.proc import run, run_logged
@@ -402,8 +402,8 @@ def build(targets: tuple[str, ...] = TARGETS, *, force: bool = False) -> Builder
     if unknown:
         raise LabError(f"unknown image {sorted(unknown)[0]!r}; known: {', '.join(TARGETS)}")
     host.ensure_packages()
-    host.ensure_engine(STATE_DIR)
-    with exclusive(STATE_DIR / "build.lock", wait=1800, what="another `lab build`"):
+    host.ensure_engine(SHARED_STATE_DIR)
+    with exclusive(SHARED_STATE_DIR / "build.lock", wait=1800, what="another `lab build`"):
         return _build(targets, force)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.paths import REGISTRY_CONTAINER
 from lab.state import LabDoc
 from lab.testing import LabSsh
 
@@ -193,4 +194,4 @@ def test_status_shows_the_running_lab(lab: LabDoc) -> None:
     assert LabDoc.from_dict(data["lab"]) == lab
     running = {c["name"] for c in data["containers"] if c["state"] == "running"}
     assert {s.name for s in lab.servers} <= running
-    assert "dockyard-lab-registry" in running
+    assert REGISTRY_CONTAINER in running
