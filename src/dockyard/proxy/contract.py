@@ -12,7 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from dockyard.proxy.http.parser import RequestHead
 
 ServiceState = Literal["running", "paused", "stopped"]
 
@@ -42,7 +45,51 @@ class ServiceOptions:
     tls_redirect: bool = True
     canonical_host: str = ""
     scope_cookie_paths: bool = False
+    #: Basic auth / IP allowlist / client-IP header; None: no gate (the common, fast case).
+    gate: AccessGate | None = None
     extra: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A gate's answer instead of proxying: 401 (with a WWW-Authenticate line) or 403."""
+
+    status: int
+    #: Extra raw header lines for the answer, each ending in CRLF.
+    headers: bytes = b""
+    #: Shown in the error page (the `{{ .Message }}` of a custom page).
+    message: str = ""
+
+
+class AccessGate(Protocol):
+    """Per-service access rules checked before a request is proxied (basic auth, IP allowlist)
+    and the client address to use (a trusted client-IP header such as CF-Connecting-IP)."""
+
+    def client_ip(self, head: RequestHead, peer_ip: bytes) -> bytes:
+        """The address of the client as this service trusts it (default: the TCP peer).
+
+        The data plane uses it for the allowlist and as the address appended to
+        X-Forwarded-For."""
+        ...
+
+    def check(self, head: RequestHead, client_ip: bytes) -> Refusal | None:
+        """None lets the request through."""
+        ...
+
+
+class RequestMetrics(Protocol):
+    """What the data plane reports per request (the control plane exposes it to Prometheus).
+
+    Called on the hot path: implementations must be cheap (counter increments)."""
+
+    def started(self) -> None:
+        """A routed request began (in flight until `finished`)."""
+
+    def finished(self, service: str, method: str, status: int, seconds: float) -> None:
+        """A request that `started` ended; `service` is "" when it matched none."""
+
+    def upstream_error(self, service: str) -> None:
+        """A target could not be reached or answered garbage (the client got a 502)."""
 
 
 class RequestHandle(Protocol):

@@ -45,6 +45,7 @@ from dockyard.proxy.http.parser import HttpError, RequestHead, RequestReader, Re
 if TYPE_CHECKING:
     from dockyard.proxy.contract import (
         RequestHandle,
+        RequestMetrics,
         Router,
         Service,
         Target,
@@ -149,6 +150,7 @@ class Plane:
         "draining",
         "log_port",
         "loop",
+        "metrics",
         "pages",
         "pool",
         "router",
@@ -169,8 +171,11 @@ class Plane:
         log_port: int,
         access_log: Callable[[str], None] | None,
         acme_http01: Callable[[str, str], bytes | None] | None = None,
+        metrics: RequestMetrics | None = None,
     ) -> None:
         self.router = router
+        #: Per-request counters for --metrics-port; None: metrics off.
+        self.metrics = metrics
         #: Answers ACME HTTP-01 challenges (host, path) before routing; None: no ACME.
         self.acme_http01 = acme_http01
         self.loop = loop
@@ -420,6 +425,7 @@ class Exchange:
         "head",
         "opts",
         "out",
+        "peer",
         "pending",
         "pending_size",
         "prefix",
@@ -454,6 +460,8 @@ class Exchange:
         self.request_id = head.request_id or new_request_id()
         self.service: Service | None = None
         self.opts: ServiceOptions = _DEFAULT_OPTIONS
+        #: The client address appended to X-Forwarded-For (a gate may trust a header instead).
+        self.peer = client.peer_ip
         self.prefix = "/"
         self.target: Target | None = None
         self.handle: RequestHandle | None = None
@@ -493,6 +501,8 @@ class Exchange:
         client = self.client
         head = self.head
         plane = client.plane
+        if plane.metrics is not None:
+            plane.metrics.started()
         if head.host == client.host_raw:  # keep-alive requests repeat their Host
             host = client.host_name
         else:
@@ -558,6 +568,16 @@ class Exchange:
 
     def proceed(self, service: Service, opts: ServiceOptions) -> None:
         head = self.head
+        gate = opts.gate
+        if gate is not None:
+            self.peer = peer = gate.client_ip(head, self.client.peer_ip)
+            refusal = gate.check(head, peer)
+            if refusal is not None:
+                body = self.client.plane.pages.render(
+                    refusal.status, opts.error_pages, refusal.message
+                )
+                self.respond_simple(refusal.status, body, HTML, refusal.headers)
+                return
         method = head.method
         read = method == "GET" or method == "HEAD"
         extra = opts.extra
@@ -713,7 +733,7 @@ class Exchange:
         data = build_request_head(
             head,
             path=path,
-            peer_ip=self.client.peer_ip,
+            peer_ip=self.peer,
             scheme=self.client.plane.scheme,
             target=_target_bytes(target.name),
             forward_headers=opts.forward_headers,
@@ -977,7 +997,16 @@ class Exchange:
         if handle is not None:
             self.handle = None
             handle.done()
-        if self.client.plane.access_log is not None:
+        plane = self.client.plane
+        if plane.metrics is not None and self.started:
+            service = self.service
+            plane.metrics.finished(
+                service.name if service is not None else "",
+                self.head.method,
+                self.status or 200,
+                (time.perf_counter_ns() - self.start_ns) / 1e9,
+            )
+        if plane.access_log is not None:
             self.write_log()
 
     def drop_upstream(self) -> None:
@@ -1089,6 +1118,9 @@ class Exchange:
     def upstream_failed(self, error: str) -> None:
         """The upstream could not be reached or answered garbage."""
         target = self.target.name if self.target is not None else ""
+        metrics = self.client.plane.metrics
+        if metrics is not None:
+            metrics.upstream_error(self.service.name if self.service is not None else "")
         event(
             logging.ERROR,
             "Error while proxying",
@@ -1327,6 +1359,7 @@ def connection_factory(
     log_port: int,
     access_log: Callable[[str], None] | None = None,
     acme_http01: Callable[[str, str], bytes | None] | None = None,
+    metrics: RequestMetrics | None = None,
 ) -> ConnectionFactory:
     """A client Protocol factory without a listener: `tls=True` marks its connections as HTTPS
     (X-Forwarded-Proto, access-log scheme, no TLS redirect, 503 for services without TLS).
@@ -1338,6 +1371,7 @@ def connection_factory(
         log_port=log_port,
         access_log=access_log,
         acme_http01=acme_http01,
+        metrics=metrics,
     )
     return ConnectionFactory(plane)
 
@@ -1379,6 +1413,7 @@ async def serve_http(
     reuse_port: bool = False,
     tune_gc: bool = True,
     acme_http01: Callable[[str, str], bytes | None] | None = None,
+    metrics: RequestMetrics | None = None,
 ) -> ProxyServer:
     """Start serving HTTP/1.1 (or HTTPS when `ssl` is given) and proxying through `router`.
 
@@ -1398,6 +1433,7 @@ async def serve_http(
         log_port=port if log_port is None else log_port,
         access_log=access_log,
         acme_http01=acme_http01,
+        metrics=metrics,
     )
     if sock is not None:
         server = await loop.create_server(factory, sock=sock, ssl=ssl, backlog=backlog)
