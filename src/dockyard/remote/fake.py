@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
-from dockyard.errors import ConnectError
+from dockyard.errors import ConnectError, RemoteCommandError
 from dockyard.remote._stream import stdin_chunks
 from dockyard.remote.argv import (
     ArgvLike,
@@ -68,6 +69,9 @@ class FakeTransport:
     responder: Responder | None = None
     calls: list[FakeCall] = field(default_factory=list)
     uploads: list[FakeUpload] = field(default_factory=list)
+    #: Remote files ``get`` can download (path -> content), and the paths it downloaded.
+    files: dict[str, bytes] = field(default_factory=dict)
+    downloads: list[str] = field(default_factory=list)
     closed: bool = False
     _rules: list[_Rule] = field(default_factory=list)
 
@@ -134,6 +138,17 @@ class FakeTransport:
         if self.closed:
             raise RuntimeError(f"FakeTransport({self.host}) used after close()")
         self.uploads.append(FakeUpload(path, data, mode))
+
+    async def get(self, path: str, local: Path) -> None:
+        """Writes ``files[path]`` (scripted by the test) to ``local``; a missing one raises
+        RemoteCommandError as a missing remote file would."""
+        if self.closed:
+            raise RuntimeError(f"FakeTransport({self.host}) used after close()")
+        if path not in self.files:
+            raise RemoteCommandError(f"remote: cannot download {path} from {self.host}")
+        self.downloads.append(path)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_bytes(self.files[path])
 
     async def close(self) -> None:
         self.closed = True

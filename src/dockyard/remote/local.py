@@ -98,6 +98,14 @@ class LocalTransport:
         except OSError as exc:
             raise RemoteCommandError(f"local: cannot write {path}: {exc.strerror or exc}") from exc
 
+    async def get(self, path: str, local: Path) -> None:
+        """Copy ``path`` to ``local`` (the "remote" side is this machine)."""
+        try:
+            data = await asyncio.to_thread(Path(path).read_bytes)
+            await asyncio.to_thread(_write_file, local, data, 0o600)
+        except OSError as exc:
+            raise RemoteCommandError(f"local: cannot copy {path}: {exc.strerror or exc}") from exc
+
     async def close(self) -> None:
         return None
 

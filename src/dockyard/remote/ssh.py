@@ -19,7 +19,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -569,6 +569,32 @@ class SshTransport:
                 raise ConnectError(
                     f"ssh: lost the connection to {target} while uploading {path}: {_reason(exc)}"
                 ) from exc
+
+    async def get(self, path: str, local: Path) -> None:
+        """Download ``path`` over SFTP into ``local`` (written to a temp file, then renamed)."""
+        target = self._pool.target(self._host)
+        tmp = local.with_name(f".{local.name}.dockyard-{os.urandom(4).hex()}")
+        local.parent.mkdir(parents=True, exist_ok=True)
+        async with self._pool._channel(self._host) as conn:
+            try:
+                sftp = await _open_sftp(conn, target)
+                async with sftp:
+                    await sftp.get(path, str(tmp))
+                os.replace(tmp, local)
+            except asyncssh.SFTPError as exc:
+                raise RemoteCommandError(
+                    f"remote: cannot download {path} from {target}: {exc.reason}",
+                    hint="check that the file exists and the SSH user may read it",
+                ) from exc
+            except DockyardError:
+                raise
+            except (OSError, asyncssh.Error) as exc:
+                raise ConnectError(
+                    f"ssh: lost the connection to {target} while downloading {path}: {_reason(exc)}"
+                ) from exc
+            finally:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
 
     async def close(self) -> None:
         """Transports share the pool's connection; closing the pool closes it."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Protocol, TypeVar
 
 from dockyard.remote.argv import ArgvLike
@@ -36,6 +37,10 @@ class Transport(Protocol):
     ) -> Result: ...
 
     async def put(self, data: bytes, path: str, *, mode: int = 0o600) -> None: ...
+
+    async def get(self, path: str, local: Path) -> None:
+        """Download the host's file ``path`` into the local file ``local``."""
+        ...
 
     async def close(self) -> None: ...
 
