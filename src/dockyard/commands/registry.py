@@ -67,8 +67,9 @@ def start_local() -> Argv:
     return docker("start", LOCAL_REGISTRY_CONTAINER)
 
 
-def run_local(port: int) -> Argv:
-    """Second half: run ``registry:3`` published on loopback only."""
+def run_local(port: int, image: str = LOCAL_REGISTRY_IMAGE) -> Argv:
+    """Second half: run the registry image (Kamal 2.11: ``registry:3``) published on loopback
+    only. ``image`` is Dockyard's addition, for machines that cannot pull from Docker Hub."""
     return docker(
         "run",
         "--detach",
@@ -76,7 +77,7 @@ def run_local(port: int) -> Argv:
         f"127.0.0.1:{port}:5000",
         "--name",
         LOCAL_REGISTRY_CONTAINER,
-        LOCAL_REGISTRY_IMAGE,
+        image,
     )
 
 

@@ -45,9 +45,9 @@ async def push(ctx: DeployContext) -> None:
                 hint="check registry.username and the password secret",
             )
     elif login is None and registry_commands.is_local(config.registry.server):
-        port = registry_commands.local_port(config.registry.server or "")
-        if not (await ctx.local.run(registry_commands.start_local())).ok:
-            await _check(ctx, registry_commands.run_local(port), "starting the local registry")
+        from dockyard.flows.ops.registry import start_local_registry
+
+        await start_local_registry(ctx)
     await ctx.run_hook("pre-build")
 
     if buildx:
@@ -153,4 +153,7 @@ async def pull(ctx: DeployContext, hosts: list[str] | None = None) -> None:
                 "(Dockyard's build adds it for you)",
             )
 
-    await ctx.on(targets, one)
+    from dockyard.flows.ops.registry import forward_local_registry
+
+    async with forward_local_registry(ctx, targets):  # a localhost:PORT registry, over SSH
+        await ctx.on(targets, one)

@@ -202,6 +202,10 @@ async def deploy(
         surveys = await _surveys(ctx, hosts, proxy=proxy_boot)
         if proxy_boot:
             await _boot_proxies(ctx, surveys)
+        if setup and ctx.accessories:  # Kamal's setup boots every accessory here
+            from dockyard.flows.ops import accessory as accessory_ops
+
+            await accessory_ops.boot(ctx, accessory_ops.ALL)
         ctx.step(f"Booting {version}...")
         await boot.boot_app(ctx, surveys)
         ctx.step("Tagging the image and pruning..." if prune else "Tagging the image...")
@@ -345,4 +349,8 @@ async def remove(ctx: DeployContext) -> list[str]:
             await ctx.batch(host, third, stop_on_error=False, check=False)
 
         await ctx.on(hosts, one)
+        if ctx.accessories:  # Kamal's remove ends with `accessory remove all`
+            from dockyard.flows.ops import accessory as accessory_ops
+
+            await accessory_ops.remove(ctx, accessory_ops.ALL)
     return hosts
