@@ -18,6 +18,7 @@ from typing import Any
 from ._ruby import present
 from ._source import KeyPath
 from .errors import ConfigValidationError, Locate
+from .sizes import parse_size
 
 # Type names, as Kamal words them in "should be ..." messages.
 STRING, INTEGER, BOOLEAN, HASH, ARRAY, SYMBOL = (
@@ -143,7 +144,18 @@ ACCESSORY_SCHEMA: dict[str, Spec] = {
     "proxy": PROXY_SECTION,
 }
 
-BOOT_SCHEMA: dict[str, Spec] = {"limit": STRING, "wait": INTEGER, "parallel_roles": BOOLEAN}
+BOOT_SCHEMA: dict[str, Spec] = {
+    "limit": STRING,
+    "wait": INTEGER,
+    "parallel_roles": BOOLEAN,
+    # Dockyard-only (memory-safe deploys); Kamal 2.11 rejects these keys.
+    "strategy": STRING,
+    "stop_roles": (ARRAY, STRING),
+    "memory_check": BOOLEAN,
+    "memory_needed": STRING,
+    "memory_margin": STRING,
+}
+BOOT_STRATEGIES = ("parallel", "swap")
 
 BUILDER_SCHEMA: dict[str, Spec] = {
     "arch": ARCH,
@@ -492,8 +504,30 @@ def validate_proxy(config: Any, context: KeyPath, locate: Locate) -> None:
         raise v.error("Cannot set http_port, https_port or bind_ips when publish is false")
 
 
-def validate_boot(config: Any, locate: Locate) -> None:
-    Validator(locate, ("boot",)).against(config, BOOT_SCHEMA)
+def validate_boot(config: Any, locate: Locate, role_names: Iterable[str] | None = None) -> None:
+    v = Validator(locate, ("boot",))
+    v.against(config, BOOT_SCHEMA)
+    strategy = config.get("strategy")
+    if strategy is not None and str(strategy) not in BOOT_STRATEGIES:
+        raise v.error(
+            f"unknown strategy: {strategy} (expected {' or '.join(BOOT_STRATEGIES)})",
+            where=("boot", "strategy"),
+        )
+    for key in ("memory_needed", "memory_margin"):
+        value = config.get(key)
+        if value is not None and parse_size(value) is None:
+            raise v.error(
+                f"{key}: {value} is not a memory size (e.g. 512m or 1g)", where=("boot", key)
+            )
+    stop = config.get("stop_roles")
+    if stop and role_names is not None:
+        known = set(role_names)
+        missing = [r for r in stop if r not in known]
+        if missing:
+            raise v.error(
+                f"stop_roles: unknown roles {', '.join(map(str, missing))}",
+                where=("boot", "stop_roles"),
+            )
 
 
 def validate_builder(config: Any, locate: Locate) -> None:

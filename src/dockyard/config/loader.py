@@ -309,7 +309,7 @@ def validate_sections(raw: dict[str, Any], locate: Locator) -> list[str]:
     for name, command in (raw.get("aliases") or {}).items():
         v.validate_alias(command, str(name), locate)
 
-    v.validate_boot(raw.get("boot") or {}, locate)
+    v.validate_boot(raw.get("boot") or {}, locate, role_names)
     v.validate_builder(raw.get("builder") or {}, locate)
     v.validate_env(raw.get("env") or {}, ("env",), locate)
     v.validate_logging(raw.get("logging") or {}, ("logging",), locate)

@@ -233,6 +233,18 @@ class Boot(Frozen):
     parallel_roles: bool = False
     #: `limit` resolved against the number of hosts (a percentage is at least 1).
     resolved_limit: int | None = None
+    # Dockyard-only keys (Kamal 2.11 rejects them): memory-safe deploys on small servers.
+    #: `parallel` (Kamal: the new container starts next to the old one) or `swap` (pause in
+    #: kamal-proxy, stop the old one, start the new one, resume).
+    strategy: Literal["parallel", "swap"] = "parallel"
+    #: Roles whose containers are stopped on a host during a swap there, started after.
+    stop_roles: tuple[str, ...] = ()
+    #: Check before booting that the new version fits in the host's memory.
+    memory_check: bool = True
+    #: What a new container needs, in bytes (default: measured, or the role's --memory).
+    memory_needed: int | None = None
+    #: Kept free on top of that, in bytes (default 64 MiB).
+    memory_margin: int | None = None
 
 
 class Ssh(Frozen):

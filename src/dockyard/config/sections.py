@@ -37,6 +37,7 @@ from .models import (
     SecretRef,
     Ssh,
 )
+from .sizes import parse_size
 
 # --------------------------------------------------------------------------- small converters
 
@@ -289,11 +290,17 @@ def build_boot(raw: Mapping[str, Any], *, host_count: int, locate: Locator) -> B
             raise error_at(
                 locate, ("boot", "limit"), "should be an integer or a percentage such as 25%"
             )
+    stop_roles = raw.get("stop_roles") or ()
     return Boot(
         limit=limit,
         wait=raw.get("wait"),
         parallel_roles=bool(raw.get("parallel_roles", False)),
         resolved_limit=resolved,
+        strategy="swap" if str(raw.get("strategy", "parallel")) == "swap" else "parallel",
+        stop_roles=tuple(str(r) for r in stop_roles),
+        memory_check=bool(raw.get("memory_check", True)),
+        memory_needed=parse_size(raw.get("memory_needed")),
+        memory_margin=parse_size(raw.get("memory_margin")),
     )
 
 

@@ -1,0 +1,377 @@
+"""Memory check before a boot: does the new version fit next to what already runs on a host?
+
+A normal (``parallel``) boot starts the new container while the old one still runs, so for a
+moment a host needs the memory of both. On a small server that moment is when the kernel
+OOM-kills the app. Before anything changes, each host is asked (inside the survey's one round
+trip) for:
+
+* its own cgroup limit and usage (cgroup v2 ``/sys/fs/cgroup/memory.max``, ``memory.current``,
+  ``memory.stat``; v1 ``/sys/fs/cgroup/memory/memory.limit_in_bytes``, ``memory.usage_in_bytes``,
+  ``memory.stat``), as seen over SSH, since ``free`` inside a memory-limited container or VM
+  slice shows the machine's memory, not the slice's;
+* ``MemAvailable`` from ``/proc/meminfo``;
+* ``docker stats --no-stream`` of the running containers (the app's current containers).
+
+Pure functions turn that output into a :class:`HostMemory` and a :class:`MemoryPlan` per host;
+:func:`check` raises :class:`MemoryCheckError` with the numbers and the options when a host
+does not fit.
+
+What a new container will need, per role, in this order: ``boot.memory_needed`` from the
+config; the role's ``--memory`` option (``options: {memory: 600m}``); the measured usage of the
+role's running container on that host. With none of them (a first deploy), nothing is checked.
+
+What the host has free: the smaller of (cgroup limit - cgroup working set) and MemAvailable,
+where the working set is the usage minus the inactive file cache (as ``docker stats`` and the
+kubelet count it: that cache is reclaimed before anything is OOM-killed).
+
+With the ``swap`` strategy the old container is stopped first, so its usage (and that of the
+roles stopped with ``boot.stop_roles``) is freed before the new one starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from dockyard.commands.argv import Argv, argv, docker
+from dockyard.config.sizes import MIB, parse_size
+from dockyard.errors import DockyardError
+
+__all__ = [
+    "CGROUP_FILES",
+    "DEFAULT_MARGIN",
+    "HostMemory",
+    "MemoryCheckError",
+    "MemoryPlan",
+    "RoleNeed",
+    "check",
+    "format_bytes",
+    "memory_queries",
+    "parse_docker_size",
+    "parse_host_memory",
+    "parse_stats",
+    "plan_host",
+]
+
+#: Kept free on top of what the new container needs (the kernel, sshd, dockerd's growth).
+DEFAULT_MARGIN = 64 * MIB
+#: cgroup v1 reports "no limit" as a huge page-aligned number; anything above this is no limit.
+UNLIMITED = 1 << 60
+
+CGROUP_V2 = "/sys/fs/cgroup"
+CGROUP_V1 = "/sys/fs/cgroup/memory"
+CGROUP_FILES = (
+    "/proc/meminfo",
+    f"{CGROUP_V2}/memory.max",
+    f"{CGROUP_V2}/memory.current",
+    f"{CGROUP_V2}/memory.stat",
+    f"{CGROUP_V1}/memory.limit_in_bytes",
+    f"{CGROUP_V1}/memory.usage_in_bytes",
+    f"{CGROUP_V1}/memory.stat",
+)
+STATS_FORMAT = "{{.Name}}\t{{.MemUsage}}"
+
+
+class MemoryCheckError(DockyardError):
+    """A host lacks the memory to run the new version next to the old one."""
+
+    layer = "memory"
+
+
+def memory_queries() -> list[Argv]:
+    """Two commands for the survey batch: the memory files (``grep -H`` prints each line as
+    ``path:line``; ``-s`` keeps quiet about the files this kernel lacks) and the containers'
+    memory usage."""
+    return [
+        argv("grep", "-s", "-H", "", *CGROUP_FILES),
+        docker("stats", "--no-stream", "--format", STATS_FORMAT),
+    ]
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def parse_docker_size(text: str | int) -> int | None:
+    """A memory size as Docker writes it (``512m``, ``1.5GiB``) -> bytes, or None."""
+    return parse_size(text)
+
+
+def format_bytes(value: int) -> str:
+    """``536870912`` -> ``512 MiB`` (GiB with one decimal from 1 GiB up)."""
+    if value >= 1024 * MIB:
+        return f"{value / (1024 * MIB):.1f} GiB"
+    return f"{value / MIB:.0f} MiB"
+
+
+@dataclass(frozen=True, slots=True)
+class HostMemory:
+    """What one host reported. ``None`` means not known (file missing, no limit)."""
+
+    #: The server's own cgroup limit, and its usage minus inactive file cache.
+    cgroup_limit: int | None = None
+    cgroup_used: int | None = None
+    cgroup_version: int | None = None
+    mem_available: int | None = None
+    mem_total: int | None = None
+    #: ``docker stats``: container name -> memory in use.
+    containers: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def cgroup_free(self) -> int | None:
+        if self.cgroup_limit is None or self.cgroup_used is None:
+            return None
+        return max(self.cgroup_limit - self.cgroup_used, 0)
+
+    @property
+    def available(self) -> int | None:
+        """The smaller headroom of the cgroup and of /proc/meminfo."""
+        values = [v for v in (self.cgroup_free, self.mem_available) if v is not None]
+        return min(values) if values else None
+
+    def describe(self) -> str:
+        parts = []
+        if self.cgroup_limit is not None:
+            used = "?" if self.cgroup_used is None else format_bytes(self.cgroup_used)
+            parts.append(
+                f"cgroup v{self.cgroup_version}: {used} used of {format_bytes(self.cgroup_limit)}"
+            )
+        if self.mem_available is not None:
+            parts.append(f"MemAvailable {format_bytes(self.mem_available)}")
+        return "; ".join(parts) or "no memory figures"
+
+
+def _files(text: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        for path in CGROUP_FILES:
+            if line.startswith(path + ":"):
+                out.setdefault(path, []).append(line[len(path) + 1 :])
+                break
+    return out
+
+
+def _number(lines: Sequence[str] | None) -> int | None:
+    if not lines:
+        return None
+    text = lines[0].strip()
+    return int(text) if text.isdigit() else None
+
+
+def _stat(lines: Sequence[str] | None, *keys: str) -> int | None:
+    for key in keys:
+        for line in lines or ():
+            name, _, value = line.partition(" ")
+            if name == key and value.strip().isdigit():
+                return int(value.strip())
+    return None
+
+
+def _meminfo(lines: Sequence[str] | None, key: str) -> int | None:
+    for line in lines or ():
+        name, _, rest = line.partition(":")
+        if name.strip() == key:
+            words = rest.split()
+            if words and words[0].isdigit():
+                factor = 1024 if len(words) > 1 and words[1].lower() == "kb" else 1
+                return int(words[0]) * factor
+    return None
+
+
+def parse_stats(text: str) -> dict[str, int]:
+    """``docker stats --format '{{.Name}}\\t{{.MemUsage}}'`` -> name -> bytes in use."""
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        name, sep, usage = line.partition("\t")
+        if not sep:
+            continue
+        used = parse_docker_size(usage.split("/")[0].strip())
+        if name.strip() and used is not None:
+            out[name.strip()] = used
+    return out
+
+
+def parse_host_memory(files_output: str, stats_output: str = "") -> HostMemory:
+    """The output of :func:`memory_queries` -> :class:`HostMemory` (pure)."""
+    files = _files(files_output)
+    limit = used = version = None
+    v2_max = files.get(f"{CGROUP_V2}/memory.max")
+    if v2_max:
+        version = 2
+        raw = v2_max[0].strip()
+        limit = None if raw == "max" else _number(v2_max)
+        current = _number(files.get(f"{CGROUP_V2}/memory.current"))
+        if current is not None:
+            inactive = _stat(files.get(f"{CGROUP_V2}/memory.stat"), "inactive_file") or 0
+            used = max(current - inactive, 0)
+    else:
+        v1_limit = _number(files.get(f"{CGROUP_V1}/memory.limit_in_bytes"))
+        if v1_limit is not None:
+            version = 1
+            limit = v1_limit
+            usage = _number(files.get(f"{CGROUP_V1}/memory.usage_in_bytes"))
+            if usage is not None:
+                stat = files.get(f"{CGROUP_V1}/memory.stat")
+                inactive = _stat(stat, "total_inactive_file", "inactive_file") or 0
+                used = max(usage - inactive, 0)
+    if limit is not None and limit >= UNLIMITED:
+        limit = None
+    if limit is None:
+        used = None if version is None else used
+    meminfo = files.get("/proc/meminfo")
+    return HostMemory(
+        cgroup_limit=limit,
+        cgroup_used=used if limit is not None else None,
+        cgroup_version=version if limit is not None else None,
+        mem_available=_meminfo(meminfo, "MemAvailable"),
+        mem_total=_meminfo(meminfo, "MemTotal"),
+        containers=parse_stats(stats_output),
+    )
+
+
+# --------------------------------------------------------------------------- deciding
+
+
+@dataclass(frozen=True, slots=True)
+class RoleNeed:
+    """One role on one host: what its new container will need, and where that came from."""
+
+    role: str
+    needed: int | None
+    source: str
+    #: Memory of the role's running containers (freed by a swap).
+    running: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryPlan:
+    host: str
+    memory: HostMemory
+    needs: tuple[RoleNeed, ...]
+    margin: int
+    #: Memory freed before the new containers start (swap: the old containers, stopped roles).
+    freed: int = 0
+    swap: bool = False
+
+    @property
+    def needed(self) -> int:
+        if self.swap:
+            # One role after the other: the largest new container at any moment.
+            return max((n.needed or 0 for n in self.needs), default=0)
+        return sum(n.needed or 0 for n in self.needs)
+
+    @property
+    def available(self) -> int | None:
+        free = self.memory.available
+        return None if free is None else free + self.freed
+
+    @property
+    def known(self) -> bool:
+        return self.available is not None and any(n.needed for n in self.needs)
+
+    @property
+    def fits(self) -> bool:
+        available = self.available
+        if available is None or not self.known:
+            return True
+        return self.needed <= available - self.margin
+
+    def describe(self) -> str:
+        lines = [f"  {self.host}: {self.memory.describe()}"]
+        for need in self.needs:
+            what = "unknown" if need.needed is None else format_bytes(need.needed)
+            lines.append(f"    {need.role}: the new container needs {what} ({need.source})")
+        available = self.available
+        if available is not None:
+            freed = f", of which {format_bytes(self.freed)} freed by the swap" if self.freed else ""
+            lines.append(
+                f"    needed {format_bytes(self.needed)} + margin {format_bytes(self.margin)}"
+                f" > available {format_bytes(available)}{freed}"
+            )
+        return "\n".join(lines)
+
+
+def role_need(
+    role: str,
+    *,
+    configured: int | None,
+    limit: int | None,
+    running: Mapping[str, int],
+) -> RoleNeed:
+    """The new container's need for one role: the config's ``boot.memory_needed``, else the
+    role's ``--memory`` limit, else the measured usage of its running container(s) (the
+    largest, since one of them is what the new version replaces)."""
+    in_use = sum(running.values())
+    if configured is not None:
+        return RoleNeed(role, configured, "boot.memory_needed", in_use)
+    if limit is not None:
+        return RoleNeed(role, limit, "its --memory option", in_use)
+    if running:
+        names = ", ".join(sorted(running))
+        return RoleNeed(role, max(running.values()), f"measured: {names}", in_use)
+    return RoleNeed(role, None, "no running container to measure", in_use)
+
+
+def plan_host(
+    host: str,
+    memory: HostMemory,
+    roles: Iterable[tuple[str, str, int | None]],
+    *,
+    configured: int | None = None,
+    margin: int = DEFAULT_MARGIN,
+    swap: bool = False,
+    stop_roles: Iterable[str] = (),
+    other_prefixes: Mapping[str, str] | None = None,
+) -> MemoryPlan:
+    """Plan one host. ``roles`` are (role name, container prefix, --memory limit) of the roles
+    booted there; running containers are found in ``memory.containers`` by ``<prefix>-``.
+    With ``swap`` the running containers of those roles (and of ``stop_roles``, given by
+    ``other_prefixes`` role -> prefix) count as freed."""
+    needs = []
+    freed = 0
+    for name, prefix, limit in roles:
+        running = {n: v for n, v in memory.containers.items() if n.startswith(prefix + "-")}
+        need = role_need(name, configured=configured, limit=limit, running=running)
+        needs.append(need)
+        if swap:
+            freed += need.running
+    if swap:
+        for role in stop_roles:
+            other = (other_prefixes or {}).get(role)
+            if other is None or role in {n.role for n in needs}:
+                continue
+            freed += sum(v for n, v in memory.containers.items() if n.startswith(other + "-"))
+    return MemoryPlan(host, memory, tuple(needs), margin, freed if swap else 0, swap)
+
+
+def check(plans: Sequence[MemoryPlan], *, strategy: str) -> None:
+    """Raise :class:`MemoryCheckError` naming every host that does not fit, with the numbers
+    and what to do about it."""
+    failing = [p for p in plans if not p.fits]
+    if not failing:
+        return
+    hosts = ", ".join(p.host for p in failing)
+    lines = [
+        f"memory check: the new version does not fit next to the running one on {hosts}; "
+        "nothing was changed"
+        if strategy != "swap"
+        else f"memory check: the new version does not fit on {hosts} even after stopping the "
+        "old one; nothing was changed",
+    ]
+    lines += [p.describe() for p in failing]
+    options = []
+    if strategy != "swap":
+        options.append(
+            "deploy with `--strategy swap` (or `boot: {strategy: swap}`): the old container "
+            "stops before the new one starts (requests are held in kamal-proxy meanwhile)"
+        )
+    options += [
+        "give the server more memory",
+        "set a memory limit on the role (`options: {memory: 400m}`) so that it fits",
+        "stop other roles during the boot (`--stop-other-roles` or `boot: {stop_roles: [...]}`"
+        " with `--strategy swap`)",
+        "skip this check with `--skip-memory-check` (or `boot: {memory_check: false}`) if "
+        "the measurement is wrong",
+    ]
+    raise MemoryCheckError(
+        "\n".join(lines), hint="options:\n" + "\n".join(f"  - {o}" for o in options)
+    )
