@@ -51,15 +51,23 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Remove the app's containers, images and files (and kamal-proxy when unused) "
         "from the servers. Safe to run twice.",
     ),
-    "build": ("deploy_cmd", "Build the app image, push it and pull it on the servers."),
+    "build": ("build_cmd", "Build the app image, push it and pull it on the servers."),
     "app": ("app_cmd", "Manage the app's containers on the servers."),
     "proxy": ("proxy_cmd", "Manage kamal-proxy on the servers."),
+    "registry": (
+        "registry_cmd",
+        "Set up the local registry, or log in to and out of the registry.",
+    ),
     "accessory": ("accessory_cmd", "Manage accessories (databases, caches, ...)."),
     "server": ("server_cmd", "Bootstrap servers and run commands on them."),
     "lock": ("lock_cmd", "Manage the deploy lock."),
     "prune": ("prune_cmd", "Remove old containers and images of the app."),
     "details": ("details_cmd", "Show the proxy, app and accessory containers on the servers."),
     "audit": ("details_cmd", "Show the last 50 lines of the audit log on each server."),
+    "backup": (
+        "backup_cmd",
+        "Back up the app's SQLite databases (consistent while it runs), list and restore.",
+    ),
 }
 
 #: Modules under dockyard.cli that add commands, in the order they are listed.
