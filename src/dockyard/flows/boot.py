@@ -22,6 +22,7 @@ from dockyard.commands import server as server_commands
 from dockyard.commands.argv import Argv, docker
 from dockyard.flows.context import DeployContext
 from dockyard.flows.errors import DockerError, FlowProxyError, HealthCheckError
+from dockyard.flows.memory import HostMemory, memory_queries, parse_host_memory
 
 if TYPE_CHECKING:
     from dockyard.config.models import Role
@@ -70,6 +71,8 @@ class HostSurvey:
     proxy_image: str | None = None
     proxy_running: bool = False
     roles: dict[str, RoleSurvey] = field(default_factory=dict)
+    #: The host's memory (cgroup, meminfo, docker stats) when asked for (flows.memory).
+    memory: HostMemory | None = None
 
 
 PROXY_STATE_FORMAT = "{{.Config.Image}} {{.State.Running}}"
@@ -92,9 +95,11 @@ async def survey(
     *,
     proxy: bool = False,
     network: bool = False,
+    memory: bool = False,
 ) -> HostSurvey:
     """One round trip: (network create,) (proxy state,) and per role the current version, the
-    running versions, every version and whether ``<prefix>-<version>`` exists."""
+    running versions, every version and whether ``<prefix>-<version>`` exists (, the memory
+    figures for the memory check)."""
     commands: list[Argv] = []
     if network:
         commands += [
@@ -105,6 +110,8 @@ async def survey(
         commands.append(docker("inspect", "--format", PROXY_STATE_FORMAT, "kamal-proxy"))
     for role in roles:
         commands += _role_queries(ctx, role, version)
+    if memory:
+        commands += memory_queries()
     results = await ctx.batch(host, commands, stop_on_error=False, check=False)
     index = 0
     if network:
@@ -140,6 +147,9 @@ async def survey(
             clash=version in versions,
             all_versions=versions,
         )
+    if memory:
+        files, stats = results[index], results[index + 1]
+        out.memory = parse_host_memory(files.stdout, stats.stdout if stats.ok else "")
     return out
 
 
