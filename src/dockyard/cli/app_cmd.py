@@ -87,6 +87,19 @@ def parse_env(pairs: Sequence[str] | None) -> dict[str, str]:
 app_app = group("app", "Manage the app's containers on the servers.")
 
 
+@app_app.command("boot")
+@with_global_options
+def boot(opts: GlobalOptions) -> None:
+    """Boot the app on the servers (or reboot it if it is already running): the version given
+    with --version, else the image tagged latest. No build, no pull, no proxy boot."""
+    from dockyard.flows.ops import app
+
+    booted = run_flow(
+        opts, lambda ctx: app.boot(ctx, opts.version), command="app", subcommand="boot"
+    )
+    sys.stderr.write(f"Booted {booted}.\n")
+
+
 @app_app.command("details")
 @with_global_options
 def details(opts: GlobalOptions) -> None:

@@ -139,11 +139,7 @@ def build_deliver_command(opts: GlobalOptions) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    build_app = typer.Typer(help="Build the app image, push it and pull it on the servers.")
-    build_app.command("push")(build_push_command)
-    build_app.command("pull")(build_pull_command)
-    build_app.command("deliver")(build_deliver_command)
-    app.add_typer(build_app, name="build")
+    # the `build` group (these three and the builder commands) is registered by build_cmd
     app.command("setup")(setup_command)
     app.command("deploy")(deploy_command)
     app.command("redeploy")(redeploy_command)

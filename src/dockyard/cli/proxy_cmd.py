@@ -1,5 +1,5 @@
-"""`dockyard proxy start|stop|restart|details|logs|remove|boot_config` (Kamal's `kamal proxy`,
-except boot and reboot, which belong to the deploy flows)."""
+"""`dockyard proxy boot|reboot|start|stop|restart|details|logs|remove|boot_config` (Kamal's
+`kamal proxy`)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,41 @@ if TYPE_CHECKING:
     from dockyard.flows.ops.base import Interactive
 
 proxy_app = group("proxy", "Manage kamal-proxy on the servers.")
+
+
+@proxy_app.command("boot")
+@with_global_options
+def boot(opts: GlobalOptions) -> None:
+    """Boot the proxy on the servers where it is not running (start it, or run a new one)."""
+    from dockyard.flows.ops import proxy
+
+    run_flow(opts, proxy.boot, command="proxy", subcommand="boot")
+
+
+@proxy_app.command("reboot")
+@with_global_options
+def reboot(
+    opts: GlobalOptions,
+    rolling: Annotated[
+        bool,
+        typer.Option("--rolling", help="Reboot the proxy one host at a time, not all at once."),
+    ] = False,
+    confirmed: Annotated[
+        bool, typer.Option("-y", "--confirmed", help="Proceed without confirmation.")
+    ] = False,
+) -> None:
+    """Reboot the proxy on the servers: stop and remove the container, run a new one (apps on
+    a host are unreachable meanwhile)."""
+    from dockyard.flows.ops import proxy
+
+    if not confirmed and not typer.confirm(
+        "This will cause a brief outage on each host. Are you sure?", default=False
+    ):
+        typer.echo("Aborted", err=True)  # as Kamal: a message, exit status 0
+        return
+    run_flow(
+        opts, lambda ctx: proxy.reboot(ctx, rolling=rolling), command="proxy", subcommand="reboot"
+    )
 
 
 @proxy_app.command("start")

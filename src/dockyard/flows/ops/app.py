@@ -135,6 +135,37 @@ async def rollback_versions(ctx: DeployContext) -> list[Section]:
     return [Section(f"Rollback versions on {s.host}", s.host, s.text) for s in sections]
 
 
+# --- boot -------------------------------------------------------------------------------------
+
+
+async def boot(ctx: DeployContext, version: str | None = None) -> str:
+    """Kamal's ``app boot``: the same boot as a deploy (name clash renamed, new container
+    started, healthy through kamal-proxy or docker, old one stopped; boot groups, hooks and the
+    primary-role barrier), without build, pull or proxy boot; then the image is tagged latest.
+    Without ``version`` the image tagged latest is booted (Kamal's ``version_or_latest``).
+    Returns the version booted."""
+    from dockyard.flows import boot as boot_flow
+
+    ctx.with_version(version or ctx.config.latest_tag)
+    booted = ctx.config.version
+    hosts = ctx.app_hosts
+    async with ctx.lock():
+        ctx.step(f"Booting {ctx.config.service} {booted} on {', '.join(hosts)}...")
+
+        async def survey(host: str) -> boot_flow.HostSurvey:
+            return await boot_flow.survey(ctx, host, ctx.roles_on(host), booted, network=True)
+
+        surveys = await ctx.on(hosts, survey)
+        await boot_flow.boot_app(ctx, surveys)
+
+        async def tag(host: str) -> None:
+            audit = await ctx.audit_argv(f"Tagging {ctx.config.absolute_image} as the latest image")
+            await ctx.batch(host, [audit, app_commands.tag_latest_image(ctx.config)])
+
+        await ctx.on(hosts, tag)
+    return booted
+
+
 # --- start, stop, live, maintenance -----------------------------------------------------------
 
 

@@ -1,16 +1,137 @@
-"""``proxy start | stop | restart | details | logs | remove | boot_config set|get|reset``."""
+"""``proxy boot | reboot [--rolling] | start | stop | restart | details | logs | remove |
+boot_config set|get|reset``."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from dockyard.commands import proxy as proxy_commands
+from dockyard.commands import registry as registry_commands
 from dockyard.commands import server as server_commands
+from dockyard.commands.argv import Argv
+from dockyard.flows.errors import FlowProxyError
 from dockyard.flows.ops.app import DEFAULT_LOG_LINES, per_host
 from dockyard.flows.ops.base import Interactive, Section, ssh_session
 
 if TYPE_CHECKING:
     from dockyard.flows.context import DeployContext
+
+
+async def _network(ctx: DeployContext, hosts: list[str]) -> None:
+    """``docker network create kamal`` on every host; "already exists" is fine."""
+    create = server_commands.create_network()
+
+    async def one(host: str) -> None:
+        made = await ctx.run(host, create, check=False)
+        if not made.ok and not server_commands.network_already_exists(made.stderr):
+            raise ctx.failure(host, create, made, what="creating the kamal network")
+
+    await ctx.on(hosts, one)
+
+
+async def _login(ctx: DeployContext, host: str) -> None:
+    login = registry_commands.login_for(ctx.config)
+    if login is not None:
+        await ctx.run(
+            host, login, layer="registry", what="docker login",
+            hint="check registry.username and the password secret",
+        )  # fmt: skip
+
+
+async def run_argv(ctx: DeployContext, host: str) -> Argv:
+    """The proxy's ``docker run``: from the host's ``proxy.run``, else from the (deprecated)
+    boot-config files in ``.kamal/proxy`` with Kamal's defaults for absent files."""
+    settings = proxy_commands.run_settings(ctx.config.proxy_run(host))
+    if settings is not None:
+        return proxy_commands.run(settings)
+    reads = [proxy_commands.read_boot_file(path) for path in proxy_commands.BOOT_FILES]
+    results = await ctx.batch(host, reads, stop_on_error=False, check=False)
+    options, image, version, run_command = (r.stdout if r.ok else None for r in results)
+    return proxy_commands.legacy_run(options, image, version, run_command)
+
+
+async def boot(ctx: DeployContext) -> None:
+    """Kamal's ``proxy boot``: the kamal network on every host; on proxy hosts refuse a proxy
+    older than the minimum version, then start the stopped container or run a new one (with a
+    registry login first). A running proxy is left alone."""
+    from dockyard.flows import boot as boot_flow
+
+    async with ctx.lock():
+        await _network(ctx, ctx.hosts)
+
+        async def on_host(host: str) -> None:
+            state = await boot_flow.survey(ctx, host, [], "-", proxy=True, network=True)
+            version = proxy_commands.parse_version(state.proxy_image or "")
+            if version and proxy_commands.is_older(version):
+                raise FlowProxyError(
+                    f"proxy on {host}: kamal-proxy version {version} is too old (the minimum "
+                    f"is {proxy_commands.MINIMUM_VERSION})",
+                    hint="run `dockyard proxy reboot` to replace it",
+                )
+            if state.proxy_running:
+                ctx.info("kamal-proxy is already running", host)
+                return
+            await _login(ctx, host)
+            if state.proxy_image is None and ctx.config.proxy_run(host) is None:
+                # no container and no proxy.run: honour the boot-config files
+                await _run(ctx, host, await run_argv(ctx, host))
+                return
+            await boot_flow.boot_proxy(ctx, host, state)
+
+        await ctx.on(ctx.proxy_hosts, on_host)
+
+
+async def _run(ctx: DeployContext, host: str, run: Argv) -> None:
+    from dockyard.flows import boot as boot_flow
+
+    result = await ctx.run(host, run, check=False, timeout=600)
+    if not result.ok:
+        text = result.stderr.lower()
+        hint = "check proxy.run (registry, repository, version) and the registry login"
+        if "address already in use" in text or "port is already allocated" in text:
+            hint = "ports 80/443 are taken on the server: stop what uses them, or set proxy.run"
+        raise FlowProxyError(
+            f"proxy on {host}: could not start kamal-proxy ({result.describe_status()})\n"
+            + "\n".join(f"  | {line}" for line in result.stderr.strip().splitlines()[-8:]),
+            hint=hint,
+        )
+    await boot_flow.wait_for_proxy(ctx, host)
+
+
+async def reboot(ctx: DeployContext, *, rolling: bool = False) -> None:
+    """Kamal's ``proxy reboot``: per group (every proxy host at once, or one host at a time
+    with ``rolling``), the ``pre-proxy-reboot`` hook, then on each host: audit, registry login,
+    stop and remove the container, ``docker run`` a new one; then ``post-proxy-reboot``.
+    Apps on a host are unreachable between the stop and the new proxy's start; the new proxy
+    restores its routes from its state volume."""
+    hosts = ctx.proxy_hosts
+    groups = [[host] for host in hosts] if rolling else [hosts]
+    async with ctx.lock():
+        await _network(ctx, hosts)
+        for group in groups:
+            if not group:
+                continue
+            await ctx.run_hook("pre-proxy-reboot", hosts=group)
+
+            async def on_host(host: str) -> None:
+                await ctx.audit(host, "Rebooted proxy")
+                await _login(ctx, host)
+                run = await run_argv(ctx, host)
+                ctx.info("stopping and removing kamal-proxy", host)
+                await ctx.run(host, proxy_commands.stop(), check=False)  # may not be running
+                await ctx.batch(
+                    host,
+                    [
+                        proxy_commands.remove_container(),
+                        proxy_commands.ensure_apps_config_directory(),
+                    ],
+                    layer="proxy",
+                )
+                ctx.info("starting kamal-proxy", host)
+                await _run(ctx, host, run)
+
+            await ctx.on(group, on_host)
+            await ctx.run_hook("post-proxy-reboot", hosts=group)
 
 
 async def start(ctx: DeployContext) -> None:

@@ -1,0 +1,90 @@
+"""`dockyard registry setup|remove|login|logout` (Kamal's `kamal registry`).
+
+With a `localhost:PORT` registry, setup/remove start/stop the local registry container (its
+image: `$DOCKYARD_LOCAL_REGISTRY_IMAGE`, default `registry:3` as Kamal); login/logout refuse it.
+Only Typer at module level; flows load inside the commands.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from dockyard.cli.app_cmd import group
+from dockyard.cli.options import GlobalOptions, run_flow, with_global_options
+
+registry_app = group("registry", "Set up the local registry, or log in to and out of the registry.")
+
+SkipLocal = Annotated[
+    bool, typer.Option("-L", "--skip-local", help="Skip the local part (this machine).")
+]
+SkipRemote = Annotated[bool, typer.Option("-R", "--skip-remote", help="Skip the servers.")]
+
+
+@registry_app.command("setup")
+@with_global_options
+def setup(
+    opts: GlobalOptions, skip_local: SkipLocal = False, skip_remote: SkipRemote = False
+) -> None:
+    """Start the local registry, or log in to the registry here and on the servers."""
+    from dockyard.flows.ops import registry
+
+    run_flow(
+        opts,
+        lambda ctx: registry.setup(ctx, skip_local=skip_local, skip_remote=skip_remote),
+        command="registry",
+        subcommand="setup",
+    )
+
+
+@registry_app.command("remove")
+@with_global_options
+def remove(
+    opts: GlobalOptions, skip_local: SkipLocal = False, skip_remote: SkipRemote = False
+) -> None:
+    """Stop and remove the local registry, or log out of the registry here and on the servers."""
+    from dockyard.flows.ops import registry
+
+    run_flow(
+        opts,
+        lambda ctx: registry.remove(ctx, skip_local=skip_local, skip_remote=skip_remote),
+        command="registry",
+        subcommand="remove",
+    )
+
+
+@registry_app.command("login")
+@with_global_options
+def login(
+    opts: GlobalOptions, skip_local: SkipLocal = False, skip_remote: SkipRemote = False
+) -> None:
+    """Log in to the registry here and on the servers (not for a local registry)."""
+    from dockyard.flows.ops import registry
+
+    run_flow(
+        opts,
+        lambda ctx: registry.login(ctx, skip_local=skip_local, skip_remote=skip_remote),
+        command="registry",
+        subcommand="login",
+    )
+
+
+@registry_app.command("logout")
+@with_global_options
+def logout(
+    opts: GlobalOptions, skip_local: SkipLocal = False, skip_remote: SkipRemote = False
+) -> None:
+    """Log out of the registry here and on the servers (not for a local registry)."""
+    from dockyard.flows.ops import registry
+
+    run_flow(
+        opts,
+        lambda ctx: registry.logout(ctx, skip_local=skip_local, skip_remote=skip_remote),
+        command="registry",
+        subcommand="logout",
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(registry_app, name="registry")
