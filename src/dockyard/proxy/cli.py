@@ -260,6 +260,8 @@ def _add_deploy_flags(p: argparse.ArgumentParser) -> None:
         "path-prefix": "Deploy the service below the specified path(s)",
         "log-request-header": "Additional request header to log (may be repeated)",
         "log-response-header": "Additional response header to log (may be repeated)",
+        "allow-ip": "Only serve clients from this address or CIDR (may be repeated; "
+        "not in kamal-proxy)",
     }
     for name, help_text in slice_flags.items():
         p.add_argument(f"--{name}", action=_SliceAction, default=[], help=help_text)
@@ -287,6 +289,15 @@ def _add_deploy_flags(p: argparse.ArgumentParser) -> None:
         ("health-check-path", "Path to check for health (default /up)"),
         ("health-check-host", "Host header for health checks"),
         ("error-pages", "Path to custom error pages"),
+        ("basic-auth-user", "Require HTTP basic auth with this user (not in kamal-proxy)"),
+        (
+            "basic-auth-password-hash",
+            "bcrypt hash ($2b$/$2y$) of the basic auth password (not in kamal-proxy)",
+        ),
+        (
+            "client-ip-header",
+            "Trust this header (e.g. CF-Connecting-IP) for the client address (not in kamal-proxy)",
+        ),
     ):
         p.add_argument(f"--{name}", default=None, help=help_text)
     for name, help_text in (
@@ -334,6 +345,13 @@ def deploy_request(args: argparse.Namespace, env: Mapping[str, str] | None = Non
         missing = "tls-private-key-path" if key is None else "tls-certificate-path"
         raise UsageError(
             "if any flags in the group [tls-certificate-path tls-private-key-path] are set "
+            f"they must all be set; missing [{missing}]"
+        )
+    user, password_hash = args.basic_auth_user, args.basic_auth_password_hash
+    if (user is None) != (password_hash is None):
+        missing = "basic-auth-password-hash" if password_hash is None else "basic-auth-user"
+        raise UsageError(
+            "if any flags in the group [basic-auth-user basic-auth-password-hash] are set "
             f"they must all be set; missing [{missing}]"
         )
     if args.max_request_body is not None and args.buffer_requests is None:
@@ -395,6 +413,10 @@ def deploy_request(args: argparse.Namespace, env: Mapping[str, str] | None = Non
         log_request_headers=tuple(args.log_request_header),
         log_response_headers=tuple(args.log_response_header),
         scope_cookie_paths=bool(args.scope_cookie_paths),
+        basic_auth_user=user or "",
+        basic_auth_password_hash=password_hash or "",
+        allow_ips=tuple(args.allow_ip),
+        client_ip_header=args.client_ip_header or "",
     )
     return o.DeployRequest(
         service=service,

@@ -323,3 +323,45 @@ def test_aliases_parse() -> None:
     assert (stop.drain_timeout, stop.message) == (2 * SECOND, "Back soon")
     pause = parse("pause", "web", "--drain-timeout", "1s", "--max-pause=2s")
     assert (pause.drain_timeout, pause.max_pause) == (SECOND, 2 * SECOND)
+
+
+# -- access flags (ours, not kamal-proxy's) -------------------------------------------------------
+
+BCRYPT = "$2b$04$" + "a" * 53
+
+
+def test_access_flags_reach_the_deploy_request() -> None:
+    request = deploy(
+        "web",
+        "--target=a:1",
+        "--basic-auth-user=admin",
+        f"--basic-auth-password-hash={BCRYPT}",
+        "--allow-ip=10.0.0.0/8,192.0.2.7",
+        "--allow-ip",
+        "2001:db8::/32",
+        "--client-ip-header",
+        "CF-Connecting-IP",
+    )
+    config = request.config  # type: ignore[attr-defined]
+    assert config.basic_auth_user == "admin"
+    assert config.basic_auth_password_hash == BCRYPT
+    assert config.allow_ips == ("10.0.0.0/8", "192.0.2.7", "2001:db8::/32")
+    assert config.client_ip_header == "CF-Connecting-IP"
+    plain = deploy("web", "--target=a:1").config  # type: ignore[attr-defined]
+    assert not plain.has_gate and plain.to_contract("web").gate is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "missing"),
+    [
+        (["--basic-auth-user=admin"], "basic-auth-password-hash"),
+        ([f"--basic-auth-password-hash={BCRYPT}"], "basic-auth-user"),
+    ],
+)
+def test_basic_auth_flags_go_together(
+    argv: list[str], missing: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["deploy", "web", "--target=a:1", *argv]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Error: if any flags in the group [basic-auth-user basic-auth-password")
+    assert f"missing [{missing}]" in err

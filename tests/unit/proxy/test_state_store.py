@@ -258,3 +258,78 @@ def test_a_kamal_proxy_state_file_is_read(tmp_path: Path) -> None:
         assert written["pause_controller"]["state"] == 0
 
     asyncio.run(scenario())
+
+
+def test_access_options_survive_the_state_file_and_a_restart(tmp_path: Path) -> None:
+    """Basic auth, allowlist and client-IP header: saved as extra `options` keys (kamal-proxy
+    ignores them), restored into a working gate; services without them write no such keys."""
+    import bcrypt
+
+    from dockyard.proxy.dataplane.gates import ServiceGate
+
+    password_hash = bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()
+    config = ServiceConfig(
+        hosts=("a.test",),
+        basic_auth_user="admin",
+        basic_auth_password_hash=password_hash,
+        allow_ips=("10.0.0.0/8", " 2001:db8::/32 ", "10.0.0.0/8"),
+        client_ip_header="X-Real-IP",
+        forward_headers=True,
+    ).normalized()
+    assert config.allow_ips == ("10.0.0.0/8", "2001:db8::/32")
+    assert DeployRequest.from_json(DeployRequest("s", ("t:1",), config=config).to_json()) == (
+        DeployRequest("s", ("t:1",), config=config)
+    )
+    path = tmp_path / "kamal-proxy.state"
+
+    async def first_life() -> None:
+        router = ProxyRouter(StateStore(path))
+        await router.deploy(DeployRequest("gated", ("one:3000",), config=config, force=True))
+        await router.deploy(DeployRequest("open", ("two:3000",), force=True))
+        await router.close()
+
+    asyncio.run(first_life())
+    data = {s["name"]: s for s in json.loads(path.read_text())}
+    assert data["gated"]["options"]["allow_ips"] == ["10.0.0.0/8", "2001:db8::/32"]
+    assert data["gated"]["options"]["basic_auth_password_hash"] == password_hash
+    assert "allow_ips" not in data["open"]["options"]
+
+    async def second_life() -> None:
+        router = ProxyRouter(StateStore(path))
+        assert router.restore() == 2
+        gated = router.service("gated")
+        assert gated.config == config
+        gate = gated.options.gate
+        assert isinstance(gate, ServiceGate)
+        assert gate.has_auth and [str(n) for n in gate.networks] == [
+            "10.0.0.0/8",
+            "2001:db8::/32",
+        ]
+        assert router.service("open").options.gate is None
+        await router.close()
+
+    asyncio.run(second_life())
+
+
+def test_a_hand_broken_access_option_in_the_state_fails_closed(tmp_path: Path) -> None:
+    path = tmp_path / "kamal-proxy.state"
+    entry = {
+        "name": "web",
+        "options": {"hosts": ["a.test"], "allow_ips": ["not-an-address"]},
+        "target_options": {},
+        "active_targets": ["web:80"],
+    }
+    path.write_text(json.dumps([entry]))
+
+    async def go() -> None:
+        router = ProxyRouter(StateStore(path))
+        assert router.restore() == 1
+        gate = router.service("web").options.gate
+        assert gate is not None
+        from dockyard.proxy.http.parser import RequestHead
+
+        refusal = gate.check(RequestHead(), b"10.0.0.1")
+        assert refusal is not None and refusal.status == 403
+        await router.close()
+
+    asyncio.run(go())

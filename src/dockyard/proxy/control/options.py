@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dockyard.errors import ProxyError
-from dockyard.proxy.contract import ServiceOptions
+from dockyard.proxy.contract import AccessGate, ServiceOptions
 from dockyard.proxy.control.durations import SECOND, seconds
 
 DEFAULT_DEPLOY_TIMEOUT = 30 * SECOND
@@ -27,6 +27,9 @@ DEFAULT_BUFFER_MEMORY = 1 << 20
 DEFAULT_WRITER_AFFINITY_TIMEOUT = 1 * SECOND
 ACME_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
 ACME_STAGING_DIRECTORY = "https://acme-staging-v02.api.letsencrypt.org/directory"
+
+if TYPE_CHECKING:
+    from dockyard.proxy.dataplane.gates import ServiceGate
 
 _TARGET_PATTERN = re.compile(r"^\w[-_.\w+]+(:\d+)?$", re.ASCII)
 
@@ -117,13 +120,49 @@ class ServiceConfig:
     log_request_headers: tuple[str, ...] = ()
     log_response_headers: tuple[str, ...] = ()
     scope_cookie_paths: bool = False
+    #: Not kamal-proxy: per-service basic auth (a bcrypt hash), an IP allowlist (addresses or
+    #: CIDRs) and the header trusted for the client address (see `dataplane.gates`).
+    basic_auth_user: str = ""
+    basic_auth_password_hash: str = ""
+    allow_ips: tuple[str, ...] = ()
+    client_ip_header: str = ""
 
     def normalized(self) -> ServiceConfig:
         return replace(
             self,
             hosts=normalize_hosts(self.hosts),
             path_prefixes=normalize_path_prefixes(self.path_prefixes),
+            allow_ips=normalize_hosts(self.allow_ips),
+            client_ip_header=self.client_ip_header.strip(),
         )
+
+    @property
+    def has_gate(self) -> bool:
+        return bool(
+            self.basic_auth_user
+            or self.basic_auth_password_hash
+            or self.allow_ips
+            or self.client_ip_header
+        )
+
+    def build_gate(self, service: str) -> ServiceGate | None:
+        """The data plane's access gate for these options (None: none of them is set).
+        Raises `GateConfigError` for a bad value."""
+        if not self.has_gate:
+            return None
+        from dockyard.proxy.dataplane.gates import build_gate
+
+        return build_gate(
+            service,
+            user=self.basic_auth_user,
+            password_hash=self.basic_auth_password_hash,
+            allow=self.allow_ips,
+            client_ip_header=self.client_ip_header,
+        )
+
+    def validate(self) -> None:
+        """Server-side checks of the options a deploy cannot be allowed to install."""
+        self.build_gate("")
 
     @property
     def effective_forward_headers(self) -> bool:
@@ -137,7 +176,9 @@ class ServiceConfig:
             return self.tls_acme_directory
         return ACME_STAGING_DIRECTORY if self.tls_staging else ACME_DIRECTORY
 
-    def to_contract(self) -> ServiceOptions:
+    def to_contract(self, service: str = "", gate: AccessGate | None = None) -> ServiceOptions:
+        """The data plane's view. `gate` overrides the one built from the options (`service`
+        names the basic-auth realm)."""
         return ServiceOptions(
             hosts=self.hosts,
             path_prefixes=self.path_prefixes,
@@ -157,6 +198,7 @@ class ServiceConfig:
             tls_redirect=self.tls_redirect,
             canonical_host=self.canonical_host,
             scope_cookie_paths=self.scope_cookie_paths,
+            gate=gate if gate is not None else self.build_gate(service),
             extra={
                 "writer_affinity_timeout": seconds(self.writer_affinity_timeout),
                 "read_targets_accept_websockets": self.read_targets_accept_websockets,
@@ -171,6 +213,7 @@ class ServiceConfig:
         data["path_prefixes"] = list(self.path_prefixes)
         data["log_request_headers"] = list(self.log_request_headers)
         data["log_response_headers"] = list(self.log_response_headers)
+        data["allow_ips"] = list(self.allow_ips)
         return data
 
     @classmethod
@@ -186,7 +229,13 @@ class ServiceConfig:
             )
         else:
             values.pop("health_check", None)
-        for key in ("hosts", "path_prefixes", "log_request_headers", "log_response_headers"):
+        for key in (
+            "hosts",
+            "path_prefixes",
+            "log_request_headers",
+            "log_response_headers",
+            "allow_ips",
+        ):
             if key in values:
                 values[key] = tuple(str(v) for v in values[key] or ())
         return cls(**values).normalized()

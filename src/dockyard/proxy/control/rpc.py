@@ -30,7 +30,9 @@ MAX_LINE = 1 << 20
 async def dispatch(router: ProxyRouter, method: str, params: dict[str, Any]) -> Any:
     """Run one call against the router; raises `ProxyError` with a user message on failure."""
     if method == "deploy":
-        await router.deploy(DeployRequest.from_json(params))
+        request = DeployRequest.from_json(params)
+        request.config.validate()  # before any health check starts
+        await router.deploy(request)
         return True
     if method == "remove":
         await router.remove(str(params["service"]))

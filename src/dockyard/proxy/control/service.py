@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from dockyard.errors import ProxyError
-from dockyard.proxy.contract import ServiceOptions, ServiceState
+from dockyard.proxy.contract import Refusal, ServiceOptions, ServiceState
 from dockyard.proxy.control.balancer import LoadBalancer, cookie_value
 from dockyard.proxy.control.durations import seconds
+from dockyard.proxy.control.log import event
 from dockyard.proxy.control.options import DEFAULT_PAUSE_TIMEOUT, ServiceConfig
 from dockyard.proxy.control.target import ProxyTarget
+
+if TYPE_CHECKING:
+    from dockyard.proxy.http.parser import RequestHead
+
+logger = logging.getLogger("dockyard.proxy.control")
 
 PauseCommand = Literal["pause", "stop", "resume"]
 
@@ -135,6 +142,16 @@ class RolloutSplit:
         )
 
 
+class _DenyAll:
+    """An `AccessGate` that refuses everything (a service whose access options are invalid)."""
+
+    def client_ip(self, head: RequestHead, peer_ip: bytes) -> bytes:
+        return peer_ip
+
+    def check(self, head: RequestHead, client_ip: bytes) -> Refusal | None:
+        return Refusal(403, b"", "This service's access rules are invalid")
+
+
 class ServiceNotFoundError(ProxyError):
     def __init__(self) -> None:
         super().__init__("service not found")
@@ -183,7 +200,18 @@ class ProxyService:
     def _contract_options(self) -> ServiceOptions:
         """The data plane's view; `extra["has_readers"]` tells it whether writer affinity
         (the `kamal-writer` cookie) applies."""
-        options = self.config.to_contract()
+        try:
+            options = self.config.to_contract(self._name)
+        except ProxyError as exc:
+            # Only a hand-edited state file gets here (deploys validate first): fail closed.
+            event(
+                logger,
+                "Invalid access options; refusing every request",
+                level=logging.ERROR,
+                service=self._name,
+                error=exc.message,
+            )
+            options = self.config.to_contract(self._name, gate=_DenyAll())
         options.extra["has_readers"] = bool(self.active.readers)
         return options
 

@@ -3,7 +3,9 @@
 The state file uses kamal-proxy v0.9.2's own layout (a JSON list of services, each with `name`,
 `options`, `target_options`, `active_targets`, `active_readers`, `rollout_*`, `pause_controller`
 {state 0/1/2, stop_message, fail_after}; durations as integer nanoseconds), so a config volume
-can move between kamal-proxy and dockyard-proxy in either direction.
+can move between kamal-proxy and dockyard-proxy in either direction. Our own options (basic
+auth, IP allowlist, client-IP header) are extra keys in `options`, written only when set; Go's
+JSON decoder ignores them.
 """
 
 from __future__ import annotations
@@ -87,6 +89,11 @@ def config_to_state(cfg: ServiceConfig) -> tuple[dict[str, Any], dict[str, Any]]
         "writer_affinity_timeout": cfg.writer_affinity_timeout,
         "read_targets_accept_websockets": cfg.read_targets_accept_websockets,
     }
+    if cfg.has_gate:  # ours, not kamal-proxy's (which ignores unknown keys)
+        options["basic_auth_user"] = cfg.basic_auth_user
+        options["basic_auth_password_hash"] = cfg.basic_auth_password_hash
+        options["allow_ips"] = list(cfg.allow_ips)
+        options["client_ip_header"] = cfg.client_ip_header
     target_options = {
         "health_check_config": {
             "path": hc.path,
@@ -153,6 +160,10 @@ def config_from_state(options: dict[str, Any], target_options: dict[str, Any]) -
         log_request_headers=_strings(target_options.get("log_request_headers")),
         log_response_headers=_strings(target_options.get("log_response_headers")),
         scope_cookie_paths=bool(target_options.get("scope_cookie_paths")),
+        basic_auth_user=str(options.get("basic_auth_user") or ""),
+        basic_auth_password_hash=str(options.get("basic_auth_password_hash") or ""),
+        allow_ips=_strings(options.get("allow_ips")),
+        client_ip_header=str(options.get("client_ip_header") or ""),
     ).normalized()
 
 
