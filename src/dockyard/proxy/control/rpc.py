@@ -16,23 +16,38 @@ import logging
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dockyard.errors import ProxyError
 from dockyard.proxy.control.options import DeployRequest
 from dockyard.proxy.control.router import ProxyRouter
+
+if TYPE_CHECKING:
+    from dockyard.proxy.metrics import ProxyMetrics
 
 logger = logging.getLogger("dockyard.proxy.control")
 
 MAX_LINE = 1 << 20
 
 
-async def dispatch(router: ProxyRouter, method: str, params: dict[str, Any]) -> Any:
+async def dispatch(
+    router: ProxyRouter,
+    method: str,
+    params: dict[str, Any],
+    *,
+    metrics: ProxyMetrics | None = None,
+) -> Any:
     """Run one call against the router; raises `ProxyError` with a user message on failure."""
     if method == "deploy":
         request = DeployRequest.from_json(params)
-        request.config.validate()  # before any health check starts
-        await router.deploy(request)
+        ok = False
+        try:
+            request.config.validate()  # before any health check starts
+            await router.deploy(request)
+            ok = True
+        finally:
+            if metrics is not None:
+                metrics.deployed(request.service, ok)
         return True
     if method == "remove":
         await router.remove(str(params["service"]))
@@ -77,9 +92,12 @@ async def dispatch(router: ProxyRouter, method: str, params: dict[str, Any]) -> 
 class RpcServer:
     """Listens on the control socket; each connection carries one call."""
 
-    def __init__(self, router: ProxyRouter, path: Path) -> None:
+    def __init__(
+        self, router: ProxyRouter, path: Path, *, metrics: ProxyMetrics | None = None
+    ) -> None:
         self.router = router
         self.path = path
+        self.metrics = metrics
         self._server: asyncio.Server | None = None
         self._calls: set[asyncio.Task[None]] = set()
 
@@ -118,7 +136,7 @@ class RpcServer:
                 response: dict[str, Any] = {"ok": False, "error": f"bad request: {exc}"}
             else:
                 try:
-                    result = await dispatch(self.router, method, params)
+                    result = await dispatch(self.router, method, params, metrics=self.metrics)
                     response = {"ok": True, "result": result}
                 except ProxyError as exc:
                     response = {"ok": False, "error": exc.message}
