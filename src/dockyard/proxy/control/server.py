@@ -11,6 +11,7 @@ import signal
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dockyard.errors import ProxyError
 from dockyard.proxy.control.log import event
@@ -18,6 +19,9 @@ from dockyard.proxy.control.router import ProxyRouter
 from dockyard.proxy.control.rpc import RpcServer
 from dockyard.proxy.control.state import STATE_NAME, StateStore, data_dir, socket_path
 from dockyard.proxy.control.tls import TlsRegistry
+
+if TYPE_CHECKING:
+    from dockyard.proxy.metrics import ProxyMetrics
 
 logger = logging.getLogger("dockyard.proxy.control")
 
@@ -54,13 +58,11 @@ async def serve(settings: RunSettings, stop: asyncio.Event | None = None) -> Non
     tls = TlsRegistry(state_file.parent / "certs")
     router = ProxyRouter(StateStore(state_file), tls=tls)
     router.restore()
+    metrics: ProxyMetrics | None = None
     if settings.metrics_port:
-        event(
-            logger,
-            "Metrics are not yet supported; --metrics-port ignored",
-            level=logging.WARNING,
-            port=settings.metrics_port,
-        )
+        from dockyard.proxy.metrics import ProxyMetrics
+
+        metrics = ProxyMetrics(targets=lambda: target_counts(router))
     if settings.http3:
         event(logger, "HTTP/3 is not yet supported; --http3 ignored", level=logging.WARNING)
 
@@ -73,6 +75,7 @@ async def serve(settings: RunSettings, stop: asyncio.Event | None = None) -> Non
             log_port=settings.http_port,
             access_log=access_log,
             acme_http01=tls.http01_response,
+            metrics=metrics,
         )
     except OSError as exc:
         await router.close()
@@ -86,11 +89,23 @@ async def serve(settings: RunSettings, stop: asyncio.Event | None = None) -> Non
         log_port=settings.https_port,
         access_log=access_log,
         acme_http01=tls.http01_response,
+        metrics=metrics,
     )
-    rpc = RpcServer(router, settings.socket or socket_path())
+    rpc = RpcServer(router, settings.socket or socket_path(), metrics=metrics)
     https_task: asyncio.Task[None] | None = None
     https_sock: socket.socket | None = None
+    metrics_server: asyncio.Server | None = None
     try:
+        if metrics is not None:
+            from dockyard.proxy.metrics import serve_metrics
+
+            try:
+                metrics_server = await serve_metrics(metrics, settings.bind, settings.metrics_port)
+            except OSError as exc:
+                raise ProxyError(
+                    f"unable to listen on {settings.bind}:{settings.metrics_port} for metrics: "
+                    f"{exc.strerror or exc}"
+                ) from exc
         try:
             https_sock = listen_socket(settings.bind, settings.https_port)
         except OSError as exc:
@@ -110,6 +125,7 @@ async def serve(settings: RunSettings, stop: asyncio.Event | None = None) -> Non
             "Server started",
             http=settings.http_port,
             https=settings.https_port,
+            metrics=settings.metrics_port,
             bound=http.port,
             socket=str(rpc.path),
             pid=os.getpid(),
@@ -117,6 +133,8 @@ async def serve(settings: RunSettings, stop: asyncio.Event | None = None) -> Non
         await stop.wait()
     finally:
         await rpc.close()
+        if metrics_server is not None:
+            metrics_server.close()
         if https_task is not None:
             https_task.cancel()
             await asyncio.gather(https_task, return_exceptions=True)
@@ -126,6 +144,19 @@ async def serve(settings: RunSettings, stop: asyncio.Event | None = None) -> Non
         await router.close()
         await tls.aclose()
         event(logger, "Server stopped")
+
+
+def target_counts(router: ProxyRouter) -> list[tuple[str, str, int]]:
+    """(service, state, count) for the metrics' target gauge, active and rollout slots."""
+    rows: list[tuple[str, str, int]] = []
+    for name, service in router.services.items():
+        counts: dict[str, int] = {}
+        slots = [service.active] + ([service.rollout] if service.rollout is not None else [])
+        for slot in slots:
+            for target in slot.targets:
+                counts[target.state.value] = counts.get(target.state.value, 0) + 1
+        rows.extend((name, state, count) for state, count in counts.items())
+    return rows
 
 
 def listen_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:
