@@ -9,9 +9,10 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from dockyard.errors import ProxyError
 from dockyard.proxy.control.log import event
@@ -22,6 +23,11 @@ from dockyard.proxy.control.tls import TlsRegistry
 
 if TYPE_CHECKING:
     from dockyard.proxy.metrics import ProxyMetrics
+
+if TYPE_CHECKING:
+    from dockyard.proxy.control.options import ServiceConfig
+    from dockyard.proxy.dataplane.server import ConnectionFactory
+    from dockyard.proxy.tls.certs import CertifiedKey
 
 logger = logging.getLogger("dockyard.proxy.control")
 
@@ -42,11 +48,72 @@ class RunSettings:
     state_file: Path | None = None
 
 
+class LazyTls:
+    """A `TlsRegistry` made on first need: the TLS machinery (the `cryptography` package, ~9 MiB
+    of RSS) is imported only once a TLS service is deployed or restored, or a connection reaches
+    the HTTPS port. Until then there is nothing to select or validate."""
+
+    def __init__(self, cache_root: Path) -> None:
+        self._cache_root = cache_root
+        self._real: TlsRegistry | None = None
+
+    def real(self) -> TlsRegistry:
+        if self._real is None:
+            self._real = TlsRegistry(self._cache_root)
+        return self._real
+
+    async def validate(self, config: ServiceConfig) -> CertifiedKey | None:
+        if self._real is None and not config.tls_enabled:
+            return None
+        return await self.real().validate(config)
+
+    def apply(
+        self,
+        services: Iterable[tuple[str, ServiceConfig]],
+        certificates: dict[str, CertifiedKey | None] | None = None,
+    ) -> None:
+        services = list(services)
+        if self._real is None and not any(cfg.tls_enabled for _, cfg in services):
+            return
+        self.real().apply(services, certificates)
+
+    def restore_certificate(self, name: str, config: ServiceConfig) -> None:
+        if self._real is None and not config.tls_enabled:
+            return
+        self.real().restore_certificate(name, config)
+
+    def http01_response(self, host: str, path: str) -> bytes | None:
+        return None if self._real is None else self._real.http01_response(host, path)
+
+    async def aclose(self) -> None:
+        if self._real is not None:
+            await self._real.aclose()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.real(), name)
+
+
+async def _when_readable(sock: socket.socket) -> None:
+    """Wait until a listening socket has a connection to accept (without accepting it)."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+    fd = sock.fileno()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, wake)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+
+
 async def serve(settings: RunSettings, stop: asyncio.Event | None = None) -> None:
     """Run the proxy until `stop` is set (or SIGTERM/SIGINT arrives)."""
     from dockyard.proxy.dataplane import AccessLogWriter, serve_http
     from dockyard.proxy.dataplane.server import connection_factory
-    from dockyard.proxy.tls.accept import TlsAcceptor
 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -55,7 +122,8 @@ async def serve(settings: RunSettings, stop: asyncio.Event | None = None) -> Non
             loop.add_signal_handler(sig, stop.set)
 
     state_file = settings.state_file or data_dir() / STATE_NAME
-    tls = TlsRegistry(state_file.parent / "certs")
+    lazy_tls = LazyTls(state_file.parent / "certs")
+    tls = cast(TlsRegistry, lazy_tls)
     router = ProxyRouter(StateStore(state_file), tls=tls)
     router.restore()
     metrics: ProxyMetrics | None = None
@@ -112,8 +180,7 @@ async def serve(settings: RunSettings, stop: asyncio.Event | None = None) -> Non
             raise ProxyError(
                 f"unable to listen on {settings.bind}:{settings.https_port}: {exc.strerror or exc}"
             ) from exc
-        acceptor = TlsAcceptor(tls.selector, https_factory)
-        https_task = loop.create_task(acceptor.serve(https_sock))
+        https_task = loop.create_task(_serve_https(lazy_tls, https_factory, https_sock))
         try:
             await rpc.start()
         except OSError as exc:
@@ -144,6 +211,14 @@ async def serve(settings: RunSettings, stop: asyncio.Event | None = None) -> Non
         await router.close()
         await tls.aclose()
         event(logger, "Server stopped")
+
+
+async def _serve_https(tls: LazyTls, factory: ConnectionFactory, sock: socket.socket) -> None:
+    """The HTTPS accept loop, set up when the first connection arrives (see `LazyTls`)."""
+    await _when_readable(sock)
+    from dockyard.proxy.tls.accept import TlsAcceptor
+
+    await TlsAcceptor(tls.real().selector, factory).serve(sock)
 
 
 def target_counts(router: ProxyRouter) -> list[tuple[str, str, int]]:
