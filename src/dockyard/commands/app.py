@@ -80,10 +80,20 @@ def env_file_contents(config: Config, role: Role, host: str) -> Secret:
     return secret_contents(config.env_secrets(role.env(host)))
 
 
+#: Kamal's default when no ``logging`` driver or options are set: ``--log-opt max-size=10m``.
+KAMAL_DEFAULT_LOG_OPTIONS = (("max-size", "10m"),)
+#: Dockyard's default (a deliberate difference from Kamal): the same size cap plus a bounded
+#: number of rotated files, so each container's logs stay under 50 MB (json-file and local
+#: drivers) while keeping some history. Any ``logging`` driver or option in the config (root or
+#: role) replaces the whole default, as in Kamal.
+DEFAULT_LOG_OPTIONS = (*KAMAL_DEFAULT_LOG_OPTIONS, ("max-file", "5"))
+
+
 def logging_args(logging: Logging) -> tuple[Part, ...]:
-    """``--log-driver D`` and ``--log-opt k=v``; default ``--log-opt max-size=10m``."""
+    """``--log-driver D`` and ``--log-opt k=v``; by default :data:`DEFAULT_LOG_OPTIONS`
+    (``--log-opt max-size=10m --log-opt max-file=5``)."""
     if not logging.driver and not logging.options:
-        return ("--log-opt", "max-size=10m")
+        return key_value_pairs("--log-opt", DEFAULT_LOG_OPTIONS)
     driver = ("--log-driver", logging.driver) if logging.driver else ()
     return (*driver, *key_value_pairs("--log-opt", logging.options.items()))
 

@@ -40,6 +40,8 @@ DEFAULT_REPOSITORY = "basecamp/kamal-proxy"
 DEFAULT_HTTP_PORT = 80
 DEFAULT_HTTPS_PORT = 443
 DEFAULT_LOG_MAX_SIZE = "10m"
+#: Dockyard-only: rotated log files kept for the proxy container (Kamal keeps docker's default, 1).
+DEFAULT_LOG_MAX_FILE = 5
 CONFIG_VOLUME = "kamal-proxy-config:/home/kamal-proxy/.config/kamal-proxy"
 IMAGE_TITLE_LABEL = "label=org.opencontainers.image.title=kamal-proxy"
 TRAEFIK_TITLE_LABEL = "label=org.opencontainers.image.title=Traefik"
@@ -150,6 +152,8 @@ def run(settings: ProxyRun) -> Argv:
         docker_options += publish_args(settings.http_port, settings.https_port, settings.bind_ips)
     if settings.log_max_size:
         docker_options += ["--log-opt", f"max-size={settings.log_max_size}"]
+        if not any(key in ("log-opt", "log-driver") for key, _ in settings.options):
+            docker_options += ["--log-opt", f"max-file={DEFAULT_LOG_MAX_FILE}"]
     if settings.metrics_port is not None:
         docker_options.append(f"--expose={settings.metrics_port}")
     docker_options += optionize(settings.options)
@@ -186,7 +190,25 @@ def legacy_run(
     text with shell-like rules.
     """
     text = boot_config_text(options, image, image_version, run_command)
-    return docker(*_base_run(), *shlex.split(text))
+    return docker(*_base_run(), *with_log_rotation(shlex.split(text)))
+
+
+def with_log_rotation(words: Sequence[str]) -> list[str]:
+    """Dockyard's rotation default for the proxy (a deliberate difference from Kamal): when the
+    docker options cap the log size (``--log-opt max-size=X``) and set neither a file count nor
+    a log driver, add ``--log-opt max-file=5`` right after the size cap."""
+    words = list(words)
+    if "--log-driver" in words or any(w.startswith("max-file=") for w in words):
+        return words
+    for index in range(len(words) - 1):
+        if words[index] == "--log-opt" and words[index + 1].startswith("max-size="):
+            return [
+                *words[: index + 2],
+                "--log-opt",
+                f"max-file={DEFAULT_LOG_MAX_FILE}",
+                *words[index + 2 :],
+            ]
+    return words
 
 
 def start() -> Argv:

@@ -12,6 +12,9 @@ from dockyard.config import Accessory, Config
 
 from .conftest import LoadConfig
 
+#: Dockyard's log-rotation default after the size cap (deliberately not in Kamal's argv).
+ROTATE = ("--log-opt", "max-file=5")
+
 
 def base() -> dict[str, Any]:
     return {
@@ -60,21 +63,21 @@ def test_run(load: LoadConfig) -> None:
     config = load(base(), secrets=SECRETS)
     assert acc.run(config, accessory(config, "mysql")) == (
         "docker", "run", "--name", "app-mysql", "--detach", "--restart", "unless-stopped",
-        "--network", "kamal", "--log-opt", "max-size=10m", "--publish", "3306:3306",
+        "--network", "kamal", "--log-opt", "max-size=10m", *ROTATE, "--publish", "3306:3306",
         "--env", "MYSQL_ROOT_HOST=%", "--env-file", ".kamal/apps/app/env/accessories/mysql.env",
         "--label", "service=app-mysql", "--cpus", "4", "--memory", "2GB",
         "private.registry/mysql:8.0",
     )  # fmt: skip
     assert acc.run(config, accessory(config, "redis")) == (
         "docker", "run", "--name", "app-redis", "--detach", "--restart", "unless-stopped",
-        "--network", "kamal", "--log-opt", "max-size=10m", "--publish", "6379:6379",
+        "--network", "kamal", "--log-opt", "max-size=10m", *ROTATE, "--publish", "6379:6379",
         "--env", "SOMETHING=else", "--env-file", ".kamal/apps/app/env/accessories/redis.env",
         "--volume", "/var/lib/redis:/data", "--label", "service=app-redis",
         "--label", "cache=true", "redis:latest",
     )  # fmt: skip
     assert acc.run(config, accessory(config, "busybox")) == (
         "docker", "run", "--name", "custom-busybox", "--detach", "--restart", "unless-stopped",
-        "--network", "kamal", "--log-opt", "max-size=10m",
+        "--network", "kamal", "--log-opt", "max-size=10m", *ROTATE,
         "--env-file", ".kamal/apps/app/env/accessories/busybox.env",
         "--label", "service=custom-busybox", "other.registry/busybox:latest",
     )  # fmt: skip

@@ -19,6 +19,9 @@ from dockyard.config import Config, Role
 
 from .conftest import LoadConfig
 
+#: Dockyard's log-rotation default after the size cap (deliberately not in Kamal's argv).
+ROTATE = ("--log-opt", "max-file=5")
+
 SECRETS = "RAILS_MASTER_KEY=456\n"
 
 
@@ -50,7 +53,7 @@ RUN = ("docker", "run", "--detach", "--restart", "unless-stopped", "--name", "ap
 def test_run(load: LoadConfig) -> None:
     config = load(base(), secrets=SECRETS)
     assert app.run(config, role(config), "1.1.1.1") == (
-        *RUN, *KAMAL_ENV, *ENV_FILE, "--log-opt", "max-size=10m", *LABELS, "dhh/app:999",
+        *RUN, *KAMAL_ENV, *ENV_FILE, "--log-opt", "max-size=10m", *ROTATE, *LABELS, "dhh/app:999",
     )  # fmt: skip
 
 
@@ -62,7 +65,7 @@ def test_run_with_destination(load: LoadConfig) -> None:
         "--env", "KAMAL_CONTAINER_NAME=app-web-staging-999", "--env", "KAMAL_VERSION=999",
         "--env", "KAMAL_HOST=1.1.1.1", "--env", "KAMAL_DESTINATION=staging",
         "--env-file", ".kamal/apps/app-staging/env/roles/web.env",
-        "--log-opt", "max-size=10m",
+        "--log-opt", "max-size=10m", *ROTATE,
         "--label", "service=app", "--label", "role=web", "--label", "destination=staging",
         "dhh/app:999",
     )  # fmt: skip
@@ -87,7 +90,7 @@ def test_container_hostname_truncates_host_and_appends_hex() -> None:
 def test_run_with_volumes(load: LoadConfig) -> None:
     config = load({**base(), "volumes": ["/local/path:/container/path"]})
     assert app.run(config, role(config), "1.1.1.1") == (
-        *RUN, *KAMAL_ENV, *ENV_FILE, "--log-opt", "max-size=10m",
+        *RUN, *KAMAL_ENV, *ENV_FILE, "--log-opt", "max-size=10m", *ROTATE,
         "--volume", "/local/path:/container/path", *LABELS, "dhh/app:999",
     )  # fmt: skip
 
@@ -108,7 +111,7 @@ def test_run_with_custom_options_and_cmd(load: LoadConfig) -> None:
         "--network", "kamal",
         "--env", "KAMAL_CONTAINER_NAME=app-jobs-999", "--env", "KAMAL_VERSION=999",
         "--env", "KAMAL_HOST=1.1.1.2", "--env-file", ".kamal/apps/app/env/roles/jobs.env",
-        "--log-opt", "max-size=10m",
+        "--log-opt", "max-size=10m", *ROTATE,
         "--label", "service=app", "--label", "role=jobs", "--label", "destination",
         "--mount", "somewhere", "--cap-add", "--dns", "1.1.1.1", "--dns", "8.8.8.8",
         "dhh/app:999", "bin/jobs", "--queue", "high prio",
@@ -184,7 +187,7 @@ def test_run_with_asset_volume(load: LoadConfig) -> None:
     config = load({**base(), "asset_path": "/public/assets:ro"})
     command = app.run(config, role(config), "1.1.1.1")
     spec = ".kamal/apps/app/assets/volumes/web-999:/public/assets:ro"
-    assert command[19:21] == ("--volume", f"$PWD/{spec}")
+    assert command[21:23] == ("--volume", f"$PWD/{spec}")  # after the log options
     assert HomePath(spec) in command.parts
     workers = app.run(config, role(config, "workers"), "1.1.1.2")
     assert "--volume" not in workers.plain()  # no proxy, no asset bridging
@@ -391,7 +394,7 @@ def test_execute_in_new_container(load: LoadConfig) -> None:
         config, role(config), "1.1.1.1", ["bin/rails", "db:setup"], suffix="a1b2c3"
     )
     assert command == (
-        *EXEC_PREFIX, *ENV_FILE, "--log-opt", "max-size=10m", "dhh/app:999",
+        *EXEC_PREFIX, *ENV_FILE, "--log-opt", "max-size=10m", *ROTATE, "dhh/app:999",
         "bin/rails", "db:setup",
     )  # fmt: skip
 

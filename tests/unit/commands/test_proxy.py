@@ -10,13 +10,24 @@ from dockyard.commands.argv import HomePath
 
 from .conftest import LoadConfig
 
+#: Dockyard's log-rotation default after the size cap (deliberately not in Kamal's argv).
+ROTATE = ("--log-opt", "max-file=5")
+
 BASE_RUN = (
     "docker", "run", "--name", "kamal-proxy", "--network", "kamal", "--detach",
     "--restart", "unless-stopped",
     "--volume", "kamal-proxy-config:/home/kamal-proxy/.config/kamal-proxy",
     "--volume", "$PWD/.kamal/proxy/apps-config:/home/kamal-proxy/.apps-config",
 )  # fmt: skip
-DEFAULT_PUBLISH = ("--publish", "80:80", "--publish", "443:443", "--log-opt", "max-size=10m")
+DEFAULT_PUBLISH = (
+    "--publish",
+    "80:80",
+    "--publish",
+    "443:443",
+    "--log-opt",
+    "max-size=10m",
+    *ROTATE,
+)
 
 
 def test_run_with_defaults() -> None:
@@ -42,7 +53,7 @@ def test_run_with_bind_ips_including_ipv6() -> None:
         "--publish", "0.0.0.0:80:80", "--publish", "0.0.0.0:443:443",
         "--publish", "127.0.0.1:80:80", "--publish", "127.0.0.1:443:443",
         "--publish", "[::1]:80:80", "--publish", "[::1]:443:443",
-        "--log-opt", "max-size=10m",
+        "--log-opt", "max-size=10m", *ROTATE,
         "basecamp/kamal-proxy:v0.9.2", "kamal-proxy", "run",
     )  # fmt: skip
 
@@ -59,7 +70,7 @@ def test_run_with_log_size_debug_metrics_options_and_no_publish() -> None:
     )
     assert command == (
         *BASE_RUN,
-        "--log-opt", "max-size=50m", "--expose=9090", "--cpus", "2", "--init",
+        "--log-opt", "max-size=50m", *ROTATE, "--expose=9090", "--cpus", "2", "--init",
         "basecamp/kamal-proxy:v0.9.2", "kamal-proxy", "run", "--debug", "--metrics-port", "9090",
     )  # fmt: skip
 
@@ -79,7 +90,7 @@ def test_legacy_run_from_boot_file_contents() -> None:
     )
     assert command == (
         *BASE_RUN,
-        "--publish", "8080:80", "--publish", "8443:443", "--log-opt", "max-size=10m",
+        "--publish", "8080:80", "--publish", "8443:443", "--log-opt", "max-size=10m", *ROTATE,
         "registry:4443/basecamp/kamal-proxy:v0.9.3", "kamal-proxy", "run", "--debug",
     )  # fmt: skip
 
@@ -295,6 +306,7 @@ def test_run_for_host_uses_the_hosts_proxy_run_settings(load: LoadConfig) -> Non
     config = load(raw)
     assert proxy.run_for_host(config, "1.1.1.1") == (
         *BASE_RUN, "--publish", "8080:80", "--publish", "443:443", "--log-opt", "max-size=10m",
+        *ROTATE,
         "basecamp/kamal-proxy:v0.9.3", "kamal-proxy", "run",
     )  # fmt: skip
     # workers do not run the proxy: no proxy.run for that host, the legacy files decide.

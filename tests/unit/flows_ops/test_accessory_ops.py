@@ -36,7 +36,7 @@ def test_boot_creates_directories_uploads_files_and_env_then_runs(
     line = calls[7][2]
     assert line.startswith(
         "docker run --name hello-cache --detach --restart unless-stopped --network kamal "
-        "--log-opt max-size=10m --publish 6379:6379 "
+        "--log-opt max-size=10m --log-opt max-file=5 --publish 6379:6379 "
         f"--env KAMAL_HOST={HOST} --env MODE=primary "
         "--env-file .kamal/apps/hello/env/accessories/cache.env --volume cache-logs:/logs "
         '--volume "$PWD"/hello-cache/etc/cache.conf:/etc/cache.conf '
