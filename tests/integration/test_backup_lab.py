@@ -1,0 +1,258 @@
+"""`dockyard backup` on a real server: an SQLite database in a Docker volume, written to while
+the backup runs; the copy is consistent and downloaded; `backup restore` puts it back while a
+request loop runs through the proxy (no failed request), and again from the local copy once the
+server's copy is gone. Tests run in file order and share one project (module fixture)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from lab.state import LabDoc
+from lab.testing import LabSsh
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = REPO / ".venv" / "bin" / "python"
+PROXY_VERSION = "v0.9.2"
+CONTAINER = "hello-web-v1"  # the lab image is labelled service=hello
+DB = "/data/app.sqlite3"
+#: Runs in the app container: inserts rows into the database (WAL mode) for N seconds.
+WRITER = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], timeout=30)
+conn.execute("PRAGMA journal_mode=WAL")
+conn.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, body TEXT)")
+conn.commit()
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    conn.execute("INSERT INTO t (body) VALUES (?)", ("x" * 500,))
+    conn.commit()
+conn.close()
+"""
+COUNT = """
+import sqlite3, sys
+print(sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM t").fetchone()[0])
+"""
+
+
+def _run(
+    argv: list[str], *, env: dict[str, str], cwd: Path | None = None, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv,
+        env={**os.environ, **env},
+        cwd=cwd,
+        input=input,
+        stdin=None if input is not None else subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def get(url: str) -> tuple[int, str]:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+@dataclass
+class Project:
+    root: Path
+    env: dict[str, str]
+    address: str
+    copies: Path
+
+    def dockyard(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return _run([str(PYTHON), "-m", "dockyard", *args], env=self.env, cwd=self.root)
+
+
+def _out(proc: subprocess.CompletedProcess[str]) -> str:
+    return (proc.stdout + proc.stderr)[-4000:]
+
+
+@pytest.fixture(scope="module")
+def project(lab: LabDoc) -> Iterator[Project]:
+    build = _run([str(PYTHON), "-m", "lab", "build", "proxy"], env={}, cwd=REPO)
+    assert build.returncode == 0, build.stderr[-3000:]
+    reg = lab.registry.address
+    server = lab.servers[0].address
+    with tempfile.TemporaryDirectory(prefix="dockyard-backup-") as tmp:
+        root = Path(tmp)
+        env = {"DOCKER_CONFIG": str(root / "docker"), "XDG_DATA_HOME": str(root / "xdg")}
+        login = _run(
+            ["docker", "login", reg, "-u", lab.registry.username, "--password-stdin"],
+            env=env,
+            input=lab.registry.password,
+        )
+        assert login.returncode == 0, login.stderr
+        for source, ref in (
+            ("dockyard-proxy:lab", f"{reg}/dockyard-proxy:{PROXY_VERSION}"),
+            ("dockyard-lab/hello:v1", f"{reg}/hello:v1"),
+        ):
+            assert _run(["docker", "tag", source, ref], env=env).returncode == 0
+            pushed = _run(["docker", "push", ref], env=env)
+            assert pushed.returncode == 0, pushed.stderr
+        ssh_config = root / "ssh_config"
+        ssh_config.write_text(
+            f"Host *\n  UserKnownHostsFile {lab.ssh.known_hosts}\n  StrictHostKeyChecking yes\n"
+        )
+        app = root / "app"
+        (app / "config").mkdir(parents=True)
+        (app / ".kamal").mkdir()
+        secrets = f"KAMAL_REGISTRY_PASSWORD={lab.registry.password}\n"
+        (app / ".kamal" / "secrets").write_text(secrets)
+        (app / "config" / "deploy.yml").write_text(
+            f"""service: hello
+image: hello
+servers:
+  web:
+    - {server}
+volumes:
+  - hello-data:/data
+registry:
+  server: {reg}
+  username: {lab.registry.username}
+  password:
+    - KAMAL_REGISTRY_PASSWORD
+builder:
+  arch: amd64
+deploy_timeout: 20
+proxy:
+  app_port: 80
+  healthcheck:
+    interval: 1
+  run:
+    registry: {reg}
+    repository: dockyard-proxy
+    version: {PROXY_VERSION}
+ssh:
+  user: {lab.ssh.user}
+  keys_only: true
+  keys:
+    - {lab.ssh.key}
+  config: {ssh_config}
+"""
+        )
+        project = Project(app, env, server, root / "xdg" / "dockyard" / "backups" / "hello")
+        setup = project.dockyard("setup", "-P", "--version", "v1")
+        assert setup.returncode == 0, _out(setup)
+        try:
+            yield project
+        finally:
+            project.dockyard("remove", "-y")
+
+
+def _rows_in_container(lab_ssh: LabSsh, address: str) -> int:
+    out = lab_ssh(address, "docker", "exec", CONTAINER, "python3", "-c", COUNT, DB).stdout
+    return int(out.strip())
+
+
+def _backup_ids(project: Project) -> list[str]:
+    listed = project.dockyard("backup", "list")
+    assert listed.returncode == 0, _out(listed)
+    return [line[2:].split()[0] for line in listed.stdout.splitlines()[1:] if line.strip()]
+
+
+def test_backup_while_the_app_writes_is_consistent_and_downloaded(
+    project: Project, lab_ssh: LabSsh
+) -> None:
+    address = project.address
+    lab_ssh(address, "docker", "exec", CONTAINER, "python3", "-c", WRITER, DB, "0.5")
+    lab_ssh(address, "docker", "exec", "-d", CONTAINER, "python3", "-c", WRITER, DB, "8")
+    time.sleep(1)
+    taken = project.dockyard("backup", "--keep", "3")
+    assert taken.returncode == 0, _out(taken)
+    assert "Traceback" not in taken.stderr
+    backup_id = taken.stdout.split()[1]
+    local = project.copies / backup_id / "data__app.sqlite3"
+    assert f"Copied to {project.copies / backup_id}" in taken.stdout
+    copy = sqlite3.connect(local)
+    assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    rows = copy.execute("SELECT count(*) FROM t").fetchone()[0]
+    copy.close()
+    assert rows > 0
+    time.sleep(8)  # the writer ends
+    assert _rows_in_container(lab_ssh, address) > rows  # the copy is a snapshot of a moment
+    server_copy = f".kamal/backups/hello/{backup_id}"
+    assert lab_ssh(address, "stat", "-c", "%a", server_copy).stdout.strip() == "700"
+    assert backup_id in _backup_ids(project)
+    (project.root / "backup_id").write_text(f"{backup_id} {rows}")
+
+
+def test_restore_under_load_puts_the_snapshot_back_without_failed_requests(
+    project: Project, lab_ssh: LabSsh
+) -> None:
+    backup_id, rows = (project.root / "backup_id").read_text().split()
+    url = f"http://{project.address}/"
+    answers: list[tuple[int, str]] = []
+    errors: list[str] = []
+    proc = subprocess.Popen(
+        [str(PYTHON), "-m", "dockyard", "backup", "restore", backup_id, "-y"],
+        env={**os.environ, **project.env},
+        cwd=project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 180
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            answers.append(get(url))
+        except OSError as exc:
+            errors.append(repr(exc))
+        time.sleep(0.05)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, (out + err)[-4000:]
+    assert errors == []
+    assert answers and all(a == (200, "v1") for a in answers), answers[:5]
+    assert _rows_in_container(lab_ssh, project.address) == int(rows)
+    assert get(url) == (200, "v1")
+    safety = [i for i in _backup_ids(project) if i.endswith("-before-restore")]
+    assert safety, "the replaced data was backed up first"
+    audit = lab_ssh(project.address, "cat", ".kamal/hello-audit.log").stdout
+    assert f"Restored backup {backup_id}" in audit
+
+
+def test_restore_from_the_local_copy_when_the_server_lost_it(
+    project: Project, lab_ssh: LabSsh
+) -> None:
+    backup_id, rows = (project.root / "backup_id").read_text().split()
+    lab_ssh(project.address, "docker", "exec", CONTAINER, "python3", "-c", WRITER, DB, "0.5")
+    lab_ssh(project.address, "rm", "-rf", f".kamal/backups/hello/{backup_id}")
+    assert backup_id not in _backup_ids(project)
+    restored = project.dockyard("backup", "restore", backup_id, "-y")
+    assert restored.returncode == 0, _out(restored)
+    assert _rows_in_container(lab_ssh, project.address) == int(rows)
+
+
+def test_errors_are_clear(project: Project) -> None:
+    unknown = project.dockyard("backup", "restore", "20200101T000000Z", "-y")
+    assert unknown.returncode != 0
+    assert "neither" in unknown.stderr and "backup list" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+    bad = project.dockyard("backup", "--path", "relative/db.sqlite3")
+    assert bad.returncode != 0 and "absolute file path" in bad.stderr
+    missing = project.dockyard("backup", "--path", "/data/none.sqlite3")
+    assert missing.returncode != 0
+    assert "no such file in the container" in missing.stderr and "Traceback" not in missing.stderr
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-v"]))
