@@ -140,17 +140,23 @@ async def _prune_apply(ctx: DeployContext, host: str, results: Sequence[Result])
     ``retain_containers`` and then the images no remaining container uses (two round trips)."""
     config = ctx.config
     stopped = results[0]
+    from dockyard.flows.ops import prune as prune_ops  # no import cycle at load time
+
     commands: list[Argv] = [await ctx.audit_argv("Pruned containers")]
+    doomed: list[str] = []
     if stopped.ok:
         retain = max(1, config.retain_containers)
-        for container_id in prune_commands.containers_to_remove(stopped.stdout, retain):
-            commands.append(prune_commands.remove_container(container_id))
+        doomed = prune_commands.containers_to_remove(stopped.stdout, retain)
+        commands += [prune_commands.remove_container(c) for c in doomed]
     commands += [
         await ctx.audit_argv("Pruned images"),
         prune_commands.list_images(config.service),
         prune_commands.list_used_images(config.service),
     ]
     listed = await ctx.batch(host, commands, stop_on_error=False, check=False)
+    # a failed docker rm/rmi is a warning, never a failed deploy
+    outcome = prune_ops.removal_outcome(doomed, listed[1 : 1 + len(doomed)])
+    prune_ops.warn_failed(ctx, host, "container", outcome)
     images, used = listed[-2], listed[-1]
     if not (images.ok and used.ok):
         return
@@ -160,9 +166,7 @@ async def _prune_apply(ctx: DeployContext, host: str, results: Sequence[Result])
         latest_image=config.latest_image,
         repository=config.repository,
     )
-    if tags:
-        removals = [prune_commands.remove_image(tag) for tag in tags]
-        await ctx.batch(host, removals, stop_on_error=False, check=False)
+    await prune_ops.remove_images(ctx, host, tags)
 
 
 async def prune_all(ctx: DeployContext) -> None:

@@ -2,10 +2,16 @@
 
 Stopped containers beyond the newest ``retain`` are removed; then images that no container of
 the service uses (the latest tag kept), so the images of retained versions survive for rollback.
+
+A removal that fails (an image still in use by a container of another service, a tag already
+gone, a container being removed elsewhere) is reported as a warning and the rest goes on: prune
+is housekeeping and never fails a deploy or the command because one ``docker rm``/``rmi`` failed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dockyard.commands import prune as prune_commands
@@ -13,6 +19,48 @@ from dockyard.errors import DockyardError
 
 if TYPE_CHECKING:
     from dockyard.flows.context import DeployContext
+    from dockyard.remote.result import Result
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """What a batch of ``docker rm``/``rmi`` calls did: the items removed, and the ones that
+    failed with the first line of docker's message."""
+
+    removed: list[str]
+    failed: list[tuple[str, str]]
+
+
+def removal_outcome(items: Sequence[str], results: Sequence[Result]) -> Removal:
+    """Pair each item with its result (a missing result, as after a batch stopped early, counts
+    as a failure)."""
+    removed: list[str] = []
+    failed: list[tuple[str, str]] = []
+    for index, item in enumerate(items):
+        result = results[index] if index < len(results) else None
+        if result is not None and result.ok:
+            removed.append(item)
+            continue
+        text = "" if result is None else (result.stderr.strip() or result.stdout.strip())
+        reason = text.splitlines()[0] if text else "not run"
+        failed.append((item, reason))
+    return Removal(removed, failed)
+
+
+def warn_failed(ctx: DeployContext, host: str, what: str, removal: Removal) -> None:
+    for item, reason in removal.failed:
+        ctx.warn(f"could not remove {what} {item} (kept, prune goes on): {reason}", host)
+
+
+async def remove_images(ctx: DeployContext, host: str, tags: Sequence[str]) -> list[str]:
+    """``docker rmi`` each tag in one round trip; failures become warnings. The tags removed."""
+    if not tags:
+        return []
+    commands = [prune_commands.remove_image(tag) for tag in tags]
+    results = await ctx.batch(host, commands, stop_on_error=False, check=False)
+    outcome = removal_outcome(tags, results)
+    warn_failed(ctx, host, "image", outcome)
+    return outcome.removed
 
 
 def _retain(ctx: DeployContext, retain: int | None) -> int:
@@ -33,10 +81,14 @@ async def containers(ctx: DeployContext, *, retain: int | None = None) -> dict[s
     async def on_host(host: str) -> list[str]:
         await ctx.audit(host, "Pruned containers")
         listed = await ctx.run(host, prune_commands.list_stopped_containers(service))
-        removed = prune_commands.containers_to_remove(listed.stdout, keep)
-        for container in removed:
-            await ctx.run(host, prune_commands.remove_container(container))
-        return removed
+        doomed = prune_commands.containers_to_remove(listed.stdout, keep)
+        if not doomed:
+            return []
+        commands = [prune_commands.remove_container(c) for c in doomed]
+        results = await ctx.batch(host, commands, stop_on_error=False, check=False)
+        outcome = removal_outcome(doomed, results)
+        warn_failed(ctx, host, "container", outcome)
+        return outcome.removed
 
     async with ctx.lock():
         return await ctx.on(ctx.hosts, on_host)
@@ -57,9 +109,7 @@ async def images(ctx: DeployContext) -> dict[str, list[str]]:
             latest_image=config.latest_image,
             repository=config.repository,
         )
-        for tag in tags:
-            await ctx.run(host, prune_commands.remove_image(tag))
-        return tags
+        return await remove_images(ctx, host, tags)
 
     async with ctx.lock():
         return await ctx.on(ctx.hosts, on_host)
