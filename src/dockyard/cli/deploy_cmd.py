@@ -20,6 +20,33 @@ SkipPush = Annotated[
 ]
 
 
+Strategy = Annotated[
+    str | None,
+    typer.Option(
+        "--strategy",
+        metavar="parallel|swap",
+        help="How to boot: parallel (Kamal's: the new container starts next to the old one) or "
+        "swap (pause in kamal-proxy, stop the old one, start the new one, resume: one version "
+        "in memory at a time). Default: boot.strategy in the config, else parallel.",
+    ),
+]
+SkipMemoryCheck = Annotated[
+    bool,
+    typer.Option(
+        "--skip-memory-check",
+        help="Do not check before booting that the new version fits in each host's memory.",
+    ),
+]
+StopOtherRoles = Annotated[
+    bool,
+    typer.Option(
+        "--stop-other-roles",
+        help="With --strategy swap: stop the host's other roles during its swap, start them "
+        "again after.",
+    ),
+]
+
+
 def _finished(seconds: float) -> None:
     sys.stderr.write(f"Finished all in {seconds:.1f} seconds\n")
 
@@ -34,12 +61,32 @@ def setup_command(opts: GlobalOptions, skip_push: SkipPush = False) -> None:
 
 
 @with_global_options
-def deploy_command(opts: GlobalOptions, skip_push: SkipPush = False) -> None:
+def deploy_command(
+    opts: GlobalOptions,
+    skip_push: SkipPush = False,
+    strategy: Strategy = None,
+    skip_memory_check: SkipMemoryCheck = False,
+    stop_other_roles: StopOtherRoles = False,
+) -> None:
     """Build and push the image, then deploy it with zero downtime (boots kamal-proxy if
     needed, prunes old containers)."""
     from dockyard.flows import deploy as flows
+    from dockyard.flows.swap import BootStrategy
 
-    result = run_flow(opts, lambda ctx: flows.deploy(ctx, skip_push=skip_push), command="deploy")
+    result = run_flow(
+        opts,
+        lambda ctx: flows.deploy(
+            ctx,
+            skip_push=skip_push,
+            strategy=BootStrategy.resolve(
+                ctx.config,
+                strategy=strategy,
+                skip_memory_check=skip_memory_check,
+                stop_other_roles=stop_other_roles,
+            ),
+        ),
+        command="deploy",
+    )
     _finished(result.seconds)
 
 
@@ -63,9 +110,13 @@ def rollback_command(
             metavar="VERSION", help="The version to roll back to; without it, list the versions."
         ),
     ] = None,
+    strategy: Strategy = None,
+    skip_memory_check: SkipMemoryCheck = False,
+    stop_other_roles: StopOtherRoles = False,
 ) -> None:
     """Roll back to a version that still exists as a container (list them without VERSION)."""
     from dockyard.flows import deploy as flows
+    from dockyard.flows.swap import BootStrategy
 
     version = target
     if version is None:
@@ -78,7 +129,20 @@ def rollback_command(
             current = " (current)" if info.current_on else ""
             sys.stdout.write(f"  {info.version}{current}  on {', '.join(info.hosts)}\n")
         return
-    result = run_flow(opts, lambda ctx: flows.rollback(ctx, version), command="rollback")
+    result = run_flow(
+        opts,
+        lambda ctx: flows.rollback(
+            ctx,
+            version,
+            strategy=BootStrategy.resolve(
+                ctx.config,
+                strategy=strategy,
+                skip_memory_check=skip_memory_check,
+                stop_other_roles=stop_other_roles,
+            ),
+        ),
+        command="rollback",
+    )
     if not result.rolled_back:
         from dockyard.errors import DockyardError
 

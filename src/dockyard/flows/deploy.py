@@ -15,9 +15,10 @@ from dockyard.commands import prune as prune_commands
 from dockyard.commands import registry as registry_commands
 from dockyard.commands import server as server_commands
 from dockyard.commands.argv import Argv, argv, docker
-from dockyard.flows import boot, build
+from dockyard.flows import boot, build, memory, swap
 from dockyard.flows.context import DeployContext
 from dockyard.flows.errors import DockerError
+from dockyard.flows.swap import BootStrategy
 from dockyard.remote.result import Result
 
 __all__ = [
@@ -80,7 +81,7 @@ async def _deliver(ctx: DeployContext, skip_push: bool) -> None:
 
 
 async def _surveys(
-    ctx: DeployContext, hosts: Sequence[str], *, proxy: bool
+    ctx: DeployContext, hosts: Sequence[str], *, proxy: bool, memory: bool = False
 ) -> dict[str, boot.HostSurvey]:
     proxy_hosts = set(ctx.proxy_hosts) if proxy else set()
     version = ctx.version
@@ -93,9 +94,19 @@ async def _surveys(
             version,
             proxy=host in proxy_hosts,
             network=proxy,  # every app host needs the kamal network, not only proxy hosts
+            memory=memory,
         )
 
     return await ctx.on(hosts, one)
+
+
+def _check_memory(
+    ctx: DeployContext, surveys: dict[str, boot.HostSurvey], strategy: BootStrategy
+) -> None:
+    """Refuse (before anything changes) when the new version does not fit (flows.memory)."""
+    if strategy.memory_check:
+        stop = [r.name for h in surveys for r in strategy.roles_to_stop(ctx, h)]
+        memory.check_surveys(ctx, surveys, strategy=strategy.name, stop_roles=stop)
 
 
 async def _boot_proxies(ctx: DeployContext, surveys: dict[str, boot.HostSurvey]) -> None:
@@ -188,9 +199,11 @@ async def deploy(
     proxy_boot: bool = True,
     prune: bool = True,
     setup: bool = False,
+    strategy: BootStrategy | None = None,
 ) -> DeployResult:
     """``deploy`` (and, with ``proxy_boot``/``prune`` off, ``redeploy``)."""
     started = time.monotonic()
+    strategy = strategy or BootStrategy.resolve(ctx.config)
     hosts = ctx.app_hosts
     version = ctx.version
     command = "setup" if setup else "deploy" if proxy_boot else "redeploy"
@@ -203,15 +216,16 @@ async def deploy(
             await _deliver(ctx, skip_push)
         await ctx.run_hook("pre-deploy")
         ctx.step("Inspecting the servers...")
-        surveys = await _surveys(ctx, hosts, proxy=proxy_boot)
+        surveys = await _surveys(ctx, hosts, proxy=proxy_boot, memory=strategy.memory_check)
+        _check_memory(ctx, surveys, strategy)
         if proxy_boot:
             await _boot_proxies(ctx, surveys)
         if setup and ctx.accessories:  # Kamal's setup boots every accessory here
             from dockyard.flows.ops import accessory as accessory_ops
 
             await accessory_ops.boot(ctx, accessory_ops.ALL)
-        ctx.step(f"Booting {version}...")
-        await boot.boot_app(ctx, surveys)
+        ctx.step(f"Booting {version}{' (swap)' if strategy.swap else ''}...")
+        await swap.boot_app(ctx, surveys, strategy)
         ctx.step("Tagging the image and pruning..." if prune else "Tagging the image...")
         await _finish_hosts(ctx, hosts, prune=prune)
     runtime = time.monotonic() - started
@@ -228,15 +242,18 @@ async def redeploy(ctx: DeployContext, *, skip_push: bool = False) -> DeployResu
     return await deploy(ctx, skip_push=skip_push, proxy_boot=False, prune=False)
 
 
-async def rollback(ctx: DeployContext, version: str) -> RollbackResult:
+async def rollback(
+    ctx: DeployContext, version: str, *, strategy: BootStrategy | None = None
+) -> RollbackResult:
     """Boot an existing container version again: start it, switch kamal-proxy to it, stop the
     current one. When some host lacks that version nothing changes (a message, not an error)."""
     started = time.monotonic()
+    strategy = strategy or BootStrategy.resolve(ctx.config)
     ctx.with_version(version)
     hosts = ctx.app_hosts
     ctx.step(f"Rolling back {ctx.config.service} to {version} on {', '.join(hosts)}")
     async with ctx.lock("Automatic deploy lock"):
-        surveys = await _surveys(ctx, hosts, proxy=False)
+        surveys = await _surveys(ctx, hosts, proxy=False, memory=strategy.memory_check)
         missing = [
             f"{host} ({role.name})"
             for host in hosts
@@ -245,8 +262,9 @@ async def rollback(ctx: DeployContext, version: str) -> RollbackResult:
         ]
         if missing:
             return RollbackResult(version, False, missing)
+        _check_memory(ctx, surveys, strategy)
         await ctx.run_hook("pre-deploy")
-        await boot.boot_app(ctx, surveys, start_existing=True)
+        await swap.boot_app(ctx, surveys, strategy, start_existing=True)
         await _finish_hosts(ctx, hosts, prune=False)
     runtime = time.monotonic() - started
     await ctx.run_hook("post-deploy", runtime=round(runtime))

@@ -32,10 +32,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from dockyard.commands.argv import Argv, argv, docker
 from dockyard.config.sizes import MIB, parse_size
 from dockyard.errors import DockyardError
+
+if TYPE_CHECKING:
+    from dockyard.flows.boot import HostSurvey
+    from dockyard.flows.context import DeployContext
 
 __all__ = [
     "CGROUP_FILES",
@@ -45,12 +50,15 @@ __all__ = [
     "MemoryPlan",
     "RoleNeed",
     "check",
+    "check_surveys",
     "format_bytes",
     "memory_queries",
     "parse_docker_size",
     "parse_host_memory",
     "parse_stats",
     "plan_host",
+    "plan_hosts",
+    "role_memory_limit",
 ]
 
 #: Kept free on top of what the new container needs (the kernel, sshd, dockerd's growth).
@@ -375,3 +383,77 @@ def check(plans: Sequence[MemoryPlan], *, strategy: str) -> None:
     raise MemoryCheckError(
         "\n".join(lines), hint="options:\n" + "\n".join(f"  - {o}" for o in options)
     )
+
+
+# --------------------------------------------------------------------------- over the surveys
+
+
+def role_memory_limit(options: Mapping[str, object]) -> int | None:
+    """The role's ``--memory``/``-m`` option in bytes, if set."""
+    for key in ("memory", "m"):
+        value = options.get(key)
+        if isinstance(value, list):
+            value = value[-1] if value else None
+        if isinstance(value, str):
+            size = parse_size(value)
+            if size is not None:
+                return size
+    return None
+
+
+def plan_hosts(
+    ctx: DeployContext,
+    surveys: Mapping[str, HostSurvey],
+    *,
+    swap: bool,
+    stop_roles: Sequence[str] = (),
+) -> list[MemoryPlan]:
+    """A :class:`MemoryPlan` per surveyed host that reported its memory."""
+    from dockyard.commands.app import container_prefix
+
+    config = ctx.config
+    margin = config.boot.memory_margin
+    prefixes = {role.name: container_prefix(config, role) for role in config.roles}
+    plans = []
+    for host, survey in surveys.items():
+        if survey.memory is None:
+            continue
+        roles = [
+            (role.name, prefixes[role.name], role_memory_limit(role.options))
+            for role in ctx.roles_on(host)
+        ]
+        plans.append(
+            plan_host(
+                host,
+                survey.memory,
+                roles,
+                configured=config.boot.memory_needed,
+                margin=DEFAULT_MARGIN if margin is None else margin,
+                swap=swap,
+                stop_roles=stop_roles,
+                other_prefixes=prefixes,
+            )
+        )
+    return plans
+
+
+def check_surveys(
+    ctx: DeployContext,
+    surveys: Mapping[str, HostSurvey],
+    *,
+    strategy: str,
+    stop_roles: Sequence[str] = (),
+) -> list[MemoryPlan]:
+    """Plan every host, report the figures, raise :class:`MemoryCheckError` if one does not
+    fit (before anything changed)."""
+    plans = plan_hosts(ctx, surveys, swap=strategy == "swap", stop_roles=stop_roles)
+    for plan in plans:
+        if plan.known and plan.available is not None:
+            ctx.info(
+                f"memory: new containers need {format_bytes(plan.needed)} "
+                f"(+{format_bytes(plan.margin)} margin), "
+                f"{format_bytes(plan.available)} available",
+                plan.host,
+            )
+    check(plans, strategy=strategy)
+    return plans

@@ -117,6 +117,12 @@ def test_deploy_commands_per_host_in_order(make_config: MakeConfig) -> None:
          "--filter", "status=running", "--filter", "status=restarting"],
         ["docker", "ps", *LABELS, "--filter", "status=running", "--format", "{{.Names}}"],
         ["docker", "ps", *LABELS, "--all", "--format", "{{.Names}}"],
+        # the memory check's figures (flows.memory), in the same batch
+        ["grep", "-s", "-H", "", "/proc/meminfo", "/sys/fs/cgroup/memory.max",
+         "/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory.stat",
+         "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+         "/sys/fs/cgroup/memory/memory.usage_in_bytes", "/sys/fs/cgroup/memory/memory.stat"],
+        ["docker", "stats", "--no-stream", "--format", "{{.Name}}\t{{.MemUsage}}"],
     ]  # fmt: skip
     boot = [
         ["audit", "[web] Booted app version v2"],
