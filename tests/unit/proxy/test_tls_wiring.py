@@ -215,7 +215,7 @@ def test_registry_serves_custom_certificates_by_sni_and_acme_hosts_by_directory(
         assert certified is not None
         registry.apply([("a", custom), ("b", acme), ("c", staging), ("d", plain)], {"a": certified})
         selector = registry.selector
-        assert selector.alpn == ("http/1.1",)
+        assert selector.alpn == ("h2", "http/1.1")
         assert selector.context_for("a.test") is not None
         assert selector.context_for(None) is selector.context_for("a.test")  # default host
         assert selector.context_for("d.test") is None

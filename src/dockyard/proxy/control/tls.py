@@ -30,8 +30,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("dockyard.proxy.control")
 
-#: ALPN offered on the HTTPS listener: the data plane speaks HTTP/1.1 only for now.
-HTTPS_ALPN = ("http/1.1",)
+#: ALPN offered on the HTTPS listener (custom and ACME certificates; a TLS-ALPN-01 validator
+#: gets "acme-tls/1" only): HTTP/2 and HTTP/1.1, as kamal-proxy. The acceptor serves "h2"
+#: connections with the data plane's HTTP/2 protocol (dataplane/h2conn.py).
+HTTPS_ALPN = ("h2", "http/1.1")
 
 
 def load_custom_certificate(config: ServiceConfig) -> CertifiedKey | None:

@@ -25,7 +25,7 @@ At ``run``::
 
     manager = CertManager(acme_directory or LETS_ENCRYPT_DIRECTORY,
                           acme_cache_path or data_dir / "certs")      # SSL_CERT_FILE honoured
-    selector = TlsSelector(manager, alpn=("http/1.1",))   # add "h2" once the data plane speaks it
+    selector = TlsSelector(manager)          # ALPN h2 + http/1.1 (DEFAULT_ALPN)
     # selector.acme_allows becomes manager.host_policy: only declared hosts get certificates.
 
 Control plane, on deploy of a service with ``--tls``:
@@ -46,8 +46,9 @@ Data plane, HTTPS listener (port 443): accept sockets yourself instead of
 ``loop.create_server(ssl=...)``, because the certificate may have to be obtained before the
 handshake can start (an ``sni_callback`` cannot await)::
 
-    acceptor = TlsAcceptor(selector, lambda: ClientProtocol(..., tls=True))
+    acceptor = TlsAcceptor(selector, connection_factory(router, tls=True, ...))
     tg.create_task(acceptor.serve(listen_sock))   # peek ClientHello, await ensure, handshake
+    # ALPN "h2" -> dataplane.h2conn on the same plane, anything else -> the HTTP/1.1 protocol
 
 Why not ``create_server`` + ``start_tls``: once ``data_received`` has the ClientHello, the
 bytes are consumed and ``loop.start_tls`` would start the handshake without them; uvloop's

@@ -9,9 +9,17 @@ exist yet cannot be fetched from it. Instead, for each accepted socket:
    the host has no certificate yet (a TLS-ALPN-01 validator gets the challenge context);
 3. ``loop.connect_accepted_socket(factory, sock, ssl=ctx)`` runs the real handshake from the
    start with that context (natively in uvloop), then hands the decrypted stream to the
-   ordinary HTTP protocol.
+   protocol for the ALPN protocol negotiated: ``h2`` gets the HTTP/2 protocol, anything else
+   (``http/1.1``, no ALPN) the ordinary HTTP/1.1 one.
 
 :class:`TlsAcceptor` does the three steps; ``serve(listen_sock)`` is a complete accept loop.
+
+ALPN dispatch: the protocol made for the handshake is a small :class:`AlpnSwitch`; once the
+handshake is done its ``connection_made`` looks at ``selected_alpn_protocol()``, builds the
+protocol for it and hands it the transport (``transport.set_protocol``, asyncio and uvloop
+alike). When the acceptor is given the data plane's ``ConnectionFactory`` and no explicit
+``alpn_factories``, ``h2`` is served by :mod:`dockyard.proxy.dataplane.h2conn` on the same plane
+(the one place this package reaches into the data plane, lazily).
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import logging
 import re
 import select
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Final
 
 from dockyard.proxy.tls.clienthello import (
@@ -33,7 +41,7 @@ from dockyard.proxy.tls.clienthello import (
 )
 from dockyard.proxy.tls.context import TlsSelector
 
-__all__ = ["PLAIN_HTTP_RESPONSE", "TlsAcceptor", "peek_client_hello"]
+__all__ = ["PLAIN_HTTP_RESPONSE", "AlpnSwitch", "TlsAcceptor", "peek_client_hello"]
 
 log = logging.getLogger("dockyard.proxy.tls")
 
@@ -121,22 +129,89 @@ def _answer_plain_http(sock: socket.socket) -> None:
         pass
 
 
+ProtocolFactory = Callable[[], asyncio.BaseProtocol]
+
+
+def default_alpn_factories(protocol_factory: object) -> dict[str, ProtocolFactory]:
+    """``{"h2": ...}`` when `protocol_factory` is the data plane's ConnectionFactory (HTTP/2
+    served on the same plane), else nothing."""
+    from dockyard.proxy.dataplane.h2conn import h2_factory_for
+
+    h2 = h2_factory_for(protocol_factory)
+    return {"h2": h2} if h2 is not None else {}
+
+
+class AlpnSwitch(asyncio.Protocol):
+    """The protocol of a TLS connection until its handshake is done: then it hands the
+    transport to the protocol for the negotiated ALPN protocol (`default` when none matches)
+    and steps aside."""
+
+    __slots__ = ("_by_alpn", "_default", "chosen")
+
+    def __init__(self, default: ProtocolFactory, by_alpn: Mapping[str, ProtocolFactory]) -> None:
+        self._default = default
+        self._by_alpn = by_alpn
+        self.chosen: asyncio.BaseProtocol | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        ssl_object = transport.get_extra_info("ssl_object")
+        alpn = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
+        factory = self._by_alpn.get(alpn, self._default) if alpn else self._default
+        protocol = self.chosen = factory()
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+
+    # Only reached if a transport ignored set_protocol: forward to the chosen protocol.
+
+    def data_received(self, data: bytes) -> None:
+        if isinstance(self.chosen, asyncio.Protocol):
+            self.chosen.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        if isinstance(self.chosen, asyncio.Protocol):
+            return self.chosen.eof_received()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.chosen is not None:
+            self.chosen.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self.chosen is not None:
+            self.chosen.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.chosen is not None:
+            self.chosen.resume_writing()
+
+
 class TlsAcceptor:
-    """Accepts TLS connections, choosing the certificate after peeking at the ClientHello."""
+    """Accepts TLS connections, choosing the certificate after peeking at the ClientHello.
+
+    `protocol_factory` serves HTTP/1.1 (and connections without ALPN); `alpn_factories` maps
+    other negotiated ALPN protocols to their factories (None: :func:`default_alpn_factories`).
+    """
 
     def __init__(
         self,
         selector: TlsSelector,
-        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        protocol_factory: ProtocolFactory,
         *,
+        alpn_factories: Mapping[str, ProtocolFactory] | None = None,
         hello_timeout: float = 10.0,
         handshake_timeout: float = 60.0,
     ) -> None:
         self.selector = selector
         self.protocol_factory = protocol_factory
+        if alpn_factories is None:
+            alpn_factories = default_alpn_factories(protocol_factory)
+        self.alpn_factories = dict(alpn_factories)
         self.hello_timeout = hello_timeout
         self.handshake_timeout = handshake_timeout
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def _connection_protocol(self) -> asyncio.BaseProtocol:
+        return AlpnSwitch(self.protocol_factory, self.alpn_factories)
 
     async def handle(self, sock: socket.socket) -> bool:
         """Serve one accepted socket; ``False`` when it was refused (and closed)."""
@@ -153,7 +228,7 @@ class TlsAcceptor:
                 sock.close()
                 return False
             await loop.connect_accepted_socket(
-                self.protocol_factory,
+                self._connection_protocol if self.alpn_factories else self.protocol_factory,
                 sock,
                 ssl=ctx,
                 ssl_handshake_timeout=self.handshake_timeout,
