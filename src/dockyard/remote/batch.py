@@ -7,10 +7,16 @@ marker with a random nonce, the command's index and its exit status on stdout, a
 stderr; the outputs are split back into one :class:`Result` per command. Each command reads
 its stdin from ``/dev/null``, or, when it carries stdin of its own, from a quoted
 here-document inside the script.
+
+With ``stages`` (one number per command, not decreasing) the commands of one stage run at the
+same time, each with its output in a temporary directory, and the stages run one after the
+other; the outputs are printed in command order once all have finished (so they are not
+streamed as they come). ``parallel=True`` puts every command in one stage.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -41,9 +47,16 @@ def new_nonce() -> str:
 
 
 def build_batch_script(
-    commands: Sequence[ArgvLike], nonce: str, *, stop_on_error: bool = False
+    commands: Sequence[ArgvLike],
+    nonce: str,
+    *,
+    stop_on_error: bool = False,
+    stages: Sequence[int] | None = None,
 ) -> str:
-    """The ``sh`` script that runs ``commands`` in order and marks where each one ended."""
+    """The ``sh`` script that runs ``commands`` in order (or by ``stages``) and marks where each
+    one ended."""
+    if stages is not None:
+        return _staged_script(commands, nonce, stages, stop_on_error=stop_on_error)
     lines = []
     for index, command in enumerate(commands):
         data = command_stdin(command)
@@ -61,7 +74,52 @@ def build_batch_script(
     return "\n".join(lines) + "\n"
 
 
-def _heredoc_command(line: str, data: bytes, delimiter: str) -> str:
+def _staged_script(
+    commands: Sequence[ArgvLike], nonce: str, stages: Sequence[int], *, stop_on_error: bool
+) -> str:
+    """Each stage's commands in the background (outputs to files), wait for the stage, next
+    stage (unless one failed and ``stop_on_error``); then every output, in command order."""
+    if len(stages) != len(commands):
+        raise ValueError("one stage number per command")
+    if any(later < earlier for earlier, later in itertools.pairwise(stages)):
+        raise ValueError("stage numbers must not decrease")
+    lines = ["__dy_d=$(mktemp -d) || exit 97", "__dy_stop="]
+    groups: dict[int, list[int]] = {}
+    for index, stage in enumerate(stages):
+        groups.setdefault(stage, []).append(index)
+    for members in groups.values():
+        lines.append('if [ -z "$__dy_stop" ]; then')
+        for index in members:
+            command = commands[index]
+            files = f'>"$__dy_d/{index}.o" 2>"$__dy_d/{index}.e"'
+            data = command_stdin(command)
+            if data is None:
+                lines.append(f"{{ {command_line(command)}\n}} </dev/null {files} &")
+            else:
+                lines.append(
+                    _heredoc_command(
+                        command_line(command), data, f"{nonce}_IN{index}", suffix=f" {files} &"
+                    )
+                )
+            lines.append(f"__dy_p{index}=$!")
+        for index in members:
+            lines.append(f'wait "$__dy_p{index}"; __dy_s{index}=$?')
+            if stop_on_error:
+                lines.append(f'[ "$__dy_s{index}" -eq 0 ] || __dy_stop=1')
+        lines.append("fi")
+    for index in range(len(commands)):
+        lines.append(f'if [ -n "${{__dy_s{index}+x}}" ]; then')
+        lines.append(f'cat "$__dy_d/{index}.o"')
+        lines.append(f"printf '\\n{nonce}:{index}:%d\\n' \"$__dy_s{index}\"")
+        lines.append(f'cat "$__dy_d/{index}.e" >&2')
+        lines.append(f"printf '\\n{nonce}:{index}\\n' >&2")
+        lines.append("fi")
+    lines.append('rm -rf "$__dy_d"')
+    lines.append("exit 0")
+    return "\n".join(lines) + "\n"
+
+
+def _heredoc_command(line: str, data: bytes, delimiter: str, suffix: str = "") -> str:
     """``line`` reading ``data`` from a quoted here-document (no expansion inside it).
 
     The data travels inside the script on the shell's stdin, never in a process's arguments
@@ -74,7 +132,7 @@ def _heredoc_command(line: str, data: bytes, delimiter: str) -> str:
         raise ValueError("this stdin cannot be sent in a batch")
     if not text.endswith("\n"):
         text += "\n"
-    return f"{{ {line}\n}} <<'{delimiter}'\n{text}{delimiter}"
+    return f"{{ {line}\n}} <<'{delimiter}'{suffix}\n{text}{delimiter}"
 
 
 def split_batch_output(
@@ -159,26 +217,42 @@ async def run_batch(
     timeout: float | None = None,
     env: Mapping[str, str] | None = None,
     on_output: OutputCallback | None = None,
+    stages: Sequence[int] | None = None,
+    parallel: bool = False,
 ) -> list[Result]:
     """Run ``commands`` on one host in one round trip; one Result per command, in order.
 
     With ``stop_on_error`` the batch stops at the first failure and later commands report
-    :data:`NOT_RUN`. ``timeout`` covers the whole batch. A :class:`FakeTransport` gets the
-    commands one by one, so flow tests see each argv.
+    :data:`NOT_RUN` (with ``stages``: at the end of the stage holding the failure).
+    ``stages``/``parallel``: run commands side by side (module docstring). ``timeout`` covers
+    the whole batch. A :class:`FakeTransport` gets the commands one by one, in order, so flow
+    tests see each argv.
     """
     if not commands:
         return []
+    if parallel and stages is None:
+        stages = [0] * len(commands)
+    if stages is not None and len(commands) == 1:
+        stages = None  # nothing to run side by side
     if isinstance(transport, FakeTransport):
-        return await _run_each(transport, commands, stop_on_error, timeout, env, on_output)
+        return await _run_each(
+            transport, commands, stop_on_error, timeout, env, on_output, stages=stages
+        )
     nonce = new_nonce()
-    script = build_batch_script(commands, nonce, stop_on_error=stop_on_error)
+    script = build_batch_script(commands, nonce, stop_on_error=stop_on_error, stages=stages)
     sink = None if on_output is None else BatchOutputFilter(on_output, nonce)
     result = await transport.run(
         _ScriptShell(len(commands)), stdin=script.encode(), timeout=timeout, env=env, on_output=sink
     )
-    return split_batch_output(
-        result.stdout, result.stderr, len(commands), nonce, stop_on_error=stop_on_error
-    )
+    if stages is None:
+        return split_batch_output(
+            result.stdout, result.stderr, len(commands), nonce, stop_on_error=stop_on_error
+        )
+    results = split_batch_output(result.stdout, result.stderr, len(commands), nonce)
+    if stop_on_error and any(not r.ok for r in results if r.exit_status is not None):
+        # the stages after a failure did not start: their commands have no marker
+        results = [Result(None, "", NOT_RUN) if r.exit_status is None else r for r in results]
+    return results
 
 
 async def _run_each(
@@ -188,14 +262,17 @@ async def _run_each(
     timeout: float | None,
     env: Mapping[str, str] | None,
     on_output: OutputCallback | None,
+    *,
+    stages: Sequence[int] | None = None,
 ) -> list[Result]:
     results: list[Result] = []
     failed = False
-    for command in commands:
-        if failed:
-            results.append(Result(None, "", NOT_RUN))
-            continue
+    for index, command in enumerate(commands):
+        new_stage = stages is None or index == 0 or stages[index] != stages[index - 1]
+        if failed and new_stage:
+            results.extend(Result(None, "", NOT_RUN) for _ in commands[index:])
+            break
         result = await transport.run(command, timeout=timeout, env=env, on_output=on_output)
         results.append(result)
-        failed = stop_on_error and not result.ok
+        failed = failed or (stop_on_error and not result.ok)
     return results

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 
 import pytest
 
@@ -157,3 +159,52 @@ def test_empty_batch() -> None:
     fake = FakeTransport()
     assert asyncio.run(run_batch(fake, [])) == []
     assert fake.calls == []
+
+
+def test_staged_batch_runs_a_stage_side_by_side_and_keeps_command_order() -> None:
+    # each command of stage 1 waits for a file that a later one of the same stage writes:
+    # only side-by-side execution finishes (the outputs still come back in command order)
+    commands = [
+        ["sh", "-c", 'd=$(mktemp -d) && echo "$d"'],
+        [
+            "sh",
+            "-c",
+            "for i in $(seq 50); do [ -e /tmp/$1 ] && exit 0; sleep 0.1; done; exit 9",
+            "sh",
+            f"dockyard-stage-{os.getpid()}",
+        ],
+        ["sh", "-c", "touch /tmp/$1; echo made >&2", "sh", f"dockyard-stage-{os.getpid()}"],
+        WithStdin(["cat"], "fed\n"),
+        ["sh", "-c", "exit 4"],
+    ]
+    try:
+        results = asyncio.run(run_batch(LocalTransport(), commands, stages=[0, 1, 1, 1, 2]))
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"/tmp/dockyard-stage-{os.getpid()}")
+    assert [r.exit_status for r in results] == [0, 0, 0, 0, 4]
+    assert results[2].stderr == "made\n"
+    assert results[3].stdout == "fed\n"
+
+
+def test_staged_batch_stops_after_a_failed_stage() -> None:
+    commands = [["sh", "-c", "exit 3"], ["echo", "same stage"], ["echo", "later"]]
+    results = asyncio.run(
+        run_batch(LocalTransport(), commands, stages=[0, 0, 1], stop_on_error=True)
+    )
+    assert results[0].exit_status == 3
+    assert results[1] == Result(0, "same stage\n", "")
+    assert results[2] == Result(None, "", NOT_RUN)
+
+
+def test_staged_batch_on_fake_runs_in_order_and_stops_by_stage() -> None:
+    fake = FakeTransport("h").on(["false"], Result(1, "", ""))
+    commands = [["false"], ["echo", "a"], ["echo", "b"]]
+    results = asyncio.run(run_batch(fake, commands, stages=[0, 0, 1], stop_on_error=True))
+    assert [r.exit_status for r in results] == [1, 0, None]
+    assert results[2].stderr == NOT_RUN
+
+
+def test_stage_numbers_must_not_decrease() -> None:
+    with pytest.raises(ValueError):
+        build_batch_script([["a"], ["b"]], NONCE, stages=[1, 0])
