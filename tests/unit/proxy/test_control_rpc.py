@@ -171,9 +171,11 @@ def test_failed_deploy_message_comes_back_from_the_server(
         ]
     )
     assert code == 1
-    assert capsys.readouterr().err == (
+    err = capsys.readouterr().err  # kamal-proxy's line, then what the probe saw and why
+    assert err.startswith(
         "Error: target failed to become healthy within configured timeout (300ms)\n"
     )
+    assert f"GET http://127.0.0.1:{dead}/up: dial tcp" in err
     assert harness.router.services == {}
 
 

@@ -1,30 +1,94 @@
 """Health probes: `GET http://<target><path>` with `User-Agent: kamal-proxy`, redirects followed,
 any 2xx is healthy. A minimal HTTP/1.1 client over asyncio streams (not the hot path).
+
+Every probe's outcome is remembered per URL (`PROBES`), so that a deploy whose health gate
+times out can say what the last probe saw and what usually causes it (`explain_unhealthy`):
+kamal-proxy's bare "target failed to become healthy" is the most common complaint of its users.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+import errno
+import socket
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Final, Literal
 from urllib.parse import urljoin, urlsplit
 
 from dockyard.errors import ProxyError
-from dockyard.proxy.control.durations import seconds
+from dockyard.proxy.control.durations import format_duration, seconds
 from dockyard.proxy.control.options import HealthCheckConfig, TargetAddress
 
 MAX_REDIRECTS = 10  # Go's default client stops after 10
 _MAX_HEADER_BYTES = 64 * 1024
 
 
-class HealthCheckFailed(ProxyError):
-    """One probe failed; `url` and `reason` go into the `Healthcheck failed` log line."""
+FailureKind = Literal[
+    "refused", "dns", "unreachable", "timeout", "https_redirect", "redirects", "status", "not_http"
+]
 
-    def __init__(self, url: str, reason: str) -> None:
+
+class HealthCheckFailed(ProxyError):
+    """One probe failed; `url` and `reason` go into the `Healthcheck failed` log line, `kind`
+    and `status` (the last HTTP status seen, 0 if none) into the deploy's error."""
+
+    def __init__(
+        self, url: str, reason: str, kind: FailureKind = "not_http", status: int = 0
+    ) -> None:
         super().__init__(reason)
         self.url = url
         self.reason = reason
+        self.kind: FailureKind = kind
+        self.status = status
+
+
+@dataclass(slots=True)
+class ProbeOutcome:
+    """The last probe of one URL."""
+
+    url: str
+    ok: bool
+    reason: str = ""
+    kind: FailureKind | None = None
+    status: int = 0
+    failures: int = 0  # failed probes in a row
+    at: float = 0.0  # time.monotonic()
+
+
+class ProbeHistory:
+    """The last outcome per probed URL (bounded; the oldest entries go first)."""
+
+    def __init__(self, limit: int = 1024) -> None:
+        self.limit = limit
+        self._outcomes: dict[str, ProbeOutcome] = {}
+
+    def get(self, url: str) -> ProbeOutcome | None:
+        return self._outcomes.get(url)
+
+    def record(self, url: str, failure: HealthCheckFailed | None) -> None:
+        previous = self._outcomes.pop(url, None)
+        if failure is None:
+            outcome = ProbeOutcome(url, True, at=time.monotonic())
+        else:
+            outcome = ProbeOutcome(
+                url,
+                False,
+                failure.reason,
+                failure.kind,
+                failure.status,
+                (previous.failures if previous is not None else 0) + 1,
+                time.monotonic(),
+            )
+        self._outcomes[url] = outcome
+        while len(self._outcomes) > self.limit:
+            del self._outcomes[next(iter(self._outcomes))]
+
+
+#: Filled by `http_probe`; read when a deploy's health gate fails.
+PROBES: Final = ProbeHistory()
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,15 +115,22 @@ async def http_get_status(url: str, host_header: str | None, timeout: float) -> 
                 if status in (301, 302, 303, 307, 308) and location:
                     next_url = urljoin(url, location)
                     if urlsplit(next_url).scheme != "http":
-                        raise HealthCheckFailed(url, f"unsupported redirect to {next_url}")
+                        raise HealthCheckFailed(
+                            url,
+                            f"{status} redirect to {next_url}",
+                            "https_redirect" if next_url.startswith("https:") else "status",
+                            status,
+                        )
                     if urlsplit(next_url).netloc != urlsplit(url).netloc:
                         host_header = None
                     url = next_url
                     continue
                 return status
-            raise HealthCheckFailed(url, "stopped after 10 redirects")
+            raise HealthCheckFailed(url, "stopped after 10 redirects", "redirects", status)
     except TimeoutError:
-        raise HealthCheckFailed(url, "request timed out") from None
+        raise HealthCheckFailed(
+            url, f"no answer within {format_duration(int(timeout * 1e9))}", "timeout"
+        ) from None
 
 
 async def _get_once(url: str, host_header: str | None) -> tuple[int, str | None]:
@@ -72,7 +143,8 @@ async def _get_once(url: str, host_header: str | None) -> tuple[int, str | None]
     try:
         reader, writer = await asyncio.open_connection(host, port)
     except OSError as exc:
-        raise HealthCheckFailed(url, f"dial tcp {host}:{port}: {exc.strerror or exc}") from exc
+        kind, text = _dial_error(exc)
+        raise HealthCheckFailed(url, f"dial tcp {host}:{port}: {text}", kind) from exc
     try:
         netloc = host_header or parts.netloc
         request = (
@@ -86,7 +158,7 @@ async def _get_once(url: str, host_header: str | None) -> tuple[int, str | None]
         except asyncio.LimitOverrunError as exc:
             raise HealthCheckFailed(url, "response headers too large") from exc
         except asyncio.IncompleteReadError as exc:
-            raise HealthCheckFailed(url, "unexpected EOF") from exc
+            raise HealthCheckFailed(url, "connection closed before an HTTP answer (EOF)") from exc
         if len(head) > _MAX_HEADER_BYTES:
             raise HealthCheckFailed(url, "response headers too large")
         lines = head.decode("latin-1").split("\r\n")
@@ -104,6 +176,8 @@ async def _get_once(url: str, host_header: str | None) -> tuple[int, str | None]
                 location = value.strip()
         return status, location
     except OSError as exc:
+        if exc.errno in (errno.ECONNRESET, errno.EPIPE):
+            raise HealthCheckFailed(url, "connection reset before an HTTP answer") from exc
         raise HealthCheckFailed(url, str(exc) or type(exc).__name__) from exc
     finally:
         writer.close()
@@ -111,10 +185,143 @@ async def _get_once(url: str, host_header: str | None) -> tuple[int, str | None]
             await writer.wait_closed()
 
 
+def _dial_error(exc: OSError) -> tuple[FailureKind, str]:
+    if isinstance(exc, socket.gaierror):
+        return "dns", f"no such host ({exc.strerror or exc})"
+    code = exc.errno
+    text = str(exc)
+    if code == errno.ECONNREFUSED or (code is None and "Connect call failed" in text):
+        return "refused", "connection refused"
+    if code in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return "unreachable", exc.strerror or text
+    return "unreachable", exc.strerror or text or type(exc).__name__
+
+
 async def http_probe(target: TargetAddress, config: HealthCheckConfig) -> ProbeResult:
     """One health probe; raises `HealthCheckFailed` unless the final status is 2xx."""
     url = probe_url(target, config)
-    status = await http_get_status(url, config.host or None, seconds(config.timeout))
-    if not 200 <= status < 300:
-        raise HealthCheckFailed(url, f"unexpected status ({status})")
+    try:
+        status = await http_get_status(url, config.host or None, seconds(config.timeout))
+        if not 200 <= status < 300:
+            raise HealthCheckFailed(url, f"unexpected status ({status})", "status", status)
+    except HealthCheckFailed as exc:
+        PROBES.record(url, exc)
+        raise
+    PROBES.record(url, None)
     return ProbeResult(url=url, status=status)
+
+
+# -- explaining a failed health gate ------------------------------------------------------------
+
+
+def _causes(
+    outcome: ProbeOutcome | None,
+    target: TargetAddress,
+    config: HealthCheckConfig,
+    deploy_timeout: str,
+) -> list[str]:
+    port = config.port or target.port
+    path = config.path
+    slow = (
+        f"the app boots slower than the deploy timeout ({deploy_timeout}): raise it "
+        "(--deploy-timeout; Kamal: deploy_timeout)"
+    )
+    if outcome is None:
+        return [
+            f"no probe finished before the deploy timeout ({deploy_timeout}); each probe may "
+            f"take up to {format_duration(config.timeout)} (--health-check-timeout): raise "
+            "--deploy-timeout (Kamal: deploy_timeout)"
+        ]
+    kind, status = outcome.kind, outcome.status
+    if kind == "refused":
+        return [
+            f"nothing listens on port {port} of {target.host}: is {port} the app's port? "
+            "(the port in --target; Kamal: proxy.app_port, default 80)",
+            "the app listens on 127.0.0.1 only: make it bind 0.0.0.0 inside its container",
+            "the app crashed or is still starting: check its logs (kamal app logs)",
+            slow,
+        ]
+    if kind == "dns":
+        return [
+            f"no container or host named {target.host} on the proxy's network: the container "
+            "exited at boot (check its logs: kamal app logs) or is not on the same network",
+        ]
+    if kind == "unreachable":
+        return [f"{target.host} cannot be reached from the proxy: check networks and firewalls"]
+    if kind == "timeout":
+        return [
+            f"the app accepted the connection but did not answer {path} within "
+            f"{format_duration(config.timeout)}: it may still be booting or be overloaded",
+            slow,
+            "a slow health endpoint: raise --health-check-timeout (Kamal: "
+            "proxy.healthcheck.timeout)",
+        ]
+    if kind == "https_redirect":
+        return [
+            f"{path} redirects to https: the app forces SSL (Rails: config.force_ssl). The "
+            "proxy terminates TLS and probes over plain HTTP: set config.assume_ssl = true "
+            f"and exclude the health path from the redirect (Rails: config.ssl_options = "
+            f'{{ redirect: {{ exclude: ->(request) {{ request.path == "{path}" }} }} }})',
+        ]
+    if kind == "redirects":
+        return [f"{path} redirects in a loop: it must answer 2xx itself"]
+    if kind == "status" and 300 <= status < 400:
+        return [f"{path} redirects ({status}) instead of answering 2xx; serve it directly"]
+    if kind == "status" and status == 404:
+        return [
+            f"the app does not serve {path}: add that route, or point the check at one it "
+            "serves (--health-check-path; Kamal: proxy.healthcheck.path)",
+            "another app answers on this port: check the port in --target (Kamal: app_port)",
+        ]
+    if kind == "status" and status in (401, 403):
+        return [
+            f"{path} requires authentication or refuses the probe's Host header "
+            f"({config.host or f'{target.host}:{port}'}); Rails' host authorization answers "
+            "403 for unknown hosts: exclude the health path (config.host_authorization = "
+            f'{{ exclude: ->(request) {{ request.path == "{path}" }} }}) or send an allowed '
+            "Host with --health-check-host",
+        ]
+    if kind == "status" and status >= 500:
+        return [
+            f"the app fails on {path} ({status}): check its logs (kamal app logs), e.g. a "
+            "missing secret, database or migration",
+            slow,
+        ]
+    if kind == "status":
+        return [f"{path} must answer 2xx; it answered {status}"]
+    return [
+        f"port {port} does not speak plain HTTP/1.1 (a TLS or non-HTTP port?): the proxy "
+        "sends plain HTTP to its targets; check the port in --target (Kamal: proxy.app_port)",
+    ]
+
+
+def explain_unhealthy(
+    targets: Iterable[TargetAddress],
+    config: HealthCheckConfig,
+    deploy_timeout_ns: int,
+    history: ProbeHistory = PROBES,
+) -> str:
+    """What the probes of the targets that are not healthy saw, and what usually causes it."""
+    deploy_timeout = format_duration(deploy_timeout_ns)
+    lines: list[str] = []
+    now = time.monotonic()
+    since = now - seconds(deploy_timeout_ns) - 1.0
+    for target in targets:
+        url = probe_url(target, config)
+        outcome = history.get(url)
+        if outcome is not None and outcome.at < since:
+            outcome = None  # from before this deploy
+        if outcome is not None and outcome.ok:
+            continue
+        if outcome is None:
+            lines.append(f"{target.name}: GET {url}: no probe finished")
+        else:
+            lines.append(
+                f"{target.name}: GET {url}: {outcome.reason} "
+                f"({outcome.failures} failed probe{'s' if outcome.failures != 1 else ''}, "
+                f"last {now - outcome.at:.1f}s ago)"
+            )
+        causes = _causes(outcome, target, config, deploy_timeout)
+        lines.append("  likely cause" + ("s:" if len(causes) > 1 else ":"))
+        lines.extend(f"  - {cause}" for cause in causes)
+    return "\n".join(lines)

@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dockyard.errors import ProxyError
-from dockyard.proxy.control.options import DeployRequest
+from dockyard.proxy.control.balancer import TargetsUnhealthyError
+from dockyard.proxy.control.health import explain_unhealthy
+from dockyard.proxy.control.options import (
+    DeployRequest,
+    HealthCheckConfig,
+    TargetAddress,
+    parse_targets,
+)
 from dockyard.proxy.control.router import ProxyRouter
 
 if TYPE_CHECKING:
@@ -43,7 +50,15 @@ async def dispatch(
         ok = False
         try:
             request.config.validate()  # before any health check starts
-            await router.deploy(request)
+            try:
+                await router.deploy(request)
+            except TargetsUnhealthyError as exc:
+                raise _explained(
+                    exc,
+                    parse_targets(request.targets + request.readers),
+                    request.config.health_check,
+                    request.deploy_timeout,
+                ) from None
             ok = True
         finally:
             if metrics is not None:
@@ -68,13 +83,19 @@ async def dispatch(
     if method == "list":
         return [asdict(row) for row in router.rows()]
     if method == "rollout_deploy":
-        await router.rollout_deploy(
-            str(params["service"]),
-            tuple(str(t) for t in params.get("targets") or ()),
-            tuple(str(t) for t in params.get("readers") or ()),
-            int(params["deploy_timeout"]),
-            int(params["drain_timeout"]),
-        )
+        name = str(params["service"])
+        targets = tuple(str(t) for t in params.get("targets") or ())
+        readers = tuple(str(t) for t in params.get("readers") or ())
+        deploy_timeout = int(params["deploy_timeout"])
+        try:
+            await router.rollout_deploy(
+                name, targets, readers, deploy_timeout, int(params["drain_timeout"])
+            )
+        except TargetsUnhealthyError as exc:
+            health_check = router.service(name).config.health_check
+            raise _explained(
+                exc, parse_targets(targets + readers), health_check, deploy_timeout
+            ) from None
         return True
     if method == "rollout_set":
         await router.rollout_set(
@@ -87,6 +108,17 @@ async def dispatch(
         await router.rollout_stop(str(params["service"]))
         return True
     raise ProxyError(f"unknown method {method!r}")
+
+
+def _explained(
+    exc: TargetsUnhealthyError,
+    targets: tuple[TargetAddress, ...],
+    health_check: HealthCheckConfig,
+    deploy_timeout: int,
+) -> ProxyError:
+    """kamal-proxy's first line, then what the probes saw and the likely causes."""
+    details = explain_unhealthy(targets, health_check, deploy_timeout)
+    return TargetsUnhealthyError(f"{exc.message}\n{details}" if details else exc.message)
 
 
 class RpcServer:
