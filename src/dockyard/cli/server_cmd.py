@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated
 
 import typer
@@ -41,6 +42,68 @@ def exec_(
             subcommand="exec",
         )
     )
+
+
+@server_app.command("stats")
+@with_global_options
+def stats(
+    opts: GlobalOptions,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh until Ctrl-C.")] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", "-n", min=1.0, help="Seconds between refreshes.")
+    ] = 5.0,
+    count: Annotated[
+        int | None, typer.Option("--count", min=1, help="With --watch: stop after N refreshes.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document (per refresh).")
+    ] = False,
+) -> None:
+    """CPU, memory (cgroup-aware), disk and per container usage of every server."""
+    import json
+
+    from dockyard.flows.ops import stats as stats_flow
+
+    failed = False
+
+    def show(snapshot: stats_flow.Snapshot) -> None:
+        nonlocal failed
+        failed = any(h.error is not None for h in snapshot.hosts)
+        if as_json:
+            typer.echo(json.dumps(snapshot.to_json(), indent=None if watch else 2))
+        else:
+            _print_stats_table(snapshot, clear=watch)
+
+    with contextlib.suppress(KeyboardInterrupt):  # --watch ends with Ctrl-C
+        run_flow(
+            opts,
+            lambda ctx: stats_flow.watch(ctx, show, interval=interval, count=count if watch else 1),
+            command="server",
+            subcommand="stats",
+        )
+    if failed:
+        raise typer.Exit(1)
+
+
+def _print_stats_table(snapshot: object, *, clear: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from dockyard.flows.ops import stats as stats_flow
+
+    assert isinstance(snapshot, stats_flow.Snapshot)
+    console = Console(highlight=False, emoji=False, markup=False)
+    if clear and console.is_terminal:
+        console.clear()
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    for title in ("server / container", "CPU", "memory used / limit", "disk used / total"):
+        table.add_column(title)
+    for row in stats_flow.rows(snapshot):
+        style = "bold" if row["kind"] == "host" else None
+        table.add_row(row["name"], row["cpu"], row["memory"], row["disk"], style=style)
+    console.print(table)
+    for host, warning in snapshot.warnings:
+        console.print(f"warning: {host}: {warning}", style="yellow")
 
 
 def register(app: typer.Typer) -> None:

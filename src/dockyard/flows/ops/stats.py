@@ -1,0 +1,452 @@
+"""``server stats``: per host CPU, memory (cgroup-aware), disk and per container usage.
+
+One batch (one SSH round trip) per host per refresh reads everything: ``/proc/stat`` twice
+around ``docker stats --no-stream`` (the CPU sample window), ``/proc/loadavg``, ``nproc``,
+the memory files (the host's own cgroup limit when one is set, else ``/proc/meminfo``) and
+``df`` of ``/`` and of Docker's root directory. Parsing and the warnings are pure functions of
+that output, so they are unit-tested with canned text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from dockyard.commands.argv import Argv, argv, docker
+from dockyard.errors import DockyardError
+
+if TYPE_CHECKING:
+    from dockyard.flows.context import DeployContext
+    from dockyard.remote.result import Result
+
+#: Warn when memory or a disk is fuller than this (percent).
+MEMORY_WARN_PERCENT = 85.0
+DISK_WARN_PERCENT = 85.0
+#: Warn when the 1-minute load average per CPU is above this.
+LOAD_WARN_PER_CPU = 2.0
+#: cgroup v2 writes "max" when no limit is set; v1 writes a huge number (page-rounded 2^63).
+_CGROUP_V1_UNLIMITED = 1 << 60
+
+MEMORY_FILES = (
+    "/proc/meminfo",
+    "/sys/fs/cgroup/memory.max",
+    "/sys/fs/cgroup/memory.current",
+    "/sys/fs/cgroup/memory.stat",
+    "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+    "/sys/fs/cgroup/memory/memory.stat",
+)
+CONTAINER_FORMAT = "{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}"
+#: Prints ``docker_root=<dir>`` then ``df`` of ``/`` and of that directory (when Docker answers).
+DISK_SCRIPT = (
+    'root=$(docker info --format "{{.DockerRootDir}}" 2>/dev/null) || root=; '
+    'echo "docker_root=$root"; df -P -B1 / ${root:+"$root"}'
+)
+
+
+# --- the batch -------------------------------------------------------------------------------
+
+
+def sample_commands(sample_seconds: float = 0.5) -> list[Argv]:
+    """The commands of one refresh, in order (see :func:`parse_host`)."""
+    return [
+        argv("cat", "/proc/stat"),
+        docker("stats", "--no-stream", "--format", CONTAINER_FORMAT),
+        argv("sleep", f"{sample_seconds:g}"),
+        argv("cat", "/proc/stat"),
+        argv("cat", "/proc/loadavg"),
+        argv("nproc"),
+        argv("grep", "-s", "-H", "", *MEMORY_FILES),
+        argv("sh", "-c", DISK_SCRIPT),
+    ]
+
+
+# --- values ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Disk:
+    label: str  # "/" or "docker"
+    path: str
+    used: int
+    total: int
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.used / self.total if self.total else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerStats:
+    name: str
+    cpu_percent: float | None
+    mem_used: int | None
+    mem_limit: int | None
+    mem_percent: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    used: int
+    limit: int
+    source: str  # "cgroup v2", "cgroup v1" or "meminfo"
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.used / self.limit if self.limit else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class HostStats:
+    host: str
+    cpus: int | None = None
+    load: tuple[float, float, float] | None = None
+    cpu_percent: float | None = None
+    memory: Memory | None = None
+    docker_root: str | None = None
+    disks: tuple[Disk, ...] = ()
+    containers: tuple[ContainerStats, ...] = ()
+    warnings: tuple[str, ...] = ()
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["load"] = list(self.load) if self.load else None
+        if self.memory is not None:
+            data["memory"]["percent"] = round(self.memory.percent, 1)
+        for disk, out in zip(self.disks, data["disks"], strict=True):
+            out["percent"] = round(disk.percent, 1)
+        data["warnings"] = list(self.warnings)
+        return data
+
+
+# --- parsers ---------------------------------------------------------------------------------
+
+
+def cpu_times(stdout: str) -> tuple[int, int] | None:
+    """``(busy, total)`` jiffies from the aggregate ``cpu`` line of ``/proc/stat``."""
+    for line in stdout.splitlines():
+        fields = line.split()
+        if fields and fields[0] == "cpu":
+            values = [int(v) for v in fields[1:] if v.isdigit()]
+            if len(values) < 4:
+                return None
+            idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+            total = sum(values[:8])  # guest time is already counted in user/nice
+            return total - idle, total
+    return None
+
+
+def cpu_percent(before: str, after: str) -> float | None:
+    """Busy share of all CPUs between two ``/proc/stat`` reads (``None`` if too short)."""
+    first, second = cpu_times(before), cpu_times(after)
+    if first is None or second is None:
+        return None
+    busy, total = second[0] - first[0], second[1] - first[1]
+    if total <= 0:
+        return None
+    return round(100.0 * max(0, busy) / total, 1)
+
+
+def parse_loadavg(stdout: str) -> tuple[float, float, float] | None:
+    fields = stdout.split()
+    try:
+        return float(fields[0]), float(fields[1]), float(fields[2])
+    except (IndexError, ValueError):
+        return None
+
+
+def parse_files(stdout: str) -> dict[str, list[str]]:
+    """``grep -H ''`` output (``path:line``) as lines by path."""
+    files: dict[str, list[str]] = {}
+    for line in stdout.splitlines():
+        path, sep, rest = line.partition(":")
+        if sep:
+            files.setdefault(path, []).append(rest)
+    return files
+
+
+def _int(lines: Sequence[str] | None) -> int | None:
+    if not lines:
+        return None
+    text = lines[0].strip()
+    return int(text) if text.isdigit() else None
+
+
+def _stat_value(lines: Sequence[str] | None, key: str) -> int:
+    for line in lines or ():
+        name, _, value = line.partition(" ")
+        if name == key and value.strip().isdigit():
+            return int(value)
+    return 0
+
+
+def _meminfo_kib(lines: Sequence[str] | None, key: str) -> int | None:
+    for line in lines or ():
+        name, _, rest = line.partition(":")
+        if name == key:
+            number = rest.split()[0] if rest.split() else ""
+            return int(number) * 1024 if number.isdigit() else None
+    return None
+
+
+def parse_memory(stdout: str) -> Memory | None:
+    """The host's memory in use and its limit: its cgroup's ``memory.max``/``memory.current``
+    (v2, or v1's limit/usage files) when a limit is set, else ``/proc/meminfo``. Page cache
+    the kernel can drop (``inactive_file``) does not count as used, as in ``docker stats``."""
+    files = parse_files(stdout)
+    for version, limit_file, usage_file, stat_file in (
+        (
+            "cgroup v2",
+            "/sys/fs/cgroup/memory.max",
+            "/sys/fs/cgroup/memory.current",
+            "/sys/fs/cgroup/memory.stat",
+        ),
+        (
+            "cgroup v1",
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+            "/sys/fs/cgroup/memory/memory.stat",
+        ),
+    ):
+        limit, usage = _int(files.get(limit_file)), _int(files.get(usage_file))
+        if limit is None or usage is None or limit >= _CGROUP_V1_UNLIMITED:
+            continue
+        inactive = _stat_value(
+            files.get(stat_file),
+            "inactive_file" if version == "cgroup v2" else "total_inactive_file",
+        )
+        host_total = _meminfo_kib(files.get("/proc/meminfo"), "MemTotal")
+        if host_total is not None and limit > host_total:
+            break  # a limit above the machine's memory is no limit
+        return Memory(max(0, usage - inactive), limit, version)
+    meminfo = files.get("/proc/meminfo")
+    total = _meminfo_kib(meminfo, "MemTotal")
+    available = _meminfo_kib(meminfo, "MemAvailable")
+    if total is None:
+        return None
+    if available is None:
+        available = _meminfo_kib(meminfo, "MemFree") or 0
+    return Memory(total - available, total, "meminfo")
+
+
+def parse_disks(stdout: str) -> tuple[str | None, tuple[Disk, ...]]:
+    """Docker's root directory and the ``df -P -B1`` rows for ``/`` and for it."""
+    root: str | None = None
+    rows: list[tuple[int, int]] = []
+    for line in stdout.splitlines():
+        if line.startswith("docker_root="):
+            root = line.removeprefix("docker_root=").strip() or None
+            continue
+        fields = line.split()
+        # Filesystem 1-blocks Used Available Capacity Mounted-on
+        if len(fields) >= 6 and fields[1].isdigit() and fields[2].isdigit():
+            rows.append((int(fields[2]), int(fields[1])))
+    disks: list[Disk] = []
+    if rows:
+        disks.append(Disk("/", "/", rows[0][0], rows[0][1]))
+    if root is not None and len(rows) > 1:
+        disks.append(Disk("docker", root, rows[1][0], rows[1][1]))
+    return root, tuple(disks)
+
+
+_UNITS = {
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+_SIZE = re.compile(r"^\s*([0-9.]+)\s*([A-Za-z]*)\s*$")
+
+
+def parse_size(text: str) -> int | None:
+    """Docker's human sizes (``12.5MiB``, ``1.944GiB``, ``512kB``, ``0B``) in bytes."""
+    match = _SIZE.match(text)
+    if match is None:
+        return None
+    unit = _UNITS.get((match.group(2) or "b").lower())
+    if unit is None:
+        return None
+    try:
+        return round(float(match.group(1)) * unit)
+    except ValueError:
+        return None
+
+
+def _percent(text: str) -> float | None:
+    try:
+        return float(text.strip().rstrip("%"))
+    except ValueError:
+        return None
+
+
+def parse_containers(stdout: str) -> tuple[ContainerStats, ...]:
+    """``docker stats --no-stream --format`` rows (:data:`CONTAINER_FORMAT`)."""
+    out: list[ContainerStats] = []
+    for line in stdout.splitlines():
+        fields = line.split("\t")
+        if len(fields) != 4:
+            continue
+        name, cpu, usage, mem_percent = fields
+        used_text, _, limit_text = usage.partition("/")
+        out.append(
+            ContainerStats(
+                name=name.strip(),
+                cpu_percent=_percent(cpu),
+                mem_used=parse_size(used_text),
+                mem_limit=parse_size(limit_text),
+                mem_percent=_percent(mem_percent),
+            )
+        )
+    return tuple(sorted(out, key=lambda c: c.name))
+
+
+def warnings_for(stats: HostStats) -> tuple[str, ...]:
+    out: list[str] = []
+    if stats.memory is not None and stats.memory.percent > MEMORY_WARN_PERCENT:
+        out.append(
+            f"memory {stats.memory.percent:.0f}% used ({human(stats.memory.used)} of "
+            f"{human(stats.memory.limit)}, {stats.memory.source})"
+        )
+    for disk in stats.disks:
+        if disk.percent > DISK_WARN_PERCENT:
+            where = "/" if disk.label == "/" else f"Docker root {disk.path}"
+            out.append(
+                f"disk {where} {disk.percent:.0f}% full ({human(disk.used)} of "
+                f"{human(disk.total)}): try `dockyard prune all`"
+            )
+    if stats.load is not None and stats.cpus and stats.load[0] / stats.cpus > LOAD_WARN_PER_CPU:
+        out.append(f"load {stats.load[0]:.2f} on {stats.cpus} CPU(s)")
+    return tuple(out)
+
+
+def parse_host(host: str, results: Sequence[Result]) -> HostStats:
+    """A :class:`HostStats` from the results of :func:`sample_commands` (one per command)."""
+    stat1, containers, _sleep, stat2, loadavg, nproc, memory, disks = results
+    nproc_text = nproc.stdout.strip()
+    root, disk_rows = parse_disks(disks.stdout)
+    stats = HostStats(
+        host=host,
+        cpus=int(nproc_text) if nproc.ok and nproc_text.isdigit() else None,
+        load=parse_loadavg(loadavg.stdout) if loadavg.ok else None,
+        cpu_percent=cpu_percent(stat1.stdout, stat2.stdout) if stat1.ok and stat2.ok else None,
+        memory=parse_memory(memory.stdout),
+        docker_root=root,
+        disks=disk_rows,
+        containers=parse_containers(containers.stdout) if containers.ok else (),
+    )
+    warnings = list(warnings_for(stats))
+    if not containers.ok:
+        tail = (containers.stderr.strip() or "no output").splitlines()[-1]
+        warnings.append(f"docker stats failed: {tail}")
+    return replace(stats, warnings=tuple(warnings))
+
+
+def human(size: int | float | None) -> str:
+    """Bytes in binary units (``512 MiB``, ``1.9 GiB``)."""
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit in ("B", "KiB", "MiB") else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"  # pragma: no cover
+
+
+# --- the flow --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One refresh: the stats of every host (a host that could not be read has ``error``)."""
+
+    hosts: tuple[HostStats, ...] = field(default_factory=tuple)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"hosts": [h.to_json() for h in self.hosts]}
+
+    @property
+    def warnings(self) -> list[tuple[str, str]]:
+        return [(h.host, w) for h in self.hosts for w in h.warnings]
+
+
+async def collect(ctx: DeployContext, *, sample_seconds: float = 0.5) -> Snapshot:
+    """One refresh of every selected host (one round trip each, in parallel)."""
+    commands = sample_commands(sample_seconds)
+
+    async def on_host(host: str) -> HostStats:
+        try:
+            results = await ctx.batch(host, commands, stop_on_error=False, check=False)
+        except DockyardError as exc:  # one unreachable host must not hide the others
+            return HostStats(host=host, error=str(exc) or type(exc).__name__)
+        return parse_host(host, results)
+
+    hosts = ctx.hosts
+    values = await asyncio.gather(*(on_host(h) for h in hosts))
+    return Snapshot(tuple(values))
+
+
+async def watch(
+    ctx: DeployContext,
+    show: Callable[[Snapshot], Awaitable[None] | None],
+    *,
+    interval: float = 5.0,
+    count: int | None = None,
+    sample_seconds: float = 0.5,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> int:
+    """Collect and ``show`` every ``interval`` seconds, ``count`` times (forever when None,
+    until the caller is cancelled: Ctrl-C). The SSH connections stay open between refreshes.
+    Returns the number of refreshes shown."""
+    shown = 0
+    while count is None or shown < count:
+        snapshot = await collect(ctx, sample_seconds=sample_seconds)
+        maybe = show(snapshot)
+        if maybe is not None:
+            await maybe
+        shown += 1
+        if count is None or shown < count:
+            await sleep(interval)
+    return shown
+
+
+def rows(snapshot: Snapshot) -> list[Mapping[str, str]]:
+    """Table rows as text: one per host, then one per container of that host (kind "host" or
+    "container"), shared by the CLI's table and its tests."""
+    out: list[Mapping[str, str]] = []
+    for stats in snapshot.hosts:
+        if stats.error is not None:
+            out.append({"kind": "host", "name": stats.host, "cpu": "-", "memory": "-",
+                        "disk": f"unreachable: {stats.error}"})  # fmt: skip
+            continue
+        load = f"load {stats.load[0]:.2f}" if stats.load else "load -"
+        cpu = f"{stats.cpu_percent:.0f}%" if stats.cpu_percent is not None else "-"
+        cpus = f"/{stats.cpus} CPU" if stats.cpus else ""
+        memory = (
+            f"{human(stats.memory.used)} / {human(stats.memory.limit)} "
+            f"({stats.memory.percent:.0f}%{', cgroup' if stats.memory.source != 'meminfo' else ''})"
+            if stats.memory
+            else "-"
+        )
+        disk = ", ".join(
+            f"{d.label} {human(d.used)} / {human(d.total)} ({d.percent:.0f}%)" for d in stats.disks
+        )
+        out.append({"kind": "host", "name": stats.host, "cpu": f"{cpu}{cpus} {load}",
+                    "memory": memory, "disk": disk or "-"})  # fmt: skip
+        for c in stats.containers:
+            cpu_c = f"{c.cpu_percent:.1f}%" if c.cpu_percent is not None else "-"
+            mem_c = f"{human(c.mem_used)}" + (
+                f" ({c.mem_percent:.1f}%)" if c.mem_percent is not None else ""
+            )
+            out.append({"kind": "container", "name": f"  {c.name}", "cpu": cpu_c,
+                        "memory": mem_c, "disk": ""})  # fmt: skip
+    return out
