@@ -86,5 +86,40 @@ def logout(
     )
 
 
+@registry_app.command("prune")
+@with_global_options
+def prune(
+    opts: GlobalOptions,
+    keep: Annotated[
+        int, typer.Option("--keep", min=0, help="Newest tags to keep besides deployed ones.")
+    ] = 5,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be deleted; delete nothing.")
+    ] = False,
+) -> None:
+    """Delete old tags of the app image from the registry (never latest, nor a deployed or
+    retained version)."""
+    from dockyard.flows.ops import registry_prune
+
+    outcome = run_flow(
+        opts,
+        lambda ctx: registry_prune.prune(ctx, keep=keep, dry_run=dry_run),
+        command="registry",
+        subcommand="prune",
+    )
+    for tag, why in sorted(outcome.plan.keep.items()):
+        typer.echo(f"keep    {outcome.repository}:{tag}  ({why})")
+    verb = "would delete" if outcome.dry_run else "deleted"
+    gone = [t for tags in outcome.plan.delete.values() for t in tags]
+    for tag in outcome.deleted if not outcome.dry_run else gone:
+        typer.echo(f"{verb}  {outcome.repository}:{tag}")
+    for tag, why in outcome.failed:
+        typer.echo(f"failed  {outcome.repository}:{tag}  ({why})", err=True)
+    if gone and not outcome.dry_run:
+        typer.echo(registry_prune.GC_NOTE, err=True)
+    if outcome.failed:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(registry_app, name="registry")
