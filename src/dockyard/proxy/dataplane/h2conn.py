@@ -210,10 +210,12 @@ class H2Stream(asyncio.Transport):
         "ended",
         "head_done",
         "head_only",
+        "held",
         "label_key",
         "parser",
         "pending",
         "read_paused",
+        "remaining",
         "req_done",
         "resp_done",
         "resp_headers",
@@ -233,6 +235,10 @@ class H2Stream(asyncio.Transport):
         self.head_only = head_only
         self.head_done = False
         self.chunked = False
+        #: Body bytes still expected by content-length (-1: not framed by content-length);
+        #: `held`: the request's last byte(s), delivered when END_STREAM confirms the length.
+        self.remaining = -1
+        self.held = b""
         self.req_done = False
         self.resp_headers: list[tuple[bytes, bytes]] = []
         self.status = 0
@@ -532,7 +538,14 @@ class H2Session(asyncio.Protocol):
             if data:
                 if stream.chunked:
                     data = b"%x\r\n%s\r\n" % (len(data), data)
-                stream.client.data_received(data)
+                elif stream.remaining > 0:
+                    stream.remaining -= len(data)  # h2 refuses more than content-length
+                    if stream.remaining == 0:
+                        # Hold the last byte until END_STREAM confirms the length: a request
+                        # whose DATA turns out longer never completes on the HTTP/1.1 side.
+                        data, stream.held = data[:-1], data[-1:]
+                if data:
+                    stream.client.data_received(data)
             if size:
                 if stream.read_paused:
                     stream.unacked += size
@@ -544,13 +557,12 @@ class H2Session(asyncio.Protocol):
             stream = self.streams.get(ev.stream_id or 0)
             if stream is not None and not stream.req_done:
                 stream.req_done = True
-                if (
-                    stream.chunked
-                    and stream.client is not None
-                    and not stream.client_lost
-                    and not stream.closing
-                ):
-                    stream.client.data_received(b"0\r\n\r\n")
+                if stream.client is not None and not stream.client_lost and not stream.closing:
+                    if stream.chunked:
+                        stream.client.data_received(b"0\r\n\r\n")
+                    elif stream.held:
+                        held, stream.held = stream.held, b""
+                        stream.client.data_received(held)
         elif isinstance(ev, WindowUpdated):
             if ev.stream_id:
                 stream = self.streams.get(ev.stream_id)
@@ -625,6 +637,8 @@ class H2Session(asyncio.Protocol):
         elif content_length is None:
             stream.chunked = True
             lines.append(b"Transfer-Encoding: chunked\r\n")
+        else:
+            stream.remaining = int(content_length)  # digits only: h2 checked
         head = b"".join(
             (
                 method,
@@ -648,6 +662,10 @@ class H2Session(asyncio.Protocol):
         if self.write_paused:
             stream.write_paused = True
             client.pause_writing()
+        if stream.remaining == 0:
+            # "content-length: 0" but more frames may follow: the head completes (the empty
+            # body with it) only once END_STREAM shows that no DATA came.
+            head, stream.held = head[:-2], head[-2:]
         client.data_received(head)
 
     def _respond_directly(self, stream_id: int, status: int, body: bytes) -> None:

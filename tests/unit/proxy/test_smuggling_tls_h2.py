@@ -1,0 +1,347 @@
+"""Smuggling and malformed requests over TLS, as HTTP/1.1 (ALPN http/1.1) and as HTTP/2 (ALPN h2),
+through the real HTTPS listener. Every one is answered with an error (a 4xx, a stream reset or
+a GOAWAY) and the origin never sees a request."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import ssl
+
+import pytest
+from dataplane_support import (
+    FakeRouter,
+    FakeService,
+    FakeTarget,
+    Origin,
+    origin_server,
+    read_response,
+    run,
+)
+from h2.errors import ErrorCodes
+from h2.exceptions import ProtocolError
+from h2_support import H2Client, H2Response, client_context, h2_client, https_proxy
+
+from dockyard.proxy.contract import ServiceOptions
+
+
+def tls_router(origin: Origin, **opts: object) -> FakeRouter:
+    router = FakeRouter()
+    options = ServiceOptions(tls=True, **opts)  # type: ignore[arg-type]
+    router.add(FakeService("app", [FakeTarget("127.0.0.1", origin.port)], options))
+    return router
+
+
+# -- HTTP/1.1 inside TLS ----------------------------------------------------------------------
+# The cases of the plain-HTTP parser tests (test_http_parser.py), sent to the HTTPS port.
+
+H = b"Host: app.test\r\n"
+SMUGGLED = b"GET /admin HTTP/1.1\r\n" + H + b"\r\n"
+
+TLS_HTTP11_CASES = [
+    pytest.param(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+                 400, id="duplicate-content-length"),
+    pytest.param(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 4\r\n"
+                 b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + SMUGGLED,
+                 400, id="cl-te"),
+    pytest.param(b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n"
+                 b"Content-Length: 4\r\n\r\n0\r\n\r\n" + SMUGGLED,
+                 400, id="te-cl"),
+    pytest.param(b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip\r\n\r\n", 400,
+                 id="te-not-chunked"),
+    pytest.param(b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked, identity\r\n\r\n",
+                 400, id="te-chunked-not-last"),
+    pytest.param(b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n"
+                 b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, id="te-twice"),
+    pytest.param(b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+                 400, id="te-space-before-colon"),
+    pytest.param(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: -1\r\n\r\n", 400,
+                 id="negative-content-length"),
+    pytest.param(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 1 2\r\n\r\n", 400,
+                 id="content-length-list"),
+    pytest.param(b"GET / HTTP/1.1\r\n" + H + b"X-Folded: a\r\n  b\r\n\r\n", 400, id="obs-fold"),
+    pytest.param(b"GET / HTTP/1.1\r\nHost : app.test\r\n\r\n", 400, id="space-before-colon"),
+    pytest.param(b"GET / HTTP/1.1\r\n" + H + b"Bad\x00Name: x\r\n\r\n", 400, id="nul-in-name"),
+    pytest.param(b"GET / HTTP/1.1\r\n\r\n", 400, id="no-host"),
+    pytest.param(b"GET / HTTP/1.1\r\n" + H + b"host: other.test\r\n\r\n", 400, id="two-hosts"),
+    pytest.param(b"GET / HTTP/1.1\r\nHost: app.test/b\r\n\r\n", 400, id="host-with-slash"),
+    pytest.param(b"GET / HTTP/1.1\r\nHost: app test\r\n\r\n", 400, id="host-with-space"),
+    pytest.param(b"GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400,
+                 id="te-on-http10"),
+    pytest.param(b"GET * HTTP/1.1\r\n" + H + b"\r\n", 400, id="asterisk-form"),
+    pytest.param(b"GET http://app.test/ HTTP/1.1\r\n" + H + b"\r\n", 400, id="absolute-form"),
+    pytest.param(b"CONNECT app.test:443 HTTP/1.1\r\nHost: app.test:443\r\n\r\n", 400,
+                 id="connect"),
+    pytest.param(b"GET / HTTP/2.0\r\n" + H + b"\r\n", 505, id="http2-version-in-http1"),
+    pytest.param(b"GET / HTTP/1.1\r\n" + H + b"Expect: something\r\n\r\n", 417,
+                 id="unknown-expectation"),
+    pytest.param(b"GET /" + b"x" * 9000 + b" HTTP/1.1\r\n" + H + b"\r\n", 414, id="long-uri"),
+    pytest.param(b"GET / HTTP/1.1\r\n" + H + b"X: " + b"y" * 70000 + b"\r\n\r\n", 431,
+                 id="huge-header"),
+    pytest.param(b"GET / HTTP/1.1\r\n" + H + b"X: y\r\n" * 300 + b"\r\n", 431,
+                 id="many-headers"),
+    pytest.param(b"GET / HTTP/1.1\nHost: app.test\n\n", 400, id="bare-lf"),
+    pytest.param(b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n-1\r\n", 400,
+                 id="negative-chunk-size"),
+    pytest.param(b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n1x\r\n", 400,
+                 id="bad-chunk-size"),
+    pytest.param(b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n",
+                 400, id="chunk-longer-than-size"),
+    pytest.param(b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+                 b"ffffffffffffffffff\r\n", 400, id="chunk-size-overflow"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("raw", "status"), TLS_HTTP11_CASES)
+def test_malformed_http11_inside_tls_is_refused_and_never_forwarded(
+    raw: bytes, status: int
+) -> None:
+    with origin_server() as origin:
+        router = tls_router(origin)
+
+        async def go() -> None:
+            async with https_proxy(router) as proxy:
+                reader, writer = await asyncio.open_connection(
+                    "127.0.0.1",
+                    proxy.port,
+                    ssl=client_context(("http/1.1",)),
+                    server_hostname="app.test",
+                )
+                writer.write(raw)  # one write: one TLS record, one read on the proxy's side
+                resp = await asyncio.wait_for(read_response(reader), 10)
+                rest = await asyncio.wait_for(reader.read(), 10)  # then the proxy closes
+                writer.close()
+                with contextlib.suppress(ConnectionError, ssl.SSLError):
+                    await writer.wait_closed()
+            assert resp.status == status
+            assert resp.header("Connection") == "close"
+            assert rest == b""
+            assert origin.requests == []
+
+        run(go())
+
+
+def test_a_valid_request_inside_tls_is_forwarded() -> None:
+    """The control for the suite above: the same connection setup does reach the origin."""
+    with origin_server() as origin:
+        router = tls_router(origin)
+
+        async def go() -> None:
+            async with https_proxy(router) as proxy:
+                reader, writer = await asyncio.open_connection(
+                    "127.0.0.1",
+                    proxy.port,
+                    ssl=client_context(("http/1.1",)),
+                    server_hostname="app.test",
+                )
+                writer.write(b"POST /echo HTTP/1.1\r\n" + H + b"Content-Length: 2\r\n\r\nhi")
+                resp = await asyncio.wait_for(read_response(reader), 10)
+                writer.close()
+            assert resp.status == 200
+            assert origin.requests == [("POST", "/echo")]
+
+        run(go())
+
+
+# -- HTTP/2 ---------------------------------------------------------------------------------
+
+BASE = [
+    (b":method", b"GET"),
+    (b":scheme", b"https"),
+    (b":authority", b"app.test"),
+    (b":path", b"/echo"),
+]
+
+
+def with_header(name: bytes, value: bytes) -> list[tuple[bytes, bytes]]:
+    return [*BASE, (name, value)]
+
+
+def without(name: bytes) -> list[tuple[bytes, bytes]]:
+    return [h for h in BASE if h[0] != name]
+
+
+def replaced(name: bytes, value: bytes) -> list[tuple[bytes, bytes]]:
+    return [(n, value if n == name else v) for n, v in BASE]
+
+
+GOAWAY = "goaway"  # connection error PROTOCOL_ERROR (RFC 9113 §5.4.1 allows it for stream errors)
+RESET = "reset"  # RST_STREAM PROTOCOL_ERROR
+
+H2_CASES = [
+    pytest.param(with_header(b"X-Upper", b"1"), GOAWAY, id="uppercase-name"),
+    pytest.param(with_header(b"connection", b"keep-alive"), GOAWAY, id="connection"),
+    pytest.param(with_header(b"transfer-encoding", b"chunked"), GOAWAY, id="transfer-encoding"),
+    pytest.param(with_header(b"upgrade", b"websocket"), GOAWAY, id="upgrade"),
+    pytest.param(with_header(b"keep-alive", b"timeout=5"), GOAWAY, id="keep-alive"),
+    pytest.param(with_header(b"proxy-connection", b"close"), GOAWAY, id="proxy-connection"),
+    pytest.param(with_header(b"te", b"gzip"), GOAWAY, id="te-not-trailers"),
+    pytest.param(without(b":method"), GOAWAY, id="no-method"),
+    pytest.param(without(b":path"), GOAWAY, id="no-path"),
+    pytest.param(without(b":scheme"), GOAWAY, id="no-scheme"),
+    pytest.param(replaced(b":path", b""), GOAWAY, id="empty-path"),
+    pytest.param([*BASE, (b":path", b"/other")], GOAWAY, id="duplicate-path"),
+    pytest.param([(b"x-a", b"1"), *BASE], GOAWAY, id="pseudo-after-regular"),
+    pytest.param(with_header(b":foo", b"bar"), GOAWAY, id="unknown-pseudo"),
+    pytest.param(with_header(b":status", b"200"), GOAWAY, id="response-pseudo"),
+    pytest.param(with_header(b"x-a", b"a\r\nx-b: b"), GOAWAY, id="crlf-in-value"),
+    pytest.param(with_header(b"x-a", b"a\nb"), GOAWAY, id="lf-in-value"),
+    pytest.param(with_header(b"x-a", b"a\x00b"), GOAWAY, id="nul-in-value"),
+    pytest.param(with_header(b"x-a", b" padded"), GOAWAY, id="leading-space-in-value"),
+    pytest.param(with_header(b"x a", b"1"), GOAWAY, id="space-in-name"),
+    pytest.param(with_header(b"x:a", b"1"), GOAWAY, id="colon-in-name"),
+    pytest.param(with_header(b"host", b"other.test"), GOAWAY, id="host-differs-from-authority"),
+    pytest.param(with_header(b"content-length", b"1x"), GOAWAY, id="bad-content-length"),
+    pytest.param(replaced(b":method", b"GET /admin"), RESET, id="space-in-method"),
+    pytest.param(replaced(b":path", b"/a b"), RESET, id="space-in-path"),
+    pytest.param(replaced(b":path", b"/a\x7fb"), RESET, id="del-in-path"),
+    pytest.param(replaced(b":authority", b"app test"), 400, id="bad-authority"),
+    pytest.param(replaced(b":authority", b"user@app.test"), 400, id="userinfo-in-authority"),
+    pytest.param(replaced(b":path", b"http://app.test/echo"), 400, id="absolute-path"),
+    pytest.param(replaced(b":path", b"*"), 400, id="asterisk-path"),
+    pytest.param(with_header(b"x-big", b"y" * 70000), 431, id="huge-header"),
+    pytest.param(replaced(b":path", b"/" + b"x" * 9000), 414, id="long-path"),
+    pytest.param(with_header(b"expect", b"something"), 417, id="unknown-expectation"),
+]
+
+
+async def outcome(client: H2Client, resp: H2Response) -> str | int:
+    if resp.status:
+        return resp.status
+    if resp.reset is not None:
+        assert resp.reset == ErrorCodes.PROTOCOL_ERROR
+        return RESET
+    await asyncio.wait_for(client.closed.wait(), 5)
+    assert client.terminated == ErrorCodes.PROTOCOL_ERROR
+    return GOAWAY
+
+
+@pytest.mark.parametrize(("headers", "expected"), H2_CASES)
+def test_malformed_h2_requests_are_refused_and_never_forwarded(
+    headers: list[tuple[bytes, bytes]], expected: str | int
+) -> None:
+    with origin_server() as origin:
+        router = tls_router(origin)
+
+        async def go() -> None:
+            async with https_proxy(router) as proxy, h2_client(proxy.port, strict=False) as client:
+                sid = client.start(raw=headers)
+                resp = await client.response(sid)
+                result = await outcome(client, resp)
+                if result != GOAWAY:  # a stream error leaves the connection usable
+                    assert (await client.request("/up")).status == 200
+                    requests = [("GET", "/up")]
+                else:
+                    requests = []
+            assert result == expected
+            assert origin.requests == requests
+
+        run(go())
+
+
+@pytest.mark.parametrize("buffered", [False, True], ids=["streaming", "buffered"])
+@pytest.mark.parametrize(("declared", "sent"), [(10, 5), (5, 10), (0, 1)])
+def test_content_length_that_does_not_match_the_data_is_refused(
+    buffered: bool, declared: int, sent: int
+) -> None:
+    """HEADERS and DATA in one write (streaming), or the body split across writes with request
+    buffering on (Kamal's default): either way the origin never sees the request."""
+    with origin_server() as origin:
+        router = tls_router(origin, buffer_requests=buffered)
+
+        async def go() -> None:
+            async with https_proxy(router) as proxy, h2_client(proxy.port, strict=False) as client:
+                headers = [
+                    *BASE[:-1],
+                    (b":path", b"/upload"),
+                    (b"content-length", b"%d" % declared),
+                ]
+                headers[0] = (b":method", b"POST")
+                sid = client.conn.get_next_available_stream_id()
+                client.responses[sid] = H2Response()
+                client.conn.send_headers(sid, headers)
+                if buffered:
+                    client.flush()
+                    await asyncio.sleep(0.05)
+                    with contextlib.suppress(ProtocolError):  # the server may be gone
+                        client.conn.send_data(sid, b"x" * (sent - 1))
+                        client.flush()
+                        await asyncio.sleep(0.05)
+                        client.conn.send_data(sid, b"x", end_stream=True)
+                else:
+                    client.conn.send_data(sid, b"x" * sent, end_stream=True)
+                client.flush()
+                resp = await client.response(sid)
+                result = await outcome(client, resp)
+            assert result == GOAWAY
+            assert origin.requests == []
+
+        run(go())
+
+
+def test_te_trailers_is_allowed_and_not_forwarded() -> None:
+    """The one TE value HTTP/2 allows is accepted; like every hop-by-hop field it stops here."""
+    with origin_server() as origin:
+        router = tls_router(origin)
+
+        async def go() -> None:
+            async with https_proxy(router) as proxy, h2_client(proxy.port) as client:
+                resp = await client.request("/echo", headers=[("te", "trailers")])
+            assert resp.status == 200
+            names = {k.lower() for k, _ in json.loads(bytes(resp.body))["headers"]}
+            assert "te" not in names
+
+        run(go())
+
+
+def test_a_zero_content_length_followed_by_data_is_refused_even_while_streaming() -> None:
+    """The head of a "content-length: 0" request completes only at END_STREAM, so DATA that
+    follows in a later read still stops it before it reaches the origin."""
+    with origin_server() as origin:
+        router = tls_router(origin)
+
+        async def go() -> None:
+            async with https_proxy(router) as proxy, h2_client(proxy.port, strict=False) as client:
+                headers = [(b":method", b"POST"), *BASE[1:3], (b":path", b"/upload"),
+                           (b"content-length", b"0")]  # fmt: skip
+                sid = client.conn.get_next_available_stream_id()
+                client.responses[sid] = H2Response()
+                client.conn.send_headers(sid, headers)
+                client.flush()
+                await asyncio.sleep(0.1)
+                client.conn.send_data(sid, b"GET /admin HTTP/1.1\r\n\r\n", end_stream=True)
+                client.flush()
+                result = await outcome(client, await client.response(sid))
+            assert result == GOAWAY
+            assert origin.requests == []
+
+        run(go())
+
+
+@pytest.mark.parametrize("buffered", [False, True], ids=["streaming", "buffered"])
+def test_matching_content_length_split_over_frames_and_reads_is_forwarded(buffered: bool) -> None:
+    """The control: lengths that match, in several DATA frames and reads, with END_STREAM on
+    its own empty frame, arrive whole (the held-back last byte is delivered)."""
+    with origin_server() as origin:
+        router = tls_router(origin, buffer_requests=buffered)
+
+        async def go() -> None:
+            async with https_proxy(router) as proxy, h2_client(proxy.port) as client:
+                results = []
+                for body in (b"", b"abcdef"):
+                    sid = client.start(
+                        "/upload", method="POST", end_stream=False,
+                        headers=[("content-length", str(len(body)))],
+                    )  # fmt: skip
+                    await asyncio.sleep(0.05)
+                    for i in range(0, len(body), 2):
+                        await client.send_body(sid, body[i : i + 2], end_stream=False)
+                        await asyncio.sleep(0.02)
+                    await client.send_body(sid, b"", end_stream=True)
+                    results.append(await client.response(sid))
+            assert [r.status for r in results] == [200, 200]
+            assert [json.loads(bytes(r.body))["len"] for r in results] == [0, 6]
+            assert origin.requests == [("POST", "/upload"), ("POST", "/upload")]
+
+        run(go())
