@@ -3,23 +3,49 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from dockyard.cli.app_cmd import COMMAND_LINE_SETTINGS, group, show
 from dockyard.cli.options import GlobalOptions, run_flow, with_global_options
 
+if TYPE_CHECKING:
+    from dockyard.flows.context import DeployContext
+
 server_app = group("server", "Bootstrap servers and run commands on them.")
 
 
 @server_app.command("bootstrap")
 @with_global_options
-def bootstrap(opts: GlobalOptions) -> None:
+def bootstrap(
+    opts: GlobalOptions,
+    log_rotation: Annotated[
+        bool,
+        typer.Option(
+            "--log-rotation",
+            help="Also make log rotation (max-size=10m, max-file=5) the engine's default in "
+            "/etc/docker/daemon.json (merged; dockerd restarts only if it changed; needs root).",
+        ),
+    ] = False,
+    no_restart: Annotated[
+        bool,
+        typer.Option("--no-restart", help="With --log-rotation: do not restart dockerd."),
+    ] = False,
+) -> None:
     """Install Docker where it is missing and prepare the servers."""
+    from dockyard.flows.ops import log_rotation as rotation
     from dockyard.flows.ops import server
 
-    run_flow(opts, server.bootstrap, command="server", subcommand="bootstrap")
+    async def flow(ctx: DeployContext) -> dict[str, str]:
+        await server.bootstrap(ctx)
+        if not log_rotation:
+            return {}
+        return await rotation.enable_all(ctx, restart=not no_restart)
+
+    reports = run_flow(opts, flow, command="server", subcommand="bootstrap")
+    for host, report in reports.items():
+        typer.echo(f"{host}: {report}")
 
 
 @server_app.command("exec", context_settings=COMMAND_LINE_SETTINGS)
