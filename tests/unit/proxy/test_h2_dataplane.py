@@ -438,3 +438,91 @@ def test_alpn_dispatch_works_on_both_event_loops(plain_asyncio: bool) -> None:
             assert h1.status == 200
 
         run(go(), plain_asyncio=plain_asyncio)
+
+
+def sessions(proxy: Any) -> list[Any]:
+    return list(proxy.acceptor.alpn_factories["h2"].sessions)
+
+
+def test_request_body_back_pressure_stops_acknowledging_data() -> None:
+    """An upstream that does not read: the proxy pauses the stream's reading and stops
+    acknowledging its DATA, so the client runs out of window instead of the proxy buffering
+    the whole upload."""
+    received = bytearray()
+    gate = asyncio.Event()
+
+    async def sluggish(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await gate.wait()  # reads nothing until released
+        while not received.endswith(b"0\r\n\r\n"):
+            data = await reader.read(1 << 20)
+            if not data:
+                break
+            received.extend(data)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    async def go() -> None:
+        server = await asyncio.start_server(sluggish, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        router = FakeRouter()
+        router.add(FakeService("app", [FakeTarget("127.0.0.1", port)], TLS), host="app.test")
+        size = 40_000_000
+        async with https_proxy(router) as proxy, h2_client(proxy.port) as client:
+            sid = client.start("/upload", method="POST", end_stream=False)
+            sender = asyncio.create_task(client.send_body(sid, b"z" * size))
+            await asyncio.sleep(1.5)
+            stream = sessions(proxy)[0].streams[sid]
+            window = client.conn.local_flow_control_window(sid)
+            stalled = not sender.done()
+            paused = stream.read_paused
+            gate.set()
+            await asyncio.wait_for(sender, 30)
+            resp = await client.response(sid, timeout=30)
+        server.close()
+        assert stalled and paused
+        assert window == 0  # the proxy stopped granting window to this stream
+        assert resp.status == 200
+        body_len = len(received) - received.index(b"\r\n\r\n") - 4
+        assert body_len > size  # everything arrived once the upstream read (chunk framing)
+
+    run(go(), 60)
+
+
+def test_response_back_pressure_pauses_the_upstream() -> None:
+    """A client that stops granting window: the proxy buffers at most about one upstream read
+    for the stream and pauses reading from the upstream."""
+    with origin_server() as origin:
+        router, _ = tls_router(origin)
+
+        async def go() -> None:
+            async with https_proxy(router) as proxy, h2_client(proxy.port) as client:
+                acked: list[int] = []
+                real_ack = client.conn.acknowledge_received_data
+
+                def hold_ack(size: int, stream_id: int) -> None:
+                    acked.append(size)  # swallowed: no WINDOW_UPDATE goes out
+
+                client.conn.acknowledge_received_data = hold_ack  # type: ignore[method-assign]
+                sid = client.start("/big?n=8000000")
+                for _ in range(200):
+                    await asyncio.sleep(0.05)
+                    streams = sessions(proxy)[0].streams
+                    if sid in streams and streams[sid].write_paused:
+                        break
+                stream = sessions(proxy)[0].streams[sid]
+                paused = stream.write_paused
+                pending = len(stream.pending)
+                got = len(client.responses[sid].body)
+                await asyncio.sleep(0.5)
+                still = len(client.responses[sid].body)
+                client.conn.acknowledge_received_data = real_ack  # type: ignore[method-assign]
+                real_ack(sum(acked), sid)
+                client.flush()
+                resp = await client.response(sid, timeout=60)
+            assert paused
+            assert got == still == 65535  # the client's initial window, no more
+            assert pending < 4 << 20
+            assert len(resp.body) == 8_000_000 and resp.ended
+
+        run(go(), 90)
