@@ -23,6 +23,7 @@ from dockyard.commands.argv import Argv, docker
 from dockyard.flows.context import DeployContext
 from dockyard.flows.errors import DockerError, FlowProxyError, HealthCheckError
 from dockyard.flows.memory import HostMemory, memory_queries, parse_host_memory
+from dockyard.remote.result import Result
 
 if TYPE_CHECKING:
     from dockyard.config.models import Role
@@ -99,7 +100,25 @@ async def survey(
 ) -> HostSurvey:
     """One round trip: (network create,) (proxy state,) and per role the current version, the
     running versions, every version and whether ``<prefix>-<version>`` exists (, the memory
-    figures for the memory check)."""
+    figures for the memory check). The commands run side by side on the host."""
+    commands = survey_commands(ctx, roles, version, proxy=proxy, network=network, memory=memory)
+    results = await ctx.batch(host, commands, stop_on_error=False, check=False, parallel=True)
+    return parse_survey(
+        ctx, host, roles, version, commands, results, proxy=proxy, network=network, memory=memory
+    )
+
+
+def survey_commands(
+    ctx: DeployContext,
+    roles: Sequence[Role],
+    version: str,
+    *,
+    proxy: bool = False,
+    network: bool = False,
+    memory: bool = False,
+) -> list[Argv]:
+    """The survey's commands (queries, plus the idempotent network and directory creation),
+    to send alone (:func:`survey`) or with other commands (the deploy lock's batch)."""
     commands: list[Argv] = []
     if network:
         commands += [
@@ -112,7 +131,23 @@ async def survey(
         commands += _role_queries(ctx, role, version)
     if memory:
         commands += memory_queries()
-    results = await ctx.batch(host, commands, stop_on_error=False, check=False)
+    return commands
+
+
+def parse_survey(
+    ctx: DeployContext,
+    host: str,
+    roles: Sequence[Role],
+    version: str,
+    commands: Sequence[Argv],
+    results: Sequence[Result],
+    *,
+    proxy: bool = False,
+    network: bool = False,
+    memory: bool = False,
+) -> HostSurvey:
+    """What :func:`survey_commands` found on ``host``; failures of the commands that must
+    work raise, naming the host."""
     index = 0
     if network:
         made, apps_dir = results[0], results[1]

@@ -4,13 +4,20 @@ round trip per host)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dockyard.commands import app as app_commands
 from dockyard.commands import builder as builder_commands
 from dockyard.commands import registry as registry_commands
-from dockyard.commands.argv import Argv
+from dockyard.commands.argv import Argv, docker
+from dockyard.errors import DockyardError
+from dockyard.flows import digest
 from dockyard.flows.context import DeployContext
 from dockyard.flows.errors import BuildError, RegistryError
 from dockyard.remote.result import Result
+
+if TYPE_CHECKING:
+    from dockyard.config.models import Config
 
 
 def _in_root(ctx: DeployContext, argv: Argv) -> Argv:
@@ -111,25 +118,87 @@ async def _check(
     return result
 
 
-async def pull(ctx: DeployContext, hosts: list[str] | None = None) -> None:
+#: What a host has for the image: its registry digests and its ``service`` label.
+PULL_CHECK_FORMAT = "{{json .RepoDigests}} {{.Config.Labels.service}}"
+
+
+def pull_check(config: Config) -> Argv:
+    """``docker image inspect`` of the image to deploy (a query; fails when it is absent)."""
+    return docker("image", "inspect", "--format", PULL_CHECK_FORMAT, config.absolute_image)
+
+
+async def registry_digest(ctx: DeployContext) -> str | None:
+    """The registry's digest for the version's tag, asked from here (None: unknown)."""
+    config = ctx.config
+    registry = config.registry
+    if not ctx.ask_registry or registry_commands.is_local(registry.server):
+        return None
+    try:
+        username = config.resolve(registry.username)
+        password = config.resolve(registry.password)
+    except DockyardError:
+        return None
+    return await digest.tag_digest(
+        registry.server,
+        config.image,
+        config.version,
+        _plain(username),
+        _plain(password),
+    )
+
+
+def _plain(value: object) -> str | None:
+    if value is None:
+        return None
+    reveal = getattr(value, "reveal", None)
+    return str(reveal() if callable(reveal) else value)
+
+
+def already_pulled(ctx: DeployContext, host: str, check: Result, registry: str | None) -> bool:
+    """Whether ``host`` has the tag as the registry has it now (``check`` is the result of
+    :func:`pull_check`, ``registry`` the registry's digest): then ``docker pull`` would
+    transfer nothing and is skipped. Its ``service`` label is checked as after a pull."""
+    if registry is None or not check.ok:
+        return False
+    digests, _, label = check.stdout.strip().partition(" ")
+    if not digest.digest_in(digests, registry):
+        return False
+    if not app_commands.has_service_label(label, ctx.config.service):
+        raise RegistryError(
+            f"docker on {host}: {app_commands.missing_service_label_message(ctx.config)}",
+            hint=f'add `LABEL service="{ctx.config.service}"` to the Dockerfile '
+            "(Dockyard's build adds it for you)",
+        )
+    return True
+
+
+async def pull(ctx: DeployContext, hosts: list[str] | None = None, *, audit: bool = True) -> None:
     """On every app host, in parallel: record the audit line, pull the image (a no-op
     transfer when the host already has it) and check the image's ``service`` label, in one
-    round trip per host; the registry login (once) only when the pull needs it."""
+    round trip per host; the registry login (once) only when the pull needs it. ``audit``
+    False: the audit line was written already (with the deploy's first batch)."""
     config = ctx.config
     targets = ctx.app_hosts if hosts is None else hosts
+    if not targets:
+        return
     await ctx.connect(targets)
     ctx.step(f"Pulling {config.absolute_image} on {', '.join(targets)}...")
     login = registry_commands.login_for(config)
 
     async def one(host: str) -> None:
-        audit = await ctx.audit_argv(f"Pulled image with version {config.version}")
         pull_image = [app_commands.pull_image(config), app_commands.image_service_label(config)]
         # The host's stored credentials usually still work: pull first, and log in (once)
         # only when the registry asks for it. Saves a registry round trip per deploy.
-        results = await ctx.batch(host, [audit, *pull_image], check=False)
-        if not results[0].ok:
-            raise ctx.failure(host, audit, results[0], what="audit log")
-        if login is not None and not results[1].ok and _needs_login(results[1]):
+        if audit:
+            line = await ctx.audit_argv(f"Pulled image with version {config.version}")
+            results = await ctx.batch(host, [line, *pull_image], check=False)
+            if not results[0].ok:
+                raise ctx.failure(host, line, results[0], what="audit log")
+        else:
+            results = await ctx.batch(host, pull_image, check=False)
+        if len(results) < 2:  # pragma: no cover - a batch returns one result per command
+            raise ctx.failure(host, pull_image[0], results[0], what="pulling the image")
+        if login is not None and not results[-2].ok and _needs_login(results[-2]):
             results = await ctx.batch(host, [login, *pull_image], check=False)
             if not results[0].ok:
                 raise RegistryError(

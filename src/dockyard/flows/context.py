@@ -193,6 +193,9 @@ class DeployContext:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     performer_name: str | None = None
     locked_by_name: str | None = None
+    #: Ask the registry (over HTTPS, from here) for a tag's digest to skip needless pulls;
+    #: on for the CLI's SSH pool, off for test pools (see ``flows.digest``).
+    ask_registry: bool = False
     _connected: set[str] = field(default_factory=set)
     _pre_connect_ran: bool = False
 
@@ -362,9 +365,12 @@ class DeployContext:
         layer: str = "docker",
         hint: str | None = None,
         timeout: float | None = None,
+        parallel: bool = False,
+        stages: Sequence[int] | None = None,
     ) -> list[Result]:
         """Run independent commands on ``host`` in one round trip (one Result each). With
-        ``check`` the first failure raises (later commands did not run)."""
+        ``check`` the first failure raises (later commands did not run). ``parallel`` runs
+        them side by side on the host, ``stages`` in groups (see ``remote.batch``)."""
         for argv in commands:
             self._command(host, argv)
         results = await run_batch(
@@ -373,6 +379,8 @@ class DeployContext:
             stop_on_error=stop_on_error,
             timeout=timeout,
             on_output=self._sink(self.verbosity > 0),
+            parallel=parallel,
+            stages=stages,
         )
         if check:
             for argv, result in zip(commands, results, strict=True):
@@ -474,28 +482,56 @@ class DeployContext:
 
     @contextlib.asynccontextmanager
     async def lock(
-        self, message: str = lock_commands.AUTOMATIC_MESSAGE, *, hosts: Sequence[str] | None = None
-    ) -> AsyncIterator[None]:
+        self,
+        message: str = lock_commands.AUTOMATIC_MESSAGE,
+        *,
+        hosts: Sequence[str] | None = None,
+        then: Mapping[str, Sequence[Argv]] | None = None,
+    ) -> AsyncIterator[dict[str, list[Result]]]:
         """Hold the deploy lock on the primary host for the block; released in ``finally``.
-        Re-entrant: inside a held lock (or with ``KAMAL_LOCK=true``) it does nothing."""
+        Re-entrant: inside a held lock (or with ``KAMAL_LOCK=true``) it takes no lock.
+
+        ``then``: per host, independent commands (queries) sent in the same round trip as
+        the lock, run side by side once the lock is taken on that host's batch; the block
+        gets their results by host (see :meth:`acquire_lock`)."""
         if self.holding_lock:
-            yield
+            queries = dict(then or {})
+            if queries:
+                await self.connect(list(queries))
+            results = await self.on(
+                list(queries),
+                lambda host: self.batch(host, queries[host], parallel=True, check=False),
+            )
+            yield results
             return
-        await self.acquire_lock(message, hosts=hosts)
+        results = await self.acquire_lock(message, hosts=hosts, then=then)
         try:
-            yield
+            yield results
         finally:
             await self.release_lock()
 
-    async def acquire_lock(self, message: str, *, hosts: Sequence[str] | None = None) -> None:
+    async def acquire_lock(
+        self,
+        message: str,
+        *,
+        hosts: Sequence[str] | None = None,
+        then: Mapping[str, Sequence[Argv]] | None = None,
+    ) -> dict[str, list[Result]]:
+        """Take the lock in one round trip per host: ``mkdir -p .kamal`` on every targeted
+        host, then on the primary host the atomic ``mkdir`` of the lock directory and its
+        details; each host's ``then`` commands follow in the same batch (on the primary only
+        once the lock is held). Returns the ``then`` results by host. On contention nothing
+        after the lock's ``mkdir`` ran on the primary host; ``then`` commands must therefore
+        be ones that may run on the other hosts anyway (queries)."""
+        queries = dict(then or {})
         targets = list(hosts) if hosts is not None else self.hosts
         primary = self.primary_host
-        if primary not in targets:
-            targets.append(primary)
+        for host in [primary, *queries]:
+            if host not in targets:
+                targets.append(host)
         self.step("Acquiring the deploy lock...")
         await self.connect(targets)
         ensure = lock_commands.ensure_locks_directory()
-        await self.on(targets, lambda host: self.run(host, ensure, what="mkdir .kamal"))
         service, destination = self.config.service, self.config.destination
         details = lock_commands.lock_details(
             message,
@@ -504,7 +540,23 @@ class DeployContext:
             at=self.clock(),
         )
         make_dir, write = lock_commands.acquire(service, destination, details)
-        made = await self.run(primary, make_dir, check=False)
+
+        async def one(host: str) -> list[Result]:
+            commands: list[Argv] = [ensure]
+            stages = [0]
+            if host == primary:
+                commands += [make_dir, write]
+                stages += [1, 2]
+            extra = list(queries.get(host, ()))
+            commands += extra
+            stages += [3] * len(extra)
+            return await self.batch(host, commands, stop_on_error=True, check=False, stages=stages)
+
+        everything = await self.on(targets, one)
+        for host, results in everything.items():
+            if not results[0].ok:
+                raise self.failure(host, ensure, results[0], layer="lock", what="mkdir .kamal")
+        made, written = everything[primary][1:3]
         if not made.ok:
             if lock_commands.is_contention(made.stderr):
                 status = await self.lock_status()
@@ -515,8 +567,14 @@ class DeployContext:
                     "`dockyard lock status` and release it with `dockyard lock release`",
                 )
             raise self.failure(primary, make_dir, made, layer="lock", what="creating the lock")
-        await self.run(primary, write, what="writing the lock details")
+        if not written.ok:
+            raise self.failure(primary, write, written, what="writing the lock details")
         self.holding_lock = True
+        return {
+            host: results[3 if host == primary else 1 :]
+            for host, results in everything.items()
+            if host in queries
+        }
 
     def _version_or_unknown(self) -> str:
         try:
@@ -556,6 +614,10 @@ class DeployContext:
         if not base.is_absolute():
             base = self.config.root / base
         return base / hook
+
+    def has_hook(self, hook: str) -> bool:
+        """Whether :meth:`run_hook` would run ``hook`` (the file exists, hooks not skipped)."""
+        return not self.skip_hooks and self.hook_path(hook).is_file()
 
     async def run_hook(
         self,
@@ -648,6 +710,7 @@ async def open_context(
 ) -> AsyncIterator[DeployContext]:
     """A context whose SSH pool (one connection per host for the run) is closed on exit."""
     env = os.environ if environ is None else environ
+    ask_registry = pool is None
     if pool is None:
         from dockyard.remote.ssh import SshPool
 
@@ -663,6 +726,7 @@ async def open_context(
         command=command,
         subcommand=subcommand,
         verbosity=verbosity,
+        ask_registry=ask_registry,
     )
     try:
         yield ctx

@@ -4,6 +4,7 @@ and post-deploy runs only after a success."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -98,6 +99,49 @@ async def _surveys(
         )
 
     return await ctx.on(hosts, one)
+
+
+def _survey_queries(
+    ctx: DeployContext, hosts: Sequence[str], *, proxy: bool, memory: bool = False
+) -> dict[str, list[Argv]]:
+    """:func:`_surveys`' commands by host, to send with the lock (one round trip)."""
+    proxy_hosts = set(ctx.proxy_hosts) if proxy else set()
+    return {
+        host: boot.survey_commands(
+            ctx,
+            ctx.roles_on(host),
+            ctx.version,
+            proxy=host in proxy_hosts,
+            network=proxy,
+            memory=memory,
+        )
+        for host in hosts
+    }
+
+
+def _parse_surveys(
+    ctx: DeployContext,
+    queries: dict[str, list[Argv]],
+    found: dict[str, list[Result]],
+    *,
+    proxy: bool,
+    memory: bool = False,
+) -> dict[str, boot.HostSurvey]:
+    proxy_hosts = set(ctx.proxy_hosts) if proxy else set()
+    return {
+        host: boot.parse_survey(
+            ctx,
+            host,
+            ctx.roles_on(host),
+            ctx.version,
+            commands,
+            found[host][-len(commands) :] if commands else [],
+            proxy=host in proxy_hosts,
+            network=proxy,
+            memory=memory,
+        )
+        for host, commands in queries.items()
+    }
 
 
 def _check_memory(
@@ -208,29 +252,96 @@ async def deploy(
     version = ctx.version
     command = "setup" if setup else "deploy" if proxy_boot else "redeploy"
     ctx.step(f"{command.capitalize()} {ctx.config.service} {version} to {', '.join(hosts)}")
+    if not setup and not skip_push:
+        await build.push(ctx)
+    # Without setup, one round trip per host before anything changes: the lock (on the
+    # primary host), the "Pulled image" audit line, what the host has of the image, and the
+    # survey (unless a pre-deploy hook must run before it). The registry's digest for the tag
+    # is asked from here meanwhile: a host that has it already is not pulled again.
+    digest_task = None if setup else asyncio.create_task(build.registry_digest(ctx))
+    survey_now = not setup and not ctx.has_hook("pre-deploy")
+    queries: dict[str, list[Argv]] = {}
     if not setup:
-        await _deliver(ctx, skip_push)
-    async with ctx.lock("Automatic deploy lock"):
-        if setup:
-            await check_docker(ctx, ctx.hosts)
-            await _deliver(ctx, skip_push)
-        await ctx.run_hook("pre-deploy")
-        ctx.step("Inspecting the servers...")
-        surveys = await _surveys(ctx, hosts, proxy=proxy_boot, memory=strategy.memory_check)
-        _check_memory(ctx, surveys, strategy)
-        if proxy_boot:
-            await _boot_proxies(ctx, surveys)
-        if setup and ctx.accessories:  # Kamal's setup boots every accessory here
-            from dockyard.flows.ops import accessory as accessory_ops
-
-            await accessory_ops.boot(ctx, accessory_ops.ALL)
-        ctx.step(f"Booting {version}{' (swap)' if strategy.swap else ''}...")
-        await swap.boot_app(ctx, surveys, strategy)
-        ctx.step("Tagging the image and pruning..." if prune else "Tagging the image...")
-        await _finish_hosts(ctx, hosts, prune=prune)
+        audit = await ctx.audit_argv(f"Pulled image with version {version}")
+        queries = {host: [audit, build.pull_check(ctx.config)] for host in hosts}
+    if survey_now:
+        found_by = _survey_queries(ctx, hosts, proxy=proxy_boot, memory=strategy.memory_check)
+        for host in hosts:
+            queries[host] += found_by[host]
+    try:
+        async with ctx.lock("Automatic deploy lock", then=queries) as found:
+            if setup:
+                await check_docker(ctx, ctx.hosts)
+                await _deliver(ctx, skip_push)
+            else:
+                await _pull_where_needed(ctx, hosts, queries, found, digest_task)
+            await ctx.run_hook("pre-deploy")
+            if survey_now:
+                surveys = _parse_surveys(
+                    ctx, found_by, found, proxy=proxy_boot, memory=strategy.memory_check
+                )
+            else:
+                ctx.step("Inspecting the servers...")
+                surveys = await _surveys(ctx, hosts, proxy=proxy_boot, memory=strategy.memory_check)
+            await _rest_of_deploy(
+                ctx, surveys, strategy, proxy_boot=proxy_boot, prune=prune, setup=setup
+            )
+    finally:
+        if digest_task is not None and not digest_task.done():
+            digest_task.cancel()
     runtime = time.monotonic() - started
     await ctx.run_hook("post-deploy", runtime=round(runtime))
     return DeployResult(version, hosts, runtime)
+
+
+async def _pull_where_needed(
+    ctx: DeployContext,
+    hosts: Sequence[str],
+    queries: dict[str, list[Argv]],
+    found: dict[str, list[Result]],
+    digest_task: asyncio.Task[str | None] | None,
+) -> None:
+    """After the first batch: check its audit line, and pull on the hosts whose copy of the
+    tag is missing or differs from the registry's (all of them when the registry's digest is
+    unknown)."""
+    registry = await digest_task if digest_task is not None else None
+    to_pull = []
+    for host in hosts:
+        audit, check = found[host][0], found[host][1]
+        if not audit.ok:
+            raise ctx.failure(host, queries[host][0], audit, what="audit log")
+        if not build.already_pulled(ctx, host, check, registry):
+            to_pull.append(host)
+    if to_pull:
+        await build.pull(ctx, to_pull, audit=False)
+    fresh = [host for host in hosts if host not in to_pull]
+    if fresh:
+        ctx.step(f"{ctx.config.absolute_image} is up to date on {', '.join(fresh)}")
+
+
+async def _rest_of_deploy(
+    ctx: DeployContext,
+    surveys: dict[str, boot.HostSurvey],
+    strategy: BootStrategy,
+    *,
+    proxy_boot: bool,
+    prune: bool,
+    setup: bool,
+) -> None:
+    """Deploy after the survey: memory check, proxy boot, (accessories,) boot, tag, prune."""
+    hosts = list(surveys)
+    version = ctx.version
+    _check_memory(ctx, surveys, strategy)
+    if proxy_boot:
+        await _boot_proxies(ctx, surveys)
+    if setup and ctx.accessories:  # Kamal's setup boots every accessory here
+        from dockyard.flows.ops import accessory as accessory_ops
+
+        await accessory_ops.boot(ctx, accessory_ops.ALL)
+    ctx.step(f"Booting {version}{' (swap)' if strategy.swap else ''}...")
+    await swap.boot_app(ctx, surveys, strategy)
+    ctx.step("Tagging the image and pruning..." if prune else "Tagging the image...")
+    await _finish_hosts(ctx, hosts, prune=prune)
 
 
 async def setup(ctx: DeployContext, *, skip_push: bool = False) -> DeployResult:
@@ -252,8 +363,10 @@ async def rollback(
     ctx.with_version(version)
     hosts = ctx.app_hosts
     ctx.step(f"Rolling back {ctx.config.service} to {version} on {', '.join(hosts)}")
-    async with ctx.lock("Automatic deploy lock"):
-        surveys = await _surveys(ctx, hosts, proxy=False, memory=strategy.memory_check)
+    # the lock and the survey in one round trip per host
+    queries = _survey_queries(ctx, hosts, proxy=False, memory=strategy.memory_check)
+    async with ctx.lock("Automatic deploy lock", then=queries) as found:
+        surveys = _parse_surveys(ctx, queries, found, proxy=False, memory=strategy.memory_check)
         missing = [
             f"{host} ({role.name})"
             for host in hosts
@@ -263,7 +376,8 @@ async def rollback(
         if missing:
             return RollbackResult(version, False, missing)
         _check_memory(ctx, surveys, strategy)
-        await ctx.run_hook("pre-deploy")
+        if await ctx.run_hook("pre-deploy"):  # the hook may have changed the servers
+            surveys = await _surveys(ctx, hosts, proxy=False)
         await swap.boot_app(ctx, surveys, strategy, start_existing=True)
         await _finish_hosts(ctx, hosts, prune=False)
     runtime = time.monotonic() - started

@@ -99,13 +99,19 @@ def test_deploy_commands_per_host_in_order(make_config: MakeConfig) -> None:
     assert result.hosts == ["10.0.0.1", "10.0.0.2"]
     primary = [_shape(c) for c in pool.transports["10.0.0.1"].commands]
     other = [_shape(c) for c in pool.transports["10.0.0.2"].commands]
-    pulled = [
+    # one batch: the lock, the audit line, what the host has of the image, the survey
+    lock = [["mkdir", "-p", ".kamal"], ["mkdir", ".kamal/lock-hello"],
+            ["tee", ".kamal/lock-hello/details"]]  # fmt: skip
+    pull_check = [
         ["audit", "Pulled image with version v2"],
+        ["docker", "image", "inspect", "--format",
+         "{{json .RepoDigests}} {{.Config.Labels.service}}", "reg.test:5000/hello:v2"],
+    ]  # fmt: skip
+    # no registry digest to compare with (tests do not ask the registry): pulled
+    pulled = [
         ["docker", "pull", "reg.test:5000/hello:v2"],
         ["docker", "inspect", "-f", "{{ .Config.Labels.service }}", "reg.test:5000/hello:v2"],
-        ["mkdir", "-p", ".kamal"],
     ]
-    lock = [["mkdir", ".kamal/lock-hello"], ["tee", ".kamal/lock-hello/details"]]
     survey = [
         ["docker", "network", "create", "kamal"],
         ["mkdir", "-p", ".kamal/proxy/apps-config"],
@@ -147,8 +153,8 @@ def test_deploy_commands_per_host_in_order(make_config: MakeConfig) -> None:
          "label=service=hello"],
     ]  # fmt: skip
     release = [["rm", ".kamal/lock-hello/details"], ["rm", "-r", ".kamal/lock-hello"]]
-    assert primary == pulled + lock + survey + boot + finish + release
-    assert other == pulled + survey + boot + finish
+    assert primary == lock + pull_check + survey + pulled + boot + finish + release
+    assert other == [["mkdir", "-p", ".kamal"], *pull_check, *survey, *pulled, *boot, *finish]
     # the env file went up with mode 0600, before the container started
     uploads = pool.transports["10.0.0.2"].uploads
     assert [(u.path, u.mode) for u in uploads] == [(".kamal/apps/hello/env/roles/web.env", 0o600)]
@@ -170,9 +176,10 @@ def test_pull_logs_in_once_when_the_registry_asks(make_config: MakeConfig) -> No
     pool = FakePool(setup=script)
     ctx, _ = make_ctx(config, pool)
     asyncio.run(flows.deploy(ctx, skip_push=True))
-    commands = [_shape(c) for c in pool.transports["10.0.0.2"].commands][:5]
-    assert commands == [
-        ["audit", "Pulled image with version v2"],
+    commands = [_shape(c) for c in pool.transports["10.0.0.2"].commands]
+    first_pull = commands.index(["docker", "pull", "reg.test:5000/hello:v2"])
+    assert ["audit", "Pulled image with version v2"] in commands[:first_pull]
+    assert commands[first_pull : first_pull + 4] == [
         ["docker", "pull", "reg.test:5000/hello:v2"],  # the label check did not run
         ["docker", "login", "reg.test:5000"],
         ["docker", "pull", "reg.test:5000/hello:v2"],
@@ -255,8 +262,10 @@ def test_pull_failure_names_registry_and_host(make_config: MakeConfig) -> None:
     assert {h for h, _ in failures} == {"10.0.0.1", "10.0.0.2"}
     assert all(isinstance(e, RegistryError) for _, e in failures)
     assert "docker pull reg.test:5000/hello:v9 failed" in info.value.render()  # type: ignore[attr-defined]
-    # the lock was never taken
-    assert ["mkdir", ".kamal/lock-hello"] not in pool.transports["10.0.0.1"].commands
+    # nothing was booted, and the lock (taken with the first batch) was released
+    primary = pool.transports["10.0.0.1"].commands
+    assert not any(c[:2] == ["docker", "run"] for c in primary)
+    assert primary[-2:] == [["rm", ".kamal/lock-hello/details"], ["rm", "-r", ".kamal/lock-hello"]]
 
 
 def test_rollback_starts_the_existing_container(make_config: MakeConfig) -> None:
@@ -378,3 +387,71 @@ def test_boot_limit_boots_hosts_in_groups_with_hooks_per_group(make_config: Make
         ("pre-app-boot", "10.0.0.2"),
         ("post-app-boot", "10.0.0.2"),
     ]
+
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+def test_a_host_with_the_registrys_digest_is_not_pulled_again(
+    make_config: MakeConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = make_config(WEB_ONLY, version="v2")
+    asked: list[tuple[object, ...]] = []
+
+    async def tag_digest(*args: object) -> str:
+        asked.append(args)
+        return DIGEST
+
+    monkeypatch.setattr("dockyard.flows.digest.tag_digest", tag_digest)
+
+    def script(fake: FakeTransport) -> None:
+        server(current="v1")(fake)
+        # 10.0.0.1 has the tag as the registry has it; 10.0.0.2 an older image of that tag
+        held = DIGEST if fake.host == "10.0.0.1" else "sha256:" + "cd" * 32
+        fake.on(
+            ["docker", "image", "inspect"],
+            Result(0, f'["reg.test:5000/hello@{held}"] hello\n', ""),
+        )
+
+    pool = FakePool(setup=script)
+    ctx, events = make_ctx(config, pool)
+    ctx.ask_registry = True
+    asyncio.run(flows.deploy(ctx, skip_push=True))
+    assert asked == [("reg.test:5000", "hello", "v2", "bob", "s3cret")]
+    pulls = {
+        host: [c for c in t.commands if c[:2] == ["docker", "pull"]]
+        for host, t in pool.transports.items()
+    }
+    assert pulls == {"10.0.0.1": [], "10.0.0.2": [["docker", "pull", "reg.test:5000/hello:v2"]]}
+    # the audit line is written on both, as Kamal does
+    for transport in pool.transports.values():
+        shapes = [_shape(c) for c in transport.commands]
+        assert ["audit", "Pulled image with version v2"] in shapes
+        assert ["docker", "run", "hello-web-v2"] in shapes
+    assert any("is up to date on 10.0.0.1" in e.text for e in events)
+
+
+def test_a_present_image_without_the_service_label_is_refused(
+    make_config: MakeConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = make_config(WEB_ONLY, version="v2")
+
+    async def tag_digest(*args: object) -> str:
+        return DIGEST
+
+    monkeypatch.setattr("dockyard.flows.digest.tag_digest", tag_digest)
+
+    def script(fake: FakeTransport) -> None:
+        server(current="v1")(fake)
+        fake.on(
+            ["docker", "image", "inspect"], Result(0, f'["reg.test:5000/hello@{DIGEST}"] \n', "")
+        )
+
+    pool = FakePool(setup=script)
+    ctx, _ = make_ctx(config, pool)
+    ctx.ask_registry = True
+    with pytest.raises(RegistryError, match="service"):
+        asyncio.run(flows.deploy(ctx, skip_push=True))
+    primary = pool.transports["10.0.0.1"].commands
+    assert not any(c[:2] == ["docker", "run"] for c in primary)
+    assert primary[-1] == ["rm", "-r", ".kamal/lock-hello"]
