@@ -543,6 +543,10 @@ def proxy_deploy_settings(
         log_request_headers=tuple(proxy.logging.request_headers),
         log_response_headers=tuple(proxy.logging.response_headers or ()),
         error_pages=error_pages,
+        basic_auth_user=proxy.basic_auth_user,
+        basic_auth_password_hash=proxy.basic_auth_password_hash,
+        allow_ips=tuple(proxy.allow_ips),
+        client_ip_header=proxy.client_ip_header,
     )
 
 

@@ -416,6 +416,11 @@ class ProxyDeploy:
     log_request_headers: tuple[str, ...] = DEFAULT_LOG_REQUEST_HEADERS
     log_response_headers: tuple[str, ...] = ()
     error_pages: str | None = None
+    # dockyard-proxy only (kamal-proxy refuses these flags): access gates.
+    basic_auth_user: str | None = None
+    basic_auth_password_hash: str | None = None
+    allow_ips: tuple[str, ...] = ()
+    client_ip_header: str | None = None
 
 
 def deploy_args(target: str, settings: ProxyDeploy) -> tuple[str, ...]:
@@ -445,6 +450,11 @@ def deploy_args(target: str, settings: ProxyDeploy) -> tuple[str, ...]:
             ("log-request-header", list(settings.log_request_headers)),
             ("log-response-header", list(settings.log_response_headers)),
             ("error-pages", settings.error_pages),
+            # dockyard-proxy only; absent unless the Dockyard-only proxy keys are set.
+            ("basic-auth-user", settings.basic_auth_user),
+            ("basic-auth-password-hash", settings.basic_auth_password_hash),
+            ("allow-ip", list(settings.allow_ips)),
+            ("client-ip-header", settings.client_ip_header),
         ),
         joined=True,
     )

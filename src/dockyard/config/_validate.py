@@ -64,6 +64,10 @@ PROXY_SCHEMA: dict[str, Spec] = {
         "memory": INTEGER,
     },
     "logging": {"request_headers": (ARRAY, STRING), "response_headers": (ARRAY, STRING)},
+    # Dockyard-only (dockyard-proxy's access gates); Kamal 2.11 rejects these keys.
+    "basic_auth": {"user": STRING, "password_hash": STRING},
+    "allow_ips": (ARRAY, STRING),
+    "client_ip_header": STRING,
     "run": {
         "http_port": INTEGER,
         "https_port": INTEGER,
@@ -495,6 +499,7 @@ def validate_proxy(config: Any, context: KeyPath, locate: Locate) -> None:
             raise v.error(
                 "Missing certificate_pem setting (required when private_key_pem is present)"
             )
+    _validate_proxy_access(v, config)
     run = config.get("run")
     if (
         present(run)
@@ -502,6 +507,42 @@ def validate_proxy(config: Any, context: KeyPath, locate: Locate) -> None:
         and any(present(run.get(k)) for k in ("bind_ips", "http_port", "https_port"))
     ):
         raise v.error("Cannot set http_port, https_port or bind_ips when publish is false")
+
+
+_BCRYPT = re.compile(r"^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+def _validate_proxy_access(v: Validator, config: Any) -> None:
+    """dockyard-proxy's basic auth, IP allowlist and client-IP header (Dockyard-only keys)."""
+    import ipaddress
+
+    auth = config.get("basic_auth")
+    if auth is not None:
+        with v.at("basic_auth"):
+            for key in ("user", "password_hash"):
+                if not present(auth.get(key)):
+                    raise v.error(f"{key} is required with basic_auth")
+            if ":" in str(auth["user"]):
+                raise v.error("user must not contain ':'", where=(*v.context, "user"))
+            if not _BCRYPT.match(str(auth["password_hash"])):
+                raise v.error(
+                    "password_hash must be a bcrypt hash ($2b$..., 60 characters)",
+                    where=(*v.context, "password_hash"),
+                    hint="make one with: htpasswd -nbB USER PASSWORD | cut -d: -f2",
+                )
+    for index, value in enumerate(config.get("allow_ips") or ()):
+        try:
+            ipaddress.ip_network(str(value).strip(), strict=False)
+        except ValueError:
+            with v.at("allow_ips", index):
+                raise v.error(
+                    f"{value} is not an IP address or CIDR (e.g. 203.0.113.0/24, 2001:db8::/32)"
+                ) from None
+    header = config.get("client_ip_header")
+    if header is not None and not _HEADER_NAME.match(str(header)):
+        with v.at("client_ip_header"):
+            raise v.error(f"{header} is not an HTTP header name (e.g. CF-Connecting-IP)")
 
 
 def validate_boot(config: Any, locate: Locate, role_names: Iterable[str] | None = None) -> None:

@@ -215,6 +215,14 @@ class ProxyConfig(Frozen):
     buffering: ProxyBuffering = Field(default_factory=ProxyBuffering)
     logging: ProxyLogging = Field(default_factory=ProxyLogging)
     run: ProxyRun | None = None
+    # Dockyard-only keys (Kamal 2.11 rejects them): dockyard-proxy's access gates.
+    #: `basic_auth: {user, password_hash}` (a bcrypt hash).
+    basic_auth_user: str | None = None
+    basic_auth_password_hash: str | None = None
+    #: Addresses or CIDRs allowed to reach the app (empty: everyone).
+    allow_ips: tuple[str, ...] = ()
+    #: A header trusted for the client address (e.g. CF-Connecting-IP behind Cloudflare).
+    client_ip_header: str | None = None
     #: The role this proxy config belongs to (used in TLS paths), `None` for root/accessories.
     role_name: str | None = None
 

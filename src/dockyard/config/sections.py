@@ -142,6 +142,7 @@ def build_proxy(raw: Mapping[str, Any], *, role_name: str | None = None) -> Prox
     buffering = raw.get("buffering") or {}
     logging = raw.get("logging") or {}
     run = raw.get("run")
+    auth = raw.get("basic_auth") or {}
     return ProxyConfig(
         hosts=hosts,
         app_port=raw.get("app_port", 80),
@@ -174,6 +175,10 @@ def build_proxy(raw: Mapping[str, Any], *, role_name: str | None = None) -> Prox
             ),
         ),
         run=_build_proxy_run(run) if run and present(run) else None,
+        basic_auth_user=opt_str(auth.get("user")),
+        basic_auth_password_hash=opt_str(auth.get("password_hash")),
+        allow_ips=tuple(ruby_str(ip).strip() for ip in raw.get("allow_ips") or ()),
+        client_ip_header=opt_str(raw.get("client_ip_header")),
         role_name=role_name,
     )
 
