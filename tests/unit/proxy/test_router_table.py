@@ -197,3 +197,52 @@ def test_list_rows_sorted_with_star_for_catch_all(router: ProxyRouter) -> None:
         ]
 
     run(scenario())
+
+
+# -- the per-host memo ----------------------------------------------------------------------------
+
+
+def test_lookups_repeat_the_same_answer_from_the_host_memo() -> None:
+    for host, path, service, prefix in [
+        ("example.com", "/api/x", "api", "/api"),
+        ("example.com", "/", "root", "/"),
+        ("example.com", "/api/internal/y", "internal", "/api/internal"),
+        ("only-api.test", "/", None, None),
+        ("only-api.test", "/api", "only-api", "/api"),
+        ("www.example.com", "/q", "wild", "/"),
+        ("other.test", "/admin", "catch-all-admin", "/admin"),
+        ("other.test", "/", "catch-all", "/"),
+    ] * 2:
+        binding = TABLE.lookup(host, path)
+        got = (binding.service, binding.prefix) if binding is not None else (None, None)
+        assert got == (service, prefix), (host, path)
+
+
+def test_host_memo_is_bounded() -> None:
+    from dockyard.proxy.control import routing
+
+    table = RoutingTable([("", "/", "catch-all")])
+    for i in range(routing.HOST_MEMO_LIMIT * 2 + 3):
+        binding = table.lookup(f"h{i}.test", "/")
+        assert binding is not None and binding.service == "catch-all"
+    assert len(table._memo) <= routing.HOST_MEMO_LIMIT
+
+
+def test_router_match_follows_every_change_and_reuses_its_match(router: ProxyRouter) -> None:
+    async def scenario() -> None:
+        await forced(router, "web", hosts=("x.test",))
+        first = router.match("x.test", "/api/v1")
+        assert first is not None and first.service.name == "web" and first.prefix == "/"
+        assert router.match("x.test", "/other") is first  # no allocation per request
+        await forced(router, "api", hosts=("x.test",), path_prefixes=("/api",))
+        moved = router.match("x.test", "/api/v1")
+        assert moved is not None and moved.service.name == "api" and moved.prefix == "/api"
+        still = router.match("x.test", "/other")
+        assert still is not None and still.service.name == "web"
+        await router.remove("api")
+        back = router.match("x.test", "/api/v1")
+        assert back is not None and back.service.name == "web"
+        await router.remove("web")
+        assert router.match("x.test", "/") is None
+
+    run(scenario())

@@ -72,7 +72,8 @@ class ProxyRouter:
         self.tls = tls
         self._probe = probe
         self._services: dict[str, ProxyService] = {}
-        self._table: RoutingTable[ProxyService] = RoutingTable()
+        #: host, prefix -> the `Match` handed to the data plane (made once per table).
+        self._table: RoutingTable[Match] = RoutingTable()
         self._locks: dict[str, asyncio.Lock] = {}
 
     # -- the data plane's view -----------------------------------------------------------------
@@ -81,7 +82,7 @@ class ProxyRouter:
         binding = self._table.lookup(host, path)
         if binding is None:
             return None
-        return Match(service=binding.service, prefix=binding.prefix)
+        return binding.service
 
     def service(self, name: str) -> ProxyService:
         try:
@@ -176,7 +177,8 @@ class ProxyRouter:
         """The switch: claims checked, service created or updated, table rebuilt, state saved.
         Synchronous, so no request can observe a half-done switch."""
         for host, prefix in _claims(config):
-            owner = self._table.owner(host, prefix)
+            claimed = self._table.owner(host, prefix)
+            owner = claimed.service if claimed is not None else None
             if owner is not None and owner.name != name:
                 event(
                     logger,
@@ -311,7 +313,7 @@ class ProxyRouter:
 
     def _rebuild(self) -> None:
         self._table = RoutingTable(
-            (host, prefix, service)
+            (host, prefix, Match(service=service, prefix=prefix))
             for service in self._services.values()
             for host, prefix in _claims(service.config)
         )

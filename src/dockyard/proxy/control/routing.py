@@ -3,6 +3,11 @@
 Lookup (kamal-proxy §4): exact host, else the one-label wildcard `*.<rest after first dot>`,
 else the catch-all `""`. The host entry found is final: no fallback when no prefix matches.
 A prefix matches when `path + "/"` starts with `prefix + "/"` (segment boundary); `/` matches all.
+
+`RoutingTable` is immutable once built (the router builds a new one on every change), so the host
+part of a lookup (exact, wildcard, catch-all) is memoised per Host for the table's lifetime: a
+keep-alive data plane then pays one dict lookup per request, plus the prefix scan when the host
+has more than the "/" prefix.
 """
 
 from __future__ import annotations
@@ -12,6 +17,9 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 S = TypeVar("S")
+
+#: Distinct Host values remembered per table; a flood of made-up hosts clears the memo.
+HOST_MEMO_LIMIT = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +49,8 @@ class RoutingTable(Generic[S]):
         for bindings in table.values():
             bindings.sort(key=lambda b: len(b.prefix), reverse=True)
         self._table = table
+        #: host -> its bindings (longest prefix first), or the single "/" binding, or None.
+        self._memo: dict[str, tuple[Binding[S], ...] | Binding[S] | None] = {}
 
     def host_entry(self, host: str) -> list[Binding[S]] | None:
         entry = self._table.get(host)
@@ -54,10 +64,23 @@ class RoutingTable(Generic[S]):
         return self._table.get("")
 
     def lookup(self, host: str, path: str) -> Binding[S] | None:
-        entry = self.host_entry(host)
-        if entry is None:
-            return None
-        for binding in entry:
+        memo = self._memo
+        try:
+            found = memo[host]
+        except KeyError:
+            entry = self.host_entry(host)
+            if entry is None:
+                found = None
+            elif len(entry) == 1 and entry[0].prefix == "/":
+                found = entry[0]
+            else:
+                found = tuple(entry)
+            if len(memo) >= HOST_MEMO_LIMIT:
+                memo.clear()
+            memo[host] = found
+        if found is None or type(found) is Binding:
+            return found
+        for binding in found:  # type: ignore[union-attr]
             if prefix_matches(binding.prefix, path):
                 return binding
         return None
