@@ -21,9 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import Any, TypeVar
-
-import asyncssh
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from dockyard.errors import ConnectError, DockyardError, RemoteCommandError
 from dockyard.remote._stream import LineSplitter, drain, stdin_chunks
@@ -39,6 +37,13 @@ from dockyard.remote.options import (
     resolve_known_hosts,
 )
 from dockyard.remote.result import CommandTimeoutError, OutputCallback, Result, Stdin
+
+if TYPE_CHECKING:
+    import asyncssh
+else:  # without its 0.1-0.2 s search for the optional liboqs (see remote._asyncssh)
+    from dockyard.remote._asyncssh import import_asyncssh
+
+    asyncssh = import_asyncssh()
 
 __all__ = ["SshPool", "SshTransport", "remote_command", "translate_connect_error"]
 
