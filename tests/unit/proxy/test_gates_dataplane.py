@@ -159,3 +159,55 @@ def test_the_deploy_rpc_refuses_bad_access_options_before_anything_changes(
         await router.close()
 
     run(go())
+
+
+def test_gates_apply_to_http2_streams_over_tls() -> None:
+    """ALPN h2 through the real TLS listener: each stream passes the same gate (401 with the
+    challenge, 200 with credentials that never reach the origin, 403 outside the allowlist)."""
+    from dataplane_support import FakeRouter, FakeService, FakeTarget
+    from h2_support import h2_client, https_proxy
+
+    from dockyard.proxy.contract import ServiceOptions
+    from dockyard.proxy.dataplane.gates import ServiceGate
+
+    token = base64.b64encode(b"admin:open sesame").decode()
+    with origin_server() as origin:
+        router = FakeRouter()
+        gate = ServiceGate(
+            "app",
+            user="admin",
+            password_hash=HASH,
+            allow=["203.0.113.0/24"],
+            client_ip_header="X-Real-IP",
+        )
+        router.add(
+            FakeService(
+                "app",
+                [FakeTarget("127.0.0.1", origin.port)],
+                ServiceOptions(tls=True, forward_headers=True, gate=gate),
+            ),
+            host="app.test",
+        )
+
+        async def go() -> None:
+            async with https_proxy(router) as proxy, h2_client(proxy.port) as client:
+                assert client.alpn == "h2"
+                inside = [("x-real-ip", "203.0.113.4")]
+                missing = await client.request("/echo", headers=inside)
+                ok = await client.request(
+                    "/echo", headers=[*inside, ("authorization", f"Basic {token}")]
+                )
+                outside = await client.request(
+                    "/echo",
+                    headers=[("x-real-ip", "198.51.100.1"), ("authorization", f"Basic {token}")],
+                )
+            assert missing.status == 401
+            assert missing.header("www-authenticate") == 'Basic realm="app", charset="UTF-8"'
+            assert ok.status == 200
+            seen = headers_seen(bytes(ok.body))
+            assert "authorization" not in seen
+            assert seen["x-forwarded-for"] == "203.0.113.4"
+            assert outside.status == 403
+            assert len(origin.requests) == 1
+
+        run(go())
