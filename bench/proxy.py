@@ -13,8 +13,14 @@ Each proxy forwards to it over upstream keep-alive:
 * caddy   - `reverse_proxy` with defaults, access log off
 * nginx   - 2 workers, `upstream { keepalive 64; }`, access log off
 
-Scenarios: `small` (keep-alive), `100k` (keep-alive, 100 KB body) and `close` (a new TCP
-connection per request). Within each round every target runs every scenario once, so drift hits
+Scenarios: `small` (keep-alive), `100k` (keep-alive, 100 KB body), `close` (a new TCP
+connection per request), `tls` (HTTPS keep-alive, `GET /` for Host `localhost`) and `tls-close`
+(HTTPS, a full handshake per request: wrk does not resume sessions). For TLS every proxy serves
+the same self-signed ECDSA P-256 certificate, generated here with `cryptography`: dockyard-proxy
+through `deploy --tls --tls-certificate-path/--tls-private-key-path` (a second service for host
+`localhost`), Caddy and nginx with their own TLS defaults. `direct` has no TLS.
+
+Within each round every target runs every scenario once, so drift hits
 all targets alike. Reported per scenario: median req/s, p99 latency, proxy CPU per request
 (utime+stime of the proxy's process tree from /proc, divided by completed requests), errors
 and non-2xx, and the ratios of dockyard to Caddy and nginx; plus each proxy's idle RSS.
@@ -258,6 +264,54 @@ class Proc:
     port: int
     popen: subprocess.Popen[bytes] | None  # None: direct to the origin (CPU is the origin's)
     pid: int
+    tls_port: int | None = None  # HTTPS listener for `localhost` (None: no TLS scenarios)
+    #: Idle RSS before a TLS service existed (dockyard loads its TLS machinery lazily).
+    rss_before_tls: float | None = None
+
+
+TLS_HOST = "localhost"
+
+
+def make_certificate(work: Path) -> tuple[Path, Path]:
+    """A self-signed ECDSA P-256 certificate for `localhost` (and 127.0.0.1), PEM files."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, TLS_HOST)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName(TLS_HOST), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = work / "tls-cert.pem", work / "tls-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o644)  # nginx workers run unprivileged
+    return cert_path, key_path
 
 
 def start_origin(work: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -292,8 +346,15 @@ http {{
     return popen, port
 
 
-def start_nginx_proxy(work: Path, origin: int) -> Proc:
+def start_nginx_proxy(work: Path, origin: int, cert: tuple[Path, Path] | None = None) -> Proc:
     port = free_port()
+    tls_port = free_port() if cert else None
+    tls_listen = (
+        f"listen 127.0.0.1:{tls_port} ssl backlog=4096; "
+        f"ssl_certificate {cert[0]}; ssl_certificate_key {cert[1]};"
+        if cert
+        else ""
+    )
     conf = work / "proxy-nginx.conf"
     conf.write_text(
         f"""
@@ -310,6 +371,7 @@ http {{
   upstream origin {{ server 127.0.0.1:{origin}; keepalive 64; }}
   server {{
     listen 127.0.0.1:{port} backlog=4096;
+    {tls_listen}
     location / {{
       proxy_pass http://origin;
       proxy_http_version 1.1;
@@ -325,21 +387,32 @@ http {{
     )
     popen = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(work)], stderr=subprocess.PIPE)
     wait_port(port)
-    return Proc("nginx", port, popen, popen.pid)
+    return Proc("nginx", port, popen, popen.pid, tls_port)
 
 
-def start_caddy(work: Path, origin: int) -> Proc:
+def start_caddy(work: Path, origin: int, cert: tuple[Path, Path] | None = None) -> Proc:
     port = free_port()
+    tls_port = free_port() if cert else None
+    tls_site = (
+        f"""https://{TLS_HOST}:{tls_port} {{
+  tls {cert[0]} {cert[1]}
+  reverse_proxy 127.0.0.1:{origin}
+}}
+"""
+        if cert
+        else ""
+    )
     conf = work / "Caddyfile"
     conf.write_text(
         f"""{{
   admin off
-  auto_https off
+  auto_https disable_redirects
+  skip_install_trust
 }}
 http://127.0.0.1:{port} {{
   reverse_proxy 127.0.0.1:{origin}
 }}
-"""
+{tls_site}"""
     )
     env = dict(os.environ, HOME=str(work), XDG_DATA_HOME=str(work), XDG_CONFIG_HOME=str(work))
     popen = subprocess.Popen(
@@ -349,11 +422,14 @@ http://127.0.0.1:{port} {{
         env=env,
     )
     wait_port(port)
-    return Proc("caddy", port, popen, popen.pid)
+    if tls_port:
+        wait_port(tls_port)
+    return Proc("caddy", port, popen, popen.pid, tls_port)
 
 
-def start_dockyard_cli(work: Path, origin: int) -> Proc:
-    """The real thing: `dockyard-proxy run`, then `dockyard-proxy deploy` to the origin."""
+def start_dockyard_cli(work: Path, origin: int, cert: tuple[Path, Path] | None = None) -> Proc:
+    """The real thing: `dockyard-proxy run`, then `dockyard-proxy deploy` to the origin (and a
+    second, TLS service for `localhost` with the bench's certificate)."""
     port, https = free_port(), free_port()
     exe = Path(sys.executable).with_name("dockyard-proxy")
     home = work / "home"
@@ -377,7 +453,29 @@ def start_dockyard_cli(work: Path, origin: int) -> Proc:
         timeout=60,
         stdout=subprocess.DEVNULL,
     )
-    return Proc("dockyard", port, popen, popen.pid)
+    rss_before_tls = None
+    if cert is not None:
+        time.sleep(1.0)
+        rss_before_tls = rss_mib(popen.pid)
+        subprocess.run(
+            [
+                str(exe),
+                "deploy",
+                "benchtls",
+                f"--target=127.0.0.1:{origin}",
+                "--health-check-path=/up",
+                f"--host={TLS_HOST}",
+                "--tls",
+                f"--tls-certificate-path={cert[0]}",
+                f"--tls-private-key-path={cert[1]}",
+            ],
+            env=env,
+            check=True,
+            timeout=60,
+            stdout=subprocess.DEVNULL,
+        )
+    tls_port = https if cert is not None else None
+    return Proc("dockyard", port, popen, popen.pid, tls_port, rss_before_tls)
 
 
 def start_dockyard(origin: int) -> Proc:
@@ -464,7 +562,14 @@ def wrk(url: str, *, duration: int, connections: int, close: bool, pid: int) -> 
     )
 
 
-SCENARIOS = {"small": ("/", False), "100k": ("/100k", False), "close": ("/", True)}
+#: scenario -> (path, Connection: close, HTTPS)
+SCENARIOS = {
+    "small": ("/", False, False),
+    "100k": ("/100k", False, False),
+    "close": ("/", True, False),
+    "tls": ("/", False, True),
+    "tls-close": ("/", True, True),
+}
 
 
 def main() -> int:
@@ -474,7 +579,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--targets", default="direct,dockyard,caddy,nginx")
-    parser.add_argument("--scenarios", default="small,100k,close")
+    parser.add_argument("--scenarios", default="small,100k,close,tls,tls-close")
     parser.add_argument(
         "--dockyard",
         choices=("cli", "inbench"),
@@ -507,16 +612,17 @@ def main() -> int:
     work.chmod(0o755)  # nginx workers run unprivileged and serve /100k from here
     procs: list[Proc] = []
     origin_popen, origin_port = start_origin(work)
+    cert = make_certificate(work) if any(SCENARIOS[sc][2] for sc in scenarios) else None
     try:
         starters = {
             "direct": lambda: Proc("direct", origin_port, None, origin_popen.pid),
             "dockyard": (
-                (lambda: start_dockyard_cli(work, origin_port))
+                (lambda: start_dockyard_cli(work, origin_port, cert))
                 if args.dockyard == "cli"
                 else (lambda: start_dockyard(origin_port))
             ),
-            "caddy": lambda: start_caddy(work, origin_port),
-            "nginx": lambda: start_nginx_proxy(work, origin_port),
+            "caddy": lambda: start_caddy(work, origin_port, cert),
+            "nginx": lambda: start_nginx_proxy(work, origin_port, cert),
         }
         for name in wanted:
             procs.append(starters[name]())
@@ -530,13 +636,28 @@ def main() -> int:
                 close=False,
                 pid=p.pid,
             )
+            if p.tls_port is not None:
+                wrk(
+                    f"https://{TLS_HOST}:{p.tls_port}/",
+                    duration=args.warmup,
+                    connections=args.connections,
+                    close=False,
+                    pid=p.pid,
+                )
         results: dict[tuple[str, str], Series] = {}
+        ran: dict[str, list[Proc]] = {}
         for rnd in range(args.rounds):
             for scenario in scenarios:
-                path, close = SCENARIOS[scenario]
-                for p in procs:
+                path, close, tls = SCENARIOS[scenario]
+                ran[scenario] = [p for p in procs if p.tls_port is not None or not tls]
+                for p in ran[scenario]:
+                    url = (
+                        f"https://{TLS_HOST}:{p.tls_port}{path}"
+                        if tls
+                        else f"http://127.0.0.1:{p.port}{path}"
+                    )
                     run = wrk(
-                        f"http://127.0.0.1:{p.port}{path}",
+                        url,
                         duration=args.duration,
                         connections=args.connections,
                         close=close,
@@ -544,7 +665,7 @@ def main() -> int:
                     )
                     results.setdefault((scenario, p.name), Series()).runs.append(run)
                     print(
-                        f"round {rnd + 1} {scenario:6} {p.name:9} {run.rps:10.0f} req/s "
+                        f"round {rnd + 1} {scenario:9} {p.name:9} {run.rps:10.0f} req/s "
                         f"p99 {run.p99_ms:7.2f} ms  cpu {run.cpu_us:6.1f} us/req "
                         f"err {run.errors} non2xx {run.non2xx}",
                         flush=True,
@@ -555,14 +676,14 @@ def main() -> int:
             f"median; CPU is the proxy process tree's (the origin's for direct)"
         )
         print(
-            f"{'scenario':8} {'target':9} {'req/s':>9} {'p99 ms':>8} {'CPU us/req':>10} "
+            f"{'scenario':9} {'target':9} {'req/s':>9} {'p99 ms':>8} {'CPU us/req':>10} "
             f"{'errors':>6} {'non2xx':>6}"
         )
         for scenario in scenarios:
-            for p in procs:
+            for p in ran[scenario]:
                 runs = results[(scenario, p.name)].runs
                 print(
-                    f"{scenario:8} {p.name:9} {statistics.median(r.rps for r in runs):9.0f} "
+                    f"{scenario:9} {p.name:9} {statistics.median(r.rps for r in runs):9.0f} "
                     f"{median_known(r.p99_ms for r in runs):8.2f} "
                     f"{statistics.median(r.cpu_us for r in runs):10.1f} "
                     f"{sum(r.errors for r in runs):6d} {sum(r.non2xx for r in runs):6d}"
@@ -570,21 +691,26 @@ def main() -> int:
         if "dockyard" in wanted:
             print()
             for scenario in scenarios:
+                if (scenario, "dockyard") not in results:
+                    continue
                 ours = results[(scenario, "dockyard")].runs
                 o_rps = statistics.median(r.rps for r in ours)
                 o_cpu = statistics.median(r.cpu_us for r in ours)
                 for other in ("caddy", "nginx"):
-                    if other not in wanted:
+                    if (scenario, other) not in results:
                         continue
                     theirs = results[(scenario, other)].runs
                     t_rps = statistics.median(r.rps for r in theirs)
                     t_cpu = statistics.median(r.cpu_us for r in theirs)
                     print(
-                        f"{scenario:6} dockyard/{other:5}: req/s x{o_rps / t_rps:.2f}, "
+                        f"{scenario:9} dockyard/{other:5}: req/s x{o_rps / t_rps:.2f}, "
                         f"CPU/req x{o_cpu / t_cpu:.2f}"
                     )
         print()
         print("idle RSS (MiB): " + ", ".join(f"{k} {v:.1f}" for k, v in idle_rss.items()))
+        for p in procs:
+            if p.rss_before_tls is not None:
+                print(f"{p.name} idle RSS before its first TLS service: {p.rss_before_tls:.1f} MiB")
     finally:
         for p in procs:
             if p.popen is not None:
