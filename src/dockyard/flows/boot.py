@@ -355,8 +355,9 @@ async def _proxy_deploy(
     result = await ctx.run(host, deploy, check=False, timeout=config.deploy_timeout + 60)
     if result.ok:
         return
-    answer = (result.stderr.strip() or result.stdout.strip()).splitlines()[-3:]
-    if not any("healthy" in line for line in answer):
+    lines = (result.stderr.strip() or result.stdout.strip()).splitlines()
+    answer = lines[-12:]  # the proxy's answer may go on with what its probes saw
+    if not any("healthy" in line for line in lines):
         text = result.stderr.lower()
         hint = "is kamal-proxy running? check `dockyard proxy logs`"
         if "no such container" in text:
