@@ -408,8 +408,17 @@ def read_hooks(log: Path) -> list[tuple[str, dict[str, str]]]:
     return calls
 
 
-STABLE = ("KAMAL_SERVICE", "KAMAL_VERSION", "KAMAL_SERVICE_VERSION", "KAMAL_HOSTS",
-          "KAMAL_COMMAND", "KAMAL_SUBCOMMAND", "KAMAL_DESTINATION", "KAMAL_ROLES")  # fmt: skip
+STABLE = (
+    "KAMAL_SERVICE",
+    "KAMAL_VERSION",
+    "KAMAL_SERVICE_VERSION",
+    "KAMAL_HOSTS",
+    "KAMAL_COMMAND",
+    "KAMAL_SUBCOMMAND",
+    "KAMAL_DESTINATION",
+    "KAMAL_ROLES",
+    "KAMAL_LOCK",
+)
 
 
 def test_hooks_order_and_environment_match_kamal(project: Project, tmp_path: Path) -> None:
