@@ -224,6 +224,29 @@ def test_gate_passes_when_every_target_is_healthy_and_first_probe_is_immediate()
     run(scenario)
 
 
+def test_a_new_target_not_yet_listening_is_probed_again_soon() -> None:
+    # the first probe fails (nothing listens yet); with a 10 s interval the target still
+    # becomes healthy within a second of the backend starting, not an interval later
+    async def scenario() -> None:
+        port = free_port()
+        slow = HealthCheckConfig(interval=10 * SECOND, timeout=SECOND)
+        lb = LoadBalancer((TargetAddress.parse(f"127.0.0.1:{port}"),), (), slow)
+        lb.start_health_checks()
+        await asyncio.sleep(0.2)
+        assert not lb.all_healthy()
+        server = await asyncio.start_server(Backend().handle, "127.0.0.1", port)
+        try:
+            started = time.monotonic()
+            await lb.wait_until_healthy(3 * SECOND)
+            assert time.monotonic() - started < 1.0
+        finally:
+            server.close()
+            await server.wait_closed()
+            await lb.stop_health_checks()
+
+    run(scenario)
+
+
 def test_gate_times_out_with_kamal_proxy_message() -> None:
     async def scenario() -> None:
         async with backend() as good, backend(status=503) as bad:

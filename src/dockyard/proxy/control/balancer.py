@@ -19,6 +19,10 @@ from dockyard.proxy.control.target import ProxyTarget, TargetEvent, TargetState
 logger = logging.getLogger("dockyard.proxy.control")
 
 WRITER_COOKIE = "kamal-writer"
+#: Seconds before the second probe of a target not yet healthy; doubled after each failure
+#: until it reaches --health-check-interval (which then applies, as it always does once the
+#: target has been healthy). The first probe is immediate.
+FIRST_RETRY = 0.05
 
 
 class TargetsUnhealthyError(ProxyError):
@@ -91,6 +95,7 @@ class LoadBalancer:
 
     async def _check_loop(self, target: ProxyTarget) -> None:
         interval = seconds(self.health_check.interval)
+        early = 0  # failed probes of a target not yet healthy (see FIRST_RETRY)
         while True:
             started = time.monotonic()
             try:
@@ -119,7 +124,13 @@ class LoadBalancer:
                 self._update(target, TargetEvent.PROBE_OK)
                 if target.healthy and not self.ongoing_checks:
                     return
-            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+            wait = interval
+            if target.state is TargetState.ADDING:
+                # a new target is usually a moment away from listening: look again soon,
+                # backing off to the interval, rather than a whole interval later
+                wait = min(interval, FIRST_RETRY * 2**early)
+                early += 1
+            await asyncio.sleep(max(0.0, wait - (time.monotonic() - started)))
 
     def _update(self, target: ProxyTarget, ev: TargetEvent) -> None:
         if target.state is TargetState.DRAINING:
