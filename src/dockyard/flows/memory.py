@@ -256,16 +256,36 @@ class MemoryPlan:
     memory: HostMemory
     needs: tuple[RoleNeed, ...]
     margin: int
-    #: Memory freed before the new containers start (swap: the old containers, stopped roles).
-    freed: int = 0
     swap: bool = False
+    #: The roles on the host boot at the same time (``boot.parallel_roles``).
+    concurrent: bool = False
+    #: Swap: memory of the other roles' containers stopped during the swap (``stop_roles``).
+    freed_others: int = 0
+
+    def _worst(self) -> tuple[int, int]:
+        """(needed, freed) at the tightest moment of the boot.
+
+        The roles on a host boot one after the other: in a ``parallel`` boot each new
+        container starts next to its old one, so the largest new container counts (all of
+        them when the roles boot at the same time); in a swap, the role whose new container
+        needs the most beyond what its old one frees."""
+        needs = [(n.needed or 0, n.running) for n in self.needs]
+        if not needs:
+            return 0, self.freed_others if self.swap else 0
+        if not self.swap:
+            total = sum(n for n, _ in needs) if self.concurrent else max(n for n, _ in needs)
+            return total, 0
+        needed, running = max(needs, key=lambda pair: (pair[0] - pair[1], pair[0]))
+        return needed, running + self.freed_others
 
     @property
     def needed(self) -> int:
-        if self.swap:
-            # One role after the other: the largest new container at any moment.
-            return max((n.needed or 0 for n in self.needs), default=0)
-        return sum(n.needed or 0 for n in self.needs)
+        return self._worst()[0]
+
+    @property
+    def freed(self) -> int:
+        """Memory freed before that new container starts (swap: its old one, stopped roles)."""
+        return self._worst()[1]
 
     @property
     def available(self) -> int | None:
@@ -329,26 +349,27 @@ def plan_host(
     swap: bool = False,
     stop_roles: Iterable[str] = (),
     other_prefixes: Mapping[str, str] | None = None,
+    concurrent: bool = False,
 ) -> MemoryPlan:
     """Plan one host. ``roles`` are (role name, container prefix, --memory limit) of the roles
     booted there; running containers are found in ``memory.containers`` by ``<prefix>-``.
     With ``swap`` the running containers of those roles (and of ``stop_roles``, given by
     ``other_prefixes`` role -> prefix) count as freed."""
     needs = []
-    freed = 0
     for name, prefix, limit in roles:
         running = {n: v for n, v in memory.containers.items() if n.startswith(prefix + "-")}
-        need = role_need(name, configured=configured, limit=limit, running=running)
-        needs.append(need)
-        if swap:
-            freed += need.running
+        needs.append(role_need(name, configured=configured, limit=limit, running=running))
+    freed_others = 0
     if swap:
-        for role in stop_roles:
+        booted = {n.role for n in needs}
+        for role in dict.fromkeys(stop_roles):
             other = (other_prefixes or {}).get(role)
-            if other is None or role in {n.role for n in needs}:
+            if other is None or role in booted:
                 continue
-            freed += sum(v for n, v in memory.containers.items() if n.startswith(other + "-"))
-    return MemoryPlan(host, memory, tuple(needs), margin, freed if swap else 0, swap)
+            freed_others += sum(
+                v for n, v in memory.containers.items() if n.startswith(other + "-")
+            )
+    return MemoryPlan(host, memory, tuple(needs), margin, swap, concurrent, freed_others)
 
 
 def check(plans: Sequence[MemoryPlan], *, strategy: str) -> None:
@@ -432,6 +453,7 @@ def plan_hosts(
                 swap=swap,
                 stop_roles=stop_roles,
                 other_prefixes=prefixes,
+                concurrent=config.boot.parallel_roles,
             )
         )
     return plans

@@ -180,12 +180,19 @@ def test_configured_limit_and_unknown_need() -> None:
     assert not big.fits
 
 
-def test_several_roles_on_a_host_add_up_in_parallel_but_not_in_a_swap() -> None:
+def test_roles_on_a_host_boot_in_turn_unless_parallel_roles() -> None:
     mem = _host(500 * MIB, {"hello-web-v1": 300 * MIB, "hello-workers-v1": 180 * MIB})
     roles = [WEB, ("workers", "hello-workers", None)]
-    assert plan_host("h", mem, roles).needed == 480 * MIB
-    swap = plan_host("h", mem, roles, swap=True)
-    assert swap.needed == 300 * MIB and swap.freed == 480 * MIB
+    # one role after the other: each old container stops once its new one is healthy
+    assert plan_host("h", mem, roles).needed == 300 * MIB
+    assert plan_host("h", mem, roles, concurrent=True).needed == 480 * MIB
+    swap = plan_host("h", mem, roles, swap=True, concurrent=True)
+    assert swap.needed == 300 * MIB and swap.freed == 300 * MIB  # web's turn, the tightest
+    # a swap counts each role's own old container, not all of them at once
+    tight = _host(50 * MIB, {"hello-web-v1": 100 * MIB, "hello-workers-v1": 500 * MIB})
+    plan = plan_host("h", tight, roles, configured=400 * MIB, swap=True)
+    assert (plan.needed, plan.freed) == (400 * MIB, 100 * MIB)  # web: 400 new, 100 freed
+    assert not plan.fits
 
 
 # --- in the deploy flow ---------------------------------------------------------------------
