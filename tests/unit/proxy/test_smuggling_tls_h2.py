@@ -345,3 +345,53 @@ def test_matching_content_length_split_over_frames_and_reads_is_forwarded(buffer
             assert origin.requests == [("POST", "/upload"), ("POST", "/upload")]
 
         run(go())
+
+
+def test_many_header_fields_get_431_and_a_continuation_flood_ends_the_connection() -> None:
+    from hyperframe.frame import ContinuationFrame, HeadersFrame
+
+    with origin_server() as origin:
+        router = tls_router(origin)
+
+        async def go() -> None:
+            async with https_proxy(router) as proxy:
+                async with h2_client(proxy.port) as client:
+                    many = await client.request(
+                        "/echo", headers=[(f"x-h{i}", "v") for i in range(300)]
+                    )
+                async with h2_client(proxy.port, strict=False) as client:
+                    block = client.conn.encoder.encode(BASE)
+                    first = HeadersFrame(1, data=block[:1])
+                    frames = [first.serialize()]
+                    frames += [ContinuationFrame(1, data=b"").serialize() for _ in range(100)]
+                    client.responses[1] = H2Response()
+                    client.write_raw(b"".join(frames))
+                    await asyncio.wait_for(client.closed.wait(), 10)
+                    terminated = client.terminated
+            assert many.status == 431
+            assert terminated == ErrorCodes.PROTOCOL_ERROR
+            assert origin.requests == []
+
+        run(go())
+
+
+def test_rapid_reset_ends_the_connection_with_enhance_your_calm() -> None:
+    with origin_server() as origin:
+        router = tls_router(origin)
+
+        async def go() -> None:
+            async with https_proxy(router) as proxy, h2_client(proxy.port) as client:
+                for _ in range(400):
+                    sid = client.start("/slow?d=2")
+                    client.conn.reset_stream(sid, ErrorCodes.CANCEL)
+                client.flush()
+                await asyncio.wait_for(client.closed.wait(), 10)
+                terminated = client.terminated
+                await asyncio.sleep(0.2)
+                lines = len(proxy.lines)
+            assert terminated == ErrorCodes.ENHANCE_YOUR_CALM
+            # Streams were served (each logged as 499) until the reset budget ran out, not all.
+            assert 150 <= lines < 300
+            assert all(h.is_done for h in router.bindings[0][2].targets[0].handles)
+
+        run(go())

@@ -84,6 +84,11 @@ CONNECTION_WINDOW: Final = 4 << 20
 #: same 431 as over HTTP/1.1; beyond this the HPACK decoder refuses the block (connection error).
 MAX_HEADER_LIST_SIZE: Final = 128 * 1024
 _DEFAULT_WINDOW: Final = 65535
+#: Stream resets a client may send: a burst, then a steady rate per second. Beyond that the
+#: connection ends with GOAWAY ENHANCE_YOUR_CALM (the "rapid reset" attack, CVE-2023-44487:
+#: every reset stream costs a ClientConnection and maybe an upstream request).
+RESET_BURST: Final = 200.0
+RESET_RATE: Final = 50.0
 
 #: Response fields that HTTP/2 forbids (RFC 9113 §8.2.2): dropped from the HTTP/1.1 response.
 _HOP_BY_HOP: Final = frozenset(
@@ -445,6 +450,8 @@ class H2Session(asyncio.Protocol):
         "loop",
         "plane",
         "receiving",
+        "reset_budget",
+        "reset_clock",
         "streams",
         "transport",
         "write_paused",
@@ -471,6 +478,8 @@ class H2Session(asyncio.Protocol):
         self.write_paused = False
         self.goaway_sent = False
         self.receiving = False
+        self.reset_budget = RESET_BURST
+        self.reset_clock = 0.0
 
     # asyncio.Protocol ------------------------------------------------------------------------
 
@@ -491,8 +500,11 @@ class H2Session(asyncio.Protocol):
             self._close_transport()
             return
         self.receiving = True
+        transport = self.transport
         try:
             for ev in events:
+                if transport is None or transport.is_closing():
+                    break  # closed while handling this batch (e.g. too many resets)
                 self._event(ev)
         finally:
             self.receiving = False
@@ -578,9 +590,25 @@ class H2Session(asyncio.Protocol):
             stream = self.streams.get(ev.stream_id or 0)
             if stream is not None:
                 stream.lose(None)
+            if ev.remote_reset:
+                self._count_reset()
         elif isinstance(ev, ConnectionTerminated):
             self.goaway_sent = True  # nothing new will come: close once the streams are done
         # PingReceived/SettingsAcknowledged/PriorityUpdated/TrailersReceived: h2 does the rest
+
+    def _count_reset(self) -> None:
+        now = self.loop.time()
+        budget = min(RESET_BURST, self.reset_budget + (now - self.reset_clock) * RESET_RATE)
+        self.reset_clock = now
+        self.reset_budget = budget - 1.0
+        if self.reset_budget < 0 and self.transport is not None:
+            log.warning("HTTP/2 client resets streams too fast; closing the connection")
+            with contextlib.suppress(ProtocolError):
+                self.conn.close_connection(ErrorCodes.ENHANCE_YOUR_CALM)
+            self.receiving = False
+            self.flush()
+            self.goaway_sent = True
+            self._close_transport()
 
     def _window_opened(self) -> None:
         for stream in list(self.streams.values()):
