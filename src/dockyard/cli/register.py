@@ -64,6 +64,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prune": ("prune_cmd", "Remove old containers and images of the app."),
     "details": ("details_cmd", "Show the proxy, app and accessory containers on the servers."),
     "audit": ("details_cmd", "Show the last 50 lines of the audit log on each server."),
+    "doctor": (
+        "doctor_cmd",
+        "Check every layer a deploy needs (local Docker, config, SSH, servers, registry, proxy, "
+        "app) and say how to fix what fails.",
+    ),
     "backup": (
         "backup_cmd",
         "Back up the app's SQLite databases (consistent while it runs), list and restore.",
