@@ -197,14 +197,17 @@ async def swap_role(ctx: DeployContext, plan: boot.BootPlan) -> None:
     name = app_commands.container_name(config, role)
     prefix = app_commands.container_prefix(config, role)
     running = [v for v in dict.fromkeys([plan.state.current, *plan.state.running]) if v]
-    if not running or version in running:
-        # Nothing to swap out (first boot), or the version runs already: the usual boot.
+    if not running or (plan.start_existing and version in running):
+        # Nothing to swap out (first boot), or rolling back to what runs: the usual boot.
         await boot.boot_role(ctx, plan)
         return
     old = plan.state.current or running[0]
     if plan.state.clash and not plan.start_existing:
+        # ``<prefix>-<version>`` exists (maybe running: a redeploy of the same version)
         renamed = app_commands.replaced_version(version, app_commands.random_hex(16))
         await boot._rename(ctx, host, role, name, renamed)
+        running = [renamed if v == version else v for v in running]
+        old = renamed if old == version else old
     if plan.barrier is not None and not plan.primary:
         ctx.info(f"waiting for the first {config.primary_role_name} container", host)
         if not await plan.barrier.wait():

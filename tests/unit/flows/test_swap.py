@@ -220,3 +220,21 @@ def test_rollback_by_swap_starts_the_existing_container(make_config: MakeConfig)
         ["deploy", "hello-web", "--target=oldc0ffee123:80"],
         ["resume", "hello-web"],
     ]
+
+
+def test_a_redeploy_of_the_running_version_swaps_it_too(make_config: MakeConfig) -> None:
+    config = make_config(CONFIG, version="v1")  # v1 runs already
+    pool = FakePool(setup=server())
+    ctx, _ = make_ctx(config, pool)
+    ctx.selection = type(ctx.selection).parse(roles="web")
+    asyncio.run(flows.deploy(ctx, skip_push=True, strategy=_swap(config)))
+    commands = pool.transports["10.0.0.1"].commands
+    rename = next(c for c in commands if c[:2] == ["docker", "rename"])
+    assert rename[2] == "hello-web-v1" and rename[3].startswith("hello-web-v1_replaced_")
+    assert _steps(commands) == [
+        ["pause", "hello-web"],
+        ["stop", rename[3]],  # the renamed old one stops before the new one starts
+        ["run", "hello-web-v1"],
+        ["deploy", "hello-web", "--target=newc0ffee123:80"],
+        ["resume", "hello-web"],
+    ]
