@@ -5,10 +5,14 @@ stopped during the swap; rollback by swap."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
+from dockyard.cli import main
 from dockyard.config import Config
 from dockyard.flows import deploy as flows
 from dockyard.flows.context import DeployContext, Event
@@ -238,3 +242,25 @@ def test_a_redeploy_of_the_running_version_swaps_it_too(make_config: MakeConfig)
         ["deploy", "hello-web", "--target=newc0ffee123:80"],
         ["resume", "hello-web"],
     ]
+
+
+def test_the_cli_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("deploy", "rollback"):
+        assert main([command, "--help"]) == 0
+        out = capsys.readouterr().out
+        for flag in ("--strategy", "--skip-memory-check", "--stop-other-roles"):
+            assert flag in out, (command, flag)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "deploy.yml").write_text(
+        "service: s\nimage: s\nservers: [10.9.9.9]\nbuilder:\n  arch: amd64\n"
+        "registry:\n  username: u\n  password: p\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "dockyard", "deploy", "-P", "--version", "v1",
+         "--strategy", "rolling"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2  # refused before any connection
+    assert "--strategy rolling: unknown boot strategy" in proc.stderr
+    assert "parallel, swap" in proc.stderr
+    assert "Traceback" not in proc.stderr
