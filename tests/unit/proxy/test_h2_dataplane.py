@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -526,3 +527,41 @@ def test_response_back_pressure_pauses_the_upstream() -> None:
             assert len(resp.body) == 3_000_000 and resp.ended
 
         run(go(), 90)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_with_nghttp2_speaks_h2_to_the_proxy(tmp_path: Path) -> None:
+    """Interop with an independent HTTP/2 implementation (curl + nghttp2): several requests
+    multiplexed on one connection, and an upload."""
+    upload = tmp_path / "upload.bin"
+    upload.write_bytes(hashlib.sha256(b"curl").digest() * 40_000)  # 1.28 MB
+    with origin_server() as origin:
+        router, _ = tls_router(origin)
+
+        async def go() -> tuple[str, str]:
+            async with https_proxy(router) as proxy:
+                resolve = f"app.test:{proxy.port}:127.0.0.1"
+                base = f"https://app.test:{proxy.port}"
+                common = ["curl", "-sk", "--http2", "--resolve", resolve, "--max-time", "20"]
+                multi = await asyncio.create_subprocess_exec(
+                    *common, "--parallel",
+                    "-w", "%{http_version} %{http_code} %{num_connects}\\n",
+                    *(arg for i in range(6) for arg in ("-o", "/dev/null", f"{base}/echo?i={i}")),
+                    stdout=asyncio.subprocess.PIPE,
+                )  # fmt: skip
+                post = await asyncio.create_subprocess_exec(
+                    *common, "--data-binary", f"@{upload}", f"{base}/upload",
+                    stdout=asyncio.subprocess.PIPE,
+                )  # fmt: skip
+                out_multi, _ = await multi.communicate()
+                out_post, _ = await post.communicate()
+                return out_multi.decode(), out_post.decode()
+
+        multi, post = run(go(), 40)
+    rows = [line.split() for line in multi.splitlines()]
+    assert len(rows) == 6 and all(row[:2] == ["2", "200"] for row in rows)
+    assert sum(int(row[2]) for row in rows) == 1  # one connection for all six
+    assert json.loads(post) == {
+        "len": upload.stat().st_size,
+        "sha": hashlib.sha256(upload.read_bytes()).hexdigest(),
+    }

@@ -215,6 +215,7 @@ class H2Stream(asyncio.Transport):
         "ended",
         "head_done",
         "head_only",
+        "head_pending",
         "held",
         "label_key",
         "parser",
@@ -246,6 +247,8 @@ class H2Stream(asyncio.Transport):
         self.held = b""
         self.req_done = False
         self.resp_headers: list[tuple[bytes, bytes]] = []
+        #: The final response head, parsed but not yet sent (see `write`).
+        self.head_pending: list[tuple[bytes, bytes]] | None = None
         self.status = 0
         #: Response body bytes waiting for flow-control window.
         self.pending = bytearray()
@@ -275,6 +278,13 @@ class H2Stream(asyncio.Transport):
         except httptools.HttpParserError as exc:
             self._broken(f"bad response from the HTTP/1.1 side: {exc}")
             return
+        # The callbacks only collected; send now, in as few frames as possible (a response
+        # written at once goes out as HEADERS + DATA with END_STREAM, or HEADERS alone).
+        head = self.head_pending
+        if head is not None:
+            self.head_pending = None
+            self.session.send_headers(self, head, end_stream=self.resp_done and not self.pending)
+        self.send_pending()
         self.session.flush()
         self.update_write_pause()
 
@@ -349,20 +359,14 @@ class H2Stream(asyncio.Transport):
                 self.session.send_headers(self, headers, end_stream=False)
             return
         self.status = status
-        self.session.send_headers(self, headers, end_stream=False)
+        self.head_pending = headers
         if self.head_only:
             self.head_done = True
             raise _HeadDone
 
     def on_body(self, data: bytes) -> None:
-        if self.ended:
-            return
-        if self.pending:
+        if not self.ended:
             self.pending += data
-        else:
-            sent = self.session.send_data(self, data)
-            if sent < len(data):
-                self.pending += data[sent:]
 
     def on_message_complete(self) -> None:
         if self.status:  # not an informational response
@@ -372,18 +376,20 @@ class H2Stream(asyncio.Transport):
 
     def _response_complete(self) -> None:
         self.resp_done = True
-        if not self.pending:
-            self.session.end_stream(self)
         self._schedule_lost()
 
     def send_pending(self) -> None:
-        """Send what the window allows of the buffered response body (after WINDOW_UPDATE)."""
+        """Send what the windows allow of the response body; END_STREAM goes with its last
+        frame once the response is complete (or alone for an empty body)."""
+        if self.ended or self.head_pending is not None:
+            return
         pending = self.pending
-        if pending and not self.ended:
-            sent = self.session.send_data(self, pending)
+        if pending:
+            sent = self.session.send_data(self, pending, last=self.resp_done)
             del pending[:sent]
-        if not pending and self.resp_done and not self.ended:
+        elif self.resp_done:
             self.session.end_stream(self)
+        if self.ended:
             self._maybe_gone()
 
     def update_write_pause(self) -> None:
@@ -462,7 +468,17 @@ class H2Session(asyncio.Protocol):
         self.plane = factory.plane
         self.loop = factory.plane.loop
         self.transport: asyncio.Transport | None = None
-        config = H2Configuration(client_side=False, header_encoding=None)
+        # Inbound fields are validated by h2 (the malformed-request rules); what we send is
+        # built here from a parsed HTTP/1.1 response (names lower-cased, connection-specific
+        # fields dropped), so h2's outbound checks would only repeat that work.
+        config = H2Configuration(
+            client_side=False,
+            header_encoding=None,
+            validate_inbound_headers=True,
+            normalize_inbound_headers=True,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
         conn = H2Connection(config=config)
         conn.local_settings = Settings(
             client=False,
@@ -722,11 +738,13 @@ class H2Session(asyncio.Protocol):
         except ProtocolError as exc:
             log.debug("HTTP/2 stream %d: cannot send headers: %s", stream.stream_id, exc)
             stream.ended = True
+            return
         if end_stream:
-            stream.ended = True
+            self._ended(stream)
 
-    def send_data(self, stream: H2Stream, data: bytes | bytearray) -> int:
-        """Send as much of `data` as the windows allow; returns the number of bytes sent."""
+    def send_data(self, stream: H2Stream, data: bytes | bytearray, *, last: bool) -> int:
+        """Send as much of `data` as the windows allow; returns the number of bytes sent.
+        `last`: `data` ends the response (END_STREAM on its last frame, if that is sent)."""
         conn = self.conn
         sid = stream.stream_id
         total = len(data)
@@ -738,8 +756,11 @@ class H2Session(asyncio.Protocol):
                 if window <= 0:
                     break
                 size = min(total - sent, window, conn.max_outbound_frame_size)
-                conn.send_data(sid, bytes(view[sent : sent + size]))
+                end = last and sent + size == total
+                conn.send_data(sid, bytes(view[sent : sent + size]), end_stream=end)
                 sent += size
+                if end:
+                    self._ended(stream)
         except ProtocolError as exc:
             log.debug("HTTP/2 stream %d: cannot send data: %s", sid, exc)
             stream.ended = True
@@ -751,17 +772,19 @@ class H2Session(asyncio.Protocol):
     def end_stream(self, stream: H2Stream) -> None:
         if stream.ended:
             return
-        stream.ended = True
-        conn = self.conn
         try:
-            conn.end_stream(stream.stream_id)
-            if not stream.req_done:
-                # Answered before the request body ended: tell the client to stop sending.
-                conn.reset_stream(stream.stream_id, ErrorCodes.NO_ERROR)
+            self.conn.end_stream(stream.stream_id)
         except ProtocolError as exc:
             log.debug("HTTP/2 stream %d: cannot end: %s", stream.stream_id, exc)
-        if not self.receiving:
-            self.flush()
+        self._ended(stream)
+
+    def _ended(self, stream: H2Stream) -> None:
+        """END_STREAM went out for `stream`."""
+        stream.ended = True
+        if not stream.req_done:
+            # Answered before the request body ended: tell the client to stop sending.
+            with contextlib.suppress(ProtocolError):
+                self.conn.reset_stream(stream.stream_id, ErrorCodes.NO_ERROR)
 
     def reset_stream(self, stream: H2Stream, code: ErrorCodes) -> None:
         with contextlib.suppress(ProtocolError):
