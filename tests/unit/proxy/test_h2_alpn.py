@@ -84,7 +84,7 @@ def test_registry_contexts_offer_h2_and_the_challenge_context_only_acme_tls(
             port = listen.getsockname()[1]
             task = asyncio.create_task(acceptor.serve(listen))
             try:
-                results = {}
+                results: dict[object, object] = {}
                 for host in ("custom.test", "acme.test"):
                     results[host, "both"] = await negotiated(port, host, ("h2", "http/1.1"))
                     results[host, "h1"] = await negotiated(port, host, ("http/1.1",))
