@@ -477,3 +477,32 @@ def test_porcelain_and_dockerignore_filtering() -> None:
     assert build_ops.in_context(new, ".", ["tmp", "*.md"]) == ["web/a.js"]
     assert build_ops.in_context(new, "web", []) == ["web/a.js"]
     assert build_ops.in_context(["web/a.js", "web/b.js"], ".", ["web", "!web/b.js"]) == ["web/b.js"]
+
+
+def test_a_proxied_accessory_boots_kamal_proxy_where_it_is_missing(
+    make_config: MakeConfig,
+) -> None:
+    text = BASE.replace(
+        "    cmd: cache-server --appendonly yes\n",
+        "    cmd: cache-server --appendonly yes\n    proxy:\n      host: cache.example\n"
+        "      app_port: 6379\n",
+    )
+    pool = _proxy_state(None)
+    scripted = _with_list_ok(_without_boot_files(pool.setup))
+
+    def setup(fake: FakeTransport) -> None:
+        scripted(fake)
+        fake.on(["docker", "container", "ls"], Result(0, "c0ffee123456\n", ""))
+
+    pool.setup = setup
+    ctx, _ = make_ctx(make_config(text), pool)
+    from dockyard.flows.ops import accessory
+
+    run(accessory.boot(ctx, "cache"))
+    calls = [_shape(c) for c in without_lock_and_audit(pool.transports["10.0.0.4"].commands)]
+    proxy_run = calls.index(["docker", "run", "kamal-proxy"])
+    assert calls.index(["docker", "run", "hello-cache"]) > proxy_run
+    deploys = [
+        c for c in calls if c[:5] == ["docker", "exec", "kamal-proxy", "kamal-proxy", "deploy"]
+    ]
+    assert deploys and deploys[0][5] == "hello-cache"

@@ -142,6 +142,10 @@ async def boot(ctx: DeployContext, name: str) -> list[str]:
                 warnings.append(warning)
                 ctx.warn(warning)
             todo = [h for h in hosts if h not in existing]
+            if accessory.running_proxy:  # it registers with kamal-proxy: boot it where missing
+                from dockyard.flows.ops import proxy as proxy_ops
+
+                await proxy_ops.ensure_running(ctx, todo)
 
             async def on_host(host: str, acc: Accessory = accessory) -> None:
                 await _boot_on_host(ctx, host, acc)

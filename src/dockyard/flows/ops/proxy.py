@@ -54,31 +54,39 @@ async def boot(ctx: DeployContext) -> None:
     """Kamal's ``proxy boot``: the kamal network on every host; on proxy hosts refuse a proxy
     older than the minimum version, then start the stopped container or run a new one (with a
     registry login first). A running proxy is left alone."""
-    from dockyard.flows import boot as boot_flow
-
     async with ctx.lock():
         await _network(ctx, ctx.hosts)
+        await ctx.on(ctx.proxy_hosts, lambda host: boot_host(ctx, host))
 
-        async def on_host(host: str) -> None:
-            state = await boot_flow.survey(ctx, host, [], "-", proxy=True, network=True)
-            version = proxy_commands.parse_version(state.proxy_image or "")
-            if version and proxy_commands.is_older(version):
-                raise FlowProxyError(
-                    f"proxy on {host}: kamal-proxy version {version} is too old (the minimum "
-                    f"is {proxy_commands.MINIMUM_VERSION})",
-                    hint="run `dockyard proxy reboot` to replace it",
-                )
-            if state.proxy_running:
-                ctx.info("kamal-proxy is already running", host)
-                return
-            await _login(ctx, host)
-            if state.proxy_image is None and ctx.config.proxy_run(host) is None:
-                # no container and no proxy.run: honour the boot-config files
-                await _run(ctx, host, await run_argv(ctx, host))
-                return
-            await boot_flow.boot_proxy(ctx, host, state)
 
-        await ctx.on(ctx.proxy_hosts, on_host)
+async def boot_host(ctx: DeployContext, host: str) -> None:
+    """Boot kamal-proxy on one host unless it runs (see :func:`boot`); the kamal network and
+    ``.kamal/proxy/apps-config`` are made in the same round trip as the state check."""
+    from dockyard.flows import boot as boot_flow
+
+    state = await boot_flow.survey(ctx, host, [], "-", proxy=True, network=True)
+    version = proxy_commands.parse_version(state.proxy_image or "")
+    if version and proxy_commands.is_older(version):
+        raise FlowProxyError(
+            f"proxy on {host}: kamal-proxy version {version} is too old (the minimum "
+            f"is {proxy_commands.MINIMUM_VERSION})",
+            hint="run `dockyard proxy reboot` to replace it",
+        )
+    if state.proxy_running:
+        ctx.info("kamal-proxy is already running", host)
+        return
+    await _login(ctx, host)
+    if state.proxy_image is None and ctx.config.proxy_run(host) is None:
+        # no container and no proxy.run: honour the boot-config files
+        await _run(ctx, host, await run_argv(ctx, host))
+        return
+    await boot_flow.boot_proxy(ctx, host, state)
+
+
+async def ensure_running(ctx: DeployContext, hosts: list[str]) -> None:
+    """Boot kamal-proxy where it is not running on ``hosts`` (for proxied accessories)."""
+    if hosts:
+        await ctx.on(hosts, lambda host: boot_host(ctx, host))
 
 
 async def _run(ctx: DeployContext, host: str, run: Argv) -> None:
@@ -95,6 +103,7 @@ async def _run(ctx: DeployContext, host: str, run: Argv) -> None:
             + "\n".join(f"  | {line}" for line in result.stderr.strip().splitlines()[-8:]),
             hint=hint,
         )
+    await ctx.audit(host, "Booted proxy")
     await boot_flow.wait_for_proxy(ctx, host)
 
 
