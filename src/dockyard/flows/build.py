@@ -68,7 +68,12 @@ async def push(ctx: DeployContext) -> None:
         commands = builder_commands.push(config, plan)
         env = builder_commands.push_env(config, plan)
     else:
-        commands = builder_commands.legacy_build(config)
+        try:
+            commands = builder_commands.legacy_build(config)
+        except ValueError as exc:  # several arches or a build cache need buildx
+            from dockyard.flows.ops.build import BUILDX_MISSING_HINT
+
+            raise BuildError(f"build: {exc}", hint=BUILDX_MISSING_HINT) from exc
         # BuildKit (needed for --secret/--ssh) wants buildx on current Docker: ask for it only
         # then, and use the classic builder otherwise.
         needs_buildkit = bool(config.builder.secrets or config.builder.ssh)

@@ -506,3 +506,13 @@ def test_a_proxied_accessory_boots_kamal_proxy_where_it_is_missing(
         c for c in calls if c[:5] == ["docker", "exec", "kamal-proxy", "kamal-proxy", "deploy"]
     ]
     assert deploys and deploys[0][5] == "hello-cache"
+
+
+def test_build_push_without_buildx_for_two_arches_says_buildx_is_needed(
+    make_config: MakeConfig,
+) -> None:
+    ctx, _ = make_ctx(make_config(BASE.replace("arch: amd64", "arch: [amd64, arm64]")), FakePool())
+    _local(ctx, buildx=False)
+    with pytest.raises(BuildError, match="one architecture only") as caught:
+        run(build_flow.push(ctx))
+    assert caught.value.hint is not None and "buildx plugin" in caught.value.hint
