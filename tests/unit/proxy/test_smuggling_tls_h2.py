@@ -193,6 +193,16 @@ H2_CASES = [
     pytest.param(with_header(b"x:a", b"1"), GOAWAY, id="colon-in-name"),
     pytest.param(with_header(b"host", b"other.test"), GOAWAY, id="host-differs-from-authority"),
     pytest.param(with_header(b"content-length", b"1x"), GOAWAY, id="bad-content-length"),
+    pytest.param(
+        [*with_header(b"content-length", b"5"), (b"content-length", b"6")],
+        GOAWAY,
+        id="conflicting-content-lengths",
+    ),
+    pytest.param(
+        [(b":method", b"POST"), *with_header(b"content-length", b"5")[1:]],
+        RESET,
+        id="content-length-without-data",
+    ),
     pytest.param(replaced(b":method", b"GET /admin"), RESET, id="space-in-method"),
     pytest.param(replaced(b":path", b"/a b"), RESET, id="space-in-path"),
     pytest.param(replaced(b":path", b"/a\x7fb"), RESET, id="del-in-path"),
@@ -395,3 +405,23 @@ def test_rapid_reset_ends_the_connection_with_enhance_your_calm() -> None:
             assert all(h.is_done for h in router.bindings[0][2].targets[0].handles)
 
         run(go())
+
+
+def test_a_repeated_equal_content_length_is_forwarded_once() -> None:
+    with origin_server() as origin:
+        router = tls_router(origin)
+
+        async def go() -> dict[str, object]:
+            async with https_proxy(router) as proxy, h2_client(proxy.port, strict=False) as client:
+                headers = [(b":method", b"POST"), *BASE[1:]]
+                headers += [(b"content-length", b"2"), (b"content-length", b"2")]
+                sid = client.start(raw=headers, end_stream=False)
+                await client.send_body(sid, b"hi")
+                resp = await client.response(sid)
+            assert resp.status == 200
+            info: dict[str, object] = json.loads(bytes(resp.body))
+            return info
+
+        info = run(go())
+    lengths = [v for k, v in info["headers"] if k.lower() == "content-length"]  # type: ignore[attr-defined]
+    assert lengths == ["2"] and info["body_len"] == 2

@@ -61,6 +61,7 @@ from dockyard.proxy.dataplane.server import (
     ConnectionFactory,
     Plane,
     new_request_id,
+    set_nodelay,
 )
 
 __all__ = [
@@ -502,6 +503,8 @@ class H2Session(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         self.factory.sessions.add(self)
+        if not self.plane.uvloop:  # uvloop sets TCP_NODELAY on every TCP socket itself
+            set_nodelay(transport)
         conn = self.conn
         conn.initiate_connection()
         conn.increment_flow_control_window(CONNECTION_WINDOW - _DEFAULT_WINDOW)
@@ -657,6 +660,8 @@ class H2Session(asyncio.Protocol):
                 host = value  # h2 checked that it equals :authority when both are present
                 continue
             if name == b"content-length":
+                if content_length is not None:
+                    continue  # repeated with the same value (h2 refuses different ones)
                 content_length = value
             elif name == b"x-request-id" and request_id is None:
                 request_id = value
@@ -672,6 +677,10 @@ class H2Session(asyncio.Protocol):
             self.conn.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
             return
         ended = ev.stream_ended is not None
+        if ended and content_length is not None and int(content_length) != 0:
+            # A body announced, none sent (RFC 9113 §8.1.1; h2 checks only DATA it receives).
+            self.conn.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            return
         stream = H2Stream(self, stream_id, head_only=method == b"HEAD")
         if request_id is None:
             request_id = new_request_id()
@@ -816,8 +825,9 @@ class H2Session(asyncio.Protocol):
         if self.receiving:
             return
         data = self.conn.data_to_send()
-        if data and self.transport is not None:
-            self.transport.write(data)
+        transport = self.transport
+        if data and transport is not None and not transport.is_closing():
+            transport.write(data)
 
     # shutdown ----------------------------------------------------------------------------------
 
