@@ -220,3 +220,34 @@ def test_server_stats_json_reads_both_servers(project: Project) -> None:
     table = _ok(project.dockyard("server", "stats"))
     assert project.lab.servers[0].address in table.stdout
     assert "kamal-proxy" in table.stdout
+
+
+def test_bootstrap_log_rotation_merges_daemon_json(project: Project, lab_ssh: LabSsh) -> None:
+    # --no-restart: the lab's dockerd runs under the server's init, which a restart would end
+    host = project.lab.servers[0].address
+    daemon_json = "/etc/docker/daemon.json"
+    before = lab_ssh(host, "cat", daemon_json, check=False)
+    original = before.stdout if before.returncode == 0 else None
+    seeded = {"debug": False, "log-opts": {"max-size": "20m"}}
+    lab_ssh(host, "tee", daemon_json, input=json.dumps(seeded))
+    try:
+        first = _ok(
+            project.dockyard("server", "bootstrap", "--log-rotation", "--no-restart", "-h", host)
+        )
+        assert "added log-opts max-file=5; restart dockerd to apply" in first.stdout
+        merged = json.loads(lab_ssh(host, "cat", daemon_json).stdout)
+        assert merged == {"debug": False, "log-opts": {"max-size": "20m", "max-file": "5"}}
+        backup = json.loads(lab_ssh(host, "cat", daemon_json + ".dockyard-bak").stdout)
+        assert backup == seeded
+        again = _ok(
+            project.dockyard("server", "bootstrap", "--log-rotation", "--no-restart", "-h", host)
+        )
+        assert "log rotation already set, not changed (dockerd not restarted)" in again.stdout
+        # the engine is untouched and still answers
+        lab_ssh(host, "docker", "info", "--format", "{{.LoggingDriver}}")
+    finally:
+        if original is None:
+            lab_ssh(host, "rm", "-f", daemon_json, daemon_json + ".dockyard-bak", check=False)
+        else:
+            lab_ssh(host, "tee", daemon_json, input=original, check=False)
+            lab_ssh(host, "rm", "-f", daemon_json + ".dockyard-bak", check=False)
