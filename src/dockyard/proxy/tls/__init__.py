@@ -1,6 +1,8 @@
 """TLS for dockyard-proxy: automatic HTTPS (ACME), custom certificates, SNI, ALPN.
 
-A self-contained package: it depends on nothing else in the proxy, and the proxy wires it in.
+A self-contained package: it depends on nothing else in the proxy, and the proxy wires it in
+(one exception: ``TlsAcceptor`` given the data plane's factory serves ALPN ``h2`` with
+``dataplane.h2conn``, imported lazily).
 Importing it is cheap; ``acme``/``requests`` are imported only when a certificate is issued.
 
 Modules
