@@ -5,6 +5,7 @@ Loopback only: the proxy binds 127.0.0.1 (DOCKYARD_PROXY_BIND), the backend is a
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
 import socket
@@ -21,6 +22,7 @@ from typing import Any
 
 import bcrypt
 import pytest
+from test_proxy_image import APP_IMAGE, IMAGE, Net, exec_proxy, images, net, wait_for  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -314,3 +316,77 @@ def test_a_failed_health_gate_explains_itself_through_the_cli(
     assert any(f"nothing listens on port {dead}" in x for x in lines)
     # The service is untouched.
     assert http_get(proxy.http_port, "any.test", "/still").status == 200
+
+
+# -- the same in the proxy image (as Kamal runs it) ----------------------------------------------
+
+
+def test_gates_metrics_and_explained_errors_in_the_proxy_image(
+    net: Net,  # noqa: F811  (the image's own fresh --internal network, see test_proxy_image)
+) -> None:
+    """`kamal-proxy run --metrics-port=9090` in dockyard-proxy:lab (bcrypt from the image's
+    wheels), services deployed with `docker exec`, requests and the scrape from the host."""
+    app = net.run("app", f"{APP_IMAGE}:v1")
+    proxy = net.run(
+        "kamal-proxy",
+        "--volume",
+        f"{net.name}-config:/home/kamal-proxy/.config/kamal-proxy",
+        IMAGE,
+        "kamal-proxy",
+        "run",
+        "--metrics-port=9090",
+    )
+    ip = net.ip(proxy)
+    wait_for(lambda: exec_proxy(proxy, "list").returncode == 0)
+    password_hash = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(5)).decode()
+    deployed = exec_proxy(
+        proxy,
+        "deploy",
+        "hello-admin",
+        f"--target={app}:80",
+        "--host=admin.test",
+        "--basic-auth-user=ops",
+        f"--basic-auth-password-hash={password_hash}",
+    )
+    assert deployed.returncode == 0, deployed.stderr
+    deployed = exec_proxy(
+        proxy, "deploy", "hello-web", f"--target={app}:80", "--allow-ip=203.0.113.0/24"
+    )
+    assert deployed.returncode == 0, deployed.stderr
+
+    def request(host: str, headers: dict[str, str] | None = None) -> int:
+        conn = http.client.HTTPConnection(ip, 80, timeout=10)
+        try:
+            conn.request("GET", "/", headers={"Host": host, **(headers or {})})
+            resp = conn.getresponse()
+            resp.read()
+            return resp.status
+        finally:
+            conn.close()
+
+    assert request("admin.test") == 401
+    assert request("admin.test", basic("ops", "s3cret")) == 200
+    assert request("web.test") == 403  # the host's bridge address is not in the allowlist
+
+    failed = exec_proxy(proxy, "deploy", "hello-web", "--target=nowhere:80", "--deploy-timeout=1s")
+    assert failed.returncode == 1
+    lines = failed.stderr.splitlines()
+    assert lines[0] == "Error: target failed to become healthy within configured timeout (1s)"
+    # Docker's DNS on an --internal network may not answer within 1s: either way it is said.
+    err = failed.stderr
+    assert "no container or host named nowhere" in err or (
+        "still connecting to nowhere:80" in err and "resolving nowhere" in err
+    ), err
+
+    conn = http.client.HTTPConnection(ip, 9090, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        resp = conn.getresponse()
+        text = resp.read().decode()
+    finally:
+        conn.close()
+    assert resp.status == 200
+    assert 'kamal_http_requests_total{service="hello-admin",method="GET",status="4xx"} 1' in text
+    assert 'kamal_http_requests_total{service="hello-admin",method="GET",status="2xx"} 1' in text
+    assert 'kamal_http_requests_total{service="hello-web",method="GET",status="4xx"} 1' in text
+    assert 'dockyard_proxy_deploys_total{service="hello-web",result="failure"} 1' in text

@@ -244,3 +244,47 @@ def test_the_cli_prints_error_then_the_explanation(
     assert err[1].startswith(f"127.0.0.1:{dead}: GET http://127.0.0.1:{dead}/up: dial tcp")
     assert "connection refused" in err[1]
     assert any(f"nothing listens on port {dead}" in x for x in err)
+
+
+def test_a_probe_still_under_way_says_what_it_is_waiting_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Deploy timeout shorter than a probe: the explanation says whether the probe was still
+    connecting (name resolution, dropped packets) or waiting for the app's answer."""
+    slow_probe = HealthCheckConfig(interval=SECOND, timeout=5 * SECOND)
+
+    async def go() -> tuple[str, str]:
+        async with answering(None) as name:  # accepts, never answers
+            target = TargetAddress.parse(name)
+            task = asyncio.ensure_future(http_probe(target, slow_probe))
+            await asyncio.sleep(0.3)
+            waiting = explain_unhealthy([target], slow_probe, 200 * MILLISECOND)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        hang = asyncio.Event()
+
+        async def hanging(host: str, port: int) -> object:
+            await hang.wait()
+            raise AssertionError("not reached")
+
+        monkeypatch.setattr(health.asyncio, "open_connection", hanging)
+        target = TargetAddress.parse("gone-app:3000")
+        task = asyncio.ensure_future(http_probe(target, slow_probe))
+        await asyncio.sleep(0.3)
+        connecting = explain_unhealthy([target], slow_probe, 200 * MILLISECOND)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return waiting, connecting
+
+    waiting, connecting = asyncio.run(go())
+    assert "no probe finished (still waiting for an answer after 0." in waiting
+    assert "has not answered /up yet" in waiting
+    assert "longer than the deploy timeout (200ms)" in waiting
+    assert connecting.startswith(
+        "gone-app:3000: GET http://gone-app:3000/up: no probe finished (still connecting to "
+        "gone-app:3000 after 0."
+    )
+    assert "resolving gone-app or connecting to it hangs" in connecting

@@ -64,11 +64,25 @@ class ProbeHistory:
     def __init__(self, limit: int = 1024) -> None:
         self.limit = limit
         self._outcomes: dict[str, ProbeOutcome] = {}
+        #: Probes under way: url -> (phase, since); phase is "connecting" or "waiting".
+        self._pending: dict[str, tuple[str, float]] = {}
 
     def get(self, url: str) -> ProbeOutcome | None:
         return self._outcomes.get(url)
 
+    def pending(self, url: str) -> tuple[str, float] | None:
+        """The phase of the probe of `url` under way, and since when (monotonic)."""
+        return self._pending.get(url)
+
+    def phase(self, url: str, phase: str) -> None:
+        if phase == "connecting" or url not in self._pending:
+            self._pending.pop(url, None)
+            while len(self._pending) >= self.limit:
+                del self._pending[next(iter(self._pending))]
+        self._pending[url] = (phase, time.monotonic())
+
     def record(self, url: str, failure: HealthCheckFailed | None) -> None:
+        self._pending.pop(url, None)
         previous = self._outcomes.pop(url, None)
         if failure is None:
             outcome = ProbeOutcome(url, True, at=time.monotonic())
@@ -106,12 +120,18 @@ def probe_url(target: TargetAddress, config: HealthCheckConfig) -> str:
     return f"http://{target.host}:{port}{path}"
 
 
-async def http_get_status(url: str, host_header: str | None, timeout: float) -> int:
-    """Status of `GET url` after following redirects, within `timeout` seconds overall."""
+async def http_get_status(
+    url: str,
+    host_header: str | None,
+    timeout: float,
+    on_phase: Callable[[str], None] | None = None,
+) -> int:
+    """Status of `GET url` after following redirects, within `timeout` seconds overall.
+    `on_phase` hears "connecting" and "waiting" (request sent) for each hop."""
     try:
         async with asyncio.timeout(timeout):
             for _ in range(MAX_REDIRECTS + 1):
-                status, location = await _get_once(url, host_header)
+                status, location = await _get_once(url, host_header, on_phase)
                 if status in (301, 302, 303, 307, 308) and location:
                     next_url = urljoin(url, location)
                     if urlsplit(next_url).scheme != "http":
@@ -133,13 +153,17 @@ async def http_get_status(url: str, host_header: str | None, timeout: float) -> 
         ) from None
 
 
-async def _get_once(url: str, host_header: str | None) -> tuple[int, str | None]:
+async def _get_once(
+    url: str, host_header: str | None, on_phase: Callable[[str], None] | None = None
+) -> tuple[int, str | None]:
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or 80
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query
+    if on_phase is not None:
+        on_phase("connecting")
     try:
         reader, writer = await asyncio.open_connection(host, port)
     except OSError as exc:
@@ -153,6 +177,8 @@ async def _get_once(url: str, host_header: str | None) -> tuple[int, str | None]
         )
         writer.write(request.encode("latin-1"))
         await writer.drain()
+        if on_phase is not None:
+            on_phase("waiting")
         try:
             head = await reader.readuntil(b"\r\n\r\n")
         except asyncio.LimitOverrunError as exc:
@@ -200,8 +226,12 @@ def _dial_error(exc: OSError) -> tuple[FailureKind, str]:
 async def http_probe(target: TargetAddress, config: HealthCheckConfig) -> ProbeResult:
     """One health probe; raises `HealthCheckFailed` unless the final status is 2xx."""
     url = probe_url(target, config)
+
+    def on_phase(phase: str) -> None:
+        PROBES.phase(url, phase)
+
     try:
-        status = await http_get_status(url, config.host or None, seconds(config.timeout))
+        status = await http_get_status(url, config.host or None, seconds(config.timeout), on_phase)
         if not 200 <= status < 300:
             raise HealthCheckFailed(url, f"unexpected status ({status})", "status", status)
     except HealthCheckFailed as exc:
@@ -219,6 +249,7 @@ def _causes(
     target: TargetAddress,
     config: HealthCheckConfig,
     deploy_timeout: str,
+    pending: str = "",
 ) -> list[str]:
     port = config.port or target.port
     path = config.path
@@ -227,11 +258,26 @@ def _causes(
         "(--deploy-timeout; Kamal: deploy_timeout)"
     )
     if outcome is None:
-        return [
-            f"no probe finished before the deploy timeout ({deploy_timeout}); each probe may "
-            f"take up to {format_duration(config.timeout)} (--health-check-timeout): raise "
-            "--deploy-timeout (Kamal: deploy_timeout)"
-        ]
+        too_short = (
+            f"each probe may take up to {format_duration(config.timeout)} "
+            f"(--health-check-timeout), longer than the deploy timeout ({deploy_timeout}): "
+            "raise --deploy-timeout (Kamal: deploy_timeout)"
+        )
+        if pending == "connecting":
+            return [
+                f"resolving {target.host} or connecting to it hangs: a container name that "
+                "does not resolve (the container exited at boot: kamal app logs; or it is not "
+                "on the proxy's network), or a firewall dropping packets",
+                too_short,
+            ]
+        if pending == "waiting":
+            return [
+                f"the app accepted the connection but has not answered {path} yet: it may "
+                "still be booting",
+                slow,
+                too_short,
+            ]
+        return [too_short]
     kind, status = outcome.kind, outcome.status
     if kind == "refused":
         return [
@@ -313,7 +359,19 @@ def explain_unhealthy(
             outcome = None  # from before this deploy
         if outcome is not None and outcome.ok:
             continue
-        if outcome is None:
+        pending = history.pending(url) if outcome is None else None
+        if pending is not None and pending[1] < since:
+            pending = None
+        if outcome is None and pending is not None:
+            phase, started = pending
+            doing = (
+                f"connecting to {target.name}" if phase == "connecting" else "waiting for an answer"
+            )
+            lines.append(
+                f"{target.name}: GET {url}: no probe finished (still {doing} after "
+                f"{now - started:.1f}s)"
+            )
+        elif outcome is None:
             lines.append(f"{target.name}: GET {url}: no probe finished")
         else:
             lines.append(
@@ -321,7 +379,7 @@ def explain_unhealthy(
                 f"({outcome.failures} failed probe{'s' if outcome.failures != 1 else ''}, "
                 f"last {now - outcome.at:.1f}s ago)"
             )
-        causes = _causes(outcome, target, config, deploy_timeout)
+        causes = _causes(outcome, target, config, deploy_timeout, pending[0] if pending else "")
         lines.append("  likely cause" + ("s:" if len(causes) > 1 else ":"))
         lines.extend(f"  - {cause}" for cause in causes)
     return "\n".join(lines)
