@@ -119,14 +119,15 @@ def _print_stats_table(snapshot: object, *, clear: bool) -> None:
 
     assert isinstance(snapshot, stats_flow.Snapshot)
     console = Console(highlight=False, emoji=False, markup=False)
+    if not console.is_terminal:  # piped: no wrapping at 80 columns
+        console = Console(highlight=False, emoji=False, markup=False, width=160)
     if clear and console.is_terminal:
         console.clear()
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-    for title in ("server / container", "CPU", "memory used / limit", "disk used / total"):
-        table.add_column(title)
+    for title in stats_flow.COLUMNS:
+        table.add_column(title, overflow="fold")
     for row in stats_flow.rows(snapshot):
-        style = "bold" if row["kind"] == "host" else None
-        table.add_row(row["name"], row["cpu"], row["memory"], row["disk"], style=style)
+        table.add_row(*row, style=None if row[0].startswith(" ") else "bold")
     console.print(table)
     for host, warning in snapshot.warnings:
         console.print(f"warning: {host}: {warning}", style="yellow")

@@ -147,14 +147,15 @@ def test_rows_show_hosts_then_their_containers() -> None:
         (stats.parse_host("10.0.0.1", _results()), stats.HostStats("10.0.0.9", error="refused"))
     )
     rows = stats.rows(snapshot)
-    assert [(r["kind"], r["name"]) for r in rows] == [
-        ("host", "10.0.0.1"), ("container", "  app-web-v2"), ("container", "  kamal-proxy"),
-        ("host", "10.0.0.9"),
+    assert all(len(r) == len(stats.COLUMNS) for r in rows)
+    assert rows == [
+        ("10.0.0.1", "67% of 1", "3.50", "2.9 GiB / 3.8 GiB (75%)",
+         "8.4 GiB / 9.3 GiB (90%)", "4.7 GiB / 18.6 GiB (25%)"),
+        ("  app-web-v2", "12.5%", "", "300 MiB (29.3%)", "", ""),
+        ("  kamal-proxy", "0.1%", "", "20 MiB (2.0%)", "", ""),
+        ("10.0.0.9", "-", "-", "unreachable (see below)", "-", "-"),
     ]  # fmt: skip
-    assert rows[0]["memory"] == "2.9 GiB / 3.8 GiB (75%)"
-    assert rows[0]["disk"] == "/ 8.4 GiB / 9.3 GiB (90%), docker 4.7 GiB / 18.6 GiB (25%)"
-    assert rows[1]["cpu"] == "12.5%" and rows[1]["memory"] == "300 MiB (29.3%)"
-    assert rows[3]["disk"] == "unreachable: refused"
+    assert snapshot.warnings[-1] == ("10.0.0.9", "refused")
 
 
 def test_collect_runs_one_batch_per_host_and_watch_refreshes(make_config: MakeConfig) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -376,7 +376,9 @@ class Snapshot:
 
     @property
     def warnings(self) -> list[tuple[str, str]]:
-        return [(h.host, w) for h in self.hosts for w in h.warnings]
+        """Every host's warnings, and the error of each host that could not be read."""
+        out = [(h.host, w) for h in self.hosts for w in h.warnings]
+        return out + [(h.host, h.error) for h in self.hosts if h.error is not None]
 
 
 async def collect(ctx: DeployContext, *, sample_seconds: float = 0.5) -> Snapshot:
@@ -419,34 +421,41 @@ async def watch(
     return shown
 
 
-def rows(snapshot: Snapshot) -> list[Mapping[str, str]]:
-    """Table rows as text: one per host, then one per container of that host (kind "host" or
-    "container"), shared by the CLI's table and its tests."""
-    out: list[Mapping[str, str]] = []
+COLUMNS = ("server / container", "CPU", "load", "memory used / limit", "disk /", "Docker root")
+
+
+def _disk(stats: HostStats, label: str) -> str:
+    for d in stats.disks:
+        if d.label == label:
+            return f"{human(d.used)} / {human(d.total)} ({d.percent:.0f}%)"
+    return "-"
+
+
+def rows(snapshot: Snapshot) -> list[tuple[str, ...]]:
+    """Table rows as text, one cell per :data:`COLUMNS`: one row per host, then one per
+    container of that host (names indented), shared by the CLI's table and its tests."""
+    out: list[tuple[str, ...]] = []
     for stats in snapshot.hosts:
         if stats.error is not None:
-            out.append({"kind": "host", "name": stats.host, "cpu": "-", "memory": "-",
-                        "disk": f"unreachable: {stats.error}"})  # fmt: skip
+            out.append((stats.host, "-", "-", "unreachable (see below)", "-", "-"))
             continue
-        load = f"load {stats.load[0]:.2f}" if stats.load else "load -"
         cpu = f"{stats.cpu_percent:.0f}%" if stats.cpu_percent is not None else "-"
-        cpus = f"/{stats.cpus} CPU" if stats.cpus else ""
-        memory = (
-            f"{human(stats.memory.used)} / {human(stats.memory.limit)} "
-            f"({stats.memory.percent:.0f}%{', cgroup' if stats.memory.source != 'meminfo' else ''})"
-            if stats.memory
-            else "-"
-        )
-        disk = ", ".join(
-            f"{d.label} {human(d.used)} / {human(d.total)} ({d.percent:.0f}%)" for d in stats.disks
-        )
-        out.append({"kind": "host", "name": stats.host, "cpu": f"{cpu}{cpus} {load}",
-                    "memory": memory, "disk": disk or "-"})  # fmt: skip
+        if stats.cpus:
+            cpu += f" of {stats.cpus}"
+        load = f"{stats.load[0]:.2f}" if stats.load else "-"  # 1 minute
+        memory = "-"
+        if stats.memory is not None:
+            memory = (
+                f"{human(stats.memory.used)} / {human(stats.memory.limit)} "
+                f"({stats.memory.percent:.0f}%)"
+            )
+            if stats.memory.source != "meminfo":
+                memory += f" {stats.memory.source}"
+        out.append((stats.host, cpu, load, memory, _disk(stats, "/"), _disk(stats, "docker")))
         for c in stats.containers:
             cpu_c = f"{c.cpu_percent:.1f}%" if c.cpu_percent is not None else "-"
-            mem_c = f"{human(c.mem_used)}" + (
-                f" ({c.mem_percent:.1f}%)" if c.mem_percent is not None else ""
-            )
-            out.append({"kind": "container", "name": f"  {c.name}", "cpu": cpu_c,
-                        "memory": mem_c, "disk": ""})  # fmt: skip
+            mem_c = human(c.mem_used)
+            if c.mem_percent is not None:
+                mem_c += f" ({c.mem_percent:.1f}%)"
+            out.append((f"  {c.name}", cpu_c, "", mem_c, "", ""))
     return out
