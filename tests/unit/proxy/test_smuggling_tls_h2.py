@@ -428,3 +428,43 @@ def test_a_repeated_equal_content_length_is_forwarded_once() -> None:
         info = run(go())
     lengths = [v for k, v in info["headers"] if k.lower() == "content-length"]  # type: ignore[attr-defined]
     assert lengths == ["2"] and info["body_len"] == 2
+
+
+def test_garbage_frames_and_abrupt_closes_leave_the_proxy_healthy(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Frames that break the framing rules (oversized, on stream 0, out of sequence, a bad
+    SETTINGS length, a zero window increment) and a client vanishing mid-upload: each ends its
+    own connection only, with nothing logged as an unhandled error."""
+    with origin_server() as origin:
+        router = tls_router(origin)
+
+        async def go() -> int:
+            async with https_proxy(router) as proxy:
+                for garbage in (
+                    b"\xff\xff\xff\x00\x00\x00\x00\x00\x01" + b"x" * 300,  # 16 MB DATA frame
+                    b"\x00\x00\x04\x00\x01\x00\x00\x00\x00abcd",  # DATA on stream 0
+                    b"\x00\x00\x00\x09\x04\x00\x00\x00\x01",  # CONTINUATION out of nowhere
+                    b"\x00\x00\x05\x04\x00\x00\x00\x00\x00abcde",  # SETTINGS, length 5
+                    b"\x00\x00\x04\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00",  # WINDOW_UPDATE 0
+                ):
+                    async with h2_client(proxy.port, strict=False) as client:
+                        client.write_raw(garbage)
+                        await asyncio.wait_for(client.closed.wait(), 10)
+                        assert client.terminated is not None and client.terminated != 0
+                vanishing = await H2Client().connect(proxy.port)
+                sid = vanishing.start("/upload", method="POST", end_stream=False)
+                await vanishing.send_body(sid, b"x" * 100_000, end_stream=False)
+                assert vanishing._writer is not None
+                vanishing._writer.transport.abort()
+                await vanishing.close()
+                await asyncio.sleep(0.3)
+                async with h2_client(proxy.port) as client:
+                    status = (await client.request("/up")).status
+                statuses = [json.loads(line)["status"] for line in proxy.lines]
+            assert 499 in statuses  # the vanished upload was cancelled and logged
+            return status
+
+        assert run(go()) == 200
+    errors = [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+    assert errors == []

@@ -511,11 +511,23 @@ class H2Session(asyncio.Protocol):
         self.flush()
 
     def data_received(self, data: bytes) -> None:
+        conn = self.conn
         try:
-            events = self.conn.receive_data(data)
+            events = conn.receive_data(data)
         except ProtocolError as exc:
             log.debug("HTTP/2 protocol error from the client: %s", exc)
             self.flush()  # h2 queued GOAWAY with the error code
+            self._close_transport()
+            return
+        # h2 checks a frame's length only once the whole frame is in: a header announcing
+        # 16 MB would have it buffer 16 MB. What is left buffered now is one incomplete frame;
+        # refuse it as soon as its header shows it is larger than allowed.
+        rest = getattr(conn.incoming_buffer, "_data", b"")
+        if len(rest) >= 9 and int.from_bytes(rest[:3], "big") > conn.max_inbound_frame_size:
+            log.debug("HTTP/2 frame larger than SETTINGS_MAX_FRAME_SIZE from the client")
+            with contextlib.suppress(ProtocolError):
+                conn.close_connection(ErrorCodes.FRAME_SIZE_ERROR)
+            self.flush()
             self._close_transport()
             return
         self.receiving = True
