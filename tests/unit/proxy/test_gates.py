@@ -166,7 +166,8 @@ def test_allowlist_is_checked_before_auth() -> None:
 )
 def test_client_ip_header(lines: list[str], expected: bytes) -> None:
     gate = ServiceGate("web", client_ip_header="CF-Connecting-IP")
-    assert gate.client_ip(head(*lines), b"10.9.9.9") == expected
+    for _ in range(2):  # the second answer comes from the cache of parsed values
+        assert gate.client_ip(head(*lines), b"10.9.9.9") == expected
 
 
 def test_client_ip_from_x_forwarded_for_and_default_peer() -> None:

@@ -113,6 +113,7 @@ class ServiceGate:
         "_header",
         "_header_is_xff",
         "_networks",
+        "_parsed",
         "_refused",
         "_spent",
         "_unauthorized",
@@ -154,6 +155,8 @@ class ServiceGate:
             "Authentication required",
         )
         self._allowed: dict[bytes, bool] = {}
+        #: Raw header value -> the first valid address in it (b"" for none).
+        self._parsed: dict[bytes, bytes] = {}
         self._accepted: dict[bytes, None] = {}
         self._refused: dict[bytes, None] = {}
         self._window = 0
@@ -178,11 +181,21 @@ class ServiceGate:
         else:
             size = len(header)
             values = [line[size:] for line in head.lines if line[:size].lower() == header]
+        parsed = self._parsed
         for value in values:
-            for part in value.split(b","):
-                address = _address(part)
-                if address is not None:
-                    return str(address).encode("ascii")
+            found = parsed.get(value, b"?")
+            if found == b"?":
+                found = b""
+                for part in value.split(b","):
+                    address = _address(part)
+                    if address is not None:
+                        found = str(address).encode("ascii")
+                        break
+                if len(parsed) >= ADDRESS_CACHE_SIZE:
+                    parsed.clear()
+                parsed[value] = found
+            if found:
+                return found
         return peer_ip
 
     def check(self, head: RequestHead, client_ip: bytes) -> Refusal | None:
@@ -209,14 +222,15 @@ class ServiceGate:
     # -- basic auth ------------------------------------------------------------------------------
 
     def _authenticate(self, head: RequestHead) -> Refusal | None:
-        found = [line for line in head.lines if line[:14].lower() == _AUTHORIZATION]
+        lines = head.lines
+        found = [i for i, line in enumerate(lines) if line[:14].lower() == _AUTHORIZATION]
         if not found:
             return self._unauthorized
-        # Never forwarded, never logged.
-        head.lines[:] = [line for line in head.lines if line[:14].lower() != _AUTHORIZATION]
+        value = lines[found[0]][14:].strip()
+        for index in reversed(found):
+            del lines[index]  # never forwarded, never logged
         if len(found) != 1:
             return self._unauthorized
-        value = found[0][14:].strip()
         if value[:6].lower() != _BASIC:
             return self._unauthorized
         token = value[6:].strip()
