@@ -307,11 +307,22 @@ env:
     )
 
 
-def test_destination_beside_the_default_deploy(project: Project, lab_ssh: LabSsh) -> None:
+def test_destination_beside_the_default_deploy(
+    project: Project, lab_ssh: LabSsh, tmp_path: Path
+) -> None:
     s1, s2 = project.addresses
     write_staging(project)
-    deploy = project.dockyard("deploy", "-d", "staging", "-P", "--version", "v2")
+    log = tmp_path / "hooks.log"
+    install_hooks(project, log)
+    try:
+        deploy = project.dockyard("deploy", "-d", "staging", "-P", "--version", "v2")
+    finally:
+        remove_hooks(project)
     assert deploy.returncode == 0, out(deploy)
+    hooks = dict(read_hooks(log))
+    assert hooks["pre-deploy"]["KAMAL_DESTINATION"] == "staging"
+    assert hooks["pre-deploy"]["KAMAL_HOSTS"] == s2
+    assert hooks["post-deploy"]["KAMAL_DESTINATION"] == "staging"
     running = names(lab_ssh, s2)
     assert "hello-web-staging-v2" in running and "hello-workers-staging-v2" in running
     assert not [n for n in names(lab_ssh, s1, all=True) if "staging" in n]
@@ -377,6 +388,7 @@ HOOK_NAMES = (
     "post-deploy",
     "pre-proxy-reboot",
     "post-proxy-reboot",
+    "docker-setup",
 )
 
 
@@ -421,6 +433,30 @@ STABLE = (
 )
 
 
+def same_hooks_as_kamal(
+    ours: Path, theirs: Path, our_version: str, their_version: str
+) -> list[tuple[str, dict[str, str]]]:
+    """The hooks Dockyard ran (logged in ``ours``) are those Kamal ran (``theirs``) for the
+    same command, in the same order, with the same variables and values (but the time, the
+    version and the runtime)."""
+    dockyard_calls, kamal_calls = read_hooks(ours), read_hooks(theirs)
+    assert [n for n, _ in dockyard_calls] == [n for n, _ in kamal_calls], (
+        f"dockyard {[n for n, _ in dockyard_calls]} != kamal {[n for n, _ in kamal_calls]}"
+    )
+    for (name, env), (_, kenv) in zip(dockyard_calls, kamal_calls, strict=True):
+        # the same variables (secrets included, for the hooks that get them)
+        assert sorted(env) == sorted(kenv), f"{name}: {sorted(env)} != {sorted(kenv)}"
+        for key in STABLE:
+            if key in ("KAMAL_VERSION", "KAMAL_SERVICE_VERSION"):
+                continue
+            assert env.get(key) == kenv.get(key), f"{name} {key}: {env.get(key)} {kenv.get(key)}"
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", env["KAMAL_RECORDED_AT"])
+        assert env["KAMAL_PERFORMER"] == kenv["KAMAL_PERFORMER"]
+        assert env["KAMAL_VERSION"] == our_version and kenv["KAMAL_VERSION"] == their_version
+        assert env["KAMAL_SERVICE_VERSION"] == f"hello@{our_version}"
+    return dockyard_calls
+
+
 def test_hooks_order_and_environment_match_kamal(project: Project, tmp_path: Path) -> None:
     s1, s2 = project.addresses
     ours, theirs, built = tmp_path / "dockyard.log", tmp_path / "kamal.log", tmp_path / "b.log"
@@ -437,21 +473,9 @@ def test_hooks_order_and_environment_match_kamal(project: Project, tmp_path: Pat
     finally:
         remove_hooks(project)
 
-    dockyard_calls, kamal_calls = read_hooks(ours), read_hooks(theirs)
+    dockyard_calls = same_hooks_as_kamal(ours, theirs, "v1", "v2")
     order = [name for name, _ in dockyard_calls]
     assert order == ["pre-connect", "pre-deploy", "pre-app-boot", "post-app-boot", "post-deploy"]
-    assert order == [name for name, _ in kamal_calls]
-    for (name, env), (_, kenv) in zip(dockyard_calls, kamal_calls, strict=True):
-        # the same variables (secrets included, for the hooks that get them)
-        assert sorted(env) == sorted(kenv), f"{name}: {sorted(env)} != {sorted(kenv)}"
-        for key in STABLE:
-            if key in ("KAMAL_VERSION", "KAMAL_SERVICE_VERSION"):
-                continue
-            assert env.get(key) == kenv.get(key), f"{name} {key}: {env.get(key)} {kenv.get(key)}"
-        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", env["KAMAL_RECORDED_AT"])
-        assert env["KAMAL_PERFORMER"] == kenv["KAMAL_PERFORMER"]
-        assert env["KAMAL_VERSION"] == "v1" and kenv["KAMAL_VERSION"] == "v2"
-        assert env["KAMAL_SERVICE_VERSION"] == "hello@v1"
     by_name = dict(dockyard_calls)
     assert by_name["pre-deploy"]["KAMAL_HOSTS"] == f"{s1},{s2}"
     assert by_name["pre-deploy"]["KAMAL_COMMAND"] == "deploy"
@@ -472,6 +496,47 @@ def test_hooks_order_and_environment_match_kamal(project: Project, tmp_path: Pat
     assert project.answers() == [(200, "built"), (200, "built")]
 
 
+def test_setup_and_proxy_reboot_hooks_match_kamal(project: Project, tmp_path: Path) -> None:
+    s1, s2 = project.addresses
+    logs = {name: tmp_path / f"{name}.log" for name in ("setup", "ksetup", "reboot", "kreboot")}
+    try:
+        install_hooks(project, logs["setup"])
+        setup = project.dockyard("setup", "-P", "--version", "v1")
+        assert setup.returncode == 0, out(setup)
+        install_hooks(project, logs["ksetup"])
+        ksetup = project.kamal("setup", "-P", "--version=v2", version="v2")
+        assert ksetup.returncode == 0, out(ksetup)
+        install_hooks(project, logs["reboot"])
+        reboot = project.dockyard("proxy", "reboot", "-y", "--version", "v1")
+        assert reboot.returncode == 0, out(reboot)
+        install_hooks(project, logs["kreboot"])
+        kreboot = project.kamal("proxy", "reboot", "-y", "--version=v2", version="v2")
+        assert kreboot.returncode == 0, out(kreboot)
+    finally:
+        remove_hooks(project)
+    calls = same_hooks_as_kamal(logs["setup"], logs["ksetup"], "v1", "v2")
+    assert [n for n, _ in calls] == [
+        "pre-connect", "docker-setup", "pre-deploy", "pre-app-boot", "post-app-boot", "post-deploy",
+    ]  # fmt: skip
+    by_name = dict(calls)
+    assert by_name["post-deploy"]["KAMAL_LOCK"] == "true"  # setup holds it through post-deploy
+    assert by_name["pre-deploy"]["KAMAL_COMMAND"] == "setup"
+    calls = same_hooks_as_kamal(logs["reboot"], logs["kreboot"], "v1", "v2")
+    assert [n for n, _ in calls] == ["pre-connect", "pre-proxy-reboot", "post-proxy-reboot"]
+    for _, env in calls:
+        assert env["KAMAL_HOSTS"] == f"{s1},{s2}"
+        assert (env["KAMAL_COMMAND"], env["KAMAL_SUBCOMMAND"]) == ("proxy", "reboot")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the rebooted proxy finds its services again
+        try:
+            if project.answers() == [(200, "v2"), (200, "v2")]:
+                break
+        except OSError:
+            pass
+        time.sleep(0.5)
+    assert project.answers() == [(200, "v2"), (200, "v2")]
+
+
 # --- 6. error paths ----------------------------------------------------------------------------
 
 
@@ -483,6 +548,17 @@ def write_alt_config(project: Project, name: str, **kwargs: object) -> str:
     return str(path.relative_to(project.root))
 
 
+def serving(project: Project) -> list[tuple[int, str]]:
+    """What both servers answer now; deploys v1 first when nothing is deployed (so that the
+    error tests also run alone)."""
+    try:
+        return project.answers()
+    except OSError:
+        setup = project.dockyard("setup", "-P", "--version", "v1")
+        assert setup.returncode == 0, out(setup)
+        return project.answers()
+
+
 def assert_clean_failure(
     project: Project,
     lab_ssh: LabSsh,
@@ -490,8 +566,10 @@ def assert_clean_failure(
     *,
     host: str,
     words: tuple[str, ...],
-    serving: str,
+    before: list[tuple[int, str]],
 ) -> None:
+    """Non-zero exit, no traceback, a message naming the host and the layer, the lock
+    released, and the previous version still serving."""
     assert done.returncode != 0, out(done)
     err = done.stderr
     assert "Traceback" not in err, err
@@ -499,20 +577,22 @@ def assert_clean_failure(
     for word in words:
         assert word.lower() in err.lower(), f"{word!r} not in:\n{err}"
     assert no_lock(lab_ssh, project.addresses[0])
-    assert project.answers() == [(200, serving)] * 2
+    assert project.answers() == before
 
 
 def test_error_host_unreachable(project: Project, lab_ssh: LabSsh) -> None:
+    before = serving(project)
     s1, s2 = project.addresses
     ghost = re.sub(r"\.\d+$", ".250", s2)
     assert ghost not in (s1, s2)
     config = write_alt_config(project, "ghost", web=[s1, ghost])
     done = project.dockyard("deploy", "-c", config, "-P", "--version", "v2", timeout=180)
     print(f"\n{done.stderr[-1500:]}")
-    assert_clean_failure(project, lab_ssh, done, host=ghost, words=("ssh",), serving="built")
+    assert_clean_failure(project, lab_ssh, done, host=ghost, words=("ssh",), before=before)
 
 
 def test_error_ssh_auth_refused(project: Project, lab_ssh: LabSsh, tmp_path: Path) -> None:
+    before = serving(project)
     key = tmp_path / "wrong_key"
     made = run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)])
     assert made.returncode == 0, made.stderr
@@ -520,20 +600,31 @@ def test_error_ssh_auth_refused(project: Project, lab_ssh: LabSsh, tmp_path: Pat
     done = project.dockyard("deploy", "-c", config, "-P", "--version", "v2", timeout=180)
     print(f"\n{done.stderr[-1500:]}")
     assert_clean_failure(
-        project, lab_ssh, done, host=project.addresses[0], words=("auth",), serving="built"
+        project, lab_ssh, done, host=project.addresses[0], words=("auth",), before=before
     )
 
 
 def test_error_registry_login_refused(project: Project, lab_ssh: LabSsh) -> None:
+    before = serving(project)
+    # Dockyard pulls with the credentials a server already stored and logs in only when the
+    # registry asks for them: forget them first, so the wrong password is used.
+    for address in project.addresses:
+        lab_ssh(address, "docker", "logout", project.lab.registry.address)
     config = write_alt_config(project, "badpass", password_secret="BAD_REGISTRY_PASSWORD")
     done = project.dockyard("deploy", "-c", config, "-P", "--version", "v2", timeout=180)
     print(f"\n{done.stderr[-1500:]}")
     assert_clean_failure(
-        project, lab_ssh, done, host=project.addresses[0], words=("registry",), serving="built"
+        project,
+        lab_ssh,
+        done,
+        host=project.addresses[0],
+        words=("registry", "login"),
+        before=before,
     )
 
 
 def test_error_image_without_service_label(project: Project, lab_ssh: LabSsh) -> None:
+    before = serving(project)
     reg = project.lab.registry.address
     context = project.root.parent / "nolabel"
     context.mkdir(exist_ok=True)
@@ -548,7 +639,7 @@ def test_error_image_without_service_label(project: Project, lab_ssh: LabSsh) ->
     done = project.dockyard("deploy", "-P", "--version", "nolabel", timeout=180)
     print(f"\n{done.stderr[-1500:]}")
     assert_clean_failure(
-        project, lab_ssh, done, host=project.addresses[0], words=("service",), serving="built"
+        project, lab_ssh, done, host=project.addresses[0], words=("service",), before=before
     )
     for address in project.addresses:
         assert not [n for n in names(lab_ssh, address, all=True) if n.endswith("-nolabel")]

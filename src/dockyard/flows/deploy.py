@@ -272,6 +272,7 @@ async def deploy(
         async with ctx.lock("Automatic deploy lock", then=queries) as found:
             if setup:
                 await check_docker(ctx, ctx.hosts)
+                await ctx.run_hook("docker-setup")  # Kamal's bootstrap ends with it
                 await _deliver(ctx, skip_push)
             else:
                 await _pull_where_needed(ctx, hosts, queries, found, digest_task)
@@ -286,11 +287,15 @@ async def deploy(
             await _rest_of_deploy(
                 ctx, surveys, strategy, proxy_boot=proxy_boot, prune=prune, setup=setup
             )
+            if setup:  # as in Kamal, setup holds the lock through post-deploy
+                runtime = time.monotonic() - started
+                await ctx.run_hook("post-deploy", runtime=round(runtime))
     finally:
         if digest_task is not None and not digest_task.done():
             digest_task.cancel()
     runtime = time.monotonic() - started
-    await ctx.run_hook("post-deploy", runtime=round(runtime))
+    if not setup:
+        await ctx.run_hook("post-deploy", runtime=round(runtime))
     return DeployResult(version, hosts, runtime)
 
 
