@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -227,8 +228,8 @@ def small_server(fake: FakeTransport) -> None:
             return Result(0, "hello-web-v1\n", "")
         if args[0] == "grep":
             return Result(2, V1_FILES, "")  # grep exits 2: some files do not exist
-        if args[:2] == ["docker", "stats"]:
-            return Result(0, STATS, "")
+        if args[:2] == ["sh", "-c"] and args[3:5] == ["sh", memory.STATS_FORMAT]:
+            return Result(0, STATS, "")  # the containers' memory, as docker stats gives it
         if args[:2] == ["docker", "run"]:
             return Result(0, "abcdef1234567890\n", "")
         return None
@@ -269,7 +270,7 @@ def test_skipping_the_check_asks_nothing_and_boots(make_config: MakeConfig) -> N
     strategy = BootStrategy.resolve(config, skip_memory_check=True)
     asyncio.run(flows.deploy(ctx, skip_push=True, strategy=strategy))
     commands = pool.transports["10.0.0.1"].commands
-    assert not [c for c in commands if c[0] == "grep" or c[:2] == ["docker", "stats"]]
+    assert not [c for c in commands if c[0] == "grep" or memory.STATS_FORMAT in c]
     assert any(c[:2] == ["docker", "run"] for c in commands)
 
 
@@ -310,4 +311,56 @@ def test_bad_boot_keys_name_the_key(make_config: MakeConfig, boot: str, message:
 
 def test_the_memory_queries_are_two_commands() -> None:
     queries = memory.memory_queries()
-    assert [q.raw()[0] for q in queries] == ["grep", "docker"]
+    assert [q.raw()[0] for q in queries] == ["grep", "sh"]
+
+
+def _fake_docker(tmp_path: Path, ps: str) -> dict[str, str]:
+    """A ``docker`` on PATH answering ``ps`` with ``ps`` and ``stats`` with a marker line."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    tool = bin_dir / "docker"
+    tool.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = ps ]; then printf "{ps}"; exit 0; fi\n'
+        'if [ "$1" = stats ]; then printf "from-docker-stats\\t1MiB / 2MiB\\n"; exit 0; fi\n'
+        "exit 9\n"
+    )
+    tool.chmod(0o755)
+    return {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+
+
+def _run_memory_script(tmp_path: Path, env: dict[str, str]) -> str:
+    import subprocess
+
+    script = memory.memory_queries()[1].raw()
+    out = subprocess.run(
+        [*script[:-1], str(tmp_path / "cgroup")], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_container_memory_from_cgroup_files_as_docker_stats_counts_it(tmp_path: Path) -> None:
+    v2 = tmp_path / "cgroup" / "system.slice" / ("docker-" + "a" * 64 + ".scope")
+    v1 = tmp_path / "cgroup" / "memory" / "docker" / ("b" * 64)
+    for folder in (v2, v1):
+        folder.mkdir(parents=True)
+    (v2 / "memory.current").write_text("50000000\n")
+    (v2 / "memory.stat").write_text("anon 1\ninactive_file 10000000\nactive_file 5\n")
+    (v1 / "memory.usage_in_bytes").write_text("30000000\n")
+    (v1 / "memory.stat").write_text("cache 9\ntotal_inactive_file 1000000\n")
+    env = _fake_docker(tmp_path, f"{'a' * 64} hello-web-v1\\n{'b' * 64} kamal-proxy\\n")
+    stdout = _run_memory_script(tmp_path, env)
+    assert memory.parse_stats(stdout) == {"hello-web-v1": 40000000, "kamal-proxy": 29000000}
+
+
+def test_container_memory_falls_back_to_docker_stats(tmp_path: Path) -> None:
+    (tmp_path / "cgroup").mkdir()
+    env = _fake_docker(tmp_path, f"{'c' * 64} hello-web-v1\\n")
+    stdout = _run_memory_script(tmp_path, env)
+    assert memory.parse_stats(stdout) == {"from-docker-stats": 1024 * 1024}
+
+
+def test_container_memory_with_no_container_running(tmp_path: Path) -> None:
+    (tmp_path / "cgroup").mkdir()
+    assert _run_memory_script(tmp_path, _fake_docker(tmp_path, "")) == ""
