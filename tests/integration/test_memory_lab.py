@@ -358,3 +358,23 @@ def test_a_failed_swap_restores_the_old_version(project: Project) -> None:
         f"\nfailed swap: {loop.ok} requests ok, {len(loop.errors)} failed, "
         f"slowest {loop.slowest:.2f} s\n{out}\n"
     )
+
+
+def test_rollback_by_swap(project: Project) -> None:
+    """h1 still exists (stopped): a normal rollback would start it next to h2 and is refused;
+    `rollback --strategy swap` swaps it in under load."""
+    refused = project.dockyard("rollback", "h1")
+    assert refused.returncode != 0, _out(refused)
+    assert "memory check" in _out(refused) and "nothing was changed" in _out(refused)
+    assert list(_running(project)) == ["hello-web-h2"]
+    oom_before = project.oom_kills()
+    with LoadLoop(f"http://{project.address}/") as loop:
+        rolled = project.dockyard("rollback", "h1", "--strategy", "swap")
+        time.sleep(1.0)
+    assert rolled.returncode == 0, _out(rolled)
+    assert loop.errors == [], loop.errors[:10]
+    assert list(_running(project)) == ["hello-web-h1"]
+    assert project.oom_kills() == oom_before
+    sys.stderr.write(
+        f"\nrollback by swap: {loop.ok} requests ok, 0 failed, slowest {loop.slowest:.2f} s\n"
+    )
