@@ -432,6 +432,9 @@ def deploy_request(args: argparse.Namespace, env: Mapping[str, str] | None = Non
 def _format_table(rows: list[dict[str, str]], colour: bool) -> str:
     headers = ["Service", "Host", "Path", "Target", "State", "TLS"]
     keys = ["service", "host", "path", "target", "state", "tls"]
+    if any(row.get("access") for row in rows):  # ours; kamal-proxy's columns otherwise
+        headers.append("Access")
+        keys.append("access")
     table = [headers] + [[str(row.get(k, "")) for k in keys] for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(headers))]
     lines = []

@@ -211,3 +211,32 @@ def test_gates_apply_to_http2_streams_over_tls() -> None:
             assert len(origin.requests) == 1
 
         run(go())
+
+
+def test_list_shows_an_access_column_only_when_a_service_is_guarded() -> None:
+    from dockyard.proxy.cli import _format_table
+
+    async def go() -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+        router = ProxyRouter(probe=healthy)
+        await router.deploy(DeployRequest("open", ("one:80",), force=True))
+        plain = await dispatch(router, "list", {})
+        config = ServiceConfig(
+            hosts=("admin.test",),
+            basic_auth_user="ops",
+            basic_auth_password_hash=HASH,
+            allow_ips=("10.0.0.0/8",),
+        )
+        await router.deploy(DeployRequest("admin", ("two:80",), config=config, force=True))
+        guarded = await dispatch(router, "list", {})
+        await router.close()
+        return plain, guarded
+
+    plain, guarded = run(go())
+    table = _format_table(plain, colour=False).splitlines()
+    assert table[0].split() == ["Service", "Host", "Path", "Target", "State", "TLS"]  # kamal's
+    table = _format_table(guarded, colour=False).splitlines()
+    assert table[0].split() == ["Service", "Host", "Path", "Target", "State", "TLS", "Access"]
+    rows = {line.split()[0]: line.split() for line in table[1:]}
+    assert rows["admin"][6:] == ["auth:ops", "ip:10.0.0.0/8"]
+    assert len(rows["open"]) == 6
+    assert HASH not in "\n".join(table)

@@ -24,6 +24,7 @@ from dockyard.proxy.control.health import explain_unhealthy
 from dockyard.proxy.control.options import (
     DeployRequest,
     HealthCheckConfig,
+    ServiceConfig,
     TargetAddress,
     parse_targets,
 )
@@ -81,7 +82,13 @@ async def dispatch(
         await router.resume(str(params["service"]))
         return True
     if method == "list":
-        return [asdict(row) for row in router.rows()]
+        rows = [asdict(row) for row in router.rows()]
+        services = router.services
+        for row in rows:
+            service = services.get(row["service"])
+            if service is not None:
+                row["access"] = access_summary(service.config)
+        return rows
     if method == "rollout_deploy":
         name = str(params["service"])
         targets = tuple(str(t) for t in params.get("targets") or ())
@@ -108,6 +115,18 @@ async def dispatch(
         await router.rollout_stop(str(params["service"]))
         return True
     raise ProxyError(f"unknown method {method!r}")
+
+
+def access_summary(config: ServiceConfig) -> str:
+    """The `Access` cell of `list` (ours): what guards the service, "" when nothing does."""
+    parts = []
+    if config.basic_auth_user:
+        parts.append(f"auth:{config.basic_auth_user}")
+    if config.allow_ips:
+        parts.append("ip:" + ",".join(config.allow_ips))
+    if config.client_ip_header:
+        parts.append(f"client-ip:{config.client_ip_header}")
+    return " ".join(parts)
 
 
 def _explained(
