@@ -112,3 +112,17 @@ def test_bad_access_keys_name_the_key_and_line(
     assert problem in exc.value.problem
     assert exc.value.file is not None and exc.value.file.name == "deploy.yml"
     assert exc.value.line is not None
+
+
+def test_the_hash_survives_the_remote_shell(load: LoadConfig) -> None:
+    """`$2b$...` reaches the server's shell quoted: `$` is not expanded there."""
+    import shlex
+
+    from dockyard.remote.argv import shell_join
+
+    config = load(base(basic_auth={"user": "ops", "password_hash": HASH}))
+    web = config.role("web")
+    assert web is not None
+    command = app.deploy(config, web, "c1")
+    assert shlex.split(shell_join(command)) == list(command.plain())
+    assert f"--basic-auth-password-hash={HASH}" in shlex.split(shell_join(command))
