@@ -11,6 +11,7 @@ Errors are ``DockyardError``s that name the layer and the host.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fnmatch
 import os
@@ -430,6 +431,19 @@ class DeployContext:
         raise_for_failures(await self.pool.connect_all(todo))
         self._connected.update(todo)
 
+    def lock_targets(self, hosts: Sequence[str] | None = None) -> list[str]:
+        """Where the lock's ``mkdir -p .kamal`` runs: ``hosts`` (default: every selected
+        host) and the primary host."""
+        targets = list(hosts) if hosts is not None else self.hosts
+        if self.primary_host not in targets:
+            targets.append(self.primary_host)
+        return targets
+
+    async def warm_up(self, hosts: Sequence[str]) -> None:
+        """Connect to ``hosts`` while the local ``git config`` queries for the performer (audit
+        lines, hooks) and the lock's author run, instead of one after the other."""
+        await asyncio.gather(self.connect(hosts), self.performer(), self.locked_by())
+
     async def pre_connect(self) -> None:
         """The ``pre-connect`` hook, once per run, before the first connection (or build)."""
         if not self._pre_connect_ran:
@@ -524,13 +538,13 @@ class DeployContext:
         after the lock's ``mkdir`` ran on the primary host; ``then`` commands must therefore
         be ones that may run on the other hosts anyway (queries)."""
         queries = dict(then or {})
-        targets = list(hosts) if hosts is not None else self.hosts
+        targets = self.lock_targets(hosts)
         primary = self.primary_host
-        for host in [primary, *queries]:
+        for host in queries:
             if host not in targets:
                 targets.append(host)
         self.step("Acquiring the deploy lock...")
-        await self.connect(targets)
+        await self.warm_up(targets)
         ensure = lock_commands.ensure_locks_directory()
         service, destination = self.config.service, self.config.destination
         details = lock_commands.lock_details(

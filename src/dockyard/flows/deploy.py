@@ -262,6 +262,7 @@ async def deploy(
     survey_now = not setup and not ctx.has_hook("pre-deploy")
     queries: dict[str, list[Argv]] = {}
     if not setup:
+        await ctx.warm_up(ctx.lock_targets(hosts))
         audit = await ctx.audit_argv(f"Pulled image with version {version}")
         queries = {host: [audit, build.pull_check(ctx.config)] for host in hosts}
     if survey_now:
