@@ -503,6 +503,14 @@ def check_surveys(
     fit (before anything changed)."""
     plans = plan_hosts(ctx, surveys, swap=strategy == "swap", stop_roles=stop_roles)
     for plan in plans:
+        for need in plan.needs:
+            role = surveys[plan.host].roles.get(need.role)
+            if need.needed is None and role is not None and role.running:
+                ctx.warn(
+                    f"memory: could not measure {need.role} ({', '.join(role.running)} runs, "
+                    "but its memory usage could not be read): not checked",
+                    plan.host,
+                )
         if plan.known and plan.available is not None:
             ctx.info(
                 f"memory: new containers need {format_bytes(plan.needed)} "

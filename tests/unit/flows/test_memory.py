@@ -364,3 +364,19 @@ def test_container_memory_falls_back_to_docker_stats(tmp_path: Path) -> None:
 def test_container_memory_with_no_container_running(tmp_path: Path) -> None:
     (tmp_path / "cgroup").mkdir()
     assert _run_memory_script(tmp_path, _fake_docker(tmp_path, "")) == ""
+
+
+def test_a_running_role_that_could_not_be_measured_is_a_warning(make_config: MakeConfig) -> None:
+    config = make_config(ONE_HOST, version="v2")
+
+    def no_stats(fake: FakeTransport) -> None:
+        small_server(fake)
+        script = ["sh", "-c", memory.CONTAINER_MEMORY_SCRIPT]
+        fake.on(script, Result(1, "", "permission denied\n"))
+
+    pool = FakePool(setup=no_stats)
+    ctx, events = make_ctx(config, pool)
+    asyncio.run(flows.deploy(ctx, skip_push=True))  # nothing to compare: it boots
+    warnings = [e.text for e in events if e.kind == "warn"]
+    assert any("could not measure web (v1 runs" in w for w in warnings), warnings
+    assert any(c[:2] == ["docker", "run"] for c in pool.transports["10.0.0.1"].commands)
