@@ -80,8 +80,11 @@ async def push(ctx: DeployContext) -> None:
         env = builder_commands.push_env(config, plan, legacy=needs_buildkit)
         if not needs_buildkit:
             env["DOCKER_BUILDKIT"] = "0"
-    for argv in commands:
-        await _check(ctx, _in_root(ctx, argv), argv.display(), env=env, stream=True)
+    from dockyard.flows.ops.registry import forward_local_registry_to_builder
+
+    async with forward_local_registry_to_builder(ctx, plan):  # remote builder + localhost:PORT
+        for argv in commands:
+            await _check(ctx, _in_root(ctx, argv), argv.display(), env=env, stream=True)
 
 
 _AUTH_ERRORS = (

@@ -14,6 +14,7 @@ import pytest
 from dockyard.errors import DockyardError
 from dockyard.flows import build as build_flow
 from dockyard.flows import deploy as deploy_flow
+from dockyard.flows.boot import env_file_written
 from dockyard.flows.context import DeployContext, Selection
 from dockyard.flows.errors import BuildError, RegistryError
 from dockyard.flows.ops import app, proxy, registry
@@ -347,9 +348,12 @@ def test_app_boot_without_version_boots_the_latest_tag(make_config: MakeConfig) 
     assert calls[-1] == ["docker", "tag", "registry.test:5000/hello:latest",
                          "registry.test:5000/hello:latest"]  # fmt: skip
     assert not [c for c in calls if c[:2] in (["docker", "pull"], ["docker", "login"])]
-    assert ".kamal/apps/hello/env/roles/web.env" in [
-        u.path for u in pool.transports["10.0.0.1"].uploads
-    ]
+    transport = pool.transports["10.0.0.1"]
+    assert env_file_written(  # the env file went up (within the batch, or over SFTP)
+        transport.commands,
+        [u.path for u in transport.uploads],
+        ".kamal/apps/hello/env/roles/web.env",
+    )
 
 
 def test_app_boot_with_a_version_and_hooks(make_config: MakeConfig, tmp_path: Path) -> None:
@@ -516,3 +520,46 @@ def test_build_push_without_buildx_for_two_arches_says_buildx_is_needed(
     with pytest.raises(BuildError, match="one architecture only") as caught:
         run(build_flow.push(ctx))
     assert caught.value.hint is not None and "buildx plugin" in caught.value.hint
+
+
+def test_a_remote_builder_gets_the_local_registry_forwarded_during_the_build(
+    make_config: MakeConfig,
+) -> None:
+    from dockyard.commands import builder as builder_commands
+
+    text = LOCAL.replace(
+        "builder:\n  arch: amd64\n",
+        "builder:\n  arch: arm64\n  remote: ssh://builder@10.9.0.9:2222\n",
+    )
+    ctx, _ = make_ctx(make_config(text), FakePool())
+    plan = builder_commands.plan(ctx.config, "amd64")
+    assert plan.kind == "remote"
+    # the build itself runs while the forward is open
+    pools: list[ForwardingPool] = []
+    made_options: list[object] = []
+
+    def keep(options: object) -> ForwardingPool:
+        made_options.append(options)
+        pools.append(ForwardingPool())
+        return pools[-1]
+
+    async def during() -> bool:
+        async with registry.forward_local_registry_to_builder(ctx, plan, make_pool=keep):
+            return pools[0].active
+
+    assert run(during()) is True
+    options = made_options[0]
+    assert (options.user, options.port) == ("builder", 2222)  # type: ignore[attr-defined]
+    assert pools[0].forwards == [(("10.9.0.9",), 5555, 5555, "127.0.0.1")]
+    assert pools[0].closed and not pools[0].active
+
+    # a local builder, or another registry: no forward
+    local_plan = builder_commands.plan(make_config(LOCAL), "amd64")
+    pools.clear()
+
+    async def none() -> None:
+        async with registry.forward_local_registry_to_builder(ctx, local_plan, make_pool=keep):
+            pass
+
+    run(none())
+    assert pools == []

@@ -13,9 +13,11 @@ names another one (for machines that cannot pull from Docker Hub, such as the la
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol, cast
+import urllib.parse
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from dockyard.commands import builder as builder_commands
 from dockyard.commands import registry as registry_commands
@@ -25,6 +27,7 @@ from dockyard.flows.errors import BuildError, RegistryError
 if TYPE_CHECKING:
     from dockyard.commands.argv import Argv
     from dockyard.flows.context import DeployContext
+    from dockyard.remote.options import SshOptions
 
 IMAGE_ENV = "DOCKYARD_LOCAL_REGISTRY_IMAGE"
 
@@ -224,3 +227,48 @@ async def forward_local_registry(ctx: DeployContext, hosts: Sequence[str]) -> As
         hosts, remote_port=port, local_port=port, local_host="127.0.0.1"
     ):
         yield
+
+
+def _ssh_pool(options: SshOptions) -> Any:
+    from dockyard.remote.ssh import SshPool
+
+    return SshPool(options)
+
+
+@contextlib.asynccontextmanager
+async def forward_local_registry_to_builder(
+    ctx: DeployContext,
+    plan: builder_commands.Plan,
+    *,
+    make_pool: Callable[[SshOptions], Any] = _ssh_pool,
+) -> AsyncIterator[None]:
+    """With a local registry and a remote (or hybrid) builder at ``ssh://[user@]host[:port]``:
+    while the build runs, the builder host's ``127.0.0.1:PORT`` leads back to the local
+    registry (Kamal does the same), over its own SSH connection with the project's keys and
+    known hosts. Otherwise: nothing."""
+    remote = ctx.config.builder.remote
+    if not is_local(ctx) or plan.kind not in ("remote", "hybrid") or not remote:
+        yield
+        return
+    uri = urllib.parse.urlsplit(remote)
+    if uri.scheme != "ssh" or not uri.hostname:
+        raise DockyardError(
+            f"builder: a local registry needs an ssh:// remote builder, not {remote!r}",
+            hint="write builder.remote as ssh://user@host, or use another registry",
+        )
+    from dockyard.flows.context import ssh_options
+
+    base = ssh_options(ctx.config)
+    options = dataclasses.replace(
+        base, user=uri.username or base.user, port=uri.port or 22, proxy=None, proxy_command=None
+    )
+    port = _port(ctx)
+    ctx.step(f"Forwarding the local registry (port {port}) to the builder {uri.hostname}...")
+    pool = make_pool(options)
+    try:
+        async with pool.reverse_forward(
+            [uri.hostname], remote_port=port, local_port=port, local_host="127.0.0.1"
+        ):
+            yield
+    finally:
+        await pool.close()
