@@ -131,9 +131,17 @@ class H2Client:
         self._writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task[None] | None = None
 
-    async def connect(self, port: int, host: str = "app.test") -> H2Client:
+    async def connect(
+        self, port: int, host: str = "app.test", *, rcvbuf: int | None = None
+    ) -> H2Client:
+        """`rcvbuf`: a small kernel receive buffer, so that not reading shows at once."""
+        sock = socket.socket()
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
         reader, writer = await asyncio.open_connection(
-            "127.0.0.1", port, ssl=client_context(), server_hostname=host
+            sock=sock, ssl=client_context(), server_hostname=host
         )
         self._reader, self._writer = reader, writer
         sslobj = writer.get_extra_info("ssl_object")

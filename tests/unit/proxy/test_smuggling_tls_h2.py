@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import ssl
 
 import pytest
@@ -468,3 +469,50 @@ def test_garbage_frames_and_abrupt_closes_leave_the_proxy_healthy(
         assert run(go()) == 200
     errors = [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
     assert errors == []
+
+
+def test_a_client_that_floods_pings_and_reads_nothing_is_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every PING is answered; answers a client does not read pile up, and past a bound the
+    proxy drops the connection (the bound is lowered here to keep the test short)."""
+    from hyperframe.frame import PingFrame
+
+    from dockyard.proxy.dataplane import h2conn
+
+    monkeypatch.setattr(h2conn, "MAX_UNSENT", 256 * 1024)
+    with origin_server() as origin:
+        router = tls_router(origin)
+
+        async def go() -> tuple[bool, int]:
+            async with https_proxy(router) as proxy:
+                client = await H2Client(strict=False).connect(proxy.port, rcvbuf=4096)
+                assert client._task is not None and client._writer is not None
+                client._task.cancel()  # read nothing from now on
+                await asyncio.sleep(0.1)
+                factory = proxy.acceptor.alpn_factories["h2"]
+                assert len(factory.sessions) == 1  # type: ignore[attr-defined]
+                session = next(iter(factory.sessions))  # type: ignore[attr-defined]
+                server_sock = session.transport.get_extra_info("socket")
+                server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # (quicker)
+                ping = PingFrame(0, opaque_data=b"12345678").serialize()
+                writer = client._writer
+                for _ in range(600):
+                    if not factory.sessions:  # type: ignore[attr-defined]
+                        break
+                    writer.write(ping * 1000)
+                    await asyncio.sleep(0.05)
+                dropped = not factory.sessions  # type: ignore[attr-defined]
+                writer.transport.abort()
+                await client.close()
+                async with h2_client(proxy.port) as other:
+                    status = (await other.request("/up")).status
+            return dropped, status
+
+        dropped, status = run(go(), 60)
+    assert dropped
+    assert status == 200  # other connections are unaffected
+
+
+def sessions(proxy: object) -> list[object]:
+    return list(proxy.acceptor.alpn_factories["h2"].sessions)  # type: ignore[attr-defined]

@@ -88,6 +88,8 @@ _DEFAULT_WINDOW: Final = 65535
 #: Stream resets a client may send: a burst, then a steady rate per second. Beyond that the
 #: connection ends with GOAWAY ENHANCE_YOUR_CALM (the "rapid reset" attack, CVE-2023-44487:
 #: every reset stream costs a ClientConnection and maybe an upstream request).
+#: Bytes queued for a client that does not read, beyond which its connection is dropped.
+MAX_UNSENT = 4 << 20
 RESET_BURST: Final = 200.0
 RESET_RATE: Final = 50.0
 
@@ -840,6 +842,12 @@ class H2Session(asyncio.Protocol):
         transport = self.transport
         if data and transport is not None and not transport.is_closing():
             transport.write(data)
+            if self.write_paused and transport.get_write_buffer_size() > MAX_UNSENT:
+                # The client does not read, yet keeps asking for answers (PING, SETTINGS...)
+                # or opening windows: it is not going to catch up (Go's server closes such
+                # connections too). Reading stays on, so a client busy writing never deadlocks.
+                log.warning("HTTP/2 client does not read what it asks for; closing")
+                transport.abort()
 
     # shutdown ----------------------------------------------------------------------------------
 
