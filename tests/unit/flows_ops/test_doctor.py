@@ -9,8 +9,9 @@ import pytest
 
 from dockyard.commands import doctor as probe
 from dockyard.flows.ops import doctor
+from dockyard.remote import FakePool, FakeTransport, Result
 
-from .conftest import MakeConfig
+from .conftest import MakeConfig, make_ctx, run
 
 ROLE_CONFIG = """service: hello
 image: hello
@@ -203,3 +204,31 @@ def test_probe_script_is_valid_bash() -> None:
     )
     check = subprocess.run(["bash", "-n", "-c", script], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
+
+
+@pytest.mark.parametrize(
+    ("message", "kind"),
+    [
+        ("ssh: host key of root@10.0.0.1:22 has CHANGED since it was recorded", "host key"),
+        ("ssh: host key of root@10.0.0.1:22 is unknown (not in known_hosts)", "host key"),
+        ("ssh: authentication refused by root@10.0.0.1:22", "auth"),
+        ("ssh: cannot reach root@10.0.0.1:22: connection refused", "reach"),
+    ],
+)
+def test_ssh_failures_are_named_by_kind(message: str, kind: str) -> None:
+    assert doctor._ssh_fix(message)[0] == kind
+
+
+def test_local_checks_name_a_missing_secret_and_a_missing_docker(make_config: MakeConfig) -> None:
+    config = make_config()
+    # The secrets are read on first use: this file is what the checks see.
+    (config.root / ".kamal" / "secrets").write_text("KAMAL_REGISTRY_PASSWORD=x\n")
+    ctx, _ = make_ctx(config, FakePool())
+    local = FakeTransport(host="local", default=None)
+    local.on(["docker", "version"], Result(127, "", "bash: docker: command not found"))
+    local.on(["docker", "buildx"], Result(1, "", "docker: 'buildx' is not a docker command"))
+    ctx.local = local
+    checks = {c.name: c for c in run(doctor.local_checks(ctx))}
+    assert not checks["docker"].ok and "install Docker" in checks["docker"].fix
+    assert checks["buildx"].warning and checks["buildx"].ok
+    assert not checks["secrets"].ok and "CACHE_PASSWORD" in checks["secrets"].detail
