@@ -260,7 +260,7 @@ def https_get(
     port: int, host: str, path: str, *, cafile: Path | None = None, cadata: str | None = None
 ) -> Reply:
     ctx = ssl.create_default_context(cafile=str(cafile) if cafile else None, cadata=cadata)
-    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    ctx.set_alpn_protocols(["http/1.1"])  # this client speaks HTTP/1.1 (h2: test_h2_*.py)
     with (
         socket.create_connection((LOOPBACK, port), timeout=60) as raw,
         ctx.wrap_socket(raw, server_hostname=host) as tls,
