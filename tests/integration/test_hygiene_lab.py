@@ -1,7 +1,7 @@
-"""Disk hygiene and server stats on the lab's real servers and registry: a deploy's containers
-(app and proxy) rotate their logs; `registry prune` deletes old tags through the registry API
-but keeps latest and every version a server runs or retains; `server stats --json` reads both
-servers."""
+"""Disk hygiene and server stats on the lab's real servers and registry: the containers of a
+setup (app, proxy and accessory) rotate their logs; `registry prune` deletes old tags through
+the registry API but keeps latest and every version a server runs or retains; `server stats
+--json` reads both servers; `server bootstrap --log-rotation` merges daemon.json."""
 
 from __future__ import annotations
 
@@ -90,6 +90,8 @@ def project(lab: LabDoc) -> Iterator[Project]:
         )
         _ok(_run(["docker", "tag", proxy_source, f"{reg}/dockyard-proxy:{PROXY_VERSION}"]))
         _ok(_run(["docker", "push", f"{reg}/dockyard-proxy:{PROXY_VERSION}"], env=docker_env))
+        _ok(_run(["docker", "tag", "dockyard-lab/hello:v1", f"{reg}/{SERVICE}-cache:v1"]))
+        _ok(_run(["docker", "push", f"{reg}/{SERVICE}-cache:v1"], env=docker_env))
         for n, tag in enumerate(TAGS):  # distinct images (a label each), oldest first
             ref = f"{reg}/{SERVICE}:{tag}"
             dockerfile = f"FROM dockyard-lab/hello:v1\nLABEL service={SERVICE} test.n={n}\n"
@@ -125,6 +127,10 @@ proxy:
     registry: {reg}
     repository: dockyard-proxy
     version: {PROXY_VERSION}
+accessories:
+  cache:
+    image: {reg}/{SERVICE}-cache:v1
+    host: {lab.servers[1].address}
 ssh:
   user: {lab.ssh.user}
   keys_only: true
@@ -141,8 +147,8 @@ ssh:
             yield Project(app, env, lab)
         finally:
             Project(app, env, lab).dockyard("remove", "-y", timeout=300)
-            for tag in TAGS:
-                _run(["docker", "rmi", f"{reg}/{SERVICE}:{tag}"])
+            for ref in (*(f"{reg}/{SERVICE}:{t}" for t in TAGS), f"{reg}/{SERVICE}-cache:v1"):
+                _run(["docker", "rmi", ref])
 
 
 def _log_config(lab_ssh: LabSsh, host: str, container: str) -> dict[str, object]:
@@ -159,6 +165,9 @@ def test_deployed_containers_rotate_their_logs(project: Project, lab_ssh: LabSsh
             log_config = _log_config(lab_ssh, server.address, container)
             assert log_config["Config"] == {"max-size": "10m", "max-file": "5"}, container
             assert log_config["Type"] == "json-file"
+    # the accessory booted by setup too
+    cache = _log_config(lab_ssh, project.lab.servers[1].address, f"{SERVICE}-cache")
+    assert cache["Config"] == {"max-size": "10m", "max-file": "5"}
 
 
 def test_registry_prune_keeps_latest_and_deployed_and_retained_tags(
