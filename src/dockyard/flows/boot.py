@@ -19,7 +19,7 @@ from dockyard.commands import app as app_commands
 from dockyard.commands import paths
 from dockyard.commands import proxy as proxy_commands
 from dockyard.commands import server as server_commands
-from dockyard.commands.argv import Argv, docker
+from dockyard.commands.argv import Argv, Secret, docker
 from dockyard.flows.context import DeployContext
 from dockyard.flows.errors import DockerError, FlowProxyError, HealthCheckError
 from dockyard.flows.memory import HostMemory, memory_queries, parse_host_memory
@@ -263,11 +263,15 @@ async def boot_role(ctx: DeployContext, plan: BootPlan) -> None:
     name = app_commands.container_name(config, role)
     prefix = app_commands.container_prefix(config, role)
     old = plan.state.current
+    prelude: list[Argv] = []
     if plan.state.clash and not plan.start_existing:
         renamed = app_commands.replaced_version(version, app_commands.random_hex(16))
-        await _rename(ctx, host, role, name, renamed)
+        prelude = await _rename_commands(ctx, role, name, renamed)
         if old == version:
             old = renamed
+        if plan.barrier is not None and not plan.primary:  # renamed before the wait
+            await ctx.batch(host, prelude)
+            prelude = []
     if plan.barrier is not None and not plan.primary:
         ctx.info(f"waiting for the first {config.primary_role_name} container", host)
         if not await plan.barrier.wait():
@@ -278,11 +282,15 @@ async def boot_role(ctx: DeployContext, plan: BootPlan) -> None:
 
     ctx.info(f"booting {name}", host)
     try:
-        container_id = await _start(ctx, plan, name)
+        container_id = await _start(ctx, plan, name, prelude)
         if role.running_proxy:
             await _proxy_deploy(ctx, host, role, container_id, name)
         else:
             await _wait_healthy(ctx, host, container_id, name)
+    except _NotStarted as exc:  # the rename failed: nothing of ours to stop
+        if plan.barrier is not None and plan.primary:
+            plan.barrier.close()
+        raise exc.error from None
     except BaseException:
         if plan.barrier is not None and plan.primary:
             plan.barrier.close()
@@ -305,23 +313,62 @@ async def boot_role(ctx: DeployContext, plan: BootPlan) -> None:
         await ctx.batch(host, commands, stop_on_error=False, check=False)
 
 
-async def _rename(ctx: DeployContext, host: str, role: Role, name: str, renamed: str) -> None:
+async def _rename_commands(ctx: DeployContext, role: Role, name: str, renamed: str) -> list[Argv]:
+    """The audit line and ``docker rename`` of a container in the way of the new one."""
     config = ctx.config
     prefix = app_commands.container_prefix(config, role)
-    await ctx.batch(
-        host,
-        [
-            await ctx.audit_argv(
-                f"Renaming container {name} to {prefix}-{renamed} as already in use",
-                role=role.name,
-            ),
-            app_commands.rename_container(config, role, config.version, renamed),
-        ],
+    return [
+        await ctx.audit_argv(
+            f"Renaming container {name} to {prefix}-{renamed} as already in use",
+            role=role.name,
+        ),
+        app_commands.rename_container(config, role, config.version, renamed),
+    ]
+
+
+async def _rename(ctx: DeployContext, host: str, role: Role, name: str, renamed: str) -> None:
+    """Rename a container in the way of the new one, in its own round trip."""
+    await ctx.batch(host, await _rename_commands(ctx, role, name, renamed))
+
+
+def env_file_written(commands: Sequence[Sequence[str]], uploads: Sequence[str], path: str) -> bool:
+    """Whether ``path`` was written, by the batch command or by an upload (for tests)."""
+    return path in uploads or any(
+        list(c[:3]) == ["sh", "-c", WRITE_PRIVATE_FILE] and c[-1] == path for c in commands
     )
 
 
-async def _start(ctx: DeployContext, plan: BootPlan, name: str) -> str:
-    """Start the container; return its ID."""
+class _NotStarted(Exception):
+    """A command before the new container's start failed (nothing to stop)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+#: Writes stdin to "$1" with mode 0600 (directories as ``mkdir -p`` makes them), via a temp
+#: file renamed into place: the env file travels inside the batch's script, not in argv.
+WRITE_PRIVATE_FILE = (
+    'mkdir -p "$(dirname "$1")" && umask 077 && cat > "$1.tmp" && chmod 600 "$1.tmp" '
+    '&& mv -f "$1.tmp" "$1"'
+)
+
+
+def _env_file_command(path: str, contents: str) -> Argv | None:
+    """The env file upload as a batch command, or None when its text cannot travel in a
+    here-document byte for byte (then it goes over SFTP)."""
+    if not contents:  # a batch command without stdin reads /dev/null: an empty file
+        return Argv(("sh", "-c", WRITE_PRIVATE_FILE, "sh", path))
+    if "\0" in contents or not contents.endswith("\n"):
+        return None
+    return Argv(("sh", "-c", WRITE_PRIVATE_FILE, "sh", path), stdin=Secret(contents))
+
+
+async def _start(
+    ctx: DeployContext, plan: BootPlan, name: str, prelude: Sequence[Argv] = ()
+) -> str:
+    """Start the container; return its ID. ``prelude`` (the rename of a clashing container)
+    goes first in the same round trip; its failure raises :class:`_NotStarted`."""
     config, host, role = ctx.config, plan.host, plan.role
     audit = await ctx.audit_argv(f"Booted app version {config.version}", role=role.name)
     if plan.start_existing:
@@ -334,17 +381,35 @@ async def _start(ctx: DeployContext, plan: BootPlan, name: str) -> str:
     else:
         env_file = app_commands.env_file_path(config, role)
         contents = app_commands.env_file_contents(config, role, host).reveal()
-        await ctx.transport(host).put(contents.encode(), env_file, mode=0o600)
+        upload = _env_file_command(env_file, contents)
+        if upload is None:
+            await _run_prelude(ctx, host, prelude)
+            prelude = []
+            await ctx.transport(host).put(contents.encode(), env_file, mode=0o600)
         hostname = app_commands.container_hostname(host, app_commands.random_hex(12))
         run = app_commands.run(config, role, host, hostname=hostname)
-        results = await ctx.batch(host, [audit, run], check=False, timeout=600)
-        for argv, result in zip([audit, run], results, strict=True):
+        # one round trip: (rename,) env file, audit line, docker run
+        commands = [*prelude, *([upload] if upload else []), audit, run]
+        results = await ctx.batch(host, commands, check=False, timeout=600)
+        for index, (argv, result) in enumerate(zip(commands, results, strict=True)):
             if not result.ok:
-                raise ctx.failure(host, argv, result, what=f"starting {name}")
-        container_id = app_commands.first_line(results[1].stdout)
+                error = ctx.failure(host, argv, result, what=f"starting {name}")
+                if index < len(prelude):
+                    raise _NotStarted(error)
+                raise error
+        container_id = app_commands.first_line(results[-1].stdout)
     if not container_id:
         raise DockerError(f"docker on {host}: no container ID for {name} after starting it")
     return container_id[:12]
+
+
+async def _run_prelude(ctx: DeployContext, host: str, prelude: Sequence[Argv]) -> None:
+    if not prelude:
+        return
+    results = await ctx.batch(host, prelude, check=False)
+    for argv, result in zip(prelude, results, strict=True):
+        if not result.ok:
+            raise _NotStarted(ctx.failure(host, argv, result))
 
 
 async def _proxy_deploy(

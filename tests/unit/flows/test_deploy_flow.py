@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from dockyard.config import Config
 from dockyard.flows import deploy as flows
+from dockyard.flows.boot import WRITE_PRIVATE_FILE, env_file_written
 from dockyard.flows.context import DeployContext, Event
 from dockyard.flows.errors import HealthCheckError, HookError, RegistryError
 from dockyard.flows.memory import CONTAINER_MEMORY_SCRIPT
@@ -83,7 +85,7 @@ def make_ctx(config: Config, pool: FakePool) -> tuple[DeployContext, list[Event]
 
 def _shape(args: list[str]) -> list[str]:
     """Commands with random parts and audit lines reduced to something stable."""
-    if args[:2] == ["sh", "-c"] and args[2].startswith("mkdir -p"):
+    if args[:2] == ["sh", "-c"] and args[2].startswith('mkdir -p "$1" && printf'):
         return ["audit", args[-1].split("] ", 2)[-1]]
     if args[:2] == ["docker", "run"]:
         return ["docker", "run", args[args.index("--name") + 1]]
@@ -132,6 +134,7 @@ def test_deploy_commands_per_host_in_order(make_config: MakeConfig) -> None:
         ["sh", "-c", CONTAINER_MEMORY_SCRIPT, "sh", "{{.Name}}\t{{.MemUsage}}", "/sys/fs/cgroup"],
     ]  # fmt: skip
     boot = [
+        ["sh", "-c", WRITE_PRIVATE_FILE, "sh", ".kamal/apps/hello/env/roles/web.env"],
         ["audit", "[web] Booted app version v2"],
         ["docker", "run", "hello-web-v2"],
         ["docker", "exec", "kamal-proxy", "kamal-proxy", "deploy", "hello-web",
@@ -156,9 +159,13 @@ def test_deploy_commands_per_host_in_order(make_config: MakeConfig) -> None:
     release = [["rm", ".kamal/lock-hello/details"], ["rm", "-r", ".kamal/lock-hello"]]
     assert primary == lock + pull_check + survey + pulled + boot + finish + release
     assert other == [["mkdir", "-p", ".kamal"], *pull_check, *survey, *pulled, *boot, *finish]
-    # the env file went up with mode 0600, before the container started
-    uploads = pool.transports["10.0.0.2"].uploads
-    assert [(u.path, u.mode) for u in uploads] == [(".kamal/apps/hello/env/roles/web.env", 0o600)]
+    # the env file went up (mode 0600, in the batch's script, not in argv) before the start
+    calls = pool.transports["10.0.0.2"].calls
+    written = [c for c in calls if c.argv[:3] == ["sh", "-c", WRITE_PRIVATE_FILE]]
+    assert len(written) == 1 and written[0].stdin is not None
+    assert b"KAMAL_REGISTRY_PASSWORD" not in written[0].line.encode()
+    assert env_file_written([c.argv for c in calls], [], ".kamal/apps/hello/env/roles/web.env")
+    assert not pool.transports["10.0.0.2"].uploads
     # the stored credentials worked: no registry login at all
     assert not any(c[:2] == ["docker", "login"] for c in pool.transports["10.0.0.1"].commands)
 
@@ -456,3 +463,26 @@ def test_a_present_image_without_the_service_label_is_refused(
     primary = pool.transports["10.0.0.1"].commands
     assert not any(c[:2] == ["docker", "run"] for c in primary)
     assert primary[-1] == ["rm", "-r", ".kamal/lock-hello"]
+
+
+def test_the_env_file_command_writes_exact_bytes_with_mode_0600(tmp_path: Path) -> None:
+    import stat
+
+    from dockyard.flows.boot import _env_file_command
+    from dockyard.remote.batch import run_batch
+    from dockyard.remote.local import LocalTransport
+
+    cases = {"empty.env": "", "two.env": "A=1\nSECRET=x y\n"}
+    commands = []
+    for name, text in cases.items():
+        command = _env_file_command(str(tmp_path / "roles" / name), text)
+        assert command is not None
+        commands.append(command)
+    results = asyncio.run(run_batch(LocalTransport(), commands))
+    assert all(r.ok for r in results), results
+    for name, text in cases.items():
+        path = tmp_path / "roles" / name
+        assert path.read_text() == text
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    # text a here-document cannot carry byte for byte goes over SFTP instead
+    assert _env_file_command("x.env", "NO_NEWLINE=1") is None
