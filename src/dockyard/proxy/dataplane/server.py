@@ -14,12 +14,12 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import socket
 import ssl as _ssl
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from random import getrandbits
 from typing import TYPE_CHECKING, Final
 from urllib.parse import unquote_to_bytes
 
@@ -96,6 +96,8 @@ def _esc_str(value: str) -> str:
 
 
 _EMPTY_JSON: Final = '""'
+#: Each target's upstream pool key (its address); targets are few and long-lived.
+_POOL_KEYS: dict[Target, tuple[str, int]] = {}
 _TARGET_BYTES: dict[str, bytes] = {}
 
 
@@ -125,14 +127,37 @@ def set_nodelay(transport: asyncio.BaseTransport) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-_UUID_CLEAR: Final = ~((0xF000 << 64) | (0xC000 << 48))
-_UUID_SET: Final = (0x4000 << 64) | (0x8000 << 48)
+#: Request ids are made in batches: per request that is a list pop instead of ~5 us of
+#: random bits and string slicing.
+_ID_BATCH: Final = 256
+#: Where the 32 hex digits of a UUID go in its 36-character text form.
+_ID_DIGITS: Final = tuple(i for i in range(36) if i not in (8, 13, 18, 23))
+_ID_TEMPLATE: Final = (b"-" * 36 + b"\n") * _ID_BATCH
+#: The variant digit (RFC 9562 "10xx"): any random hex digit mapped onto 8, 9, a, b.
+_ID_VARIANT: Final = bytes.maketrans(b"0123456789abcdef", b"89ab89ab89ab89ab")
+_ids: list[bytes] = []
+
+
+def _more_request_ids() -> None:
+    count = _ID_BATCH
+    digits = os.urandom(16 * count).hex().encode()  # 32 random hex digits per id
+    out = bytearray(_ID_TEMPLATE)
+    for digit, offset in enumerate(_ID_DIGITS):  # one strided copy per digit position
+        out[offset::37] = digits[digit::32]
+    out[14::37] = b"4" * count  # version 4
+    out[19::37] = digits[16::32].translate(_ID_VARIANT)
+    ids = bytes(out).split(b"\n")
+    ids.pop()
+    _ids.extend(ids)
 
 
 def new_request_id() -> bytes:
     """A random (version 4) UUID in its canonical text form."""
-    h = (getrandbits(128) & _UUID_CLEAR | _UUID_SET).to_bytes(16, "big").hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}".encode()
+    try:
+        return _ids.pop()
+    except IndexError:
+        _more_request_ids()
+        return _ids.pop()
 
 
 #: Where ACME HTTP-01 challenge answers live (RFC 8555, section 8.3).
@@ -680,7 +705,11 @@ class Exchange:
             plane.waiting[self] = plane.loop.time() + opts.target_timeout
             if plane.ticker is None:
                 plane.ticker = plane.loop.call_later(TICK, plane.tick)
-        key = (target.host, target.port)
+        key = _POOL_KEYS.get(target)
+        if key is None:
+            if len(_POOL_KEYS) >= 4096:
+                _POOL_KEYS.clear()
+            key = _POOL_KEYS[target] = (target.host, target.port)
         conn = None if self.retried else plane.pool.get(key)
         if conn is not None:
             self.attach(conn, reused=True)
