@@ -20,28 +20,12 @@ from dockyard.flows.context import Selection
 from dockyard.flows.ops import backup
 from dockyard.remote import FakePool, FakeTransport, Result
 
-from .conftest import NOW, MakeConfig, make_ctx, run
+from .conftest import BASE, NOW, MakeConfig, make_ctx, run
 
-SINGLE = """service: hello
-image: hello
-servers:
-  web:
-    - 10.0.0.1
-  workers:
-    hosts:
-      - 10.0.0.2
-      - 10.0.0.3
-    cmd: sleep infinity
-registry:
-  server: registry.test:5000
-  username: bob
-  password:
-    - KAMAL_REGISTRY_PASSWORD
-builder:
-  arch: amd64
-proxy:
-  app_port: 3000
-"""
+#: conftest's BASE without its accessory, with one web host (10.0.0.2 moves to the workers).
+SINGLE = BASE.partition("accessories:")[0].replace(
+    "    - 10.0.0.2\n  workers:\n    hosts:\n", "  workers:\n    hosts:\n      - 10.0.0.2\n"
+)
 DIRECTORY = ".kamal/backups/hello"
 BACKUP_ID = "20261128T090000Z"
 
