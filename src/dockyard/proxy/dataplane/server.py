@@ -1275,6 +1275,11 @@ class Exchange:
         if b"%" in raw_path:
             raw_path = unquote_to_bytes(raw_path)
         clen = head.content_length
+        rid = (
+            json_str(head.request_id.decode("utf-8", "replace"))
+            if head.request_id
+            else f'"{self.request_id.decode()}"'  # ours: hex digits and dashes only
+        )
         opts = self.opts
         custom = (
             self._custom_log_fields()
@@ -1283,8 +1288,8 @@ class Exchange:
         )
         access_log(
             f'{{"time":"{format_time(time.time_ns())}{s1}'
-            f"{json_str(raw_path.decode('utf-8', 'replace'))}"
-            f',"request_id":{json_str(self.request_id.decode("utf-8", "replace"))}'
+            f"{_esc_bytes(raw_path)}"
+            f',"request_id":{rid}'
             f',"status":{self.status or 200}{s2}{time.perf_counter_ns() - self.start_ns}{s3}'
             f"{clen if clen >= 0 else (-1 if clen == -2 else 0)}{s4}{self.resp_bytes}{s5}"
             f"{json_str(head.query.decode('utf-8', 'replace')) if head.query else _EMPTY_JSON}"

@@ -112,6 +112,12 @@ _PLAIN_CONNECTION: Final = frozenset(
     (b"keep-alive", b"Keep-Alive", b"close", b"Close", b"upgrade", b"Upgrade", b"")
 )
 
+#: Method names as str, without a decode per request.
+_METHODS: Final[dict[bytes, str]] = {
+    m: m.decode()
+    for m in (b"GET", b"HEAD", b"POST", b"PUT", b"PATCH", b"DELETE", b"OPTIONS", b"CONNECT")
+}
+
 # Go's httpguts.ValidHostHeader alphabet (RFC 3986 reg-name/IP-literal plus port).
 _VALID_HOST = re.compile(rb"[A-Za-z0-9\-._~!$&'()*+,;=:\[\]%]*\Z")
 
@@ -347,7 +353,8 @@ class RequestReader:
     def on_headers_complete(self) -> None:
         parser = self._parser
         head = self._head
-        head.method = parser.get_method().decode("ascii")
+        method = parser.get_method()
+        head.method = _METHODS.get(method) or method.decode("ascii")
         head.version = version = parser.get_http_version()
         head.keep_alive = parser.should_keep_alive()
         url = self._url
@@ -381,7 +388,13 @@ class RequestReader:
             head.upgrade = b""  # Upgrade without "Connection: upgrade" is not a request to switch
         if upgrade and head.has_body:
             raise HttpError(400, "Bad Request: upgrade with a body")
-        self._reset()
+        # Ready for the next request head (the body of `_reset`, inlined: once per request).
+        self._head = RequestHead()
+        self._url = b""
+        self._header_bytes = 0
+        self._header_count = 0
+        self._host_count = 0
+        self._te_seen = False
         self._handler.on_request(head)
 
     def on_body(self, data: bytes) -> None:
