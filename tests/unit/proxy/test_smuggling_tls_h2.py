@@ -405,7 +405,7 @@ def test_rapid_reset_ends_the_connection_with_enhance_your_calm() -> None:
                 lines = len(proxy.lines)
             assert terminated == ErrorCodes.ENHANCE_YOUR_CALM
             # Streams were served (each logged as 499) until the reset budget ran out, not all.
-            assert 150 <= lines < 300
+            assert 150 <= lines < 350
             assert all(h.is_done for h in router.bindings[0][2].targets[0].handles)
 
         run(go())
