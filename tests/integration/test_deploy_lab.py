@@ -8,15 +8,10 @@ The tests run in file order and share one project (module fixture)."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -24,184 +19,67 @@ import pytest
 from dockyard.commands.lock import encode_details
 from lab.state import LabDoc
 from lab.testing import LabSsh
+from tests.integration.support import (
+    PROXY_VERSION,
+    REPO,
+    LoadLoop,
+    Project,
+    build_proxy_image,
+    deploy_yml,
+    lab_pushes,
+    make_app,
+    push_images,
+    run,
+    server_urls,
+    write_ssh_config,
+)
+from tests.integration.support import out as _out
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
-PYTHON = REPO / ".venv" / "bin" / "python"
-PROXY_VERSION = "v0.9.2"
-
-
-def _run(
-    argv: list[str],
-    *,
-    env: dict[str, str] | None = None,
-    cwd: Path | None = None,
-    input: str | None = None,
-    timeout: float = 600,
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        argv,
-        env={**os.environ, **(env or {})},
-        cwd=cwd,
-        input=input,
-        stdin=None if input is not None else subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def get(url: str, timeout: float = 5) -> tuple[int, str]:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=timeout) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
-@dataclass
-class Project:
-    root: Path
-    env: dict[str, str]
-    lab: LabDoc
-
-    def dockyard(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        return _run(
-            [str(PYTHON), "-m", "dockyard", *args], env=self.env, cwd=self.root, timeout=timeout
-        )
-
-    def answers(self) -> list[tuple[int, str]]:
-        return [get(f"http://{s.address}/") for s in self.lab.servers]
-
-
-def _out(proc: subprocess.CompletedProcess[str]) -> str:
-    return (proc.stdout + proc.stderr)[-5000:]
+WORKERS = """  workers:
+    hosts:
+      - {host}
+    cmd: python3 /app/app.py
+"""
+BUILDER = """  driver: docker
+  args:
+    BASE_IMAGE: dockyard-lab/python:base
+    VARIANT: built
+"""
+EXTRA = """env:
+  clear:
+    GREETING: hi
+  secret:
+    - SECRET_TOKEN
+deploy_timeout: 10
+readiness_delay: 1
+"""
 
 
 @pytest.fixture(scope="module")
 def project(lab: LabDoc) -> Iterator[Project]:
     # $DOCKYARD_TEST_PROXY_SOURCE: another local proxy image to deploy (e.g. a known-good
     # build while the working tree's proxy is being changed); default: build dockyard-proxy:lab.
-    proxy_source = os.environ.get("DOCKYARD_TEST_PROXY_SOURCE")
-    if not proxy_source:
-        proxy_source = "dockyard-proxy:lab"
-        build = _run([str(PYTHON), "-m", "lab", "build", "proxy"], cwd=REPO, timeout=1800)
-        assert build.returncode == 0, build.stderr[-3000:]
-    reg = lab.registry.address
+    proxy_source = os.environ.get("DOCKYARD_TEST_PROXY_SOURCE") or build_proxy_image()
     with tempfile.TemporaryDirectory(prefix="dockyard-deploy-") as tmp:
         root = Path(tmp)
-        env = {"DOCKER_CONFIG": str(root / "docker")}  # the host's docker login stays untouched
-        login = _run(
-            ["docker", "login", reg, "-u", lab.registry.username, "--password-stdin"],
-            env=env,
-            input=lab.registry.password,
-        )
-        assert login.returncode == 0, login.stderr
-        pushes = [(proxy_source, f"{reg}/dockyard-proxy:{PROXY_VERSION}")] + [
-            (f"dockyard-lab/hello:{v}", f"{reg}/hello:{v}") for v in ("v1", "v2", "broken")
-        ]
-        for source, ref in pushes:
-            assert _run(["docker", "tag", source, ref], env=env).returncode == 0
-            pushed = _run(["docker", "push", ref], env=env)
-            assert pushed.returncode == 0, pushed.stderr
-        ssh_config = root / "ssh_config"
-        ssh_config.write_text(
-            f"Host *\n  UserKnownHostsFile {lab.ssh.known_hosts}\n  StrictHostKeyChecking yes\n"
-        )
-        app = root / "app"
-        (app / "config").mkdir(parents=True)
-        (app / ".kamal").mkdir()
-        (app / ".kamal" / "secrets").write_text(
-            f"KAMAL_REGISTRY_PASSWORD={lab.registry.password}\nSECRET_TOKEN=t0ps3cret\n"
-        )
-        servers = "\n".join(f"    - {s.address}" for s in lab.servers)
+        pushes = lab_pushes(lab, ("v1", "v2", "broken"), proxy=proxy_source)
+        env = push_images(lab, root, pushes)
+        ssh_config = write_ssh_config(root, lab)
+        app = make_app(root / "app", lab, "SECRET_TOKEN=t0ps3cret\n")
         for name in ("Dockerfile", "app.py"):  # the hello app, for the build test
             (app / name).write_text((REPO / "lab" / "apps" / "hello" / name).read_text())
         (app / "config" / "deploy.yml").write_text(
-            f"""service: hello
-image: hello
-servers:
-  web:
-{servers}
-  workers:
-    hosts:
-      - {lab.servers[1].address}
-    cmd: python3 /app/app.py
-registry:
-  server: {reg}
-  username: {lab.registry.username}
-  password:
-    - KAMAL_REGISTRY_PASSWORD
-env:
-  clear:
-    GREETING: hi
-  secret:
-    - SECRET_TOKEN
-builder:
-  arch: amd64
-  driver: docker
-  args:
-    BASE_IMAGE: dockyard-lab/python:base
-    VARIANT: built
-deploy_timeout: 10
-readiness_delay: 1
-proxy:
-  app_port: 80
-  healthcheck:
-    interval: 1
-  run:
-    registry: {reg}
-    repository: dockyard-proxy
-    version: {PROXY_VERSION}
-ssh:
-  user: {lab.ssh.user}
-  keys_only: true
-  keys:
-    - {lab.ssh.key}
-  config: {ssh_config}
-"""
+            deploy_yml(
+                lab,
+                roles=WORKERS.format(host=lab.servers[1].address),
+                builder=BUILDER,
+                ssh_config=ssh_config,
+                extra=EXTRA,
+            )
         )
         yield Project(app, env, lab)
-
-
-@dataclass
-class LoadLoop:
-    """A bounded request loop against every server's port 80 in a thread."""
-
-    urls: list[str]
-    allowed: tuple[str, ...]
-    max_seconds: float = 120
-    ok: int = 0
-    errors: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def _loop(self) -> None:
-        deadline = time.monotonic() + self.max_seconds
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            for url in self.urls:
-                try:
-                    status, body = get(url)
-                except OSError as exc:
-                    self.errors.append(f"{url}: {exc!r}")
-                    continue
-                if status != 200 or body not in self.allowed:
-                    self.errors.append(f"{url}: {status} {body[:80]}")
-                else:
-                    self.ok += 1
-
-    def __enter__(self) -> LoadLoop:
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-        time.sleep(0.3)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        assert self._thread is not None
-        self._thread.join(30)
 
 
 def test_setup_deploys_v1_to_both_servers(project: Project, lab_ssh: LabSsh) -> None:
@@ -243,7 +121,7 @@ def test_setup_deploys_v1_to_both_servers(project: Project, lab_ssh: LabSsh) -> 
 
 
 def test_deploy_v2_under_load_has_zero_failed_requests(project: Project, lab_ssh: LabSsh) -> None:
-    urls = [f"http://{s.address}/" for s in project.lab.servers]
+    urls = server_urls(project.lab)
     with LoadLoop(urls, ("v1", "v2")) as load:
         started = time.monotonic()
         deploy = project.dockyard("deploy", "-P", "--version", "v2")
@@ -269,7 +147,7 @@ def test_rollback_lists_versions_and_rolls_back_to_v1(project: Project) -> None:
     missing = project.dockyard("rollback", "nope")
     assert missing.returncode != 0
     assert "not available as a container" in missing.stderr
-    urls = [f"http://{s.address}/" for s in project.lab.servers]
+    urls = server_urls(project.lab)
     with LoadLoop(urls, ("v1", "v2")) as load:
         rollback = project.dockyard("rollback", "v1")
     assert rollback.returncode == 0, _out(rollback)
@@ -280,7 +158,7 @@ def test_rollback_lists_versions_and_rolls_back_to_v1(project: Project) -> None:
 def test_broken_image_fails_health_check_and_v1_keeps_serving(
     project: Project, lab_ssh: LabSsh
 ) -> None:
-    urls = [f"http://{s.address}/" for s in project.lab.servers]
+    urls = server_urls(project.lab)
     with LoadLoop(urls, ("v1",)) as load:
         broken = project.dockyard("deploy", "-P", "--version", "broken")
     assert broken.returncode != 0
@@ -325,7 +203,7 @@ def test_deploy_builds_pushes_and_deploys_the_image(project: Project, lab_ssh: L
     assert built.returncode == 0, _out(built)
     assert project.answers() == [(200, "built"), (200, "built")]
     reg = project.lab.registry.address
-    label = _run(
+    label = run(
         ["docker", "inspect", "-f", "{{.Config.Labels.service}}", f"{reg}/hello:b1"]
     ).stdout.strip()
     assert label == "hello"
