@@ -187,18 +187,19 @@ class LoadLoop:
                 uses = 0
                 with self._lock:
                     self.connections += 1
+            current = conn
             try:
-                conn.request("GET", "/")
-                resp = conn.getresponse()
+                current.request("GET", "/")
+                resp = current.getresponse()
                 body = resp.read().decode()
                 self._record(address, resp.status, body, reused=uses > 0)
                 uses += 1
                 if resp.will_close:
-                    conn.close()
+                    current.close()
                     conn = None
             except (OSError, http.client.HTTPException) as exc:
                 self._error(address, exc)
-                conn.close()
+                current.close()
                 conn = None
             time.sleep(self.pause)
         if conn is not None:
