@@ -5,7 +5,6 @@ warnings only. Tests share one deployed project (module fixture)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -17,34 +16,24 @@ import pytest
 
 from lab.state import LabDoc
 from lab.testing import LabSsh
+from tests.integration.support import (
+    Project,
+    build_proxy_image,
+    deploy_yml,
+    lab_pushes,
+    make_app,
+    push_images,
+    write_ssh_config,
+)
+from tests.integration.support import out as _out
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
-PYTHON = REPO / ".venv" / "bin" / "python"
-PROXY_VERSION = "v0.9.2"
-
-
-def _run(
-    argv: list[str], *, env: dict[str, str], cwd: Path | None = None, input: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        argv,
-        env={**os.environ, **env},
-        cwd=cwd,
-        input=input,
-        stdin=None if input is not None else subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
 
 @dataclass
-class Project:
-    root: Path
-    env: dict[str, str]
-    lab: LabDoc
+class DoctorProject(Project):
+    """The deployed project; `write()` rewrites its config, broken on purpose where asked."""
+
     ssh_config: Path
 
     def write(
@@ -59,52 +48,24 @@ class Project:
     ) -> None:
         lab = self.lab
         hosts = [s.address for s in lab.servers] + ([extra_host] if extra_host else [])
-        servers = "\n".join(f"    - {h}" for h in hosts)
         (self.root / ".kamal" / "secrets").write_text(
             f"KAMAL_REGISTRY_PASSWORD={password or lab.registry.password}\n"
         )
         (self.root / "config" / "deploy.yml").write_text(
-            f"""service: hello
-image: hello
-servers:
-  web:
-{servers}
-registry:
-  server: {lab.registry.address}
-  username: {lab.registry.username}
-  password:
-    - KAMAL_REGISTRY_PASSWORD
-builder:
-  arch: amd64
-{env}
-deploy_timeout: 20
-proxy:
-  app_port: {app_port}
-  host: hello.test
-  healthcheck:
-    interval: 1
-  run:
-    registry: {lab.registry.address}
-    repository: dockyard-proxy
-    version: {PROXY_VERSION}
-ssh:
-  user: {user or lab.ssh.user}
-  keys_only: true
-  keys:
-    - {key or lab.ssh.key}
-  config: {self.ssh_config}
-"""
+            deploy_yml(
+                lab,
+                hosts=hosts,
+                app_port=app_port,
+                proxy_host="hello.test",
+                ssh_user=user,
+                ssh_key=key,
+                ssh_config=self.ssh_config,
+                extra=f"{env}deploy_timeout: 20\n",
+            )
         )
 
     def doctor(self) -> subprocess.CompletedProcess[str]:
-        return _run([str(PYTHON), "-m", "dockyard", "doctor"], env=self.env, cwd=self.root)
-
-    def dockyard(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return _run([str(PYTHON), "-m", "dockyard", *args], env=self.env, cwd=self.root)
-
-
-def _out(proc: subprocess.CompletedProcess[str]) -> str:
-    return (proc.stdout + proc.stderr)[-5000:]
+        return self.dockyard("doctor")
 
 
 def _lines(proc: subprocess.CompletedProcess[str], verdict: str) -> list[str]:
@@ -112,34 +73,14 @@ def _lines(proc: subprocess.CompletedProcess[str], verdict: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def project(lab: LabDoc) -> Iterator[Project]:
-    build = _run([str(PYTHON), "-m", "lab", "build", "proxy"], env={}, cwd=REPO)
-    assert build.returncode == 0, build.stderr[-3000:]
-    reg = lab.registry.address
+def project(lab: LabDoc) -> Iterator[DoctorProject]:
+    build_proxy_image()
     with tempfile.TemporaryDirectory(prefix="dockyard-doctor-") as tmp:
         root = Path(tmp)
-        env = {"DOCKER_CONFIG": str(root / "docker")}
-        login = _run(
-            ["docker", "login", reg, "-u", lab.registry.username, "--password-stdin"],
-            env=env,
-            input=lab.registry.password,
-        )
-        assert login.returncode == 0, login.stderr
-        for source, ref in (
-            ("dockyard-proxy:lab", f"{reg}/dockyard-proxy:{PROXY_VERSION}"),
-            ("dockyard-lab/hello:v1", f"{reg}/hello:v1"),
-        ):
-            assert _run(["docker", "tag", source, ref], env=env).returncode == 0
-            pushed = _run(["docker", "push", ref], env=env)
-            assert pushed.returncode == 0, pushed.stderr
-        ssh_config = root / "ssh_config"
-        ssh_config.write_text(
-            f"Host *\n  UserKnownHostsFile {lab.ssh.known_hosts}\n  StrictHostKeyChecking yes\n"
-        )
-        app = root / "app"
-        (app / "config").mkdir(parents=True)
-        (app / ".kamal").mkdir()
-        project = Project(app, env, lab, ssh_config)
+        env = push_images(lab, root, lab_pushes(lab, ("v1",)))
+        ssh_config = write_ssh_config(root, lab)
+        app = make_app(root / "app", lab)
+        project = DoctorProject(app, env, lab, ssh_config)
         project.write()
         setup = project.dockyard("setup", "-P", "--version", "v1")
         assert setup.returncode == 0, _out(setup)
@@ -150,7 +91,7 @@ def project(lab: LabDoc) -> Iterator[Project]:
             project.dockyard("remove", "-y")
 
 
-def test_everything_passes_after_setup(project: Project) -> None:
+def test_everything_passes_after_setup(project: DoctorProject) -> None:
     project.write()
     done = project.doctor()
     assert done.returncode == 0, _out(done)
@@ -165,7 +106,7 @@ def test_everything_passes_after_setup(project: Project) -> None:
     assert "ready to deploy" in text
 
 
-def test_lint_findings_are_warnings(project: Project) -> None:
+def test_lint_findings_are_warnings(project: DoctorProject) -> None:
     (project.root / "config" / "vite.json").write_text(
         '{"all": {"sourceCodeDir": "app/frontend"}, "production": {"autoBuild": true}}'
     )
@@ -179,7 +120,7 @@ def test_lint_findings_are_warnings(project: Project) -> None:
     assert "autoBuild" in warnings and "DEBUG=true" in warnings
 
 
-def test_an_unreachable_host_fails_the_ssh_layer(project: Project) -> None:
+def test_an_unreachable_host_fails_the_ssh_layer(project: DoctorProject) -> None:
     # The registry's address has no sshd: connection refused.
     project.write(extra_host=project.lab.registry.address.split(":")[0])
     done = project.doctor()
@@ -189,7 +130,7 @@ def test_an_unreachable_host_fails_the_ssh_layer(project: Project) -> None:
     assert "Traceback" not in done.stderr
 
 
-def test_a_wrong_key_fails_ssh_auth(project: Project, tmp_path: Path) -> None:
+def test_a_wrong_key_fails_ssh_auth(project: DoctorProject, tmp_path: Path) -> None:
     key = tmp_path / "other_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     project.write(key=str(key))
@@ -201,7 +142,7 @@ def test_a_wrong_key_fails_ssh_auth(project: Project, tmp_path: Path) -> None:
 
 
 def test_a_user_outside_the_docker_group_fails_the_docker_check(
-    project: Project, lab_ssh: LabSsh
+    project: DoctorProject, lab_ssh: LabSsh
 ) -> None:
     server = project.lab.servers[0].address
     lab_ssh(
@@ -218,7 +159,7 @@ def test_a_user_outside_the_docker_group_fails_the_docker_check(
     assert "docker group" in done.stdout, done.stdout
 
 
-def test_a_wrong_registry_password_fails_login_here_and_on_servers(project: Project) -> None:
+def test_a_wrong_registry_password_fails_login_here_and_on_servers(project: DoctorProject) -> None:
     project.write(password="not-the-password")
     done = project.doctor()
     assert done.returncode == 1, _out(done)
@@ -227,7 +168,7 @@ def test_a_wrong_registry_password_fails_login_here_and_on_servers(project: Proj
     assert "KAMAL_REGISTRY_PASSWORD" in done.stdout
 
 
-def test_a_stopped_proxy_fails_the_proxy_layer(project: Project, lab_ssh: LabSsh) -> None:
+def test_a_stopped_proxy_fails_the_proxy_layer(project: DoctorProject, lab_ssh: LabSsh) -> None:
     project.write()
     server = project.lab.servers[1].address
     lab_ssh(server, "docker", "stop", "kamal-proxy")
@@ -241,7 +182,7 @@ def test_a_stopped_proxy_fails_the_proxy_layer(project: Project, lab_ssh: LabSsh
     assert "dockyard proxy start" in done.stdout
 
 
-def test_a_wrong_app_port_fails_the_app_layer(project: Project) -> None:
+def test_a_wrong_app_port_fails_the_app_layer(project: DoctorProject) -> None:
     project.write(app_port=3000)
     done = project.doctor()
     assert done.returncode == 1, _out(done)
