@@ -27,8 +27,9 @@ from h2.events import (
 from h2.exceptions import ProtocolError
 
 from dockyard.proxy.dataplane import connection_factory
+from dockyard.proxy.dataplane.h2conn import H2Factory
 from dockyard.proxy.dataplane.server import ConnectionFactory
-from dockyard.proxy.tls.accept import TlsAcceptor
+from dockyard.proxy.tls.accept import LazyH2, TlsAcceptor
 from dockyard.proxy.tls.certs import (
     certified_key_from_pem,
     generate_ec_key,
@@ -60,6 +61,15 @@ class Proxy:
     factory: ConnectionFactory
     lines: list[str]
     acceptor: TlsAcceptor
+
+
+def h2_factory(proxy: Proxy) -> H2Factory:
+    """The listener's HTTP/2 protocol factory (its sessions are the live h2 connections)."""
+    lazy = proxy.acceptor.alpn_factories["h2"]
+    assert isinstance(lazy, LazyH2)
+    made = lazy.h2
+    assert isinstance(made, H2Factory)
+    return made
 
 
 @contextlib.asynccontextmanager

@@ -112,3 +112,32 @@ def test_registry_contexts_offer_h2_and_the_challenge_context_only_acme_tls(
             assert results["validator"] == "acme-tls/1"
 
         run(go())
+
+
+def test_the_h2_modules_load_with_the_first_h2_connection_only() -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import asyncio, sys
+        from dockyard.proxy.dataplane import connection_factory
+        from dockyard.proxy.tls.accept import TlsAcceptor
+        from dockyard.proxy.tls.context import TlsSelector
+
+        async def main():
+            factory = connection_factory(None, tls=True, log_port=443)
+            acceptor = TlsAcceptor(TlsSelector(), factory)
+            print("built", "h2" in sys.modules, sorted(acceptor.alpn_factories))
+            protocol = acceptor.alpn_factories["h2"]()
+            print("first", "h2" in sys.modules, type(protocol).__name__)
+            await factory.shutdown(0)
+
+        asyncio.run(main())
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    ).stdout.splitlines()
+    assert out == ["built False ['h2']", "first True H2Session"]

@@ -23,7 +23,7 @@ from dataplane_support import (
     run,
 )
 from h2.errors import ErrorCodes
-from h2_support import H2Client, client_context, h2_client, https_proxy
+from h2_support import H2Client, client_context, h2_client, h2_factory, https_proxy
 
 from dockyard.proxy.contract import ServiceOptions
 
@@ -442,7 +442,7 @@ def test_alpn_dispatch_works_on_both_event_loops(plain_asyncio: bool) -> None:
 
 
 def sessions(proxy: Any) -> list[Any]:
-    return list(proxy.acceptor.alpn_factories["h2"].sessions)
+    return list(h2_factory(proxy).sessions)
 
 
 def test_request_body_back_pressure_stops_acknowledging_data() -> None:

@@ -22,7 +22,14 @@ from dataplane_support import (
 )
 from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
-from h2_support import H2Client, H2Response, client_context, h2_client, https_proxy
+from h2_support import (
+    H2Client,
+    H2Response,
+    client_context,
+    h2_client,
+    h2_factory,
+    https_proxy,
+)
 
 from dockyard.proxy.contract import ServiceOptions
 
@@ -490,19 +497,20 @@ def test_a_client_that_floods_pings_and_reads_nothing_is_dropped(
                 assert client._task is not None and client._writer is not None
                 client._task.cancel()  # read nothing from now on
                 await asyncio.sleep(0.1)
-                factory = proxy.acceptor.alpn_factories["h2"]
-                assert len(factory.sessions) == 1  # type: ignore[attr-defined]
-                session = next(iter(factory.sessions))  # type: ignore[attr-defined]
+                factory = h2_factory(proxy)
+                assert len(factory.sessions) == 1
+                session = next(iter(factory.sessions))
+                assert session.transport is not None
                 server_sock = session.transport.get_extra_info("socket")
                 server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # (quicker)
                 ping = PingFrame(0, opaque_data=b"12345678").serialize()
                 writer = client._writer
                 for _ in range(600):
-                    if not factory.sessions:  # type: ignore[attr-defined]
+                    if not factory.sessions:
                         break
                     writer.write(ping * 1000)
                     await asyncio.sleep(0.05)
-                dropped = not factory.sessions  # type: ignore[attr-defined]
+                dropped = not factory.sessions
                 writer.transport.abort()
                 await client.close()
                 async with h2_client(proxy.port) as other:
@@ -515,4 +523,4 @@ def test_a_client_that_floods_pings_and_reads_nothing_is_dropped(
 
 
 def sessions(proxy: object) -> list[object]:
-    return list(proxy.acceptor.alpn_factories["h2"].sessions)  # type: ignore[attr-defined]
+    return list(h2_factory(proxy).sessions)  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ handshake is done its ``connection_made`` looks at ``selected_alpn_protocol()``,
 protocol for it and hands it the transport (``transport.set_protocol``, asyncio and uvloop
 alike). When the acceptor is given the data plane's ``ConnectionFactory`` and no explicit
 ``alpn_factories``, ``h2`` is served by :mod:`dockyard.proxy.dataplane.h2conn` on the same plane
-(the one place this package reaches into the data plane, lazily).
+(the one place this package reaches into the data plane; imported on the first h2 connection).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from dockyard.proxy.tls.clienthello import (
 )
 from dockyard.proxy.tls.context import TlsSelector
 
-__all__ = ["PLAIN_HTTP_RESPONSE", "AlpnSwitch", "TlsAcceptor", "peek_client_hello"]
+__all__ = ["PLAIN_HTTP_RESPONSE", "AlpnSwitch", "LazyH2", "TlsAcceptor", "peek_client_hello"]
 
 log = logging.getLogger("dockyard.proxy.tls")
 
@@ -132,13 +132,39 @@ def _answer_plain_http(sock: socket.socket) -> None:
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 
 
+class LazyH2:
+    """The HTTP/2 protocol factory for a data plane ConnectionFactory, built on the first
+    connection that negotiates ``h2`` (``h2``/``hpack``/``hyperframe`` and the HTTP/2 module,
+    about 1 MiB, stay unloaded for listeners that never see one)."""
+
+    __slots__ = ("_factory", "_h2")
+
+    def __init__(self, factory: object) -> None:
+        self._factory = factory
+        self._h2: ProtocolFactory | None = None
+
+    @property
+    def h2(self) -> ProtocolFactory:
+        if self._h2 is None:
+            from dockyard.proxy.dataplane.h2conn import h2_factory_for
+
+            made = h2_factory_for(self._factory)
+            assert made is not None  # checked by default_alpn_factories
+            self._h2 = made
+        return self._h2
+
+    def __call__(self) -> asyncio.BaseProtocol:
+        return self.h2()
+
+
 def default_alpn_factories(protocol_factory: object) -> dict[str, ProtocolFactory]:
     """``{"h2": ...}`` when `protocol_factory` is the data plane's ConnectionFactory (HTTP/2
-    served on the same plane), else nothing."""
-    from dockyard.proxy.dataplane.h2conn import h2_factory_for
+    served on the same plane, see :class:`LazyH2`), else nothing."""
+    from dockyard.proxy.dataplane.server import ConnectionFactory
 
-    h2 = h2_factory_for(protocol_factory)
-    return {"h2": h2} if h2 is not None else {}
+    if isinstance(protocol_factory, ConnectionFactory):
+        return {"h2": LazyH2(protocol_factory)}
+    return {}
 
 
 class AlpnSwitch(asyncio.Protocol):
