@@ -11,8 +11,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +19,21 @@ import pytest
 
 from lab.state import LabDoc
 from lab.testing import LabSsh
+from tests.integration.support import (
+    PYTHON,
+    Project,
+    build_proxy_image,
+    deploy_yml,
+    get,
+    lab_pushes,
+    make_app,
+    push_images,
+    write_ssh_config,
+)
+from tests.integration.support import out as _out
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
-PYTHON = REPO / ".venv" / "bin" / "python"
-PROXY_VERSION = "v0.9.2"
 CONTAINER = "hello-web-v1"  # the lab image is labelled service=hello
 DB = "/data/app.sqlite3"
 #: Runs in the app container: inserts rows into the database (WAL mode) for N seconds.
@@ -42,115 +49,39 @@ while time.monotonic() < end:
     conn.commit()
 conn.close()
 """
+EXTRA = """volumes:
+  - hello-data:/data
+deploy_timeout: 20
+"""
 COUNT = """
 import sqlite3, sys
 print(sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM t").fetchone()[0])
 """
 
 
-def _run(
-    argv: list[str], *, env: dict[str, str], cwd: Path | None = None, input: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        argv,
-        env={**os.environ, **env},
-        cwd=cwd,
-        input=input,
-        stdin=None if input is not None else subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
-def get(url: str) -> tuple[int, str]:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=10) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
 @dataclass
-class Project:
-    root: Path
-    env: dict[str, str]
+class BackupProject(Project):
+    """The project, its one server and the local copies' directory."""
+
     address: str
     copies: Path
 
-    def dockyard(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return _run([str(PYTHON), "-m", "dockyard", *args], env=self.env, cwd=self.root)
-
-
-def _out(proc: subprocess.CompletedProcess[str]) -> str:
-    return (proc.stdout + proc.stderr)[-4000:]
-
 
 @pytest.fixture(scope="module")
-def project(lab: LabDoc) -> Iterator[Project]:
-    build = _run([str(PYTHON), "-m", "lab", "build", "proxy"], env={}, cwd=REPO)
-    assert build.returncode == 0, build.stderr[-3000:]
-    reg = lab.registry.address
+def project(lab: LabDoc) -> Iterator[BackupProject]:
+    build_proxy_image()
     server = lab.servers[0].address
     with tempfile.TemporaryDirectory(prefix="dockyard-backup-") as tmp:
         root = Path(tmp)
-        env = {"DOCKER_CONFIG": str(root / "docker"), "XDG_DATA_HOME": str(root / "xdg")}
-        login = _run(
-            ["docker", "login", reg, "-u", lab.registry.username, "--password-stdin"],
-            env=env,
-            input=lab.registry.password,
-        )
-        assert login.returncode == 0, login.stderr
-        for source, ref in (
-            ("dockyard-proxy:lab", f"{reg}/dockyard-proxy:{PROXY_VERSION}"),
-            ("dockyard-lab/hello:v1", f"{reg}/hello:v1"),
-        ):
-            assert _run(["docker", "tag", source, ref], env=env).returncode == 0
-            pushed = _run(["docker", "push", ref], env=env)
-            assert pushed.returncode == 0, pushed.stderr
-        ssh_config = root / "ssh_config"
-        ssh_config.write_text(
-            f"Host *\n  UserKnownHostsFile {lab.ssh.known_hosts}\n  StrictHostKeyChecking yes\n"
-        )
-        app = root / "app"
-        (app / "config").mkdir(parents=True)
-        (app / ".kamal").mkdir()
-        secrets = f"KAMAL_REGISTRY_PASSWORD={lab.registry.password}\n"
-        (app / ".kamal" / "secrets").write_text(secrets)
+        env = push_images(lab, root, lab_pushes(lab, ("v1",)))
+        env["XDG_DATA_HOME"] = str(root / "xdg")
+        ssh_config = write_ssh_config(root, lab)
+        app = make_app(root / "app", lab)
         (app / "config" / "deploy.yml").write_text(
-            f"""service: hello
-image: hello
-servers:
-  web:
-    - {server}
-volumes:
-  - hello-data:/data
-registry:
-  server: {reg}
-  username: {lab.registry.username}
-  password:
-    - KAMAL_REGISTRY_PASSWORD
-builder:
-  arch: amd64
-deploy_timeout: 20
-proxy:
-  app_port: 80
-  healthcheck:
-    interval: 1
-  run:
-    registry: {reg}
-    repository: dockyard-proxy
-    version: {PROXY_VERSION}
-ssh:
-  user: {lab.ssh.user}
-  keys_only: true
-  keys:
-    - {lab.ssh.key}
-  config: {ssh_config}
-"""
+            deploy_yml(lab, hosts=[server], ssh_config=ssh_config, extra=EXTRA)
         )
-        project = Project(app, env, server, root / "xdg" / "dockyard" / "backups" / "hello")
+        copies = root / "xdg" / "dockyard" / "backups" / "hello"
+        project = BackupProject(app, env, lab, server, copies)
         setup = project.dockyard("setup", "-P", "--version", "v1")
         assert setup.returncode == 0, _out(setup)
         try:
@@ -171,7 +102,7 @@ def _backup_ids(project: Project) -> list[str]:
 
 
 def test_backup_while_the_app_writes_is_consistent_and_downloaded(
-    project: Project, lab_ssh: LabSsh
+    project: BackupProject, lab_ssh: LabSsh
 ) -> None:
     address = project.address
     lab_ssh(address, "docker", "exec", CONTAINER, "python3", "-c", WRITER, DB, "0.5")
@@ -197,7 +128,7 @@ def test_backup_while_the_app_writes_is_consistent_and_downloaded(
 
 
 def test_restore_under_load_puts_the_snapshot_back_without_failed_requests(
-    project: Project, lab_ssh: LabSsh
+    project: BackupProject, lab_ssh: LabSsh
 ) -> None:
     backup_id, rows = (project.root / "backup_id").read_text().split()
     url = f"http://{project.address}/"
@@ -214,7 +145,7 @@ def test_restore_under_load_puts_the_snapshot_back_without_failed_requests(
     deadline = time.monotonic() + 180
     while proc.poll() is None and time.monotonic() < deadline:
         try:
-            answers.append(get(url))
+            answers.append(get(url, timeout=10))
         except OSError as exc:
             errors.append(repr(exc))
         time.sleep(0.05)
@@ -223,7 +154,7 @@ def test_restore_under_load_puts_the_snapshot_back_without_failed_requests(
     assert errors == []
     assert answers and all(a == (200, "v1") for a in answers), answers[:5]
     assert _rows_in_container(lab_ssh, project.address) == int(rows)
-    assert get(url) == (200, "v1")
+    assert get(url, timeout=10) == (200, "v1")
     safety = [i for i in _backup_ids(project) if i.endswith("-before-restore")]
     assert safety, "the replaced data was backed up first"
     audit = lab_ssh(project.address, "cat", ".kamal/hello-audit.log").stdout
@@ -231,7 +162,7 @@ def test_restore_under_load_puts_the_snapshot_back_without_failed_requests(
 
 
 def test_restore_from_the_local_copy_when_the_server_lost_it(
-    project: Project, lab_ssh: LabSsh
+    project: BackupProject, lab_ssh: LabSsh
 ) -> None:
     backup_id, rows = (project.root / "backup_id").read_text().split()
     lab_ssh(project.address, "docker", "exec", CONTAINER, "python3", "-c", WRITER, DB, "0.5")
@@ -242,7 +173,7 @@ def test_restore_from_the_local_copy_when_the_server_lost_it(
     assert _rows_in_container(lab_ssh, project.address) == int(rows)
 
 
-def test_errors_are_clear(project: Project) -> None:
+def test_errors_are_clear(project: BackupProject) -> None:
     unknown = project.dockyard("backup", "restore", "20200101T000000Z", "-y")
     assert unknown.returncode != 0
     assert "neither" in unknown.stderr and "backup list" in unknown.stderr
