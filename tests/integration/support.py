@@ -6,6 +6,7 @@
   that records every failed or unexpected answer;
 - `build_proxy_image`, `lab_pushes`, `push_images`: the images a project deploys, pushed to the
   lab registry under a throw-away DOCKER_CONFIG (the host's docker login stays untouched);
+- `login_on_server`: a lab server's own docker logged in to the lab registry;
 - `write_ssh_config`, `make_app`, `deploy_yml`: a project directory with the lab's known_hosts,
   `.kamal/secrets` and the common `config/deploy.yml`;
 - `Project`: such a project, with `dockyard(*args)` (`python -m dockyard` inside it) and
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.state import LabDoc
+from lab.testing import LabSsh
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = REPO / ".venv" / "bin" / "python"
@@ -156,6 +158,20 @@ def push_images(lab: LabDoc, root: Path, pairs: Iterable[tuple[str, str]]) -> di
         pushed = run(["docker", "push", ref], env=env)
         assert pushed.returncode == 0, pushed.stderr
     return env
+
+
+def login_on_server(lab: LabDoc, lab_ssh: LabSsh, address: str) -> None:
+    """Logs the server at `address` in to the lab registry (its own docker, over SSH)."""
+    lab_ssh(
+        address,
+        "docker",
+        "login",
+        lab.registry.address,
+        "-u",
+        lab.registry.username,
+        "--password-stdin",
+        input=lab.registry.password,
+    )
 
 
 def write_ssh_config(root: Path, lab: LabDoc) -> Path:
