@@ -6,7 +6,6 @@ versions; server exec."""
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import tempfile
@@ -23,71 +22,38 @@ from dockyard.flows.context import DeployContext, Selection, open_context
 from dockyard.flows.ops import accessory, app, lock, prune, server
 from lab.state import LabDoc
 from lab.testing import LabSsh
+from tests.integration.support import (
+    HELLO_IMAGE,
+    REPO,
+    Project,
+    deploy_yml,
+    login_on_server,
+    make_app,
+    push_images,
+)
 
 pytestmark = pytest.mark.integration
 
 T = TypeVar("T")
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _run(argv: list[str], env: dict[str, str], input: str | None = None) -> None:
-    done = subprocess.run(
-        argv,
-        env={**os.environ, **env},
-        input=input,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, f"{argv}: {done.stderr[-2000:]}"
 
 
 @pytest.fixture(scope="module")
 def project(lab: LabDoc) -> Iterator[Path]:
     """A project whose images are in the lab registry: `opslab` (the hello app) and
     `opslab-store` (the same image, used as an accessory)."""
-    reg = lab.registry.address
     with tempfile.TemporaryDirectory(prefix="dockyard-ops-") as tmp:
         root = Path(tmp)
-        env = {"DOCKER_CONFIG": str(root / "docker")}  # the host's docker login stays untouched
-        _run(
-            ["docker", "login", reg, "-u", lab.registry.username, "--password-stdin"],
-            env,
-            input=lab.registry.password,
-        )
-        for name in ("opslab", "opslab-store"):
-            _run(["docker", "tag", "dockyard-lab/hello:v1", f"{reg}/{name}:v1"], env)
-            _run(["docker", "push", f"{reg}/{name}:v1"], env)
-        (root / "config").mkdir()
-        (root / ".kamal").mkdir()
-        (root / ".kamal" / "secrets").write_text(
-            f"KAMAL_REGISTRY_PASSWORD={lab.registry.password}\nSTORE_TOKEN=tok3n\n"
-        )
+        reg = lab.registry.address
+        pushes = [(f"{HELLO_IMAGE}:v1", f"{reg}/{name}:v1") for name in ("opslab", "opslab-store")]
+        push_images(lab, root, pushes)
+        make_app(root, lab, "STORE_TOKEN=tok3n\n")
         (root / "config" / "store.conf").write_text("answer = 42\n")
         yield root
 
 
 def write_config(root: Path, lab: LabDoc, service: str, extra: str = "") -> Config:
-    servers = "\n".join(f"    - {s.address}" for s in lab.servers)
     (root / "config" / "deploy.yml").write_text(
-        f"""service: {service}
-image: {service}
-servers:
-  web:
-{servers}
-registry:
-  server: {lab.registry.address}
-  username: {lab.registry.username}
-  password:
-    - KAMAL_REGISTRY_PASSWORD
-builder:
-  arch: amd64
-ssh:
-  user: {lab.ssh.user}
-  keys_only: true
-  keys:
-    - {lab.ssh.key}
-{extra}"""
+        deploy_yml(lab, service=service, proxy=False, extra=extra)
     )
     return load_config(None, None, root=root, env={}, version="v1")
 
@@ -104,19 +70,6 @@ def with_ctx(
             return await asyncio.wait_for(body(ctx), 300)
 
     return asyncio.run(go())
-
-
-def login_on_server(lab: LabDoc, lab_ssh: LabSsh, address: str) -> None:
-    lab_ssh(
-        address,
-        "docker",
-        "login",
-        lab.registry.address,
-        "-u",
-        lab.registry.username,
-        "--password-stdin",
-        input=lab.registry.password,
-    )
 
 
 ACCESSORY = """accessories:
@@ -373,21 +326,13 @@ def test_cli_lock_and_server_exec_end_to_end(lab: LabDoc, project: Path) -> None
     """The commands as a user types them: global options, output per host, exit codes."""
     write_config(project, lab, "opscli")
     env = {
-        **os.environ,
         "DOCKYARD_SSH_KNOWN_HOSTS": lab.ssh.known_hosts,
         "VERSION": "v7",
         "PYTHONPATH": str(REPO / "src"),
     }
 
     def dockyard(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(REPO / ".venv" / "bin" / "python"), "-m", "dockyard", *args],
-            cwd=project,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        return Project(project, env, lab).dockyard(*args, timeout=300)
 
     first = lab.servers[0].address
     done = dockyard("server", "exec", "-h", first, "echo", "hi-from", "$(hostname)")
