@@ -4,7 +4,6 @@ TLS registry with a login, and the apps they run are reachable from the host."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -19,25 +18,13 @@ import pytest
 from lab.paths import REGISTRY_CONTAINER
 from lab.state import LabDoc
 from lab.testing import LabSsh
+from tests.integration.support import lab_pushes, login_on_server, push_images
 
 pytestmark = pytest.mark.integration
 
 APP = "lab-hello-test"
 REPO = Path(__file__).resolve().parents[2]
 SERVERS = 2  # as the `lab` fixture starts it
-
-
-def _host_docker(*args: str, env: dict[str, str], input: str | None = None) -> str:
-    proc = subprocess.run(
-        ["docker", *args],
-        env={**os.environ, **env},
-        input=input,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, f"docker {' '.join(args)}: {proc.stderr}"
-    return proc.stdout
 
 
 def _get(url: str, deadline_s: float = 20) -> tuple[int, str]:
@@ -59,22 +46,9 @@ def _get(url: str, deadline_s: float = 20) -> tuple[int, str]:
 @pytest.fixture(scope="module")
 def pushed(lab: LabDoc) -> Iterator[str]:
     """hello:v1 and hello:broken pushed to the lab registry from the host; yields the repo."""
-    repo = f"{lab.registry.address}/hello"
-    with tempfile.TemporaryDirectory() as config:  # keep the host's docker login untouched
-        env = {"DOCKER_CONFIG": config}
-        _host_docker(
-            "login",
-            lab.registry.address,
-            "-u",
-            lab.registry.username,
-            "--password-stdin",
-            env=env,
-            input=lab.registry.password,
-        )
-        for tag in ("v1", "broken"):
-            _host_docker("tag", f"dockyard-lab/hello:{tag}", f"{repo}:{tag}", env=env)
-            _host_docker("push", f"{repo}:{tag}", env=env)
-        yield repo
+    with tempfile.TemporaryDirectory() as tmp:  # keep the host's docker login untouched
+        push_images(lab, Path(tmp), lab_pushes(lab, ("v1", "broken"), proxy=None))
+        yield f"{lab.registry.address}/hello"
 
 
 def test_document_lists_the_servers_and_existing_files(lab: LabDoc) -> None:
@@ -119,16 +93,7 @@ def test_servers_pull_from_the_registry_and_serve_the_host(
 ) -> None:
     for server in lab.servers:
         ip = server.address
-        lab_ssh(
-            ip,
-            "docker",
-            "login",
-            lab.registry.address,
-            "-u",
-            lab.registry.username,
-            "--password-stdin",
-            input=lab.registry.password,
-        )
+        login_on_server(lab, lab_ssh, ip)
         lab_ssh(ip, "docker", "pull", f"{pushed}:v1", timeout=300)
         label = lab_ssh(
             ip,
@@ -155,16 +120,7 @@ def test_servers_pull_from_the_registry_and_serve_the_host(
 
 def test_broken_variant_fails_its_health_check(lab: LabDoc, lab_ssh: LabSsh, pushed: str) -> None:
     ip = lab.servers[-1].address
-    lab_ssh(
-        ip,
-        "docker",
-        "login",
-        lab.registry.address,
-        "-u",
-        lab.registry.username,
-        "--password-stdin",
-        input=lab.registry.password,
-    )
+    login_on_server(lab, lab_ssh, ip)
     lab_ssh(ip, "docker", "run", "-d", "--name", APP, "-p", "8081:80", f"{pushed}:broken")
     try:
         assert _get(f"http://{ip}:8081/up") == (500, "down")
