@@ -22,7 +22,7 @@ from typing import Any
 
 import bcrypt
 import pytest
-from test_proxy_image import APP_IMAGE, IMAGE, Net, exec_proxy, images, net, wait_for  # noqa: F401
+from test_proxy_image import APP_IMAGE, Net, exec_proxy, images, net, wait_for  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -327,15 +327,7 @@ def test_gates_metrics_and_explained_errors_in_the_proxy_image(
     """`kamal-proxy run --metrics-port=9090` in dockyard-proxy:lab (bcrypt from the image's
     wheels), services deployed with `docker exec`, requests and the scrape from the host."""
     app = net.run("app", f"{APP_IMAGE}:v1")
-    proxy = net.run(
-        "kamal-proxy",
-        "--volume",
-        f"{net.name}-config:/home/kamal-proxy/.config/kamal-proxy",
-        IMAGE,
-        "kamal-proxy",
-        "run",
-        "--metrics-port=9090",
-    )
+    proxy = net.run_proxy("kamal-proxy", "run", "--metrics-port=9090")
     ip = net.ip(proxy)
     wait_for(lambda: exec_proxy(proxy, "list").returncode == 0)
     password_hash = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(5)).decode()

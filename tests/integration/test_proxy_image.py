@@ -78,6 +78,12 @@ class Net:
         self.containers.append(full)
         return full
 
+    def run_proxy(self, *cmd: str) -> str:
+        """The proxy image as Kamal runs it: container `kamal-proxy` with its config directory in
+        the volume `<network>-config` (removed with the network); `cmd` replaces the image's."""
+        volume = f"{self.name}-config:/home/kamal-proxy/.config/kamal-proxy"
+        return self.run("kamal-proxy", "--volume", volume, IMAGE, *cmd)
+
 
 @pytest.fixture
 def net(images: None) -> Iterator[Net]:
@@ -132,12 +138,7 @@ def test_image_shape(images: None) -> None:
 def test_kamal_style_deploy_in_the_container_and_restart_keeps_services(net: Net) -> None:
     v1 = net.run("app-v1", f"{APP_IMAGE}:v1")
     v2 = net.run("app-v2", f"{APP_IMAGE}:v2")
-    proxy = net.run(
-        "kamal-proxy",
-        "--volume",
-        f"{net.name}-config:/home/kamal-proxy/.config/kamal-proxy",
-        IMAGE,
-    )
+    proxy = net.run_proxy()
     ip = net.ip(proxy)
     who = docker("exec", proxy, "id", "-un").stdout.strip()
     assert who == "kamal-proxy"
