@@ -8,7 +8,7 @@
   lab registry under a throw-away DOCKER_CONFIG (the host's docker login stays untouched);
 - `login_on_server`: a lab server's own docker logged in to the lab registry;
 - `write_ssh_config`, `make_app`, `deploy_yml`: a project directory with the lab's known_hosts,
-  `.kamal/secrets` and the common `config/deploy.yml`;
+  `.kamal/secrets` and the common `config/deploy.yml`; `prepare_app` does the usual sequence;
 - `Project`: such a project, with `dockyard(*args)` (`python -m dockyard` inside it) and
   `answers()` (what every server's port 80 says)."""
 
@@ -192,6 +192,24 @@ def make_app(app: Path, lab: LabDoc, secrets: str = "") -> Path:
         f"KAMAL_REGISTRY_PASSWORD={lab.registry.password}\n{secrets}"
     )
     return app
+
+
+def prepare_app(
+    lab: LabDoc,
+    root: Path,
+    *,
+    hello: Iterable[str],
+    proxy: str | None = PROXY_IMAGE,
+    secrets: str = "",
+) -> tuple[Path, dict[str, str], Path]:
+    """The usual start of a lab project in the empty directory `root`: the proxy image and the
+    `hello` versions pushed (`lab_pushes`, `push_images`), `root`/ssh_config
+    (`write_ssh_config`) and the project directory `root`/app (`make_app`, with `secrets`).
+    Returns (app directory, environment with DOCKER_CONFIG, ssh_config path); writing
+    config/deploy.yml (see `deploy_yml`) is left to the caller."""
+    env = push_images(lab, root, lab_pushes(lab, hello, proxy))
+    ssh_config = write_ssh_config(root, lab)
+    return make_app(root / "app", lab, secrets), env, ssh_config
 
 
 def deploy_yml(
