@@ -87,7 +87,7 @@ def test_allowlist_and_trusted_client_ip_header_end_to_end() -> None:
                 forward_headers=True,
             )
             await router.deploy(DeployRequest("web", (f"127.0.0.1:{origin.port}",), config=config))
-            server, _ = await start_proxy(router)
+            server, lines = await start_proxy(router)
             allowed = await request(
                 server.port,
                 get(extra="CF-Connecting-IP: junk, 203.0.113.9\r\nX-Forwarded-For: 6.6.6.6\r\n"),
@@ -105,6 +105,9 @@ def test_allowlist_and_trusted_client_ip_header_end_to_end() -> None:
             assert headers_seen(fallback.body)["x-forwarded-for"] == "127.0.0.1"
             assert no_header.status == 200
             assert len(origin.requests) == 3
+            # The access log's remote_addr is the trusted address, not the client's XFF.
+            remote = [json.loads(line)["remote_addr"] for line in lines]
+            assert remote == ["203.0.113.9", "198.51.100.1", "127.0.0.1", "127.0.0.1"]
 
         run(go())
 

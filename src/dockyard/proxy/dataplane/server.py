@@ -1264,7 +1264,8 @@ class Exchange:
             self.resp_ctype,
             head.user_agent,
             head.version,
-            xff[0] if xff else None,
+            # A gate trusting a client-IP header sets `peer`: that address is the remote one.
+            (xff[0] if xff else None) if self.peer is client.peer_ip else self.peer,
         )
         if key == client.log_key:
             s1, s2, s3, s4, s5 = client.log_segments
@@ -1304,7 +1305,10 @@ class Exchange:
         service = self.service
         target = self.target
         addr = client.log_addr
-        remote = json_str(xff[0].decode("utf-8", "replace")) if xff else addr
+        if self.peer is not client.peer_ip:  # the address a gate's client-IP header gave
+            remote = json_str(self.peer.decode("utf-8", "replace"))
+        else:
+            remote = json_str(xff[0].decode("utf-8", "replace")) if xff else addr
         return (
             f'","level":"INFO","msg":"Request","host":{_esc_bytes(head.host)},'
             f'"port":{plane.log_port},"path":',
