@@ -26,12 +26,9 @@ from tests.integration.support import (
     Project,
     build_proxy_image,
     deploy_yml,
-    lab_pushes,
-    make_app,
-    push_images,
+    prepare_app,
     run,
     server_urls,
-    write_ssh_config,
 )
 from tests.integration.support import out as _out
 
@@ -64,10 +61,13 @@ def project(lab: LabDoc) -> Iterator[Project]:
     proxy_source = os.environ.get("DOCKYARD_TEST_PROXY_SOURCE") or build_proxy_image()
     with tempfile.TemporaryDirectory(prefix="dockyard-deploy-") as tmp:
         root = Path(tmp)
-        pushes = lab_pushes(lab, ("v1", "v2", "broken"), proxy=proxy_source)
-        env = push_images(lab, root, pushes)
-        ssh_config = write_ssh_config(root, lab)
-        app = make_app(root / "app", lab, "SECRET_TOKEN=t0ps3cret\n")
+        app, env, ssh_config = prepare_app(
+            lab,
+            root,
+            hello=("v1", "v2", "broken"),
+            proxy=proxy_source,
+            secrets="SECRET_TOKEN=t0ps3cret\n",
+        )
         for name in ("Dockerfile", "app.py"):  # the hello app, for the build test
             (app / name).write_text((REPO / "lab" / "apps" / "hello" / name).read_text())
         (app / "config" / "deploy.yml").write_text(
