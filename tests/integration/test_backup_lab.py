@@ -25,10 +25,7 @@ from tests.integration.support import (
     build_proxy_image,
     deploy_yml,
     get,
-    lab_pushes,
-    make_app,
-    push_images,
-    write_ssh_config,
+    prepare_app,
 )
 from tests.integration.support import out as _out
 
@@ -73,10 +70,8 @@ def project(lab: LabDoc) -> Iterator[BackupProject]:
     server = lab.servers[0].address
     with tempfile.TemporaryDirectory(prefix="dockyard-backup-") as tmp:
         root = Path(tmp)
-        env = push_images(lab, root, lab_pushes(lab, ("v1",)))
+        app, env, ssh_config = prepare_app(lab, root, hello=("v1",))
         env["XDG_DATA_HOME"] = str(root / "xdg")
-        ssh_config = write_ssh_config(root, lab)
-        app = make_app(root / "app", lab)
         (app / "config" / "deploy.yml").write_text(
             deploy_yml(lab, hosts=[server], ssh_config=ssh_config, extra=EXTRA)
         )
