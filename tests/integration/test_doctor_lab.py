@@ -20,10 +20,7 @@ from tests.integration.support import (
     Project,
     build_proxy_image,
     deploy_yml,
-    lab_pushes,
-    make_app,
-    push_images,
-    write_ssh_config,
+    prepare_app,
 )
 from tests.integration.support import out as _out
 
@@ -77,9 +74,7 @@ def project(lab: LabDoc) -> Iterator[DoctorProject]:
     build_proxy_image()
     with tempfile.TemporaryDirectory(prefix="dockyard-doctor-") as tmp:
         root = Path(tmp)
-        env = push_images(lab, root, lab_pushes(lab, ("v1",)))
-        ssh_config = write_ssh_config(root, lab)
-        app = make_app(root / "app", lab)
+        app, env, ssh_config = prepare_app(lab, root, hello=("v1",))
         project = DoctorProject(app, env, lab, ssh_config)
         project.write()
         setup = project.dockyard("setup", "-P", "--version", "v1")
