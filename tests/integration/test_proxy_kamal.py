@@ -24,13 +24,10 @@ from tests.integration.support import (
     build_proxy_image,
     deploy_yml,
     get,
-    lab_pushes,
-    make_app,
     out,
-    push_images,
+    prepare_app,
     run,
     server_urls,
-    write_ssh_config,
 )
 
 pytestmark = pytest.mark.integration
@@ -46,9 +43,7 @@ def project(lab: LabDoc) -> Iterator[Project]:
     build_proxy_image()
     with tempfile.TemporaryDirectory(prefix="dockyard-kamal-") as tmp:
         root = Path(tmp)
-        env = push_images(lab, root, lab_pushes(lab, ("v1", "v2")))
-        ssh_config = write_ssh_config(root, lab)
-        app = make_app(root / "app", lab)
+        app, env, ssh_config = prepare_app(lab, root, hello=("v1", "v2"))
         (app / "config" / "deploy.yml").write_text(deploy_yml(lab, ssh_config=ssh_config))
         yield Project(app, env, lab)
 
