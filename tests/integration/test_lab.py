@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.paths import REGISTRY_CONTAINER
+from lab.paths import REGISTRY_CONTAINER, STATE_DIR
 from lab.state import LabDoc
 from lab.testing import LabSsh
 from tests.integration.support import lab_pushes, login_on_server, push_images
@@ -59,7 +59,7 @@ def test_document_lists_the_servers_and_existing_files(lab: LabDoc) -> None:
     known = Path(lab.ssh.known_hosts).read_text()
     for server in lab.servers:
         assert server.address in known
-    saved = json.loads((REPO / "lab" / ".state" / "lab.json").read_text())
+    saved = json.loads((STATE_DIR / "lab.json").read_text())  # this lab's (named or not)
     assert LabDoc.from_dict(saved) == lab
 
 
