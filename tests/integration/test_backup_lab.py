@@ -35,16 +35,19 @@ CONTAINER = "hello-web-v1"  # the lab image is labelled service=hello
 DB = "/data/app.sqlite3"
 #: Runs in the app container: inserts rows into the database (WAL mode) for N seconds.
 WRITER = """
-import sqlite3, sys, time
+import os, sqlite3, sys, time
 conn = sqlite3.connect(sys.argv[1], timeout=30)
 conn.execute("PRAGMA journal_mode=WAL")
 conn.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, body TEXT)")
 conn.commit()
 end = time.monotonic() + float(sys.argv[2])
-while time.monotonic() < end:
+stop = sys.argv[3] if len(sys.argv) > 3 else None
+while time.monotonic() < end and not (stop and os.path.exists(stop)):
     conn.execute("INSERT INTO t (body) VALUES (?)", ("x" * 500,))
     conn.commit()
 conn.close()
+if stop:
+    open(stop + ".done", "w").close()
 """
 EXTRA = """volumes:
   - hello-data:/data
@@ -101,7 +104,10 @@ def test_backup_while_the_app_writes_is_consistent_and_downloaded(
 ) -> None:
     address = project.address
     lab_ssh(address, "docker", "exec", CONTAINER, "python3", "-c", WRITER, DB, "0.5")
-    lab_ssh(address, "docker", "exec", "-d", CONTAINER, "python3", "-c", WRITER, DB, "8")
+    stop = "/tmp/stop-writer"
+    lab_ssh(address, "docker", "exec", CONTAINER, "rm", "-f", stop, stop + ".done")
+    # Writes until told to stop (at most 5 minutes): still writing when the backup is taken.
+    lab_ssh(address, "docker", "exec", "-d", CONTAINER, "python3", "-c", WRITER, DB, "300", stop)
     time.sleep(1)
     taken = project.dockyard("backup", "--keep", "3")
     assert taken.returncode == 0, _out(taken)
@@ -114,8 +120,17 @@ def test_backup_while_the_app_writes_is_consistent_and_downloaded(
     rows = copy.execute("SELECT count(*) FROM t").fetchone()[0]
     copy.close()
     assert rows > 0
-    time.sleep(8)  # the writer ends
+    time.sleep(1)
     assert _rows_in_container(lab_ssh, address) > rows  # the copy is a snapshot of a moment
+    lab_ssh(address, "docker", "exec", CONTAINER, "touch", stop)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done = lab_ssh(address, "docker", "exec", CONTAINER, "ls", stop + ".done", check=False)
+        if done.returncode == 0:
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError("the writer did not stop")
     server_copy = f".kamal/backups/hello/{backup_id}"
     assert lab_ssh(address, "stat", "-c", "%a", server_copy).stdout.strip() == "700"
     assert backup_id in _backup_ids(project)
