@@ -18,53 +18,33 @@ import pytest
 from dockyard.registry_api import RegistryClient
 from lab.state import LabDoc
 from lab.testing import LabSsh
+from tests.integration.support import (
+    HELLO_IMAGE,
+    PROXY_IMAGE,
+    Project,
+    build_proxy_image,
+    deploy_yml,
+    lab_pushes,
+    make_app,
+    out,
+    push_images,
+    run,
+)
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
-PYTHON = REPO / ".venv" / "bin" / "python"
-PROXY_VERSION = "v0.9.2"
 SERVICE = "hygiene"
 #: Built in this order, so their creation times are in this order too.
 TAGS = ("v0", "v1", "v2", "v3", "v4", "v5")
 
 
-def _run(
-    argv: list[str],
-    *,
-    env: dict[str, str] | None = None,
-    cwd: Path | None = None,
-    input: str | None = None,
-    timeout: float = 600,
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        argv,
-        env={**os.environ, **(env or {})},
-        cwd=cwd,
-        input=input,
-        stdin=None if input is not None else subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def _ok(proc: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert proc.returncode == 0, f"{proc.args}:\n{(proc.stdout + proc.stderr)[-4000:]}"
+    assert proc.returncode == 0, f"{proc.args}:\n{out(proc, 4000)}"
     return proc
 
 
 @dataclass
-class Project:
-    root: Path
-    env: dict[str, str]
-    lab: LabDoc
-
-    def dockyard(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        return _run(
-            [str(PYTHON), "-m", "dockyard", *args], env=self.env, cwd=self.root, timeout=timeout
-        )
-
+class HygieneProject(Project):
     def registry(self) -> RegistryClient:
         reg = self.lab.registry
         return RegistryClient(
@@ -73,70 +53,34 @@ class Project:
 
 
 @pytest.fixture(scope="module")
-def project(lab: LabDoc) -> Iterator[Project]:
+def project(lab: LabDoc) -> Iterator[HygieneProject]:
     reg = lab.registry.address
-    proxy_source = os.environ.get("DOCKYARD_TEST_PROXY_SOURCE", "dockyard-proxy:lab")
-    if _run(["docker", "image", "inspect", proxy_source]).returncode != 0:
-        _ok(_run([str(PYTHON), "-m", "lab", "build", "proxy"], cwd=REPO, timeout=1800))
+    proxy_source = os.environ.get("DOCKYARD_TEST_PROXY_SOURCE", PROXY_IMAGE)
+    if run(["docker", "image", "inspect", proxy_source]).returncode != 0:
+        build_proxy_image()
     with tempfile.TemporaryDirectory(prefix="dockyard-hygiene-") as tmp:
         root = Path(tmp)
-        docker_env = {"DOCKER_CONFIG": str(root / "docker"), "DOCKER_BUILDKIT": "0"}
-        _ok(
-            _run(
-                ["docker", "login", reg, "-u", lab.registry.username, "--password-stdin"],
-                env=docker_env,
-                input=lab.registry.password,
-            )
-        )
-        _ok(_run(["docker", "tag", proxy_source, f"{reg}/dockyard-proxy:{PROXY_VERSION}"]))
-        _ok(_run(["docker", "push", f"{reg}/dockyard-proxy:{PROXY_VERSION}"], env=docker_env))
-        _ok(_run(["docker", "tag", "dockyard-lab/hello:v1", f"{reg}/{SERVICE}-cache:v1"]))
-        _ok(_run(["docker", "push", f"{reg}/{SERVICE}-cache:v1"], env=docker_env))
+        pairs = lab_pushes(lab, (), proxy_source)
+        pairs.append((f"{HELLO_IMAGE}:v1", f"{reg}/{SERVICE}-cache:v1"))
+        docker_env = {**push_images(lab, root, pairs), "DOCKER_BUILDKIT": "0"}
         for n, tag in enumerate(TAGS):  # distinct images (a label each), oldest first
             ref = f"{reg}/{SERVICE}:{tag}"
-            dockerfile = f"FROM dockyard-lab/hello:v1\nLABEL service={SERVICE} test.n={n}\n"
-            _ok(_run(["docker", "build", "-q", "-t", ref, "-"], env=docker_env, input=dockerfile))
-            _ok(_run(["docker", "push", ref], env=docker_env))
-        app = root / "app"
-        (app / "config").mkdir(parents=True)
-        (app / ".kamal").mkdir()
-        (app / ".kamal" / "secrets").write_text(
-            f"KAMAL_REGISTRY_PASSWORD={lab.registry.password}\n"
-        )
-        servers = "\n".join(f"    - {s.address}" for s in lab.servers)
+            dockerfile = f"FROM {HELLO_IMAGE}:v1\nLABEL service={SERVICE} test.n={n}\n"
+            _ok(run(["docker", "build", "-q", "-t", ref, "-"], env=docker_env, input=dockerfile))
+            _ok(run(["docker", "push", ref], env=docker_env))
+        app = make_app(root / "app", lab)
         (app / "config" / "deploy.yml").write_text(
-            f"""service: {SERVICE}
-image: {SERVICE}
-servers:
-  web:
-{servers}
-registry:
-  server: {reg}
-  username: {lab.registry.username}
-  password:
-    - KAMAL_REGISTRY_PASSWORD
-builder:
-  arch: amd64
-deploy_timeout: 10
+            deploy_yml(
+                lab,
+                service=SERVICE,
+                extra=f"""deploy_timeout: 10
 readiness_delay: 1
-proxy:
-  app_port: 80
-  healthcheck:
-    interval: 1
-  run:
-    registry: {reg}
-    repository: dockyard-proxy
-    version: {PROXY_VERSION}
 accessories:
   cache:
     image: {reg}/{SERVICE}-cache:v1
     host: {lab.servers[1].address}
-ssh:
-  user: {lab.ssh.user}
-  keys_only: true
-  keys:
-    - {lab.ssh.key}
-"""
+""",
+            )
         )
         env = {
             "DOCKYARD_SSH_KNOWN_HOSTS": lab.ssh.known_hosts,
@@ -144,11 +88,11 @@ ssh:
             "DOCKER_CONFIG": str(root / "docker"),
         }
         try:
-            yield Project(app, env, lab)
+            yield HygieneProject(app, env, lab)
         finally:
-            Project(app, env, lab).dockyard("remove", "-y", timeout=300)
+            HygieneProject(app, env, lab).dockyard("remove", "-y", timeout=300)
             for ref in (*(f"{reg}/{SERVICE}:{t}" for t in TAGS), f"{reg}/{SERVICE}-cache:v1"):
-                _run(["docker", "rmi", ref])
+                run(["docker", "rmi", ref])
 
 
 def _log_config(lab_ssh: LabSsh, host: str, container: str) -> dict[str, object]:
@@ -158,7 +102,7 @@ def _log_config(lab_ssh: LabSsh, host: str, container: str) -> dict[str, object]
     return dict(json.loads(text))
 
 
-def test_deployed_containers_rotate_their_logs(project: Project, lab_ssh: LabSsh) -> None:
+def test_deployed_containers_rotate_their_logs(project: HygieneProject, lab_ssh: LabSsh) -> None:
     _ok(project.dockyard("setup", "-P", "--version", "v1"))
     for server in project.lab.servers:
         for container in (f"{SERVICE}-web-v1", "kamal-proxy"):
@@ -171,15 +115,15 @@ def test_deployed_containers_rotate_their_logs(project: Project, lab_ssh: LabSsh
 
 
 def test_registry_prune_keeps_latest_and_deployed_and_retained_tags(
-    project: Project, lab_ssh: LabSsh
+    project: HygieneProject, lab_ssh: LabSsh
 ) -> None:
     for version in ("v2", "v3"):
         _ok(project.dockyard("deploy", "-P", "--version", version))
     # v1 and v2 stopped (retained for rollback), v3 running; latest points at v3
     reg = project.lab.registry.address
     docker_env = {"DOCKER_CONFIG": project.env["DOCKER_CONFIG"]}
-    _ok(_run(["docker", "tag", f"{reg}/{SERVICE}:v3", f"{reg}/{SERVICE}:latest"]))
-    _ok(_run(["docker", "push", f"{reg}/{SERVICE}:latest"], env=docker_env))
+    _ok(run(["docker", "tag", f"{reg}/{SERVICE}:v3", f"{reg}/{SERVICE}:latest"]))
+    _ok(run(["docker", "push", f"{reg}/{SERVICE}:latest"], env=docker_env))
     api = project.registry()
     assert sorted(api.tags(SERVICE)) == sorted((*TAGS, "latest"))
 
@@ -205,7 +149,7 @@ def test_registry_prune_keeps_latest_and_deployed_and_retained_tags(
     _ok(project.dockyard("rollback", "v2"))
 
 
-def test_server_stats_json_reads_both_servers(project: Project) -> None:
+def test_server_stats_json_reads_both_servers(project: HygieneProject) -> None:
     proc = _ok(project.dockyard("server", "stats", "--json"))
     data = json.loads(proc.stdout)
     hosts = {h["host"]: h for h in data["hosts"]}
@@ -231,7 +175,9 @@ def test_server_stats_json_reads_both_servers(project: Project) -> None:
     assert "kamal-proxy" in table.stdout
 
 
-def test_bootstrap_log_rotation_merges_daemon_json(project: Project, lab_ssh: LabSsh) -> None:
+def test_bootstrap_log_rotation_merges_daemon_json(
+    project: HygieneProject, lab_ssh: LabSsh
+) -> None:
     # --no-restart: the lab's dockerd runs under the server's init, which a restart would end
     host = project.lab.servers[0].address
     daemon_json = "/etc/docker/daemon.json"
