@@ -181,6 +181,10 @@ def main() -> int:
         print(f"{key:40s} median {statistics.median(values):6.2f}s  (n={len(values)})")
     print()
     print(table(results))
+    # this box's CPUs are shared (lab servers included): say how busy it was
+    print(
+        f"\nload average at the end (1, 5, 15 min): {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
+    )
     return 0
 
 
