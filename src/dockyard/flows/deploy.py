@@ -276,15 +276,19 @@ async def deploy(
                 await ctx.run_hook("docker-setup")  # Kamal's bootstrap ends with it
                 await _deliver(ctx, skip_push)
             else:
+                if survey_now:
+                    # The memory check needs only the first batch: a deploy that does not fit
+                    # stops before anything changes, the image pull included.
+                    surveys = _parse_surveys(
+                        ctx, found_by, found, proxy=proxy_boot, memory=strategy.memory_check
+                    )
+                    _check_memory(ctx, surveys, strategy)
                 await _pull_where_needed(ctx, hosts, queries, found, digest_task)
             await ctx.run_hook("pre-deploy")
-            if survey_now:
-                surveys = _parse_surveys(
-                    ctx, found_by, found, proxy=proxy_boot, memory=strategy.memory_check
-                )
-            else:
+            if not survey_now:
                 ctx.step("Inspecting the servers...")
                 surveys = await _surveys(ctx, hosts, proxy=proxy_boot, memory=strategy.memory_check)
+                _check_memory(ctx, surveys, strategy)
             await _rest_of_deploy(
                 ctx, surveys, strategy, proxy_boot=proxy_boot, prune=prune, setup=setup
             )
@@ -334,10 +338,10 @@ async def _rest_of_deploy(
     prune: bool,
     setup: bool,
 ) -> None:
-    """Deploy after the survey: memory check, proxy boot, (accessories,) boot, tag, prune."""
+    """Deploy after the survey and the memory check: proxy boot, (accessories,) boot, tag,
+    prune."""
     hosts = list(surveys)
     version = ctx.version
-    _check_memory(ctx, surveys, strategy)
     if proxy_boot:
         await _boot_proxies(ctx, surveys)
     if setup and ctx.accessories:  # Kamal's setup boots every accessory here
