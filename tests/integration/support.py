@@ -80,13 +80,18 @@ class LoadLoop:
     """A bounded request loop in a thread while the `with` block runs: GETs every URL in turn
     and counts the answers that are 200 with a body in `allowed`; anything else (another status,
     another body, a connection error) is recorded in `errors`. Stops at the end of the block or
-    after `max_seconds`."""
+    after `max_seconds`. Optionally sleeps `pause` seconds after each answer and `error_pause`
+    after each connection error (to bound the rate); `slowest` is the longest answer's time."""
 
     urls: list[str]
     allowed: tuple[str, ...]
     max_seconds: float = 120
     timeout: float = 5
     warmup: float = 0.3  # seconds the loop runs before the block starts
+    pause: float = 0.0
+    error_pause: float = 0.0
+    join_timeout: float = 30
+    slowest: float = 0.0
     ok: int = 0
     errors: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -96,15 +101,21 @@ class LoadLoop:
         deadline = time.monotonic() + self.max_seconds
         while not self._stop.is_set() and time.monotonic() < deadline:
             for url in self.urls:
+                started = time.monotonic()
                 try:
                     status, body = get(url, self.timeout)
                 except OSError as exc:
                     self.errors.append(f"{url}: {exc!r}")
+                    if self.error_pause:
+                        time.sleep(self.error_pause)
                     continue
+                self.slowest = max(self.slowest, time.monotonic() - started)
                 if status != 200 or body not in self.allowed:
                     self.errors.append(f"{url}: {status} {body[:80]}")
                 else:
                     self.ok += 1
+                if self.pause:
+                    time.sleep(self.pause)
 
     def __enter__(self) -> LoadLoop:
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -115,7 +126,7 @@ class LoadLoop:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         assert self._thread is not None
-        self._thread.join(30)
+        self._thread.join(self.join_timeout)
 
 
 def server_urls(lab: LabDoc) -> list[str]:
@@ -226,27 +237,31 @@ def deploy_yml(
     ssh_key: str | None = None,
     ssh_config: Path | None = None,
     extra: str = "",
+    registry: str | None = None,
 ) -> str:
     """The common `config/deploy.yml` for the lab: `service` (also the image) with a web role
     on `hosts` (default: every lab server) plus the `roles` text (indented as entries of
-    `servers:`), the lab registry with the password from KAMAL_REGISTRY_PASSWORD, an amd64
-    builder plus the `builder` text (indented), with `proxy` the proxy block (`app_port`,
+    `servers:`), the lab registry with the password from KAMAL_REGISTRY_PASSWORD (or instead
+    the `registry` text, a whole top-level `registry:` block), an amd64 builder plus the
+    `builder` text (indented), with `proxy` the proxy block (`app_port`,
     optional `proxy_host`, a 1 s health-check interval, and `proxy.run` pointing at the lab
     registry's dockyard-proxy:PROXY_VERSION), keys-only SSH as the lab's user and key (or
     `ssh_user` / `ssh_key`) with `ssh_config` if given, and last the top-level `extra` text."""
     reg = lab.registry.address
+    if registry is None:
+        registry = f"""registry:
+  server: {reg}
+  username: {lab.registry.username}
+  password:
+    - KAMAL_REGISTRY_PASSWORD
+"""
     web = "\n".join(f"    - {h}" for h in (hosts or [s.address for s in lab.servers]))
     text = f"""service: {service}
 image: {service}
 servers:
   web:
 {web}
-{roles}registry:
-  server: {reg}
-  username: {lab.registry.username}
-  password:
-    - KAMAL_REGISTRY_PASSWORD
-builder:
+{roles}{registry}builder:
   arch: amd64
 {builder}"""
     if proxy:
