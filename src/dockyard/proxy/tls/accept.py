@@ -47,6 +47,7 @@ log = logging.getLogger("dockyard.proxy.tls")
 
 _PEEK_LIMIT: Final = MAX_CLIENT_HELLO + 5 * 8  # the message plus a few record headers
 _RETRY_DELAY: Final = 0.005
+_ACCEPT_BATCH: Final = 64  # sockets taken from the backlog per wake-up of the accept loop
 
 
 async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
@@ -84,10 +85,14 @@ async def peek_client_hello(sock: socket.socket, *, timeout: float = 10.0) -> Cl
     try:
         async with asyncio.timeout(timeout):
             while True:
-                await _readable(loop, sock)
+                # Peek first: a client sends its ClientHello right after connecting, so it is
+                # usually there already when the socket is accepted, and waiting for
+                # readability (a reader registered and removed on the fd, one more loop
+                # round) before a peek that would succeed is the common case's whole cost.
                 try:
                     data = sock.recv(_PEEK_LIMIT, socket.MSG_PEEK)
                 except (BlockingIOError, InterruptedError):
+                    await _readable(loop, sock)
                     continue
                 except OSError:
                     return None
@@ -284,14 +289,24 @@ class TlsAcceptor:
                     log.error("accept failed on the TLS listener: %s", exc)
                     await asyncio.sleep(0.1)
                     continue
-                task = loop.create_task(self._handle_quietly(sock))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._start(loop, sock)
+                # Take the rest of the backlog now, without a readiness wait per socket.
+                for _ in range(_ACCEPT_BATCH):
+                    try:
+                        sock, _ = listen_sock.accept()
+                    except OSError:  # EAGAIN: the backlog is empty (errors: the await above)
+                        break
+                    self._start(loop, sock)
         finally:
             for task in list(self._tasks):
                 task.cancel()
             with contextlib.suppress(BaseException):
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _start(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+        task = loop.create_task(self._handle_quietly(sock))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _handle_quietly(self, sock: socket.socket) -> None:
         try:
