@@ -15,8 +15,6 @@ import socket
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,46 +23,33 @@ import pytest
 
 from lab.state import LabDoc
 from lab.testing import LabSsh
+from tests.integration.support import (
+    HELLO_IMAGE,
+    PROXY_IMAGE,
+    PYTHON,
+    REPO,
+    Project,
+    build_proxy_image,
+    deploy_yml,
+    get,
+    lab_pushes,
+    make_app,
+    out,
+    push_images,
+    run,
+    server_urls,
+    write_ssh_config,
+)
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
-PYTHON = REPO / ".venv" / "bin" / "python"
-PROXY_VERSION = "v0.9.2"
 PLAIN_REGISTRY_IMAGE = "dockyard-lab/plain-registry:test"
 
 
-def _run(
-    argv: list[str],
-    *,
-    env: dict[str, str] | None = None,
-    cwd: Path | None = None,
-    input: str | None = None,
-    timeout: float = 600,
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        argv,
-        env={**os.environ, **(env or {})},
-        cwd=cwd,
-        input=input,
-        stdin=None if input is not None else subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def _out(proc: subprocess.CompletedProcess[str]) -> str:
-    return (proc.stdout + proc.stderr)[-5000:]
-
-
-def get(url: str, timeout: float = 5) -> tuple[int, str]:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+def _get(url: str) -> tuple[int, str]:
+    """`get`, with a connection error as the status 0 (and its repr as the body)."""
     try:
-        with opener.open(url, timeout=timeout) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
+        return get(url)
     except OSError as exc:
         return 0, repr(exc)
 
@@ -77,31 +62,19 @@ def _free_port() -> int:
 
 
 @dataclass
-class Project:
-    root: Path
-    env: dict[str, str]
-    lab: LabDoc
-
-    def dockyard(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        return _run(
-            [str(PYTHON), "-m", "dockyard", *args], env=self.env, cwd=self.root, timeout=timeout
-        )
-
+class CliProject(Project):
     def ok(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         done = self.dockyard(*args, timeout=timeout)
-        assert done.returncode == 0, f"dockyard {' '.join(args)}:\n{_out(done)}"
+        assert done.returncode == 0, f"dockyard {' '.join(args)}:\n{out(done)}"
         assert "Traceback" not in done.stderr
         return done
 
     def answers(self) -> list[tuple[int, str]]:
-        return [get(f"http://{s.address}/") for s in self.lab.servers]
+        return [_get(url) for url in server_urls(self.lab)]
 
 
 def _ssh_section(lab: LabDoc, root: Path, user: str | None = None) -> str:
-    ssh_config = root / "ssh_config"
-    ssh_config.write_text(
-        f"Host *\n  UserKnownHostsFile {lab.ssh.known_hosts}\n  StrictHostKeyChecking yes\n"
-    )
+    ssh_config = write_ssh_config(root, lab)
     return f"""ssh:
   user: {user or lab.ssh.user}
   keys_only: true
@@ -115,10 +88,9 @@ def _proxy_source() -> str:
     source = os.environ.get("DOCKYARD_TEST_PROXY_SOURCE")
     if source:
         return source
-    if _run(["docker", "image", "inspect", "dockyard-proxy:lab"]).returncode != 0:
-        build = _run([str(PYTHON), "-m", "lab", "build", "proxy"], cwd=REPO, timeout=1800)
-        assert build.returncode == 0, build.stderr[-3000:]
-    return "dockyard-proxy:lab"
+    if run(["docker", "image", "inspect", PROXY_IMAGE]).returncode != 0:
+        build_proxy_image()
+    return PROXY_IMAGE
 
 
 @pytest.fixture(scope="module")
@@ -128,55 +100,23 @@ def workdir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def project(lab: LabDoc, workdir: Path) -> Project:
+def project(lab: LabDoc, workdir: Path) -> CliProject:
     """The hello app on both servers from the lab registry, with an accessory `store` (the
     same image) on the second server."""
     reg = lab.registry.address
-    env = {"DOCKER_CONFIG": str(workdir / "docker")}  # the host's docker login stays untouched
-    login = _run(
-        ["docker", "login", reg, "-u", lab.registry.username, "--password-stdin"],
-        env=env,
-        input=lab.registry.password,
-    )
-    assert login.returncode == 0, login.stderr
     pushes = [
-        (_proxy_source(), f"{reg}/dockyard-proxy:{PROXY_VERSION}"),
-        ("dockyard-lab/hello:v1", f"{reg}/hello:v1"),
-        ("dockyard-lab/hello:v1", f"{reg}/hello-store:v1"),
+        *lab_pushes(lab, ["v1"], _proxy_source()),
+        (f"{HELLO_IMAGE}:v1", f"{reg}/hello-store:v1"),
     ]
-    for source, ref in pushes:
-        assert _run(["docker", "tag", source, ref], env=env).returncode == 0
-        pushed = _run(["docker", "push", ref], env=env)
-        assert pushed.returncode == 0, pushed.stderr
-    root = workdir / "app"
-    (root / "config").mkdir(parents=True)
-    (root / ".kamal").mkdir()
-    (root / ".kamal" / "secrets").write_text(f"KAMAL_REGISTRY_PASSWORD={lab.registry.password}\n")
+    env = push_images(lab, workdir, pushes)  # the host's docker login stays untouched
+    root = make_app(workdir / "app", lab)
     (root / "config" / "store.conf").write_text("kept = yes\n")
-    servers = "\n".join(f"    - {s.address}" for s in lab.servers)
     (root / "config" / "deploy.yml").write_text(
-        f"""service: hello
-image: hello
-servers:
-  web:
-{servers}
-registry:
-  server: {reg}
-  username: {lab.registry.username}
-  password:
-    - KAMAL_REGISTRY_PASSWORD
-builder:
-  arch: amd64
-  driver: docker
-deploy_timeout: 15
-proxy:
-  app_port: 80
-  healthcheck:
-    interval: 1
-  run:
-    registry: {reg}
-    repository: dockyard-proxy
-    version: {PROXY_VERSION}
+        deploy_yml(
+            lab,
+            builder="  driver: docker\n",
+            ssh_config=write_ssh_config(workdir, lab),
+            extra=f"""deploy_timeout: 15
 accessories:
   store:
     image: {reg}/hello-store:v1
@@ -185,9 +125,10 @@ accessories:
       - config/store.conf:/etc/store.conf
     directories:
       - data:/data
-{_ssh_section(lab, workdir)}"""
+""",
+        )
     )
-    return Project(root, env, lab)
+    return CliProject(root, env, lab)
 
 
 def _docker_auths(lab_ssh: LabSsh, address: str) -> dict[str, object]:
@@ -199,7 +140,7 @@ def _docker_auths(lab_ssh: LabSsh, address: str) -> dict[str, object]:
 
 
 def test_registry_login_and_logout_here_and_on_the_servers(
-    project: Project, lab_ssh: LabSsh
+    project: CliProject, lab_ssh: LabSsh
 ) -> None:
     reg = project.lab.registry.address
     local_config = Path(project.env["DOCKER_CONFIG"]) / "config.json"
@@ -234,7 +175,7 @@ def test_registry_login_and_logout_here_and_on_the_servers(
     assert "Traceback" not in bad.stderr
 
 
-def test_setup_boots_the_accessory_with_the_app(project: Project, lab_ssh: LabSsh) -> None:
+def test_setup_boots_the_accessory_with_the_app(project: CliProject, lab_ssh: LabSsh) -> None:
     project.ok("setup", "-P", "--version", "v1")
     assert project.answers() == [(200, "v1"), (200, "v1")]
     store_host = project.lab.servers[1].address
@@ -253,7 +194,7 @@ def _names(lab_ssh: LabSsh, address: str, *extra: str) -> list[str]:
 
 
 def test_app_boot_reboots_a_version_and_boots_the_latest_tag(
-    project: Project, lab_ssh: LabSsh
+    project: CliProject, lab_ssh: LabSsh
 ) -> None:
     first = project.lab.servers[0].address
     before = lab_ssh(first, "docker", "inspect", "-f", "{{.Id}}", "hello-web-v1").stdout.strip()
@@ -288,7 +229,7 @@ def _proxy_id(lab_ssh: LabSsh, address: str) -> str:
     return lab_ssh(address, "docker", "inspect", "-f", "{{.Id}}", "kamal-proxy").stdout.strip()
 
 
-def _answers_within(project: Project, seconds: float) -> list[tuple[int, str]]:
+def _answers_within(project: CliProject, seconds: float) -> list[tuple[int, str]]:
     deadline = time.monotonic() + seconds
     answers = project.answers()
     while answers != [(200, "v1"), (200, "v1")] and time.monotonic() < deadline:
@@ -297,7 +238,9 @@ def _answers_within(project: Project, seconds: float) -> list[tuple[int, str]]:
     return answers
 
 
-def test_proxy_reboot_all_at_once_and_rolling_then_boot(project: Project, lab_ssh: LabSsh) -> None:
+def test_proxy_reboot_all_at_once_and_rolling_then_boot(
+    project: CliProject, lab_ssh: LabSsh
+) -> None:
     addresses = [s.address for s in project.lab.servers]
     hooks = project.root / ".kamal" / "hooks"
     hooks.mkdir(exist_ok=True)
@@ -332,7 +275,7 @@ def test_proxy_reboot_all_at_once_and_rolling_then_boot(project: Project, lab_ss
             (hooks / name).unlink()
 
     # not confirmed: nothing happens
-    unconfirmed = _run(
+    unconfirmed = run(
         [str(PYTHON), "-m", "dockyard", "proxy", "reboot"],
         env=project.env,
         cwd=project.root,
@@ -343,14 +286,14 @@ def test_proxy_reboot_all_at_once_and_rolling_then_boot(project: Project, lab_ss
 
     # proxy boot: starts a stopped proxy, leaves a running one alone
     lab_ssh(addresses[0], "docker", "stop", "kamal-proxy")
-    assert get(f"http://{addresses[0]}/")[0] == 0
+    assert _get(f"http://{addresses[0]}/")[0] == 0
     project.ok("proxy", "boot")
     assert _proxy_id(lab_ssh, addresses[0]) == rolled[addresses[0]]  # started, not replaced
     assert _proxy_id(lab_ssh, addresses[1]) == rolled[addresses[1]]
     assert _answers_within(project, 10) == [(200, "v1"), (200, "v1")]
 
 
-def test_remove_removes_the_accessory_too(project: Project, lab_ssh: LabSsh) -> None:
+def test_remove_removes_the_accessory_too(project: CliProject, lab_ssh: LabSsh) -> None:
     project.ok("remove", "-y")
     store_host = project.lab.servers[1].address
     for server in project.lab.servers:
@@ -382,7 +325,7 @@ def plain_registry_image(workdir: Path) -> str:
         "COPY config.yml /etc/docker/registry/plain.yml\n"
         'ENTRYPOINT ["/usr/bin/docker-registry", "serve", "/etc/docker/registry/plain.yml"]\n'
     )
-    built = _run(
+    built = run(
         ["docker", "build", "-q", "-t", PLAIN_REGISTRY_IMAGE, str(context)],
         env={"DOCKER_BUILDKIT": "0"},
     )
@@ -391,54 +334,38 @@ def plain_registry_image(workdir: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def local_project(lab: LabDoc, workdir: Path, plain_registry_image: str) -> Iterator[Project]:
+def local_project(lab: LabDoc, workdir: Path, plain_registry_image: str) -> Iterator[CliProject]:
     port = _free_port()
-    root = workdir / "local"
-    (root / "config").mkdir(parents=True)
-    (root / ".kamal").mkdir()
-    (root / ".kamal" / "secrets").write_text(f"KAMAL_REGISTRY_PASSWORD={lab.registry.password}\n")
+    root = make_app(workdir / "local", lab)
     for name in ("Dockerfile", "app.py"):
         (root / name).write_text((REPO / "lab" / "apps" / "hello" / name).read_text())
-    servers = "\n".join(f"    - {s.address}" for s in lab.servers)
     (root / "config" / "deploy.yml").write_text(
-        f"""service: hello
-image: hello
-servers:
-  web:
-{servers}
-registry:
-  server: localhost:{port}
-builder:
-  arch: amd64
-  driver: docker
+        deploy_yml(
+            lab,
+            registry=f"registry:\n  server: localhost:{port}\n",
+            builder="""  driver: docker
   args:
     BASE_IMAGE: dockyard-lab/python:base
     VARIANT: local
-deploy_timeout: 15
-proxy:
-  app_port: 80
-  healthcheck:
-    interval: 1
-  run:
-    registry: {lab.registry.address}
-    repository: dockyard-proxy
-    version: {PROXY_VERSION}
-{_ssh_section(lab, workdir)}"""
+""",
+            ssh_config=write_ssh_config(workdir, lab),
+            extra="deploy_timeout: 15\n",
+        )
     )
     env = {
         "DOCKER_CONFIG": str(workdir / "docker-local"),
         "DOCKYARD_LOCAL_REGISTRY_IMAGE": plain_registry_image,
     }
-    project = Project(root, env, lab)
+    project = CliProject(root, env, lab)
     try:
         yield project
     finally:
         project.dockyard("registry", "remove")
-        _run(["docker", "rm", "--force", "kamal-docker-registry"])
+        run(["docker", "rm", "--force", "kamal-docker-registry"])
 
 
 def test_setup_with_a_local_registry_pulls_through_ssh_tunnels(
-    local_project: Project, lab_ssh: LabSsh
+    local_project: CliProject, lab_ssh: LabSsh
 ) -> None:
     lab = local_project.lab
     registry = local_project.root / "config" / "deploy.yml"
@@ -449,7 +376,7 @@ def test_setup_with_a_local_registry_pulls_through_ssh_tunnels(
         lab_ssh(server.address, "docker", "login", lab.registry.address, "-u",
                 lab.registry.username, "--password-stdin", input=lab.registry.password)  # fmt: skip
     local_project.ok("registry", "setup")
-    state = _run(["docker", "inspect", "-f", "{{.State.Running}} {{.Config.Image}}",
+    state = run(["docker", "inspect", "-f", "{{.State.Running}} {{.Config.Image}}",
                   "kamal-docker-registry"])  # fmt: skip
     assert state.stdout.split() == ["true", PLAIN_REGISTRY_IMAGE]
 
@@ -466,18 +393,18 @@ def test_setup_with_a_local_registry_pulls_through_ssh_tunnels(
                         f"http://127.0.0.1:{port}/v2/", check=False)  # fmt: skip
         assert probe.returncode != 0, probe.stdout
     # the image is in the local registry (pushed by the classic builder)
-    tags = get(f"http://127.0.0.1:{port}/v2/hello/tags/list")
+    tags = _get(f"http://127.0.0.1:{port}/v2/hello/tags/list")
     assert tags[0] == 200 and "lv1" in tags[1]
 
     local_project.ok("remove", "-y")
     local_project.ok("registry", "remove")
-    gone = _run(["docker", "ps", "-a", "-q", "--filter", "name=^kamal-docker-registry$"])
+    gone = run(["docker", "ps", "-a", "-q", "--filter", "name=^kamal-docker-registry$"])
     assert gone.stdout.strip() == ""
     refused = local_project.dockyard("registry", "login")
     assert refused.returncode != 0 and "cannot use `registry login`" in refused.stderr
 
 
-def test_build_dev_tags_the_working_tree_dirty(local_project: Project) -> None:
+def test_build_dev_tags_the_working_tree_dirty(local_project: CliProject) -> None:
     app = local_project.root / "app.py"
     app.write_text(app.read_text() + "\n# a local edit\n")
     done = local_project.ok("build", "dev", "--version", "dev1", timeout=900)
@@ -487,12 +414,12 @@ def test_build_dev_tags_the_working_tree_dirty(local_project: Project) -> None:
     assert tags == [f"localhost:{port_text}/hello:dev1-dirty",
                     f"localhost:{port_text}/hello:latest-dirty"]  # fmt: skip
     for tag in tags:
-        label = _run(["docker", "image", "inspect", "-f",
+        label = run(["docker", "image", "inspect", "-f",
                       '{{index .Config.Labels "service"}}', tag])  # fmt: skip
         assert label.returncode == 0 and label.stdout.strip() == "hello"
-        _run(["docker", "image", "rm", tag])
+        run(["docker", "image", "rm", tag])
     # buildx is missing on this machine: the builder commands say so
-    if _run(["docker", "buildx", "version"]).returncode != 0:
+    if run(["docker", "buildx", "version"]).returncode != 0:
         create = local_project.dockyard("build", "create")
         assert create.returncode == 1 and "buildx plugin" in create.stderr
         assert "Traceback" not in create.stderr
@@ -501,7 +428,7 @@ def test_build_dev_tags_the_working_tree_dirty(local_project: Project) -> None:
 # --- server bootstrap -------------------------------------------------------------------------
 
 
-def test_server_bootstrap_as_root_installs_nothing(project: Project, lab_ssh: LabSsh) -> None:
+def test_server_bootstrap_as_root_installs_nothing(project: CliProject, lab_ssh: LabSsh) -> None:
     first = project.lab.servers[0].address
     before = lab_ssh(first, "sh", "-c", "docker -v; ls -i /usr/bin/docker").stdout
     project.ok("server", "bootstrap")
@@ -538,11 +465,11 @@ builder:
   arch: amd64
 {_ssh_section(lab, workdir, user)}"""
     )
-    project = Project(root, {}, lab)
+    project = CliProject(root, {}, lab)
     try:
         # not in the docker group and no sudo: a clear error naming the host and what to do
         refused = project.dockyard("server", "bootstrap")
-        assert refused.returncode != 0, _out(refused)
+        assert refused.returncode != 0, out(refused)
         assert "Traceback" not in refused.stderr
         assert first in refused.stderr and "docker group" in refused.stderr
         assert f"usermod -aG docker {user}" in refused.stderr
