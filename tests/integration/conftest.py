@@ -58,6 +58,17 @@ def lab() -> Iterator[LabDoc]:
         yield from _lab_session()
 
 
+#: The session's lab while it is up (for the per-module clean-up below).
+_UP: list[LabDoc] = []
+
+#: Leaves a server as `lab up` made it, apart from images (kept: pulls stay cheap).
+_WIPE = (
+    "docker ps -aq | xargs -r docker rm -f -v >/dev/null; "
+    "docker volume ls -q | xargs -r docker volume rm -f >/dev/null; "
+    "docker network rm kamal >/dev/null 2>&1; rm -rf .kamal; true"
+)
+
+
 def _lab_session() -> Iterator[LabDoc]:
     try:
         build = _lab("build", "hello", timeout=1800)  # cached: seconds when up to date
@@ -66,8 +77,11 @@ def _lab_session() -> Iterator[LabDoc]:
         up = _lab("up", "--servers", str(SERVERS), timeout=1800)
         if up.returncode != 0:
             pytest.fail(f"`python -m lab up` failed:\n{_tail(up.stderr)}")
-        yield LabDoc.from_json(up.stdout)
+        doc = LabDoc.from_json(up.stdout)
+        _UP.append(doc)
+        yield doc
     finally:
+        _UP.clear()
         down = _lab("down", timeout=300)
         if down.returncode != 0:
             sys.stderr.write(f"python -m lab down failed:\n{_tail(down.stderr)}\n")
@@ -76,3 +90,16 @@ def _lab_session() -> Iterator[LabDoc]:
 @pytest.fixture(scope="session")
 def lab_ssh(lab: LabDoc) -> LabSsh:
     return LabSsh(lab)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fresh_servers_after_each_module() -> Iterator[None]:
+    """Every test module starts from servers as `lab up` made them: whatever a module deployed
+    (containers, the proxy and its services, volumes, .kamal files) is wiped when it ends, so
+    that one module's leftovers (e.g. a catch-all service in the proxy) cannot break the next."""
+    yield
+    if not _UP:
+        return
+    ssh = LabSsh(_UP[0])
+    for server in _UP[0].servers:
+        ssh(server.address, "sh", "-c", _WIPE, check=False, timeout=180)
