@@ -154,6 +154,23 @@ def test_a_user_outside_the_docker_group_fails_the_docker_check(
     assert "docker group" in done.stdout, done.stdout
 
 
+def test_the_local_layer_names_a_missing_secret_and_a_broken_config(
+    project: DoctorProject,
+) -> None:
+    project.write(env="env:\n  secret:\n    - APP_SECRET\n")
+    done = project.doctor()
+    assert done.returncode == 1, _out(done)
+    failed = _lines(done, "FAIL")
+    assert any("secrets" in line and "APP_SECRET" in line for line in failed), failed
+    config = project.root / "config" / "deploy.yml"
+    config.write_text(config.read_text().replace("servers:", "servrs:"))
+    broken = project.doctor()
+    assert broken.returncode == 1, _out(broken)
+    (line,) = _lines(broken, "FAIL")
+    assert "config" in line and "servrs" in line, broken.stdout
+    assert "Traceback" not in broken.stderr
+
+
 def test_a_wrong_registry_password_fails_login_here_and_on_servers(project: DoctorProject) -> None:
     project.write(password="not-the-password")
     done = project.doctor()
