@@ -42,18 +42,11 @@ ToOption = Annotated[
 ]
 
 
-def _size(count: int) -> str:
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{count} B"
-
-
 def _describe(backup: Backup) -> str:
-    files = ", ".join(f"{db.path} ({_size(db.size)})" for db in backup.databases)
-    return f"{backup.id}  {_size(backup.size):>10}  {files}"
+    from dockyard.config.sizes import human
+
+    files = ", ".join(f"{db.path} ({human(db.size)})" for db in backup.databases)
+    return f"{backup.id}  {human(backup.size):>10}  {files}"
 
 
 @backup_app.callback()
@@ -87,9 +80,11 @@ def take(
         ),
         command="backup",
     )
+    from dockyard.config.sizes import human
+
     typer.echo(f"Backup {taken.backup.id} on {taken.host}:")
     for db in taken.backup.databases:
-        typer.echo(f"  {db.path}  {_size(db.size)}  sha256 {db.sha256[:16]}")
+        typer.echo(f"  {db.path}  {human(db.size)}  sha256 {db.sha256[:16]}")
     if taken.local is not None:
         typer.echo(f"Copied to {taken.local}")
     for old in taken.backup.pruned:

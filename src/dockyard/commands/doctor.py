@@ -3,8 +3,8 @@ functions that read its answers.
 
 The script prints sections, each introduced by a line ``@@name``:
 ``docker`` (server version, or the error of ``docker version``), ``root`` (Docker's root dir),
-``df`` (``df -Pk`` of / and of the root dir), ``meminfo``, ``cgroup`` (memory.max and
-memory.current of the server's own cgroup v2, when readable), ``listen`` (``/proc/net/tcp``
+``df`` (``df -Pk`` of / and of the root dir), ``memory`` (``grep -H`` of the memory files
+the caller names: /proc/meminfo and the server's own cgroup files), ``listen`` (``/proc/net/tcp``
 and ``tcp6``), ``published`` (``docker ps``: name and ports), ``proxy`` (state and image of
 the kamal-proxy container), ``services`` (``kamal-proxy list``) and per app role
 ``app <role>`` (the role's running container: name, PID, address on the ``kamal`` network),
@@ -15,6 +15,7 @@ the kamal-proxy container), ``services`` (``kamal-proxy list``) and per app role
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 #: Below this many free bytes on / or Docker's root, a pull or a log burst may fill the disk.
@@ -34,7 +35,9 @@ class AppProbe:
     host_header: str | None = None
 
 
-def probe_script(apps: tuple[AppProbe, ...] = (), *, proxy: bool = True) -> str:
+def probe_script(
+    apps: tuple[AppProbe, ...] = (), *, proxy: bool = True, memory_files: Sequence[str] = ()
+) -> str:
     q = shlex.quote
     lines = [
         "exec 2>&1",
@@ -45,10 +48,8 @@ def probe_script(apps: tuple[AppProbe, ...] = (), *, proxy: bool = True) -> str:
         'echo "$root"',
         "echo @@df",
         'df -Pk / ${root:+"$root"} 2>/dev/null | tail -n +2',
-        "echo @@meminfo",
-        "grep -E '^(MemTotal|MemAvailable):' /proc/meminfo",
-        "echo @@cgroup",
-        "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory.current 2>/dev/null",
+        "echo @@memory",
+        f"grep -s -H '' {' '.join(q(f) for f in memory_files)} </dev/null",
         "echo @@listen",
         "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk '$4 == \"0A\" {print $2}'",
         "echo @@published",
@@ -190,37 +191,6 @@ def disks(lines: list[str]) -> list[Disk]:
     return list(seen.values())
 
 
-@dataclass(frozen=True, slots=True)
-class Memory:
-    total: int
-    available: int
-    #: The server's own cgroup limit and usage, when it has one.
-    limit: int | None = None
-    usage: int | None = None
-
-    @property
-    def headroom(self) -> int:
-        if self.limit is not None and self.usage is not None:
-            return min(self.available, max(self.limit - self.usage, 0))
-        return self.available
-
-
-def memory(meminfo: list[str], cgroup: list[str]) -> Memory | None:
-    values = {}
-    for line in meminfo:
-        name, _, rest = line.partition(":")
-        number = rest.split()
-        if number and number[0].isdigit():
-            values[name.strip()] = int(number[0]) * 1024
-    if "MemTotal" not in values:
-        return None
-    limit = usage = None
-    if len(cgroup) >= 2 and cgroup[0].strip().isdigit() and cgroup[1].strip().isdigit():
-        limit, usage = int(cgroup[0]), int(cgroup[1])
-    available = values.get("MemAvailable", values["MemTotal"])
-    return Memory(values["MemTotal"], available, limit, usage)
-
-
 def port_holders(published: list[str], listening: set[int], port: int) -> tuple[list[str], bool]:
     """Containers publishing ``port`` on the host, and whether something listens on it."""
     holders = []
@@ -281,11 +251,3 @@ def app_state(found: dict[str, list[str]], role: str) -> AppState:
         health=http_answer(found.get(f"health {role}", [])),
         hostcheck=http_answer(hostcheck) if hostcheck else None,
     )
-
-
-def human(count: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(count) < 1024 or unit == "TiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count} B"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MIB", "parse_size"]
+__all__ = ["MIB", "human", "parse_size"]
 
 MIB = 1024 * 1024
 _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*$")
@@ -42,3 +42,15 @@ def parse_size(text: object) -> int | None:
     if factor is None:
         return None
     return int(float(match.group(1)) * factor)
+
+
+def human(size: int | float | None) -> str:
+    """Bytes in binary units (``512 MiB``, ``1.9 GiB``); ``-`` when unknown."""
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit in ("B", "KiB", "MiB") else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"  # pragma: no cover

@@ -40,11 +40,10 @@ server 26.1.5
 /var/lib/docker
 @@df
 /dev/sda1 41152736 10288184 28755944 27% /
-@@meminfo
-MemTotal:        2000000 kB
-MemAvailable:    1200000 kB
-@@cgroup
-max
+@@memory
+/proc/meminfo:MemTotal:        2000000 kB
+/proc/meminfo:MemAvailable:    1200000 kB
+/sys/fs/cgroup/memory.max:max
 @@listen
 00000000:0050
 00000000:01BB
@@ -113,7 +112,10 @@ def test_full_disk_and_low_memory_fail(make_config: MakeConfig) -> None:
         "/dev/sda1 41152736 10288184 28755944 27% /", "/dev/sda1 41152736 40000000 1152736 98% /"
     )
     assert "disk" in _failed(_findings(make_config, full))
-    cgroup = HEALTHY.replace("@@cgroup\nmax", "@@cgroup\n1073741824\n1000000000")
+    cgroup = HEALTHY.replace(
+        "/sys/fs/cgroup/memory.max:max",
+        "/sys/fs/cgroup/memory.max:1073741824\n/sys/fs/cgroup/memory.current:1000000000",
+    )
     failed = _failed(_findings(make_config, cgroup))
     assert "memory" in failed and "cgroup limit 1.0 GiB" in failed["memory"].detail
     assert "--strategy swap" in failed["memory"].fix

@@ -28,7 +28,9 @@ from dockyard.commands import proxy as proxy_commands
 from dockyard.commands import registry as registry_commands
 from dockyard.commands.argv import argv
 from dockyard.config.models import SecretRef
+from dockyard.config.sizes import human
 from dockyard.errors import DockyardError
+from dockyard.flows import memory
 
 if TYPE_CHECKING:
     from dockyard.config import Config, Role
@@ -290,8 +292,8 @@ def server_findings(
     for disk in probe.disks(found.get("df", [])):
         free = disk.available
         detail = (
-            f"{disk.mount}: {probe.human(disk.used)} used of {probe.human(disk.total)} "
-            f"({disk.fraction:.0%}), {probe.human(free)} free"
+            f"{disk.mount}: {human(disk.used)} used of {human(disk.total)} "
+            f"({disk.fraction:.0%}), {human(free)} free"
         )
         ok = free >= probe.DISK_MIN_FREE and disk.fraction < probe.DISK_MAX_USED
         checks.append(
@@ -307,16 +309,17 @@ def server_findings(
                 host=host,
             )
         )
-    mem = probe.memory(found.get("meminfo", []), found.get("cgroup", []))
-    if mem is not None:
-        limit = f", cgroup limit {probe.human(mem.limit)}" if mem.limit else ""
-        ok = mem.headroom >= probe.MEMORY_MIN_AVAILABLE
+    mem = memory.parse_host_memory("\n".join(found.get("memory", [])))
+    available = mem.available
+    if available is not None:
+        limit = f", cgroup limit {human(mem.cgroup_limit)}" if mem.cgroup_limit else ""
+        ok = available >= probe.MEMORY_MIN_AVAILABLE
         checks.append(
             Check(
                 "server",
                 "memory",
                 ok,
-                f"{probe.human(mem.headroom)} available of {probe.human(mem.total)}{limit}",
+                f"{human(available)} available of {human(mem.mem_total)}{limit}",
                 ""
                 if ok
                 else "the server is nearly out of memory: a deploy starts a second "
@@ -545,7 +548,9 @@ async def server_checks(ctx: DeployContext, host: str) -> list[Check]:
     config = ctx.config
     proxy_host = host in config.proxy_hosts
     roles = ctx.roles_on(host)
-    script = probe.probe_script(_app_probes(ctx, host), proxy=proxy_host)
+    script = probe.probe_script(
+        _app_probes(ctx, host), proxy=proxy_host, memory_files=memory.CGROUP_FILES
+    )
     result = await ctx.run(host, argv("bash", "-c", script), check=False, timeout=60)
     found = probe.sections(result.stdout)
     names = [app_commands.container_prefix(config, r) for r in roles if r.proxy is not None]

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from dockyard.commands.argv import Argv, argv, docker
+from dockyard.config.sizes import human
 from dockyard.errors import DockyardError
 
 if TYPE_CHECKING:
@@ -348,18 +349,6 @@ def parse_host(host: str, results: Sequence[Result]) -> HostStats:
         tail = (containers.stderr.strip() or "no output").splitlines()[-1]
         warnings.append(f"docker stats failed: {tail}")
     return replace(stats, warnings=tuple(warnings))
-
-
-def human(size: int | float | None) -> str:
-    """Bytes in binary units (``512 MiB``, ``1.9 GiB``)."""
-    if size is None:
-        return "-"
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit in ("B", "KiB", "MiB") else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"  # pragma: no cover
 
 
 # --- the flow --------------------------------------------------------------------------------
