@@ -154,6 +154,8 @@ class HostMemory:
     cgroup_version: int | None = None
     mem_available: int | None = None
     mem_total: int | None = None
+    #: MemFree, for kernels too old to report MemAvailable.
+    mem_free: int | None = None
     #: ``docker stats``: container name -> memory in use.
     containers: Mapping[str, int] = field(default_factory=dict)
 
@@ -265,6 +267,7 @@ def parse_host_memory(files_output: str, stats_output: str = "") -> HostMemory:
         cgroup_version=version if limit is not None else None,
         mem_available=_meminfo(meminfo, "MemAvailable"),
         mem_total=_meminfo(meminfo, "MemTotal"),
+        mem_free=_meminfo(meminfo, "MemFree"),
         containers=parse_stats(stats_output),
     )
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from dockyard.commands.argv import Argv, argv, docker
 from dockyard.config.sizes import human
 from dockyard.errors import DockyardError
+from dockyard.flows import memory as host_memory
 
 if TYPE_CHECKING:
     from dockyard.flows.context import DeployContext
@@ -28,18 +29,8 @@ MEMORY_WARN_PERCENT = 85.0
 DISK_WARN_PERCENT = 85.0
 #: Warn when the 1-minute load average per CPU is above this.
 LOAD_WARN_PER_CPU = 2.0
-#: cgroup v2 writes "max" when no limit is set; v1 writes a huge number (page-rounded 2^63).
-_CGROUP_V1_UNLIMITED = 1 << 60
 
-MEMORY_FILES = (
-    "/proc/meminfo",
-    "/sys/fs/cgroup/memory.max",
-    "/sys/fs/cgroup/memory.current",
-    "/sys/fs/cgroup/memory.stat",
-    "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-    "/sys/fs/cgroup/memory/memory.usage_in_bytes",
-    "/sys/fs/cgroup/memory/memory.stat",
-)
+MEMORY_FILES = host_memory.CGROUP_FILES
 CONTAINER_FORMAT = "{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}"
 #: Prints ``docker_root=<dir>`` then ``df`` of ``/`` and of that directory (when Docker answers).
 DISK_SCRIPT = (
@@ -160,77 +151,22 @@ def parse_loadavg(stdout: str) -> tuple[float, float, float] | None:
         return None
 
 
-def parse_files(stdout: str) -> dict[str, list[str]]:
-    """``grep -H ''`` output (``path:line``) as lines by path."""
-    files: dict[str, list[str]] = {}
-    for line in stdout.splitlines():
-        path, sep, rest = line.partition(":")
-        if sep:
-            files.setdefault(path, []).append(rest)
-    return files
-
-
-def _int(lines: Sequence[str] | None) -> int | None:
-    if not lines:
-        return None
-    text = lines[0].strip()
-    return int(text) if text.isdigit() else None
-
-
-def _stat_value(lines: Sequence[str] | None, key: str) -> int:
-    for line in lines or ():
-        name, _, value = line.partition(" ")
-        if name == key and value.strip().isdigit():
-            return int(value)
-    return 0
-
-
-def _meminfo_kib(lines: Sequence[str] | None, key: str) -> int | None:
-    for line in lines or ():
-        name, _, rest = line.partition(":")
-        if name == key:
-            number = rest.split()[0] if rest.split() else ""
-            return int(number) * 1024 if number.isdigit() else None
-    return None
-
-
 def parse_memory(stdout: str) -> Memory | None:
-    """The host's memory in use and its limit: its cgroup's ``memory.max``/``memory.current``
-    (v2, or v1's limit/usage files) when a limit is set, else ``/proc/meminfo``. Page cache
-    the kernel can drop (``inactive_file``) does not count as used, as in ``docker stats``."""
-    files = parse_files(stdout)
-    for version, limit_file, usage_file, stat_file in (
-        (
-            "cgroup v2",
-            "/sys/fs/cgroup/memory.max",
-            "/sys/fs/cgroup/memory.current",
-            "/sys/fs/cgroup/memory.stat",
-        ),
-        (
-            "cgroup v1",
-            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
-            "/sys/fs/cgroup/memory/memory.stat",
-        ),
-    ):
-        limit, usage = _int(files.get(limit_file)), _int(files.get(usage_file))
-        if limit is None or usage is None or limit >= _CGROUP_V1_UNLIMITED:
-            continue
-        inactive = _stat_value(
-            files.get(stat_file),
-            "inactive_file" if version == "cgroup v2" else "total_inactive_file",
-        )
-        host_total = _meminfo_kib(files.get("/proc/meminfo"), "MemTotal")
-        if host_total is not None and limit > host_total:
-            break  # a limit above the machine's memory is no limit
-        return Memory(max(0, usage - inactive), limit, version)
-    meminfo = files.get("/proc/meminfo")
-    total = _meminfo_kib(meminfo, "MemTotal")
-    available = _meminfo_kib(meminfo, "MemAvailable")
+    """The host's memory in use and its limit: its cgroup's limit and usage (v2, or v1's
+    files) when a limit is set, else ``/proc/meminfo``. Page cache the kernel can drop
+    (``inactive_file``) does not count as used, as in ``docker stats``. The files are read as
+    the deploy's memory check reads them (:func:`dockyard.flows.memory.parse_host_memory`)."""
+    host = host_memory.parse_host_memory(stdout)
+    total = host.mem_total
+    limit, used = host.cgroup_limit, host.cgroup_used
+    # A limit above the machine's memory is no limit.
+    if limit is not None and used is not None and (total is None or limit <= total):
+        return Memory(used, limit, f"cgroup v{host.cgroup_version}")
     if total is None:
         return None
+    available = host.mem_available
     if available is None:
-        available = _meminfo_kib(meminfo, "MemFree") or 0
+        available = host.mem_free or 0
     return Memory(total - available, total, "meminfo")
 
 
