@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dockyard.cli.app_cmd import COMMAND_LINE_SETTINGS, command_words, group, show
+from dockyard.cli._factory import COMMAND_LINE_SETTINGS, flow_command, group
+from dockyard.cli.app_cmd import command_words, show
 from dockyard.cli.options import GlobalOptions, run_flow, with_global_options
 
 if TYPE_CHECKING:
@@ -19,69 +20,34 @@ accessory_app = group("accessory", "Manage accessories (databases, caches, ...).
 Name = Annotated[str, typer.Argument(help="The accessory's name, or `all`.", show_default=False)]
 
 
-@accessory_app.command("boot")
-@with_global_options
+@flow_command(accessory_app, "boot")
 def boot(opts: GlobalOptions, name: Name) -> None:
     """Boot the accessory where it has no container yet (files, directories, env, run)."""
-    from dockyard.flows.ops import accessory
-
-    run_flow(opts, lambda ctx: accessory.boot(ctx, name), command="accessory", subcommand="boot")
 
 
-@accessory_app.command("reboot")
-@with_global_options
+@flow_command(accessory_app, "reboot")
 def reboot(opts: GlobalOptions, name: Name) -> None:
     """Pull, stop, remove and boot the accessory again (it is down meanwhile)."""
-    from dockyard.flows.ops import accessory
-
-    run_flow(
-        opts, lambda ctx: accessory.reboot(ctx, name), command="accessory", subcommand="reboot"
-    )
 
 
-@accessory_app.command("start")
-@with_global_options
+@flow_command(accessory_app, "start")
 def start(opts: GlobalOptions, name: Name) -> None:
     """Start the accessory's existing container."""
-    from dockyard.flows.ops import accessory
-
-    run_flow(opts, lambda ctx: accessory.start(ctx, name), command="accessory", subcommand="start")
 
 
-@accessory_app.command("stop")
-@with_global_options
+@flow_command(accessory_app, "stop")
 def stop(opts: GlobalOptions, name: Name) -> None:
     """Stop the accessory's container."""
-    from dockyard.flows.ops import accessory
-
-    run_flow(opts, lambda ctx: accessory.stop(ctx, name), command="accessory", subcommand="stop")
 
 
-@accessory_app.command("restart")
-@with_global_options
+@flow_command(accessory_app, "restart")
 def restart(opts: GlobalOptions, name: Name) -> None:
     """Stop, then start the accessory's container."""
-    from dockyard.flows.ops import accessory
-
-    run_flow(
-        opts, lambda ctx: accessory.restart(ctx, name), command="accessory", subcommand="restart"
-    )
 
 
-@accessory_app.command("details")
-@with_global_options
+@flow_command(accessory_app, "details", output=show)
 def details(opts: GlobalOptions, name: Name) -> None:
     """Show the accessory's container on each of its hosts."""
-    from dockyard.flows.ops import accessory
-
-    show(
-        run_flow(
-            opts,
-            lambda ctx: accessory.details(ctx, name),
-            command="accessory",
-            subcommand="details",
-        )
-    )
 
 
 @accessory_app.command("exec", context_settings=COMMAND_LINE_SETTINGS)

@@ -14,29 +14,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from dockyard.cli._factory import COMMAND_LINE_SETTINGS, flow_command, group
 from dockyard.cli.options import GlobalOptions, run_flow, with_global_options
 
 if TYPE_CHECKING:
     from dockyard.flows.ops.base import Interactive, Section
-
-SUBCOMMAND_SETTINGS = {"help_option_names": ["--help"]}
-#: For commands taking a command line (`exec`): words after the name are the command's own.
-COMMAND_LINE_SETTINGS = {
-    "help_option_names": ["--help"],
-    "ignore_unknown_options": True,
-    "allow_interspersed_args": False,
-}
-
-
-def group(name: str, help: str) -> typer.Typer:
-    return typer.Typer(
-        name=name,
-        help=help,
-        no_args_is_help=True,
-        add_completion=False,
-        rich_markup_mode=None,
-        context_settings=SUBCOMMAND_SETTINGS,
-    )
 
 
 def render(sections: Sequence[Section]) -> str:
@@ -100,71 +82,42 @@ def boot(opts: GlobalOptions) -> None:
     sys.stderr.write(f"Booted {booted}.\n")
 
 
-@app_app.command("details")
-@with_global_options
+@flow_command(app_app, "details", output=show)
 def details(opts: GlobalOptions) -> None:
     """Show the app's running containers (docker ps by service, destination and role)."""
-    from dockyard.flows.ops import app
-
-    show(run_flow(opts, app.details, command="app", subcommand="details"))
 
 
-@app_app.command("containers")
-@with_global_options
+@flow_command(app_app, "containers", output=show)
 def containers(opts: GlobalOptions) -> None:
     """Show every container of the app, stopped ones too (the versions you can roll back to)."""
-    from dockyard.flows.ops import app
-
-    show(run_flow(opts, app.containers, command="app", subcommand="containers"))
 
 
-@app_app.command("images")
-@with_global_options
+@flow_command(app_app, "images", output=show)
 def images(opts: GlobalOptions) -> None:
     """Show the app's images on the servers."""
-    from dockyard.flows.ops import app
-
-    show(run_flow(opts, app.images, command="app", subcommand="images"))
 
 
-@app_app.command("version")
-@with_global_options
+@flow_command(app_app, "version", output=show)
 def version(opts: GlobalOptions) -> None:
     """Show the app version running on each server."""
-    from dockyard.flows.ops import app
-
-    show(run_flow(opts, app.version, command="app", subcommand="version"))
 
 
-@app_app.command("start")
-@with_global_options
+@flow_command(app_app, "start")
 def start(opts: GlobalOptions) -> None:
     """Start the app's current containers (and register them with the proxy again)."""
-    from dockyard.flows.ops import app
-
-    run_flow(opts, app.start, command="app", subcommand="start")
 
 
-@app_app.command("stop")
-@with_global_options
+@flow_command(app_app, "stop")
 def stop(opts: GlobalOptions) -> None:
     """Stop the app's current containers (taking them out of the proxy first)."""
-    from dockyard.flows.ops import app
-
-    run_flow(opts, app.stop, command="app", subcommand="stop")
 
 
-@app_app.command("live")
-@with_global_options
+@flow_command(app_app, "live")
 def live(opts: GlobalOptions) -> None:
     """Serve the app again after `app maintenance`."""
-    from dockyard.flows.ops import app
-
-    run_flow(opts, app.live, command="app", subcommand="live")
 
 
-@app_app.command("maintenance")
-@with_global_options
+@flow_command(app_app, "maintenance")
 def maintenance(
     opts: GlobalOptions,
     drain_timeout: Annotated[
@@ -176,33 +129,14 @@ def maintenance(
     ] = None,
 ) -> None:
     """Put the app in maintenance mode: the proxy answers 503 (or your 503 page)."""
-    from dockyard.flows.ops import app
-
-    run_flow(
-        opts,
-        lambda ctx: app.maintenance(ctx, drain_timeout=drain_timeout, message=message),
-        command="app",
-        subcommand="maintenance",
-    )
 
 
-@app_app.command("stale_containers")
-@with_global_options
+@flow_command(app_app, "stale_containers", output=show)
 def stale_containers(
     opts: GlobalOptions,
     stop: Annotated[bool, typer.Option("-s", "--stop", help="Stop the stale containers.")] = False,
 ) -> None:
     """Show (or stop) running containers that are not the current version."""
-    from dockyard.flows.ops import app
-
-    show(
-        run_flow(
-            opts,
-            lambda ctx: app.stale_containers(ctx, stop=stop),
-            command="app",
-            subcommand="stale_containers",
-        )
-    )
 
 
 @app_app.command("exec", context_settings=COMMAND_LINE_SETTINGS)
@@ -310,13 +244,9 @@ def logs(
     )
 
 
-@app_app.command("remove")
-@with_global_options
+@flow_command(app_app, "remove")
 def remove(opts: GlobalOptions) -> None:
     """Remove the app's containers, images and files from the servers."""
-    from dockyard.flows.ops import app
-
-    run_flow(opts, app.remove, command="app", subcommand="remove")
 
 
 def register(app: typer.Typer) -> None:

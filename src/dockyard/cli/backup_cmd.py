@@ -7,19 +7,17 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dockyard.cli.app_cmd import SUBCOMMAND_SETTINGS
+from dockyard.cli._factory import group
 from dockyard.cli.options import GlobalOptions, run_flow, with_global_options
 
 if TYPE_CHECKING:
     from dockyard.commands.backup import Backup
 
-backup_app = typer.Typer(
-    name="backup",
-    help="Back up the app's SQLite databases (consistent while it runs), list and restore.",
+backup_app = group(
+    "backup",
+    "Back up the app's SQLite databases (consistent while it runs), list and restore.",
+    no_args_is_help=False,
     invoke_without_command=True,
-    add_completion=False,
-    rich_markup_mode=None,
-    context_settings=SUBCOMMAND_SETTINGS,
 )
 
 PathOption = Annotated[

@@ -12,13 +12,14 @@ from typing import Annotated
 
 import typer
 
-from dockyard.cli.app_cmd import group, show
+from dockyard.cli._factory import flow_command, group
+from dockyard.cli.app_cmd import show
 from dockyard.cli.deploy_cmd import (
     build_deliver_command,
     build_pull_command,
     build_push_command,
 )
-from dockyard.cli.options import GlobalOptions, run_flow, with_global_options
+from dockyard.cli.options import GlobalOptions
 
 build_app = group("build", "Build the app image, push it and pull it on the servers.")
 build_app.command("push")(build_push_command)
@@ -26,35 +27,30 @@ build_app.command("pull")(build_pull_command)
 build_app.command("deliver")(build_deliver_command)
 
 
-@build_app.command("create")
-@with_global_options
+def _to_stderr(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
+@flow_command(build_app, "create", output=_to_stderr)
 def create(opts: GlobalOptions) -> None:
     """Create the buildx builder for the builder settings (and a remote builder's context)."""
-    from dockyard.flows.ops import build
-
-    sys.stderr.write(run_flow(opts, build.create, command="build", subcommand="create") + "\n")
 
 
-@build_app.command("remove")
-@with_global_options
+@flow_command(build_app, "remove", output=_to_stderr)
 def remove(opts: GlobalOptions) -> None:
     """Remove the buildx builder (and a remote builder's context)."""
-    from dockyard.flows.ops import build
-
-    sys.stderr.write(run_flow(opts, build.remove, command="build", subcommand="remove") + "\n")
 
 
-@build_app.command("details")
-@with_global_options
+@flow_command(build_app, "details", output=show)
 def details(opts: GlobalOptions) -> None:
     """Show the builder: docker context ls, docker buildx ls and the builder's inspect."""
-    from dockyard.flows.ops import build
-
-    show(run_flow(opts, build.details, command="build", subcommand="details"))
 
 
-@build_app.command("dev")
-@with_global_options
+def _print_tags(tags: list[str]) -> None:
+    sys.stdout.write("\n".join(tags) + "\n")
+
+
+@flow_command(build_app, "dev", output=_print_tags)
 def dev(
     opts: GlobalOptions,
     output: Annotated[
@@ -69,15 +65,6 @@ def dev(
 ) -> None:
     """Build the working tree (uncommitted files included) and tag it as dirty
     (<image>:<version>-dirty and the latest tag with -dirty) in the local image store."""
-    from dockyard.flows.ops import build
-
-    tags = run_flow(
-        opts,
-        lambda ctx: build.dev(ctx, output=output, no_cache=no_cache),
-        command="build",
-        subcommand="dev",
-    )
-    sys.stdout.write("\n".join(tags) + "\n")
 
 
 def register(app: typer.Typer) -> None:

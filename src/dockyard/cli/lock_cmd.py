@@ -6,14 +6,13 @@ from typing import Annotated
 
 import typer
 
-from dockyard.cli.app_cmd import group
-from dockyard.cli.options import GlobalOptions, run_flow, with_global_options
+from dockyard.cli._factory import flow_command, group
+from dockyard.cli.options import GlobalOptions
 
 lock_app = group("lock", "Manage the deploy lock.")
 
 
-@lock_app.command("acquire")
-@with_global_options
+@flow_command(lock_app, "acquire", output=typer.echo, subcommand=False)
 def acquire(
     opts: GlobalOptions,
     message: Annotated[
@@ -21,27 +20,16 @@ def acquire(
     ],
 ) -> None:
     """Take the deploy lock so no one else deploys."""
-    from dockyard.flows.ops import lock
-
-    typer.echo(run_flow(opts, lambda ctx: lock.acquire(ctx, message), command="lock"))
 
 
-@lock_app.command("release")
-@with_global_options
+@flow_command(lock_app, "release", output=typer.echo)
 def release(opts: GlobalOptions) -> None:
     """Release the deploy lock."""
-    from dockyard.flows.ops import lock
-
-    typer.echo(run_flow(opts, lock.release, command="lock", subcommand="release"))
 
 
-@lock_app.command("status")
-@with_global_options
+@flow_command(lock_app, "status", output=typer.echo)
 def status(opts: GlobalOptions) -> None:
     """Show who holds the deploy lock, since when and why."""
-    from dockyard.flows.ops import lock
-
-    typer.echo(run_flow(opts, lock.status, command="lock", subcommand="status"))
 
 
 def register(app: typer.Typer) -> None:

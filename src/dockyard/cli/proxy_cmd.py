@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dockyard.cli.app_cmd import group, show
+from dockyard.cli._factory import flow_command, group
+from dockyard.cli.app_cmd import show
 from dockyard.cli.options import GlobalOptions, run_flow, with_global_options
 
 if TYPE_CHECKING:
@@ -17,13 +18,9 @@ if TYPE_CHECKING:
 proxy_app = group("proxy", "Manage kamal-proxy on the servers.")
 
 
-@proxy_app.command("boot")
-@with_global_options
+@flow_command(proxy_app, "boot")
 def boot(opts: GlobalOptions) -> None:
     """Boot the proxy on the servers where it is not running (start it, or run a new one)."""
-    from dockyard.flows.ops import proxy
-
-    run_flow(opts, proxy.boot, command="proxy", subcommand="boot")
 
 
 @proxy_app.command("reboot")
@@ -52,40 +49,24 @@ def reboot(
     )
 
 
-@proxy_app.command("start")
-@with_global_options
+@flow_command(proxy_app, "start")
 def start(opts: GlobalOptions) -> None:
     """Start the existing proxy container."""
-    from dockyard.flows.ops import proxy
-
-    run_flow(opts, proxy.start, command="proxy", subcommand="start")
 
 
-@proxy_app.command("stop")
-@with_global_options
+@flow_command(proxy_app, "stop")
 def stop(opts: GlobalOptions) -> None:
     """Stop the proxy container."""
-    from dockyard.flows.ops import proxy
-
-    run_flow(opts, proxy.stop, command="proxy", subcommand="stop")
 
 
-@proxy_app.command("restart")
-@with_global_options
+@flow_command(proxy_app, "restart")
 def restart(opts: GlobalOptions) -> None:
     """Stop, then start the proxy container."""
-    from dockyard.flows.ops import proxy
-
-    run_flow(opts, proxy.restart, command="proxy", subcommand="restart")
 
 
-@proxy_app.command("details")
-@with_global_options
+@flow_command(proxy_app, "details", output=show)
 def details(opts: GlobalOptions) -> None:
     """Show the proxy container on each server."""
-    from dockyard.flows.ops import proxy
-
-    show(run_flow(opts, proxy.details, command="proxy", subcommand="details"))
 
 
 @proxy_app.command("logs")
@@ -141,8 +122,12 @@ async def _follow(
     return proxy.follow_logs(ctx, grep=grep, grep_options=options, timestamps=timestamps)
 
 
-@proxy_app.command("remove")
-@with_global_options
+def _echo_message(message: str | None) -> None:
+    if message:
+        typer.echo(message)
+
+
+@flow_command(proxy_app, "remove", output=_echo_message)
 def remove(
     opts: GlobalOptions,
     force: Annotated[
@@ -150,13 +135,6 @@ def remove(
     ] = False,
 ) -> None:
     """Remove the proxy container, its image and .kamal/proxy."""
-    from dockyard.flows.ops import proxy
-
-    message = run_flow(
-        opts, lambda ctx: proxy.remove(ctx, force=force), command="proxy", subcommand="remove"
-    )
-    if message:
-        typer.echo(message)
 
 
 @proxy_app.command("boot_config")

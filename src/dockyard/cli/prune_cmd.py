@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from dockyard.cli.app_cmd import group
-from dockyard.cli.options import GlobalOptions, run_flow, with_global_options
+from dockyard.cli._factory import flow_command, group
+from dockyard.cli.options import GlobalOptions
 
 prune_app = group("prune", "Remove old containers and images of the app.")
 
@@ -23,38 +23,19 @@ def _report(removed: Mapping[str, Sequence[str]]) -> None:
         typer.echo(f"{host}: removed {len(items)}" + (f" ({', '.join(items)})" if items else ""))
 
 
-@prune_app.command("all")
-@with_global_options
+@flow_command(prune_app, "all", output=_report, subcommand=False)
 def all_(opts: GlobalOptions, retain: Retain = None) -> None:
     """Prune stopped containers, then unused images."""
-    from dockyard.flows.ops import prune
-
-    _report(run_flow(opts, lambda ctx: prune.all_(ctx, retain=retain), command="prune"))
 
 
-@prune_app.command("containers")
-@with_global_options
+@flow_command(prune_app, "containers", output=_report)
 def containers(opts: GlobalOptions, retain: Retain = None) -> None:
     """Remove stopped containers, keeping the newest ones (for rollback)."""
-    from dockyard.flows.ops import prune
-
-    _report(
-        run_flow(
-            opts,
-            lambda ctx: prune.containers(ctx, retain=retain),
-            command="prune",
-            subcommand="containers",
-        )
-    )
 
 
-@prune_app.command("images")
-@with_global_options
+@flow_command(prune_app, "images", output=_report)
 def images(opts: GlobalOptions) -> None:
     """Remove images no container uses (the retained versions' images stay)."""
-    from dockyard.flows.ops import prune
-
-    _report(run_flow(opts, prune.images, command="prune", subcommand="images"))
 
 
 def register(app: typer.Typer) -> None:

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from dockyard.cli.app_cmd import group
+from dockyard.cli._factory import flow_command, group
 from dockyard.cli.options import GlobalOptions, run_flow, with_global_options
 
 registry_app = group("registry", "Set up the local registry, or log in to and out of the registry.")
@@ -22,68 +22,32 @@ SkipLocal = Annotated[
 SkipRemote = Annotated[bool, typer.Option("-R", "--skip-remote", help="Skip the servers.")]
 
 
-@registry_app.command("setup")
-@with_global_options
+@flow_command(registry_app, "setup")
 def setup(
     opts: GlobalOptions, skip_local: SkipLocal = False, skip_remote: SkipRemote = False
 ) -> None:
     """Start the local registry, or log in to the registry here and on the servers."""
-    from dockyard.flows.ops import registry
-
-    run_flow(
-        opts,
-        lambda ctx: registry.setup(ctx, skip_local=skip_local, skip_remote=skip_remote),
-        command="registry",
-        subcommand="setup",
-    )
 
 
-@registry_app.command("remove")
-@with_global_options
+@flow_command(registry_app, "remove")
 def remove(
     opts: GlobalOptions, skip_local: SkipLocal = False, skip_remote: SkipRemote = False
 ) -> None:
     """Stop and remove the local registry, or log out of the registry here and on the servers."""
-    from dockyard.flows.ops import registry
-
-    run_flow(
-        opts,
-        lambda ctx: registry.remove(ctx, skip_local=skip_local, skip_remote=skip_remote),
-        command="registry",
-        subcommand="remove",
-    )
 
 
-@registry_app.command("login")
-@with_global_options
+@flow_command(registry_app, "login")
 def login(
     opts: GlobalOptions, skip_local: SkipLocal = False, skip_remote: SkipRemote = False
 ) -> None:
     """Log in to the registry here and on the servers (not for a local registry)."""
-    from dockyard.flows.ops import registry
-
-    run_flow(
-        opts,
-        lambda ctx: registry.login(ctx, skip_local=skip_local, skip_remote=skip_remote),
-        command="registry",
-        subcommand="login",
-    )
 
 
-@registry_app.command("logout")
-@with_global_options
+@flow_command(registry_app, "logout")
 def logout(
     opts: GlobalOptions, skip_local: SkipLocal = False, skip_remote: SkipRemote = False
 ) -> None:
     """Log out of the registry here and on the servers (not for a local registry)."""
-    from dockyard.flows.ops import registry
-
-    run_flow(
-        opts,
-        lambda ctx: registry.logout(ctx, skip_local=skip_local, skip_remote=skip_remote),
-        command="registry",
-        subcommand="logout",
-    )
 
 
 @registry_app.command("prune")

@@ -6,12 +6,12 @@ from typing import Annotated
 
 import typer
 
-secrets_app = typer.Typer(
-    name="secrets",
-    help="Fetch secrets from a password manager, pick one out, or show the resolved secrets.",
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode=None,
+from dockyard.cli._factory import group
+
+secrets_app = group(
+    "secrets",
+    "Fetch secrets from a password manager, pick one out, or show the resolved secrets.",
+    context_settings=None,  # its help option comes from the root (--help), as before
 )
 
 

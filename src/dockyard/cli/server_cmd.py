@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dockyard.cli.app_cmd import COMMAND_LINE_SETTINGS, group, show
+from dockyard.cli._factory import COMMAND_LINE_SETTINGS, group
+from dockyard.cli.app_cmd import show
 from dockyard.cli.options import GlobalOptions, run_flow, with_global_options
 
 if TYPE_CHECKING:
