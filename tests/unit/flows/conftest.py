@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from dockyard.config import Config, load_config
+from dockyard.config import Config
+from tests.unit._flowkit import MakeConfig, load_project
+
+__all__ = ["BASE", "MakeConfig", "make_config"]
 
 BASE = """service: hello
 image: hello
@@ -34,7 +36,7 @@ proxy:
     version: v0.9.2
 """
 
-MakeConfig = Callable[..., Config]
+SECRETS = "KAMAL_REGISTRY_PASSWORD=s3cret\n"
 
 
 @pytest.fixture
@@ -42,10 +44,8 @@ def make_config(tmp_path: Path) -> MakeConfig:
     def make(
         text: str = BASE, *, version: str | None = "v1", destination: str | None = None
     ) -> Config:
-        (tmp_path / "config").mkdir(exist_ok=True)
-        (tmp_path / "config" / "deploy.yml").write_text(text)
-        (tmp_path / ".kamal").mkdir(exist_ok=True)
-        (tmp_path / ".kamal" / "secrets").write_text("KAMAL_REGISTRY_PASSWORD=s3cret\n")
-        return load_config(None, destination, root=tmp_path, env={}, version=version)
+        return load_project(
+            tmp_path, text, secrets=SECRETS, version=version, destination=destination
+        )
 
     return make

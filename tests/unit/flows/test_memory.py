@@ -4,16 +4,13 @@ decision per host, the refusal message, and a deploy refused before anything cha
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from dockyard.config import Config
 from dockyard.errors import ConfigError
 from dockyard.flows import deploy as flows
 from dockyard.flows import memory
-from dockyard.flows.context import DeployContext, Event
 from dockyard.flows.memory import (
     HostMemory,
     MemoryCheckError,
@@ -27,12 +24,10 @@ from dockyard.flows.memory import (
 )
 from dockyard.flows.swap import BootStrategy
 from dockyard.remote import FakePool, FakeTransport, Result
-
-from .conftest import MakeConfig
+from tests.unit._flowkit import MakeConfig, make_ctx
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
-NOW = datetime(2026, 11, 28, 9, 0, 0, tzinfo=UTC)
 
 V1_FILES = """/proc/meminfo:MemTotal:       24683656 kB
 /proc/meminfo:MemFree:        20000000 kB
@@ -235,17 +230,6 @@ def small_server(fake: FakeTransport) -> None:
         return None
 
     fake.responder = respond
-
-
-def make_ctx(config: Config, pool: FakePool) -> tuple[DeployContext, list[Event]]:
-    events: list[Event] = []
-    local = FakeTransport(host="local")
-    local.on(["git", "config", "user.email"], Result(0, "dev@example.com\n", ""))
-    local.on(["git", "config", "user.name"], Result(0, "Dev\n", ""))
-    ctx = DeployContext(
-        config=config, pool=pool, reporter=events.append, local=local, clock=lambda: NOW
-    )
-    return ctx, events
 
 
 def test_a_deploy_that_does_not_fit_changes_nothing(make_config: MakeConfig) -> None:

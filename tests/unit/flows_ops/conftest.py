@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
-from dockyard.config import Config, load_config
-from dockyard.flows.context import DeployContext, Event, Selection
-from dockyard.remote import FakePool, FakeTransport, Result
+from dockyard.config import Config
+from tests.unit._flowkit import NOW, MakeConfig, load_project, make_ctx, run
 
-T = TypeVar("T")
-NOW = datetime(2026, 11, 28, 9, 0, 0, tzinfo=UTC)
+__all__ = [
+    "BASE",
+    "NOW",
+    "MakeConfig",
+    "make_config",
+    "make_ctx",
+    "run",
+    "without_lock_and_audit",
+]
 
 BASE = """service: hello
 image: hello
@@ -55,47 +57,21 @@ accessories:
       - cache-logs:/logs
 """
 
-MakeConfig = Callable[..., Config]
+SECRETS = "KAMAL_REGISTRY_PASSWORD=s3cret\nCACHE_PASSWORD=pw\n"
 
 
 @pytest.fixture
 def make_config(tmp_path: Path) -> MakeConfig:
     def make(text: str = BASE, *, version: str | None = "v1") -> Config:
-        (tmp_path / "config").mkdir(exist_ok=True)
-        (tmp_path / "config" / "deploy.yml").write_text(text)
-        (tmp_path / "config" / "cache.conf").write_text("maxmemory 10mb\n")
-        (tmp_path / ".kamal").mkdir(exist_ok=True)
-        (tmp_path / ".kamal" / "secrets").write_text(
-            "KAMAL_REGISTRY_PASSWORD=s3cret\nCACHE_PASSWORD=pw\n"
+        return load_project(
+            tmp_path,
+            text,
+            secrets=SECRETS,
+            files={"config/cache.conf": "maxmemory 10mb\n"},
+            version=version,
         )
-        return load_config(None, None, root=tmp_path, env={}, version=version)
 
     return make
-
-
-def make_ctx(
-    config: Config, pool: FakePool, selection: Selection | None = None
-) -> tuple[DeployContext, list[Event]]:
-    events: list[Event] = []
-    local = FakeTransport(host="local")
-    local.on(["git", "config", "user.email"], Result(0, "dev@example.com\n", ""))
-    local.on(["git", "config", "user.name"], Result(0, "Dev\n", ""))
-    ctx = DeployContext(
-        config=config,
-        pool=pool,
-        reporter=events.append,
-        local=local,
-        clock=lambda: NOW,
-        selection=selection or Selection(),
-    )
-    return ctx, events
-
-
-def run(coro: Awaitable[T]) -> T:
-    async def go() -> T:
-        return await coro
-
-    return asyncio.run(go())
 
 
 def without_lock_and_audit(commands: list[list[str]]) -> list[list[str]]:

@@ -1,0 +1,74 @@
+"""What the flow tests share: a project written to disk and loaded as a Config, and a
+DeployContext over a FakePool (git identity answered locally, a fixed clock).
+
+The `make_config` fixtures of tests/unit/flows and tests/unit/flows_ops use
+:func:`load_project` with their own base config; tests import :func:`make_ctx` and :func:`run`
+from here (or from the flows_ops conftest, which passes them on)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from dockyard.config import Config, load_config
+from dockyard.flows.context import DeployContext, Event, Selection
+from dockyard.remote import FakePool, FakeTransport, Result
+
+T = TypeVar("T")
+
+#: The clock of every test context.
+NOW = datetime(2026, 11, 28, 9, 0, 0, tzinfo=UTC)
+
+#: ``make_config(text=BASE, *, version="v1", ...)``: the project's Config.
+MakeConfig = Callable[..., Config]
+
+
+def load_project(
+    root: Path,
+    deploy_yml: str,
+    *,
+    secrets: str,
+    files: Mapping[str, str] | None = None,
+    version: str | None = "v1",
+    destination: str | None = None,
+) -> Config:
+    """Write config/deploy.yml, the ``files`` (relative to ``root``) and .kamal/secrets under
+    ``root``, then load the config as the CLI does (no environment)."""
+    (root / "config").mkdir(exist_ok=True)
+    (root / "config" / "deploy.yml").write_text(deploy_yml)
+    for name, text in (files or {}).items():
+        (root / name).write_text(text)
+    (root / ".kamal").mkdir(exist_ok=True)
+    (root / ".kamal" / "secrets").write_text(secrets)
+    return load_config(None, destination, root=root, env={}, version=version)
+
+
+def make_ctx(
+    config: Config, pool: FakePool, selection: Selection | None = None, **settings: Any
+) -> tuple[DeployContext, list[Event]]:
+    """A context over ``pool`` and the events it reports (``settings``: other DeployContext
+    fields)."""
+    events: list[Event] = []
+    local = FakeTransport(host="local")
+    local.on(["git", "config", "user.email"], Result(0, "dev@example.com\n", ""))
+    local.on(["git", "config", "user.name"], Result(0, "Dev\n", ""))
+    ctx = DeployContext(
+        config=config,
+        pool=pool,
+        reporter=events.append,
+        local=local,
+        clock=lambda: NOW,
+        selection=selection or Selection(),
+        **settings,
+    )
+    return ctx, events
+
+
+def run(coro: Awaitable[T]) -> T:
+    async def go() -> T:
+        return await coro
+
+    return asyncio.run(go())
