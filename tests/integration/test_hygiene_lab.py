@@ -95,6 +95,14 @@ accessories:
                 run(["docker", "rmi", ref])
 
 
+@pytest.fixture(scope="module")
+def deployed(project: HygieneProject) -> HygieneProject:
+    """The project set up once per module (v1 on both servers, the proxy, the accessory), so
+    every test that needs a deployed app can also run alone (`-k stats`)."""
+    _ok(project.dockyard("setup", "-P", "--version", "v1"))
+    return project
+
+
 def _log_config(lab_ssh: LabSsh, host: str, container: str) -> dict[str, object]:
     text = lab_ssh(
         host, "docker", "inspect", "-f", "{{json .HostConfig.LogConfig}}", container
@@ -102,8 +110,8 @@ def _log_config(lab_ssh: LabSsh, host: str, container: str) -> dict[str, object]
     return dict(json.loads(text))
 
 
-def test_deployed_containers_rotate_their_logs(project: HygieneProject, lab_ssh: LabSsh) -> None:
-    _ok(project.dockyard("setup", "-P", "--version", "v1"))
+def test_deployed_containers_rotate_their_logs(deployed: HygieneProject, lab_ssh: LabSsh) -> None:
+    project = deployed
     for server in project.lab.servers:
         for container in (f"{SERVICE}-web-v1", "kamal-proxy"):
             log_config = _log_config(lab_ssh, server.address, container)
@@ -115,8 +123,9 @@ def test_deployed_containers_rotate_their_logs(project: HygieneProject, lab_ssh:
 
 
 def test_registry_prune_keeps_latest_and_deployed_and_retained_tags(
-    project: HygieneProject, lab_ssh: LabSsh
+    deployed: HygieneProject, lab_ssh: LabSsh
 ) -> None:
+    project = deployed  # v1 running: the deploys below leave it stopped (retained)
     for version in ("v2", "v3"):
         _ok(project.dockyard("deploy", "-P", "--version", version))
     # v1 and v2 stopped (retained for rollback), v3 running; latest points at v3
@@ -149,7 +158,8 @@ def test_registry_prune_keeps_latest_and_deployed_and_retained_tags(
     _ok(project.dockyard("rollback", "v2"))
 
 
-def test_server_stats_json_reads_both_servers(project: HygieneProject) -> None:
+def test_server_stats_json_reads_both_servers(deployed: HygieneProject) -> None:
+    project = deployed  # the app's and the proxy's containers run on both servers
     proc = _ok(project.dockyard("server", "stats", "--json"))
     data = json.loads(proc.stdout)
     hosts = {h["host"]: h for h in data["hosts"]}
