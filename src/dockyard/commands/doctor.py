@@ -18,6 +18,8 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from dockyard.commands.df import DfRow, parse_df
+
 #: Below this many free bytes on / or Docker's root, a pull or a log burst may fill the disk.
 DISK_MIN_FREE = 2 * 1024**3
 DISK_MAX_USED = 0.90
@@ -168,26 +170,16 @@ def reachable_ports(lines: list[str]) -> tuple[set[int], set[int]]:
     return public, loopback
 
 
-@dataclass(frozen=True, slots=True)
-class Disk:
-    mount: str
-    total: int
-    used: int
-    available: int
-
-    @property
-    def fraction(self) -> float:
-        return self.used / self.total if self.total else 0.0
+#: A filesystem of the ``df`` section (mount, total, used, available in bytes; ``fraction``).
+Disk = DfRow
 
 
 def disks(lines: list[str]) -> list[Disk]:
+    """The ``df -Pk`` rows of the ``df`` section, once per mount (/ and Docker's root are often
+    the same filesystem)."""
     seen: dict[str, Disk] = {}
-    for line in lines:
-        parts = line.split()
-        if len(parts) < 6 or not parts[1].isdigit():
-            continue
-        disk = Disk(parts[5], int(parts[1]) * 1024, int(parts[2]) * 1024, int(parts[3]) * 1024)
-        seen.setdefault(disk.mount, disk)
+    for row in parse_df(lines, block_size=1024):
+        seen.setdefault(row.mount, row)
     return list(seen.values())
 
 

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from dockyard.commands.argv import Argv, argv, docker
+from dockyard.commands.df import parse_df
 from dockyard.config.sizes import human
 from dockyard.errors import DockyardError
 from dockyard.flows import memory as host_memory
@@ -173,20 +174,18 @@ def parse_memory(stdout: str) -> Memory | None:
 def parse_disks(stdout: str) -> tuple[str | None, tuple[Disk, ...]]:
     """Docker's root directory and the ``df -P -B1`` rows for ``/`` and for it."""
     root: str | None = None
-    rows: list[tuple[int, int]] = []
+    df_lines: list[str] = []
     for line in stdout.splitlines():
         if line.startswith("docker_root="):
             root = line.removeprefix("docker_root=").strip() or None
-            continue
-        fields = line.split()
-        # Filesystem 1-blocks Used Available Capacity Mounted-on
-        if len(fields) >= 6 and fields[1].isdigit() and fields[2].isdigit():
-            rows.append((int(fields[2]), int(fields[1])))
+        else:
+            df_lines.append(line)
+    rows = parse_df(df_lines, block_size=1)
     disks: list[Disk] = []
     if rows:
-        disks.append(Disk("/", "/", rows[0][0], rows[0][1]))
+        disks.append(Disk("/", "/", rows[0].used, rows[0].total))
     if root is not None and len(rows) > 1:
-        disks.append(Disk("docker", root, rows[1][0], rows[1][1]))
+        disks.append(Disk("docker", root, rows[1].used, rows[1].total))
     return root, tuple(disks)
 
 
