@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from dockyard.cli._factory import COMMAND_LINE_SETTINGS, flow_command, group
-from dockyard.cli.app_cmd import command_words, show
+from dockyard.cli.app_cmd import (
+    Follow,
+    Grep,
+    GrepOptions,
+    Lines,
+    Since,
+    SkipTimestamps,
+    command_words,
+    show,
+)
 from dockyard.cli.options import GlobalOptions, run_flow, with_global_options
 
 if TYPE_CHECKING:
     from dockyard.flows.context import DeployContext
-    from dockyard.flows.ops.base import Interactive
+    from dockyard.flows.ops.base import Interactive, Section
 
 accessory_app = group("accessory", "Manage accessories (databases, caches, ...).")
 
@@ -84,55 +94,28 @@ def exec_(
 def logs(
     opts: GlobalOptions,
     name: Name,
-    since: Annotated[str | None, typer.Option("-s", "--since", help="Logs since.")] = None,
-    lines: Annotated[int | None, typer.Option("-n", "--lines", help="Number of lines.")] = None,
-    grep: Annotated[str | None, typer.Option("-g", "--grep", help="Only lines matching.")] = None,
-    grep_options: Annotated[
-        str | None, typer.Option("--grep-options", help="Extra grep options.")
-    ] = None,
-    follow: Annotated[bool, typer.Option("-f", "--follow", help="Follow (ssh -t).")] = False,
-    skip_timestamps: Annotated[
-        bool, typer.Option("-T", "--skip-timestamps", help="Leave out timestamps.")
-    ] = False,
+    since: Since = None,
+    lines: Lines = None,
+    grep: Grep = None,
+    grep_options: GrepOptions = None,
+    follow: Follow = False,
+    skip_timestamps: SkipTimestamps = False,
 ) -> None:
     """Show the accessory's log lines."""
     from dockyard.flows.ops import accessory
 
-    timestamps = not skip_timestamps
-    if follow:
-        show(
-            run_flow(
-                opts,
-                lambda ctx: _follow(ctx, name, grep, grep_options, timestamps),
-                command="accessory",
-                subcommand="logs",
-            )
-        )
-        return
-    show(
-        run_flow(
-            opts,
-            lambda ctx: accessory.logs(
-                ctx,
-                name,
-                since=since,
-                lines=lines,
-                grep=grep,
-                grep_options=grep_options,
-                timestamps=timestamps,
-            ),
-            command="accessory",
-            subcommand="logs",
-        )
-    )
+    common: dict[str, Any] = {
+        "grep": grep,
+        "grep_options": grep_options,
+        "timestamps": not skip_timestamps,
+    }
 
+    async def flow(ctx: DeployContext) -> Sequence[Section] | Interactive:
+        if follow:
+            return accessory.follow_logs(ctx, name, **common)
+        return await accessory.logs(ctx, name, since=since, lines=lines, **common)
 
-async def _follow(
-    ctx: DeployContext, name: str, grep: str | None, options: str | None, timestamps: bool
-) -> Interactive:
-    from dockyard.flows.ops import accessory
-
-    return accessory.follow_logs(ctx, name, grep=grep, grep_options=options, timestamps=timestamps)
+    show(run_flow(opts, flow, command="accessory", subcommand="logs"))
 
 
 @accessory_app.command("remove")

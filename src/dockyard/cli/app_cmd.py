@@ -10,7 +10,7 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -18,7 +18,18 @@ from dockyard.cli._factory import COMMAND_LINE_SETTINGS, flow_command, group
 from dockyard.cli.options import GlobalOptions, run_flow, with_global_options
 
 if TYPE_CHECKING:
+    from dockyard.flows.context import DeployContext
     from dockyard.flows.ops.base import Interactive, Section
+
+#: The options of `proxy logs` and `accessory logs` (`app logs` words some of its own).
+Since = Annotated[str | None, typer.Option("-s", "--since", help="Logs since.")]
+Lines = Annotated[int | None, typer.Option("-n", "--lines", help="Number of lines.")]
+Grep = Annotated[str | None, typer.Option("-g", "--grep", help="Only lines matching.")]
+GrepOptions = Annotated[str | None, typer.Option("--grep-options", help="Extra grep options.")]
+Follow = Annotated[bool, typer.Option("-f", "--follow", help="Follow (ssh -t).")]
+SkipTimestamps = Annotated[
+    bool, typer.Option("-T", "--skip-timestamps", help="Leave out timestamps.")
+]
 
 
 def render(sections: Sequence[Section]) -> str:
@@ -191,16 +202,14 @@ def logs(
     lines: Annotated[
         int | None, typer.Option("-n", "--lines", help="Number of lines (default 100).")
     ] = None,
-    grep: Annotated[str | None, typer.Option("-g", "--grep", help="Only lines matching.")] = None,
+    grep: Grep = None,
     grep_options: Annotated[
         str | None, typer.Option("--grep-options", help="Extra grep options (e.g. -i).")
     ] = None,
     follow: Annotated[
         bool, typer.Option("-f", "--follow", help="Follow on the primary host (ssh -t).")
     ] = False,
-    skip_timestamps: Annotated[
-        bool, typer.Option("-T", "--skip-timestamps", help="Leave out timestamps.")
-    ] = False,
+    skip_timestamps: SkipTimestamps = False,
     container_id: Annotated[
         str | None, typer.Option("--container-id", help="Logs of this container.")
     ] = None,
@@ -208,40 +217,20 @@ def logs(
     """Show the app's log lines from each server."""
     from dockyard.flows.ops import app
 
-    timestamps = not skip_timestamps
-    if follow:
-        show(
-            run_flow(
-                opts,
-                lambda ctx: app.follow_logs(
-                    ctx,
-                    lines=lines,
-                    grep=grep,
-                    grep_options=grep_options,
-                    timestamps=timestamps,
-                    container_id=container_id,
-                ),
-                command="app",
-                subcommand="logs",
-            )
-        )
-        return
-    show(
-        run_flow(
-            opts,
-            lambda ctx: app.logs(
-                ctx,
-                since=since,
-                lines=lines,
-                grep=grep,
-                grep_options=grep_options,
-                timestamps=timestamps,
-                container_id=container_id,
-            ),
-            command="app",
-            subcommand="logs",
-        )
-    )
+    common: dict[str, Any] = {
+        "lines": lines,
+        "grep": grep,
+        "grep_options": grep_options,
+        "timestamps": not skip_timestamps,
+        "container_id": container_id,
+    }
+
+    async def flow(ctx: DeployContext) -> Sequence[Section] | Interactive:
+        if follow:
+            return await app.follow_logs(ctx, **common)
+        return await app.logs(ctx, since=since, **common)
+
+    show(run_flow(opts, flow, command="app", subcommand="logs"))
 
 
 @flow_command(app_app, "remove")

@@ -3,17 +3,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from dockyard.cli._factory import flow_command, group
-from dockyard.cli.app_cmd import show
+from dockyard.cli.app_cmd import Follow, Grep, GrepOptions, Lines, Since, SkipTimestamps, show
 from dockyard.cli.options import GlobalOptions, run_flow, with_global_options
 
 if TYPE_CHECKING:
     from dockyard.flows.context import DeployContext
-    from dockyard.flows.ops.base import Interactive
+    from dockyard.flows.ops.base import Interactive, Section
 
 proxy_app = group("proxy", "Manage kamal-proxy on the servers.")
 
@@ -73,53 +74,28 @@ def details(opts: GlobalOptions) -> None:
 @with_global_options
 def logs(
     opts: GlobalOptions,
-    since: Annotated[str | None, typer.Option("-s", "--since", help="Logs since.")] = None,
-    lines: Annotated[int | None, typer.Option("-n", "--lines", help="Number of lines.")] = None,
-    grep: Annotated[str | None, typer.Option("-g", "--grep", help="Only lines matching.")] = None,
-    grep_options: Annotated[
-        str | None, typer.Option("--grep-options", help="Extra grep options.")
-    ] = None,
-    follow: Annotated[bool, typer.Option("-f", "--follow", help="Follow (ssh -t).")] = False,
-    skip_timestamps: Annotated[
-        bool, typer.Option("-T", "--skip-timestamps", help="Leave out timestamps.")
-    ] = False,
+    since: Since = None,
+    lines: Lines = None,
+    grep: Grep = None,
+    grep_options: GrepOptions = None,
+    follow: Follow = False,
+    skip_timestamps: SkipTimestamps = False,
 ) -> None:
     """Show the proxy's log lines."""
     from dockyard.flows.ops import proxy
 
-    timestamps = not skip_timestamps
-    if follow:
-        interactive = run_flow(
-            opts,
-            lambda ctx: _follow(ctx, grep, grep_options, timestamps),
-            command="proxy",
-            subcommand="logs",
-        )
-        show(interactive)
-        return
-    show(
-        run_flow(
-            opts,
-            lambda ctx: proxy.logs(
-                ctx,
-                since=since,
-                lines=lines,
-                grep=grep,
-                grep_options=grep_options,
-                timestamps=timestamps,
-            ),
-            command="proxy",
-            subcommand="logs",
-        )
-    )
+    common: dict[str, Any] = {
+        "grep": grep,
+        "grep_options": grep_options,
+        "timestamps": not skip_timestamps,
+    }
 
+    async def flow(ctx: DeployContext) -> Sequence[Section] | Interactive:
+        if follow:
+            return proxy.follow_logs(ctx, **common)
+        return await proxy.logs(ctx, since=since, lines=lines, **common)
 
-async def _follow(
-    ctx: DeployContext, grep: str | None, options: str | None, timestamps: bool
-) -> Interactive:
-    from dockyard.flows.ops import proxy
-
-    return proxy.follow_logs(ctx, grep=grep, grep_options=options, timestamps=timestamps)
+    show(run_flow(opts, flow, command="proxy", subcommand="logs"))
 
 
 def _echo_message(message: str | None) -> None:
