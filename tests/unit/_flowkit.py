@@ -22,6 +22,26 @@ T = TypeVar("T")
 #: The clock of every test context.
 NOW = datetime(2026, 11, 28, 9, 0, 0, tzinfo=UTC)
 
+#: Where both packages' base configs start: three servers in two roles, a registry, a builder.
+PROJECT_HEAD = """service: hello
+image: hello
+servers:
+  web:
+    - 10.0.0.1
+    - 10.0.0.2
+  workers:
+    hosts:
+      - 10.0.0.3
+    cmd: sleep infinity
+registry:
+  server: registry.test:5000
+  username: bob
+  password:
+    - KAMAL_REGISTRY_PASSWORD
+builder:
+  arch: amd64
+"""
+
 #: ``make_config(text=BASE, *, version="v1", ...)``: the project's Config.
 MakeConfig = Callable[..., Config]
 

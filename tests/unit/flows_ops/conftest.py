@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dockyard.config import Config
-from tests.unit._flowkit import NOW, MakeConfig, load_project, make_ctx, run
+from tests.unit._flowkit import NOW, PROJECT_HEAD, MakeConfig, load_project, make_ctx, run
 
 __all__ = [
     "BASE",
@@ -19,24 +19,9 @@ __all__ = [
     "without_lock_and_audit",
 ]
 
-BASE = """service: hello
-image: hello
-servers:
-  web:
-    - 10.0.0.1
-    - 10.0.0.2
-  workers:
-    hosts:
-      - 10.0.0.3
-    cmd: sleep infinity
-registry:
-  server: registry.test:5000
-  username: bob
-  password:
-    - KAMAL_REGISTRY_PASSWORD
-builder:
-  arch: amd64
-proxy:
+BASE = (
+    PROJECT_HEAD
+    + """proxy:
   app_port: 3000
 accessories:
   cache:
@@ -56,6 +41,7 @@ accessories:
     volumes:
       - cache-logs:/logs
 """
+)
 
 SECRETS = "KAMAL_REGISTRY_PASSWORD=s3cret\nCACHE_PASSWORD=pw\n"
 
