@@ -19,29 +19,65 @@ Errors leave this package as ``ConnectError`` (ssh layer), ``RemoteCommandError`
 
 from __future__ import annotations
 
-from dockyard.remote.argv import (
-    ArgvLike,
-    MaskedCommand,
-    ShellCommand,
-    command_line,
-    display_command,
-    raw_args,
-    shell_join,
-)
-from dockyard.remote.batch import run_batch
-from dockyard.remote.fake import FakeCall, FakePool, FakeTransport, FakeUpload
-from dockyard.remote.fanout import HostOutcome, HostsFailedError, raise_for_failures, run_on_hosts
-from dockyard.remote.local import LocalTransport
-from dockyard.remote.options import JumpHost, SshOptions, parse_jump
-from dockyard.remote.result import (
-    CommandTimeoutError,
-    OutputCallback,
-    OutputLine,
-    Result,
-    Stdin,
-)
-from dockyard.remote.ssh import SshPool, SshTransport
-from dockyard.remote.transport import HostPool, Transport
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dockyard.remote.argv import (
+        ArgvLike,
+        MaskedCommand,
+        ShellCommand,
+        command_line,
+        display_command,
+        raw_args,
+        shell_join,
+    )
+    from dockyard.remote.batch import run_batch
+    from dockyard.remote.fake import FakeCall, FakePool, FakeTransport, FakeUpload
+    from dockyard.remote.fanout import (
+        HostOutcome,
+        HostsFailedError,
+        raise_for_failures,
+        run_on_hosts,
+    )
+    from dockyard.remote.local import LocalTransport
+    from dockyard.remote.options import JumpHost, SshOptions, parse_jump
+    from dockyard.remote.result import (
+        CommandTimeoutError,
+        OutputCallback,
+        OutputLine,
+        Result,
+        Stdin,
+    )
+    from dockyard.remote.ssh import SshPool, SshTransport
+    from dockyard.remote.transport import HostPool, Transport
+
+# Names are loaded on first use: importing any dockyard.remote submodule runs this file, and
+# the SSH backend (asyncssh, cryptography: ~0.25 s) or the fake must not come along with it.
+_WHERE = {
+    "argv": (
+        "ArgvLike MaskedCommand ShellCommand command_line display_command raw_args shell_join"
+    ),
+    "batch": "run_batch",
+    "fake": "FakeCall FakePool FakeTransport FakeUpload",
+    "fanout": "HostOutcome HostsFailedError raise_for_failures run_on_hosts",
+    "local": "LocalTransport",
+    "options": "JumpHost SshOptions parse_jump",
+    "result": "CommandTimeoutError OutputCallback OutputLine Result Stdin",
+    "ssh": "SshPool SshTransport",
+    "transport": "HostPool Transport",
+}
+_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names.split()}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ArgvLike",

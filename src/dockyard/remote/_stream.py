@@ -15,6 +15,13 @@ class ByteReader(Protocol):
     async def read(self, n: int = -1, /) -> bytes: ...
 
 
+class ByteSink(Protocol):
+    """Where a command's output bytes go (:class:`LineSplitter`, or the connection helper's
+    forwarder)."""
+
+    def feed(self, data: bytes, *, final: bool = False) -> None: ...
+
+
 class LineSplitter:
     """Decode bytes incrementally (UTF-8, bad bytes replaced) and emit complete lines."""
 
@@ -49,7 +56,7 @@ class LineSplitter:
         return "".join(self._parts)
 
 
-async def drain(reader: ByteReader, splitter: LineSplitter) -> None:
+async def drain(reader: ByteReader, splitter: ByteSink) -> None:
     """Read until EOF, feeding the splitter."""
     while True:
         chunk = await reader.read(CHUNK)

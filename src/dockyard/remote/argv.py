@@ -15,13 +15,17 @@ An object may also carry ``stdin`` (``str`` or secret-like), used when ``run`` g
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol, TypeAlias, runtime_checkable
+
+from dockyard.errors import RemoteCommandError
 
 __all__ = [
     "PIPEFAIL",
+    "REMOTE_KILL_GRACE",
     "ArgPart",
     "ArgvLike",
     "MaskedCommand",
@@ -34,6 +38,7 @@ __all__ = [
     "local_args",
     "local_shell",
     "raw_args",
+    "remote_command",
     "shell_join",
 ]
 
@@ -208,3 +213,39 @@ def display_command(command: ArgvLike) -> str:
             return shown
         return shlex.join(str(part) for part in shown)
     return shlex.join(_part_display(part) for part in command)
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+#: Seconds the server-side guard waits beyond a command's timeout before killing it.
+REMOTE_KILL_GRACE = 2.0
+
+
+def remote_command(
+    argv: ArgvLike, env: Mapping[str, str] | None = None, *, timeout: float | None = None
+) -> str:
+    """The command line sent over SSH: :func:`command_line`, with exported variables in front.
+
+    Variables go in the line rather than through the SSH protocol because sshd accepts only the
+    names its ``AcceptEnv`` lists. With a ``timeout`` the line runs under ``timeout -s KILL``
+    (when the server has it) a little longer than the client waits: OpenSSH refuses signal
+    requests for root sessions, so closing the channel alone would leave e.g. a hung
+    ``docker pull`` running on the server.
+    """
+    line = command_line(argv)
+    if env:
+        for name in env:
+            if not _ENV_NAME.match(name):
+                raise RemoteCommandError(f"remote: bad environment variable name {name!r}")
+        exports = " ".join(f"{name}={shlex.quote(value)}" for name, value in env.items())
+        line = f"export {exports}; {line}"
+    if timeout is not None:
+        quoted = shlex.quote(line)
+        limit = f"{max(timeout, 0) + REMOTE_KILL_GRACE:g}"
+        # "$SHELL" is the login shell sshd would have run the line with.
+        line = (
+            "if command -v timeout >/dev/null 2>&1; "
+            f'then exec timeout -s KILL {limit} "${{SHELL:-/bin/sh}}" -c {quoted}; '
+            f"else eval {quoted}; fi"
+        )
+    return line

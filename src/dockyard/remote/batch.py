@@ -23,7 +23,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from dockyard.remote.argv import ArgvLike, command_line, command_stdin
-from dockyard.remote.fake import FakeTransport
 from dockyard.remote.result import OutputCallback, OutputLine, Result, Stream
 from dockyard.remote.transport import Transport
 
@@ -225,8 +224,8 @@ async def run_batch(
     With ``stop_on_error`` the batch stops at the first failure and later commands report
     :data:`NOT_RUN` (with ``stages``: at the end of the stage holding the failure).
     ``stages``/``parallel``: run commands side by side (module docstring). ``timeout`` covers
-    the whole batch. A :class:`FakeTransport` gets the commands one by one, in order, so flow
-    tests see each argv.
+    the whole batch. A transport with ``batch_one_by_one`` (the fake) gets the commands one by
+    one, in order, so flow tests see each argv.
     """
     if not commands:
         return []
@@ -234,7 +233,7 @@ async def run_batch(
         stages = [0] * len(commands)
     if stages is not None and len(commands) == 1:
         stages = None  # nothing to run side by side
-    if isinstance(transport, FakeTransport):
+    if getattr(transport, "batch_one_by_one", False):
         return await _run_each(
             transport, commands, stop_on_error, timeout, env, on_output, stages=stages
         )

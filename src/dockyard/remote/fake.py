@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 from dockyard.errors import ConnectError, RemoteCommandError
 from dockyard.remote._stream import stdin_chunks
@@ -63,6 +63,9 @@ class FakeTransport:
     is None an unmatched call raises ``LookupError`` so a test notices an unexpected command.
     Scripted stdout/stderr are also streamed to ``on_output`` line by line.
     """
+
+    #: run_batch hands a fake its commands one by one, so flow tests see each argv.
+    batch_one_by_one: ClassVar[bool] = True
 
     host: str = "fake"
     default: Result | None = field(default_factory=lambda: Result(0, "", ""))

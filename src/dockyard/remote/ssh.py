@@ -13,8 +13,6 @@ import contextlib
 import logging
 import os
 import random
-import re
-import shlex
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -24,8 +22,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dockyard.errors import ConnectError, DockyardError, RemoteCommandError
-from dockyard.remote._stream import LineSplitter, drain, stdin_chunks
-from dockyard.remote.argv import ArgvLike, command_line, command_stdin, display_command
+from dockyard.remote._stream import ByteSink, LineSplitter, drain, stdin_chunks
+from dockyard.remote.argv import (
+    REMOTE_KILL_GRACE,
+    ArgvLike,
+    command_stdin,
+    display_command,
+    remote_command,
+)
 from dockyard.remote.fanout import HostOutcome, raise_for_failures, run_on_hosts
 from dockyard.remote.options import (
     LOG_LEVELS,
@@ -45,48 +49,17 @@ else:  # without its 0.1-0.2 s search for the optional liboqs (see remote._async
 
     asyncssh = import_asyncssh()
 
-__all__ = ["SshPool", "SshTransport", "remote_command", "translate_connect_error"]
+__all__ = [
+    "REMOTE_KILL_GRACE",
+    "SshPool",
+    "SshTransport",
+    "remote_command",
+    "translate_connect_error",
+]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-
-
-#: Seconds the server-side guard waits beyond a command's timeout before killing it.
-REMOTE_KILL_GRACE = 2.0
-
-
-def remote_command(
-    argv: ArgvLike, env: Mapping[str, str] | None = None, *, timeout: float | None = None
-) -> str:
-    """The command line sent over SSH: :func:`command_line`, with exported variables in front.
-
-    Variables go in the line rather than through the SSH protocol because sshd accepts only the
-    names its ``AcceptEnv`` lists. With a ``timeout`` the line runs under ``timeout -s KILL``
-    (when the server has it) a little longer than the client waits: OpenSSH refuses signal
-    requests for root sessions, so closing the channel alone would leave e.g. a hung
-    ``docker pull`` running on the server.
-    """
-    line = command_line(argv)
-    if env:
-        for name in env:
-            if not _ENV_NAME.match(name):
-                raise RemoteCommandError(f"remote: bad environment variable name {name!r}")
-        exports = " ".join(f"{name}={shlex.quote(value)}" for name, value in env.items())
-        line = f"export {exports}; {line}"
-    if timeout is not None:
-        quoted = shlex.quote(line)
-        limit = f"{max(timeout, 0) + REMOTE_KILL_GRACE:g}"
-        # "$SHELL" is the login shell sshd would have run the line with.
-        line = (
-            "if command -v timeout >/dev/null 2>&1; "
-            f'then exec timeout -s KILL {limit} "${{SHELL:-/bin/sh}}" -c {quoted}; '
-            f"else eval {quoted}; fi"
-        )
-    return line
-
 
 # --------------------------------------------------------------------------- errors
 
@@ -500,13 +473,36 @@ class SshTransport:
         env: Mapping[str, str] | None = None,
         on_output: OutputCallback | None = None,
     ) -> Result:
-        command = remote_command(argv, env, timeout=timeout)
-        log.debug("ssh %s: %s", self._host, display_command(argv))
         if stdin is None:
             stdin = command_stdin(argv)
-        target = self._pool.target(self._host)
         out = LineSplitter(self._host, "stdout", on_output)
         err = LineSplitter(self._host, "stderr", on_output)
+        status = await self.run_line(
+            remote_command(argv, env, timeout=timeout),
+            display_command(argv),
+            stdin=stdin,
+            timeout=timeout,
+            out=out,
+            err=err,
+        )
+        return Result(status, out.text(), err.text())
+
+    async def run_line(
+        self,
+        command: str,
+        display: str,
+        *,
+        stdin: Stdin | None,
+        timeout: float | None,
+        out: ByteSink,
+        err: ByteSink,
+    ) -> int | None:
+        """Run an already rendered command line (:func:`remote_command`), feeding its output
+        bytes to ``out`` / ``err``; the exit status. ``display`` names it in errors (masked).
+        :meth:`run` is this plus rendering; the connection helper (``remote.mux_server``) calls
+        it with lines rendered by the client."""
+        log.debug("ssh %s: %s", self._host, display)
+        target = self._pool.target(self._host)
         async with self._pool._channel(self._host) as conn:
             proc: asyncssh.SSHClientProcess[bytes] | None = None
             try:
@@ -521,25 +517,21 @@ class SshTransport:
             except TimeoutError as exc:
                 _stop(proc)
                 raise CommandTimeoutError(
-                    f"command timed out after {timeout:g}s on {self._host}: "
-                    f"{display_command(argv)}",
+                    f"command timed out after {timeout:g}s on {self._host}: {display}",
                     hint="raise the timeout or check why the command hangs",
                 ) from exc
             except (OSError, asyncssh.Error) as exc:
                 _stop(proc)
                 raise ConnectError(
-                    f"ssh: lost the connection to {target} while running "
-                    f"{display_command(argv)}: {_reason(exc)}"
+                    f"ssh: lost the connection to {target} while running {display}: {_reason(exc)}"
                 ) from exc
             except BaseException:
                 _stop(proc)
                 raise
             status = proc.exit_status
             if status is None and conn.is_closed():
-                raise ConnectError(
-                    f"ssh: lost the connection to {target} while running {display_command(argv)}"
-                )
-        return Result(status, out.text(), err.text())
+                raise ConnectError(f"ssh: lost the connection to {target} while running {display}")
+        return status
 
     async def put(self, data: bytes, path: str, *, mode: int = 0o600) -> None:
         """Upload over SFTP: parent dirs created, written to a temp file, chmod, renamed."""
