@@ -234,6 +234,11 @@ def build_context(
 ) -> Any:
     """An async context manager yielding the :class:`DeployContext` for these options:
     ``async with build_context(opts, command="deploy") as ctx: ...``."""
+    import os
+
+    from dockyard.remote.mux import prestart
+
+    prestart(os.environ)  # the SSH helper loads on the other core while the config is read
     from dockyard.flows.context import Selection, open_context
 
     return open_context(

@@ -726,9 +726,9 @@ async def open_context(
     env = os.environ if environ is None else environ
     ask_registry = pool is None
     if pool is None:
-        from dockyard.remote.ssh import SshPool
+        from dockyard.remote.mux import make_pool
 
-        pool = SshPool(ssh_options(config, env))
+        pool = make_pool(ssh_options(config, env), env)
     ctx = DeployContext(
         config=config,
         pool=pool,

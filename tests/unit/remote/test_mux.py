@@ -1,0 +1,369 @@
+"""The SSH helper's protocol, client and server, over a real Unix socket with a scripted pool
+in place of SSH (the lab tests run it against real servers)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import stat
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from dockyard.errors import ConfigError, ConnectError, DockyardError, RemoteCommandError
+from dockyard.remote import mux
+from dockyard.remote._stream import ByteSink, stdin_chunks
+from dockyard.remote.fanout import HostOutcome
+from dockyard.remote.mux import (
+    FrameError,
+    FrameReader,
+    MuxPool,
+    absolute_paths,
+    frame,
+    options_from_json,
+    options_to_json,
+    persist_seconds,
+    socket_dir,
+)
+from dockyard.remote.mux_server import Helper
+from dockyard.remote.options import SshOptions
+from dockyard.remote.result import CommandTimeoutError, OutputLine, Stdin
+
+# --------------------------------------------------------------------------- frames
+
+
+def test_frames_survive_any_split_of_the_stream() -> None:
+    frames = [(b"Q", b'{"op":"run"}'), (b"I", b""), (b"O", bytes(range(256)) * 3), (b"E", b"")]
+    stream = b"".join(frame(kind, payload) for kind, payload in frames)
+    for cut in range(len(stream) + 1):
+        reader = FrameReader()
+        got = reader.feed(stream[:cut]) + reader.feed(stream[cut:])
+        assert got == frames
+        assert reader.pending == 0
+    reader = FrameReader()
+    one_by_one = [f for i in range(len(stream)) for f in reader.feed(stream[i : i + 1])]
+    assert one_by_one == frames
+
+
+def test_oversized_frame_is_refused_before_it_is_buffered() -> None:
+    reader = FrameReader(max_frame=10)
+    with pytest.raises(FrameError, match="11 bytes is over the 10 byte limit"):
+        reader.feed(frame(b"I", b"x" * 11)[:5])
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@pytest.mark.parametrize(
+    ("raw", "seconds"),
+    [
+        (None, 120.0),
+        ("", 120.0),
+        ("0", 0.0),
+        ("off", 0.0),
+        ("No", 0.0),
+        ("30", 30.0),
+        ("2.5s", 2.5),
+    ],
+)
+def test_persist_seconds(raw: str | None, seconds: float) -> None:
+    environ = {} if raw is None else {"DOCKYARD_SSH_PERSIST": raw}
+    assert persist_seconds(environ) == seconds
+
+
+@pytest.mark.parametrize("raw", ["soon", "-1", "inf", "nan"])
+def test_bad_persist_seconds_is_a_config_error_naming_the_variable(raw: str) -> None:
+    with pytest.raises(ConfigError, match=r"DOCKYARD_SSH_PERSIST: .*got '"):
+        persist_seconds({"DOCKYARD_SSH_PERSIST": raw})
+
+
+def test_options_cross_the_wire_unchanged() -> None:
+    options = SshOptions(
+        user="deploy",
+        port=2222,
+        keys=("~/.ssh/a", "/k/b"),
+        key_data=("PEM",),
+        known_hosts=("/kh",),
+        config=("/c1", "/c2"),
+        proxy="jump@bastion:22",
+        max_channels=3,
+    )
+    assert options_from_json(options_to_json(options)) == options
+    with pytest.raises(ValueError, match="unknown SSH option 'colour'"):
+        options_from_json({"colour": "blue"})
+
+
+def test_relative_paths_are_made_absolute_for_the_helper() -> None:
+    options = SshOptions(
+        keys=("keys/id", "~/.ssh/id", "/abs/id"), known_hosts=("kh",), config="cfg"
+    )
+    fixed = absolute_paths(options, "/project")
+    assert fixed.keys == ("/project/keys/id", "~/.ssh/id", "/abs/id")
+    assert fixed.known_hosts == ("/project/kh",)
+    assert fixed.config == "/project/cfg"
+    assert absolute_paths(SshOptions(config=True), "/p").config is True
+
+
+def test_socket_dir_is_private_and_a_shared_one_is_refused(tmp_path: Path) -> None:
+    path = socket_dir({"XDG_RUNTIME_DIR": str(tmp_path)})
+    assert path == tmp_path / "dockyard"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o700
+    path.chmod(0o755)
+    assert socket_dir({"XDG_RUNTIME_DIR": str(tmp_path)}) is None
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+class ScriptTransport:
+    def __init__(self, pool: ScriptPool, host: str) -> None:
+        self.pool = pool
+        self.host = host
+
+    async def run_line(
+        self,
+        command: str,
+        display: str,
+        *,
+        stdin: Stdin | None,
+        timeout: float | None,
+        out: ByteSink,
+        err: ByteSink,
+    ) -> int | None:
+        self.pool.calls.append((self.host, command, display, timeout))
+        data = b"".join([chunk async for chunk in stdin_chunks(stdin)])
+        if command == "sleep":
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                self.pool.cancelled.append(self.host)
+                raise
+        if command == "lost":
+            raise ConnectError("ssh: lost the connection", hint="check the network")
+        if command == "slow":
+            raise CommandTimeoutError("command timed out after 1s")
+        if command == "boom":
+            raise RuntimeError("a bug")
+        out.feed(f"ran {command} on {self.host}\n".encode())
+        out.feed(b"stdin=" + data + b"\n")
+        err.feed("warn é\n".encode()[:-2])  # a UTF-8 sequence split across chunks
+        err.feed("é\n".encode()[1:])
+        return 3 if command == "false" else 0
+
+    async def put(self, data: bytes, path: str, *, mode: int = 0o600) -> None:
+        if path.startswith("/forbidden"):
+            raise RemoteCommandError(f"remote: cannot upload {path}")
+        self.pool.uploads[path] = (data, mode)
+
+    async def get(self, path: str, local: Path) -> None:
+        local.write_bytes(f"content of {path}".encode())
+
+
+class ScriptPool:
+    instances: ClassVar[list[ScriptPool]] = []
+
+    def __init__(self, options: SshOptions) -> None:
+        self.options = options
+        self.calls: list[tuple[str, str, str, float | None]] = []
+        self.cancelled: list[str] = []
+        self.uploads: dict[str, tuple[bytes, int]] = {}
+        self.closed = False
+        ScriptPool.instances.append(self)
+
+    def transport(self, host: str) -> ScriptTransport:
+        return ScriptTransport(self, host)
+
+    async def connect_all(self, hosts: list[str]) -> list[HostOutcome[None]]:
+        return [
+            HostOutcome(h, error=ConnectError(f"ssh: cannot reach {h}", hint="is it up?"))
+            if h.startswith("bad")
+            else HostOutcome(h)
+            for h in hosts
+        ]
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+@contextlib.asynccontextmanager
+async def running_helper(tmp_path: Path) -> AsyncIterator[Helper]:
+    ScriptPool.instances = []
+    server = Helper(tmp_path / "h.sock", 60, pool_factory=ScriptPool)  # type: ignore[arg-type]
+    task = asyncio.ensure_future(server.serve())
+    for _ in range(200):
+        if server.path.exists():
+            break
+        await asyncio.sleep(0.005)
+    try:
+        yield server
+    finally:
+        server._stop.set()
+        await asyncio.wait_for(task, 5)
+
+
+def with_helper(test: Callable[[Helper], Awaitable[None]], tmp_path: Path) -> None:
+    async def go() -> None:
+        async with running_helper(tmp_path) as server:
+            await test(server)
+
+    asyncio.run(go())
+
+
+def pool_for(server: Helper, **kwargs: Any) -> MuxPool:
+    return MuxPool(SshOptions(user="deploy", keys=("rel/key",)), server.path, **kwargs)
+
+
+def test_run_streams_output_and_stdin_through_the_helper(tmp_path: Path) -> None:
+    async def body(helper: Helper) -> None:
+        pool = pool_for(helper)
+        lines: list[OutputLine] = []
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"one "
+            yield b"two"
+
+        result = await pool.transport("h1").run(
+            ["echo", "a b"], stdin=chunks(), env={"X": "1"}, timeout=5, on_output=lines.append
+        )
+        assert result.exit_status == 0
+        assert result.stdout == "ran " + helper_call(0)[1] + " on h1\nstdin=one two\n"
+        assert result.stderr == "warn é\n"
+        assert [(line.host, line.stream, line.text) for line in lines] == [
+            ("h1", "stdout", f"ran {helper_call(0)[1]} on h1"),
+            ("h1", "stdout", "stdin=one two"),
+            ("h1", "stderr", "warn é"),
+        ]
+        host, command, display, timeout = helper_call(0)
+        assert (host, display, timeout) == ("h1", "echo 'a b'", 5)
+        assert command.startswith("if command -v timeout") and "export X=1;" in command
+        # the session's options arrived with relative paths made absolute
+        assert ScriptPool.instances[0].options.keys == (os.path.join(os.getcwd(), "rel/key"),)
+        assert not pool.direct
+        failed = await pool.transport("h2").run(["false"], stdin=b"in")
+        assert failed.exit_status == 3 and "stdin=in" in failed.stdout
+        await pool.close()
+        await asyncio.sleep(0.05)
+        assert ScriptPool.instances[0].closed  # the session's connections close with the command
+        assert helper.sessions == {}
+
+    with_helper(body, tmp_path)
+
+
+def helper_call(index: int) -> tuple[str, str, str, float | None]:
+    return ScriptPool.instances[-1].calls[index]
+
+
+def test_errors_come_back_as_the_same_dockyard_errors(tmp_path: Path) -> None:
+    async def body(helper: Helper) -> None:
+        pool = pool_for(helper)
+        with pytest.raises(ConnectError) as lost:
+            await pool.transport("h").run(["lost"])
+        assert lost.value.message == "ssh: lost the connection"
+        assert lost.value.hint == "check the network"
+        with pytest.raises(CommandTimeoutError, match="timed out after 1s"):
+            await pool.transport("h").run(["slow"])
+        with pytest.raises(DockyardError, match="ssh helper: internal error: RuntimeError"):
+            await pool.transport("h").run(["boom"])
+        with pytest.raises(RemoteCommandError, match="cannot upload /forbidden/x"):
+            await pool.transport("h").put(b"x", "/forbidden/x")
+        outcomes = await pool.connect_all(["good", "bad-1"])
+        assert [o.ok for o in outcomes] == [True, False]
+        error = outcomes[1].error
+        assert isinstance(error, ConnectError)
+        assert (error.message, error.hint) == ("ssh: cannot reach bad-1", "is it up?")
+        await pool.close()
+
+    with_helper(body, tmp_path)
+
+
+def test_put_and_get_go_through_the_helper(tmp_path: Path) -> None:
+    async def body(helper: Helper) -> None:
+        pool = pool_for(helper)
+        big = os.urandom(700_000)  # several frames
+        await pool.transport("h").put(big, ".kamal/env/x.env", mode=0o640)
+        assert ScriptPool.instances[0].uploads[".kamal/env/x.env"] == (big, 0o640)
+        target = tmp_path / "down" / "file"
+        target.parent.mkdir()
+        await pool.transport("h").get("/srv/db", target)
+        assert target.read_bytes() == b"content of /srv/db"
+        await pool.close()
+
+    with_helper(body, tmp_path)
+
+
+def test_a_command_whose_client_goes_away_is_stopped(tmp_path: Path) -> None:
+    async def body(helper: Helper) -> None:
+        pool = pool_for(helper)
+        run = asyncio.ensure_future(pool.transport("h").run(["sleep"]))
+        for _ in range(200):
+            if ScriptPool.instances and ScriptPool.instances[0].calls:
+                break
+            await asyncio.sleep(0.005)
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        for _ in range(200):
+            if ScriptPool.instances[0].cancelled:
+                break
+            await asyncio.sleep(0.005)
+        assert ScriptPool.instances[0].cancelled == ["h"]
+        await pool.close()
+
+    with_helper(body, tmp_path)
+
+
+def test_sessions_are_separate_and_each_closes_its_own(tmp_path: Path) -> None:
+    async def body(helper: Helper) -> None:
+        first, second = pool_for(helper), pool_for(helper)
+        await first.transport("h").run(["true"])
+        await second.transport("h").run(["true"])
+        assert len(ScriptPool.instances) == 2 and len(helper.sessions) == 2
+        await first.close()
+        await asyncio.sleep(0.05)
+        assert [p.closed for p in ScriptPool.instances] == [True, False]
+        assert (await second.transport("h").run(["true"])).ok
+        await second.close()
+
+    with_helper(body, tmp_path)
+
+
+def test_without_a_helper_the_pool_does_its_ssh_work_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def body() -> None:
+        spawned: list[Path] = []
+        monkeypatch.setattr(mux, "_spawn", lambda path, persist, environ: spawned.append(path))
+        pool = MuxPool(SshOptions(), tmp_path / "none.sock", start_wait=0.05)
+        outcomes = await pool.connect_all([])  # opens nothing, but decides
+        assert outcomes == []
+        assert spawned == [tmp_path / "none.sock"]
+        assert pool.direct
+        await pool.close()
+
+    asyncio.run(body())
+
+
+def test_an_idle_helper_exits_and_removes_its_socket(tmp_path: Path) -> None:
+    async def body() -> None:
+        server = Helper(tmp_path / "idle.sock", 0.2, pool_factory=ScriptPool)  # type: ignore[arg-type]
+        await asyncio.wait_for(server.serve(), 5)
+        assert not server.path.exists()
+
+    asyncio.run(body())
+
+
+def test_a_stale_socket_is_replaced(tmp_path: Path) -> None:
+    async def body() -> None:
+        path = tmp_path / "stale.sock"
+        path.write_text("")
+        server = Helper(path, 0.2, pool_factory=ScriptPool)  # type: ignore[arg-type]
+        task = asyncio.ensure_future(server.serve())
+        await asyncio.sleep(0.05)
+        assert stat.S_ISSOCK(path.stat().st_mode)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(body())
