@@ -9,6 +9,8 @@ import contextlib
 import json
 import socket
 import ssl
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import pytest
 from dataplane_support import (
@@ -16,6 +18,7 @@ from dataplane_support import (
     FakeService,
     FakeTarget,
     Origin,
+    Response,
     origin_server,
     read_response,
     run,
@@ -25,6 +28,7 @@ from h2.exceptions import ProtocolError
 from h2_support import (
     H2Client,
     H2Response,
+    Proxy,
     client_context,
     h2_client,
     h2_factory,
@@ -33,12 +37,51 @@ from h2_support import (
 
 from dockyard.proxy.contract import ServiceOptions
 
+T = TypeVar("T")
+#: What the origin received: (method, path) per request.
+Requests = list[tuple[str, str]]
+
 
 def tls_router(origin: Origin, **opts: object) -> FakeRouter:
     router = FakeRouter()
     options = ServiceOptions(tls=True, **opts)  # type: ignore[arg-type]
     router.add(FakeService("app", [FakeTarget("127.0.0.1", origin.port)], options))
     return router
+
+
+def proxy_exchange(
+    scenario: Callable[[Proxy, FakeRouter], Awaitable[T]],
+    *,
+    timeout: float = 20.0,
+    service: dict[str, object] | None = None,
+) -> tuple[T, Requests]:
+    """Run ``scenario(proxy, router)`` against the HTTPS listener in front of a fresh origin
+    (``service``: the service's options besides tls); its result and what the origin
+    received."""
+    with origin_server() as origin:
+        router = tls_router(origin, **(service or {}))
+
+        async def go() -> T:
+            async with https_proxy(router) as proxy:
+                return await scenario(proxy, router)
+
+        return run(go(), timeout), origin.requests
+
+
+def h2_exchange(
+    scenario: Callable[[H2Client], Awaitable[T]],
+    *,
+    strict: bool = True,
+    service: dict[str, object] | None = None,
+) -> tuple[T, Requests]:
+    """:func:`proxy_exchange` over one HTTP/2 connection (``strict=False``: h2 lets us send
+    what it would refuse)."""
+
+    async def over_h2(proxy: Proxy, _router: FakeRouter) -> T:
+        async with h2_client(proxy.port, strict=strict) as client:
+            return await scenario(client)
+
+    return proxy_exchange(over_h2, service=service)
 
 
 # -- HTTP/1.1 inside TLS ----------------------------------------------------------------------
@@ -101,55 +144,45 @@ TLS_HTTP11_CASES = [
 ]  # fmt: skip
 
 
+def http11_exchange(raw: bytes, *, until_closed: bool) -> tuple[Response, bytes, Requests]:
+    """``raw`` in one write (one TLS record, one read on the proxy's side) over TLS with ALPN
+    http/1.1; the response, what followed it until the proxy closed (``until_closed``) and what
+    the origin received."""
+
+    async def scenario(proxy: Proxy, _router: FakeRouter) -> tuple[Response, bytes]:
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", proxy.port, ssl=client_context(("http/1.1",)), server_hostname="app.test"
+        )
+        writer.write(raw)
+        resp = await asyncio.wait_for(read_response(reader), 10)
+        rest = await asyncio.wait_for(reader.read(), 10) if until_closed else b""
+        writer.close()
+        if until_closed:
+            with contextlib.suppress(ConnectionError, ssl.SSLError):
+                await writer.wait_closed()
+        return resp, rest
+
+    (resp, rest), requests = proxy_exchange(scenario)
+    return resp, rest, requests
+
+
 @pytest.mark.parametrize(("raw", "status"), TLS_HTTP11_CASES)
 def test_malformed_http11_inside_tls_is_refused_and_never_forwarded(
     raw: bytes, status: int
 ) -> None:
-    with origin_server() as origin:
-        router = tls_router(origin)
-
-        async def go() -> None:
-            async with https_proxy(router) as proxy:
-                reader, writer = await asyncio.open_connection(
-                    "127.0.0.1",
-                    proxy.port,
-                    ssl=client_context(("http/1.1",)),
-                    server_hostname="app.test",
-                )
-                writer.write(raw)  # one write: one TLS record, one read on the proxy's side
-                resp = await asyncio.wait_for(read_response(reader), 10)
-                rest = await asyncio.wait_for(reader.read(), 10)  # then the proxy closes
-                writer.close()
-                with contextlib.suppress(ConnectionError, ssl.SSLError):
-                    await writer.wait_closed()
-            assert resp.status == status
-            assert resp.header("Connection") == "close"
-            assert rest == b""
-            assert origin.requests == []
-
-        run(go())
+    resp, rest, requests = http11_exchange(raw, until_closed=True)
+    assert resp.status == status
+    assert resp.header("Connection") == "close"
+    assert rest == b""  # the proxy closed the connection
+    assert requests == []
 
 
 def test_a_valid_request_inside_tls_is_forwarded() -> None:
     """The control for the suite above: the same connection setup does reach the origin."""
-    with origin_server() as origin:
-        router = tls_router(origin)
-
-        async def go() -> None:
-            async with https_proxy(router) as proxy:
-                reader, writer = await asyncio.open_connection(
-                    "127.0.0.1",
-                    proxy.port,
-                    ssl=client_context(("http/1.1",)),
-                    server_hostname="app.test",
-                )
-                writer.write(b"POST /echo HTTP/1.1\r\n" + H + b"Content-Length: 2\r\n\r\nhi")
-                resp = await asyncio.wait_for(read_response(reader), 10)
-                writer.close()
-            assert resp.status == 200
-            assert origin.requests == [("POST", "/echo")]
-
-        run(go())
+    raw = b"POST /echo HTTP/1.1\r\n" + H + b"Content-Length: 2\r\n\r\nhi"
+    resp, _, requests = http11_exchange(raw, until_closed=False)
+    assert resp.status == 200
+    assert requests == [("POST", "/echo")]
 
 
 # -- HTTP/2 ---------------------------------------------------------------------------------
@@ -172,6 +205,20 @@ def without(name: bytes) -> list[tuple[bytes, bytes]]:
 
 def replaced(name: bytes, value: bytes) -> list[tuple[bytes, bytes]]:
     return [(n, value if n == name else v) for n, v in BASE]
+
+
+def upload(content_length: int) -> list[tuple[bytes, bytes]]:
+    """The request head of a POST /upload declaring ``content_length``."""
+    return [(b":method", b"POST"), *BASE[1:3], (b":path", b"/upload"),
+            (b"content-length", b"%d" % content_length)]  # fmt: skip
+
+
+def open_stream(client: H2Client, headers: list[tuple[bytes, bytes]]) -> int:
+    """HEADERS of a new stream, queued but not sent (DATA can follow in the same write)."""
+    sid = client.conn.get_next_available_stream_id()
+    client.responses[sid] = H2Response()
+    client.conn.send_headers(sid, headers)
+    return sid
 
 
 GOAWAY = "goaway"  # connection error PROTOCOL_ERROR (RFC 9113 §5.4.1 allows it for stream errors)
@@ -242,23 +289,15 @@ async def outcome(client: H2Client, resp: H2Response) -> str | int:
 def test_malformed_h2_requests_are_refused_and_never_forwarded(
     headers: list[tuple[bytes, bytes]], expected: str | int
 ) -> None:
-    with origin_server() as origin:
-        router = tls_router(origin)
+    async def scenario(client: H2Client) -> str | int:
+        result = await outcome(client, await client.response(client.start(raw=headers)))
+        if result != GOAWAY:  # a stream error leaves the connection usable
+            assert (await client.request("/up")).status == 200
+        return result
 
-        async def go() -> None:
-            async with https_proxy(router) as proxy, h2_client(proxy.port, strict=False) as client:
-                sid = client.start(raw=headers)
-                resp = await client.response(sid)
-                result = await outcome(client, resp)
-                if result != GOAWAY:  # a stream error leaves the connection usable
-                    assert (await client.request("/up")).status == 200
-                    requests = [("GET", "/up")]
-                else:
-                    requests = []
-            assert result == expected
-            assert origin.requests == requests
-
-        run(go())
+    result, requests = h2_exchange(scenario, strict=False)
+    assert result == expected
+    assert requests == ([] if result == GOAWAY else [("GET", "/up")])
 
 
 @pytest.mark.parametrize("buffered", [False, True], ids=["streaming", "buffered"])
@@ -268,173 +307,136 @@ def test_content_length_that_does_not_match_the_data_is_refused(
 ) -> None:
     """HEADERS and DATA in one write (streaming), or the body split across writes with request
     buffering on (Kamal's default): either way the origin never sees the request."""
-    with origin_server() as origin:
-        router = tls_router(origin, buffer_requests=buffered)
 
-        async def go() -> None:
-            async with https_proxy(router) as proxy, h2_client(proxy.port, strict=False) as client:
-                headers = [
-                    *BASE[:-1],
-                    (b":path", b"/upload"),
-                    (b"content-length", b"%d" % declared),
-                ]
-                headers[0] = (b":method", b"POST")
-                sid = client.conn.get_next_available_stream_id()
-                client.responses[sid] = H2Response()
-                client.conn.send_headers(sid, headers)
-                if buffered:
-                    client.flush()
-                    await asyncio.sleep(0.05)
-                    with contextlib.suppress(ProtocolError):  # the server may be gone
-                        client.conn.send_data(sid, b"x" * (sent - 1))
-                        client.flush()
-                        await asyncio.sleep(0.05)
-                        client.conn.send_data(sid, b"x", end_stream=True)
-                else:
-                    client.conn.send_data(sid, b"x" * sent, end_stream=True)
+    async def scenario(client: H2Client) -> str | int:
+        sid = open_stream(client, upload(declared))
+        if buffered:
+            client.flush()
+            await asyncio.sleep(0.05)
+            with contextlib.suppress(ProtocolError):  # the server may be gone
+                client.conn.send_data(sid, b"x" * (sent - 1))
                 client.flush()
-                resp = await client.response(sid)
-                result = await outcome(client, resp)
-            assert result == GOAWAY
-            assert origin.requests == []
+                await asyncio.sleep(0.05)
+                client.conn.send_data(sid, b"x", end_stream=True)
+        else:
+            client.conn.send_data(sid, b"x" * sent, end_stream=True)
+        client.flush()
+        return await outcome(client, await client.response(sid))
 
-        run(go())
+    result, requests = h2_exchange(scenario, strict=False, service={"buffer_requests": buffered})
+    assert result == GOAWAY
+    assert requests == []
 
 
 def test_te_trailers_is_allowed_and_not_forwarded() -> None:
     """The one TE value HTTP/2 allows is accepted; like every hop-by-hop field it stops here."""
-    with origin_server() as origin:
-        router = tls_router(origin)
 
-        async def go() -> None:
-            async with https_proxy(router) as proxy, h2_client(proxy.port) as client:
-                resp = await client.request("/echo", headers=[("te", "trailers")])
-            assert resp.status == 200
-            names = {k.lower() for k, _ in json.loads(bytes(resp.body))["headers"]}
-            assert "te" not in names
+    async def scenario(client: H2Client) -> H2Response:
+        return await client.request("/echo", headers=[("te", "trailers")])
 
-        run(go())
+    resp, _ = h2_exchange(scenario)
+    assert resp.status == 200
+    names = {k.lower() for k, _ in json.loads(bytes(resp.body))["headers"]}
+    assert "te" not in names
 
 
 def test_a_zero_content_length_followed_by_data_is_refused_even_while_streaming() -> None:
     """The head of a "content-length: 0" request completes only at END_STREAM, so DATA that
     follows in a later read still stops it before it reaches the origin."""
-    with origin_server() as origin:
-        router = tls_router(origin)
 
-        async def go() -> None:
-            async with https_proxy(router) as proxy, h2_client(proxy.port, strict=False) as client:
-                headers = [(b":method", b"POST"), *BASE[1:3], (b":path", b"/upload"),
-                           (b"content-length", b"0")]  # fmt: skip
-                sid = client.conn.get_next_available_stream_id()
-                client.responses[sid] = H2Response()
-                client.conn.send_headers(sid, headers)
-                client.flush()
-                await asyncio.sleep(0.1)
-                client.conn.send_data(sid, b"GET /admin HTTP/1.1\r\n\r\n", end_stream=True)
-                client.flush()
-                result = await outcome(client, await client.response(sid))
-            assert result == GOAWAY
-            assert origin.requests == []
+    async def scenario(client: H2Client) -> str | int:
+        sid = open_stream(client, upload(0))
+        client.flush()
+        await asyncio.sleep(0.1)
+        client.conn.send_data(sid, b"GET /admin HTTP/1.1\r\n\r\n", end_stream=True)
+        client.flush()
+        return await outcome(client, await client.response(sid))
 
-        run(go())
+    result, requests = h2_exchange(scenario, strict=False)
+    assert result == GOAWAY
+    assert requests == []
 
 
 @pytest.mark.parametrize("buffered", [False, True], ids=["streaming", "buffered"])
 def test_matching_content_length_split_over_frames_and_reads_is_forwarded(buffered: bool) -> None:
     """The control: lengths that match, in several DATA frames and reads, with END_STREAM on
     its own empty frame, arrive whole (the held-back last byte is delivered)."""
-    with origin_server() as origin:
-        router = tls_router(origin, buffer_requests=buffered)
 
-        async def go() -> None:
-            async with https_proxy(router) as proxy, h2_client(proxy.port) as client:
-                results = []
-                for body in (b"", b"abcdef"):
-                    sid = client.start(
-                        "/upload", method="POST", end_stream=False,
-                        headers=[("content-length", str(len(body)))],
-                    )  # fmt: skip
-                    await asyncio.sleep(0.05)
-                    for i in range(0, len(body), 2):
-                        await client.send_body(sid, body[i : i + 2], end_stream=False)
-                        await asyncio.sleep(0.02)
-                    await client.send_body(sid, b"", end_stream=True)
-                    results.append(await client.response(sid))
-            assert [r.status for r in results] == [200, 200]
-            assert [json.loads(bytes(r.body))["len"] for r in results] == [0, 6]
-            assert origin.requests == [("POST", "/upload"), ("POST", "/upload")]
+    async def scenario(client: H2Client) -> list[H2Response]:
+        results = []
+        for body in (b"", b"abcdef"):
+            sid = client.start(
+                "/upload", method="POST", end_stream=False,
+                headers=[("content-length", str(len(body)))],
+            )  # fmt: skip
+            await asyncio.sleep(0.05)
+            for i in range(0, len(body), 2):
+                await client.send_body(sid, body[i : i + 2], end_stream=False)
+                await asyncio.sleep(0.02)
+            await client.send_body(sid, b"", end_stream=True)
+            results.append(await client.response(sid))
+        return results
 
-        run(go())
+    results, requests = h2_exchange(scenario, service={"buffer_requests": buffered})
+    assert [r.status for r in results] == [200, 200]
+    assert [json.loads(bytes(r.body))["len"] for r in results] == [0, 6]
+    assert requests == [("POST", "/upload"), ("POST", "/upload")]
 
 
 def test_many_header_fields_get_431_and_a_continuation_flood_ends_the_connection() -> None:
     from hyperframe.frame import ContinuationFrame, HeadersFrame
 
-    with origin_server() as origin:
-        router = tls_router(origin)
+    async def scenario(proxy: Proxy, _router: FakeRouter) -> tuple[int, int | None]:
+        async with h2_client(proxy.port) as client:
+            many = await client.request("/echo", headers=[(f"x-h{i}", "v") for i in range(300)])
+        async with h2_client(proxy.port, strict=False) as client:
+            block = client.conn.encoder.encode(BASE)
+            first = HeadersFrame(1, data=block[:1])
+            frames = [first.serialize()]
+            frames += [ContinuationFrame(1, data=b"").serialize() for _ in range(100)]
+            client.responses[1] = H2Response()
+            client.write_raw(b"".join(frames))
+            await asyncio.wait_for(client.closed.wait(), 10)
+            return many.status, client.terminated
 
-        async def go() -> None:
-            async with https_proxy(router) as proxy:
-                async with h2_client(proxy.port) as client:
-                    many = await client.request(
-                        "/echo", headers=[(f"x-h{i}", "v") for i in range(300)]
-                    )
-                async with h2_client(proxy.port, strict=False) as client:
-                    block = client.conn.encoder.encode(BASE)
-                    first = HeadersFrame(1, data=block[:1])
-                    frames = [first.serialize()]
-                    frames += [ContinuationFrame(1, data=b"").serialize() for _ in range(100)]
-                    client.responses[1] = H2Response()
-                    client.write_raw(b"".join(frames))
-                    await asyncio.wait_for(client.closed.wait(), 10)
-                    terminated = client.terminated
-            assert many.status == 431
-            assert terminated == ErrorCodes.PROTOCOL_ERROR
-            assert origin.requests == []
-
-        run(go())
+    (status, terminated), requests = proxy_exchange(scenario)
+    assert status == 431
+    assert terminated == ErrorCodes.PROTOCOL_ERROR
+    assert requests == []
 
 
 def test_rapid_reset_ends_the_connection_with_enhance_your_calm() -> None:
-    with origin_server() as origin:
-        router = tls_router(origin)
+    async def scenario(proxy: Proxy, router: FakeRouter) -> int | None:
+        async with h2_client(proxy.port) as client:
+            for _ in range(400):
+                sid = client.start("/slow?d=2")
+                client.conn.reset_stream(sid, ErrorCodes.CANCEL)
+            client.flush()
+            await asyncio.wait_for(client.closed.wait(), 10)
+            terminated = client.terminated
+            await asyncio.sleep(0.2)
+            lines = len(proxy.lines)
+        # Streams were served (each logged as 499) until the reset budget ran out, not all.
+        assert 150 <= lines < 350
+        assert all(h.is_done for h in router.bindings[0][2].targets[0].handles)
+        return terminated
 
-        async def go() -> None:
-            async with https_proxy(router) as proxy, h2_client(proxy.port) as client:
-                for _ in range(400):
-                    sid = client.start("/slow?d=2")
-                    client.conn.reset_stream(sid, ErrorCodes.CANCEL)
-                client.flush()
-                await asyncio.wait_for(client.closed.wait(), 10)
-                terminated = client.terminated
-                await asyncio.sleep(0.2)
-                lines = len(proxy.lines)
-            assert terminated == ErrorCodes.ENHANCE_YOUR_CALM
-            # Streams were served (each logged as 499) until the reset budget ran out, not all.
-            assert 150 <= lines < 350
-            assert all(h.is_done for h in router.bindings[0][2].targets[0].handles)
-
-        run(go())
+    terminated, _ = proxy_exchange(scenario)
+    assert terminated == ErrorCodes.ENHANCE_YOUR_CALM
 
 
 def test_a_repeated_equal_content_length_is_forwarded_once() -> None:
-    with origin_server() as origin:
-        router = tls_router(origin)
+    async def scenario(client: H2Client) -> H2Response:
+        headers = [(b":method", b"POST"), *BASE[1:]]
+        headers += [(b"content-length", b"2"), (b"content-length", b"2")]
+        sid = client.start(raw=headers, end_stream=False)
+        await client.send_body(sid, b"hi")
+        return await client.response(sid)
 
-        async def go() -> dict[str, object]:
-            async with https_proxy(router) as proxy, h2_client(proxy.port, strict=False) as client:
-                headers = [(b":method", b"POST"), *BASE[1:]]
-                headers += [(b"content-length", b"2"), (b"content-length", b"2")]
-                sid = client.start(raw=headers, end_stream=False)
-                await client.send_body(sid, b"hi")
-                resp = await client.response(sid)
-            assert resp.status == 200
-            info: dict[str, object] = json.loads(bytes(resp.body))
-            return info
-
-        info = run(go())
-    lengths = [v for k, v in info["headers"] if k.lower() == "content-length"]  # type: ignore[attr-defined]
+    resp, _ = h2_exchange(scenario, strict=False)
+    assert resp.status == 200
+    info = json.loads(bytes(resp.body))
+    lengths = [v for k, v in info["headers"] if k.lower() == "content-length"]
     assert lengths == ["2"] and info["body_len"] == 2
 
 
@@ -444,36 +446,33 @@ def test_garbage_frames_and_abrupt_closes_leave_the_proxy_healthy(
     """Frames that break the framing rules (oversized, on stream 0, out of sequence, a bad
     SETTINGS length, a zero window increment) and a client vanishing mid-upload: each ends its
     own connection only, with nothing logged as an unhandled error."""
-    with origin_server() as origin:
-        router = tls_router(origin)
 
-        async def go() -> int:
-            async with https_proxy(router) as proxy:
-                for garbage in (
-                    b"\xff\xff\xff\x00\x00\x00\x00\x00\x01" + b"x" * 300,  # 16 MB DATA frame
-                    b"\x00\x00\x04\x00\x01\x00\x00\x00\x00abcd",  # DATA on stream 0
-                    b"\x00\x00\x00\x09\x04\x00\x00\x00\x01",  # CONTINUATION out of nowhere
-                    b"\x00\x00\x05\x04\x00\x00\x00\x00\x00abcde",  # SETTINGS, length 5
-                    b"\x00\x00\x04\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00",  # WINDOW_UPDATE 0
-                ):
-                    async with h2_client(proxy.port, strict=False) as client:
-                        client.write_raw(garbage)
-                        await asyncio.wait_for(client.closed.wait(), 10)
-                        assert client.terminated is not None and client.terminated != 0
-                vanishing = await H2Client().connect(proxy.port)
-                sid = vanishing.start("/upload", method="POST", end_stream=False)
-                await vanishing.send_body(sid, b"x" * 100_000, end_stream=False)
-                assert vanishing._writer is not None
-                vanishing._writer.transport.abort()
-                await vanishing.close()
-                await asyncio.sleep(0.3)
-                async with h2_client(proxy.port) as client:
-                    status = (await client.request("/up")).status
-                statuses = [json.loads(line)["status"] for line in proxy.lines]
-            assert 499 in statuses  # the vanished upload was cancelled and logged
-            return status
+    async def scenario(proxy: Proxy, _router: FakeRouter) -> tuple[int, list[int]]:
+        for garbage in (
+            b"\xff\xff\xff\x00\x00\x00\x00\x00\x01" + b"x" * 300,  # 16 MB DATA frame
+            b"\x00\x00\x04\x00\x01\x00\x00\x00\x00abcd",  # DATA on stream 0
+            b"\x00\x00\x00\x09\x04\x00\x00\x00\x01",  # CONTINUATION out of nowhere
+            b"\x00\x00\x05\x04\x00\x00\x00\x00\x00abcde",  # SETTINGS, length 5
+            b"\x00\x00\x04\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00",  # WINDOW_UPDATE 0
+        ):
+            async with h2_client(proxy.port, strict=False) as client:
+                client.write_raw(garbage)
+                await asyncio.wait_for(client.closed.wait(), 10)
+                assert client.terminated is not None and client.terminated != 0
+        vanishing = await H2Client().connect(proxy.port)
+        sid = vanishing.start("/upload", method="POST", end_stream=False)
+        await vanishing.send_body(sid, b"x" * 100_000, end_stream=False)
+        assert vanishing._writer is not None
+        vanishing._writer.transport.abort()
+        await vanishing.close()
+        await asyncio.sleep(0.3)
+        async with h2_client(proxy.port) as client:
+            status = (await client.request("/up")).status
+        return status, [json.loads(line)["status"] for line in proxy.lines]
 
-        assert run(go()) == 200
+    (status, statuses), _ = proxy_exchange(scenario)
+    assert 499 in statuses  # the vanished upload was cancelled and logged
+    assert status == 200
     errors = [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
     assert errors == []
 
@@ -488,36 +487,33 @@ def test_a_client_that_floods_pings_and_reads_nothing_is_dropped(
     from dockyard.proxy.dataplane import h2conn
 
     monkeypatch.setattr(h2conn, "MAX_UNSENT", 256 * 1024)
-    with origin_server() as origin:
-        router = tls_router(origin)
 
-        async def go() -> tuple[bool, int]:
-            async with https_proxy(router) as proxy:
-                client = await H2Client(strict=False).connect(proxy.port, rcvbuf=4096)
-                assert client._task is not None and client._writer is not None
-                client._task.cancel()  # read nothing from now on
-                await asyncio.sleep(0.1)
-                factory = h2_factory(proxy)
-                assert len(factory.sessions) == 1
-                session = next(iter(factory.sessions))
-                assert session.transport is not None
-                server_sock = session.transport.get_extra_info("socket")
-                server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # (quicker)
-                ping = PingFrame(0, opaque_data=b"12345678").serialize()
-                writer = client._writer
-                for _ in range(600):
-                    if not factory.sessions:
-                        break
-                    writer.write(ping * 1000)
-                    await asyncio.sleep(0.05)
-                dropped = not factory.sessions
-                writer.transport.abort()
-                await client.close()
-                async with h2_client(proxy.port) as other:
-                    status = (await other.request("/up")).status
-            return dropped, status
+    async def scenario(proxy: Proxy, _router: FakeRouter) -> tuple[bool, int]:
+        client = await H2Client(strict=False).connect(proxy.port, rcvbuf=4096)
+        assert client._task is not None and client._writer is not None
+        client._task.cancel()  # read nothing from now on
+        await asyncio.sleep(0.1)
+        factory = h2_factory(proxy)
+        assert len(factory.sessions) == 1
+        session = next(iter(factory.sessions))
+        assert session.transport is not None
+        server_sock = session.transport.get_extra_info("socket")
+        server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # (quicker)
+        ping = PingFrame(0, opaque_data=b"12345678").serialize()
+        writer = client._writer
+        for _ in range(600):
+            if not factory.sessions:
+                break
+            writer.write(ping * 1000)
+            await asyncio.sleep(0.05)
+        dropped = not factory.sessions
+        writer.transport.abort()
+        await client.close()
+        async with h2_client(proxy.port) as other:
+            status = (await other.request("/up")).status
+        return dropped, status
 
-        dropped, status = run(go(), 60)
+    (dropped, status), _ = proxy_exchange(scenario, timeout=60)
     assert dropped
     assert status == 200  # other connections are unaffected
 
