@@ -24,6 +24,7 @@ import os
 import posixpath
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dockyard.commands import paths
@@ -305,6 +306,44 @@ def list_versions(
     return docker(
         "ps", *container_filters(config, role, statuses), *docker_args, "--format", "{{.Names}}"
     )
+
+
+#: One line per container for :func:`list_app_containers`: ID, state, role label, name.
+SURVEY_FORMAT = '{{.ID}}\t{{.State}}\t{{.Label "role"}}\t{{.Names}}'
+
+
+def list_app_containers(config: Config) -> Argv:
+    """Every container of the service (and destination), of every role and state, newest
+    first as docker lists them (Dockyard's survey, not a Kamal command): one ``docker ps``
+    answers what the survey asked with four per role (:func:`parse_container_rows`)."""
+    return docker("ps", "--all", *container_filters(config, None), "--format", SURVEY_FORMAT)
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerRow:
+    """One line of :func:`list_app_containers`."""
+
+    id: str
+    state: str
+    role: str
+    name: str
+
+    @property
+    def active(self) -> bool:
+        """Running or restarting (what ``--filter status=running/restarting`` keeps)."""
+        return self.state in ACTIVE_STATUSES
+
+
+def parse_container_rows(stdout: str) -> list[ContainerRow]:
+    """The lines of :func:`list_app_containers`, in docker's order (newest first); lines
+    that are not four tab-separated fields are skipped."""
+    rows = []
+    for line in stdout.splitlines():
+        fields = line.split("\t")
+        if len(fields) == 4 and fields[0].strip() and fields[3].strip():
+            ident, state, role, name = (f.strip() for f in fields)
+            rows.append(ContainerRow(ident, state, role, name))
+    return rows
 
 
 def list_containers(config: Config, role: Role | None) -> Argv:

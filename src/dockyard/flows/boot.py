@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -65,6 +65,11 @@ class RoleSurvey:
     running: list[str] = field(default_factory=list)
     clash: bool = False
     all_versions: list[str] = field(default_factory=list)
+    #: Container IDs by version (the newest container of each name), from the survey.
+    ids: dict[str, str] = field(default_factory=dict)
+    #: Running or restarting versions, newest first. With more than one, the current one is
+    #: the newest made from the image tagged latest (:func:`settle`), else the newest.
+    active: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -79,15 +84,6 @@ class HostSurvey:
 PROXY_STATE_FORMAT = "{{.Config.Image}} {{.State.Running}}"
 
 
-def _role_queries(ctx: DeployContext, role: Role, version: str) -> list[Argv]:
-    config = ctx.config
-    latest = app_commands._latest_container(config, role, names=True, ancestor=config.latest_image)
-    fallback = app_commands._latest_container(config, role, names=True)
-    running = app_commands.list_versions(config, role, statuses=("running",))
-    every = app_commands.list_versions(config, role, "--all")
-    return [latest, fallback, running, every]
-
-
 async def survey(
     ctx: DeployContext,
     host: str,
@@ -98,14 +94,52 @@ async def survey(
     network: bool = False,
     memory: bool = False,
 ) -> HostSurvey:
-    """One round trip: (network create,) (proxy state,) and per role the current version, the
-    running versions, every version and whether ``<prefix>-<version>`` exists (, the memory
-    figures for the memory check). The commands run side by side on the host."""
+    """One round trip: (network create,) (proxy state,) the app's containers, from which
+    each role's current version, running versions, every version and whether
+    ``<prefix>-<version>`` exists (, the memory figures for the memory check). The commands
+    run side by side on the host. A second round trip only when a role has several running
+    containers (:func:`settle`)."""
     commands = survey_commands(ctx, roles, version, proxy=proxy, network=network, memory=memory)
     results = await ctx.batch(host, commands, stop_on_error=False, check=False, parallel=True)
-    return parse_survey(
+    found = parse_survey(
         ctx, host, roles, version, commands, results, proxy=proxy, network=network, memory=memory
     )
+    await settle(ctx, host, found)
+    return found
+
+
+_NONE = RoleSurvey()
+
+
+def _unsettled(ctx: DeployContext, state: HostSurvey) -> list[Role]:
+    return [role for role in ctx.config.roles if len(state.roles.get(role.name, _NONE).active) > 1]
+
+
+async def settle(ctx: DeployContext, host: str, state: HostSurvey) -> None:
+    """Kamal's current container when a role has several running (or restarting) ones: the
+    newest made from the image tagged latest, else the newest (already in ``current``). The
+    common case, one running container, needs no question."""
+    roles = _unsettled(ctx, state)
+    if not roles:
+        return
+    config = ctx.config
+    queries = [
+        app_commands._latest_container(config, role, names=True, ancestor=config.latest_image)
+        for role in roles
+    ]
+    results = await ctx.batch(host, queries, stop_on_error=False, check=False, parallel=True)
+    for role, result in zip(roles, results, strict=True):
+        name = app_commands.first_line(result.stdout) if result.ok else None
+        if name:
+            prefix = app_commands.container_prefix(config, role)
+            state.roles[role.name].current = app_commands.version_from_name(name, prefix)
+
+
+async def settle_all(ctx: DeployContext, surveys: dict[str, HostSurvey]) -> None:
+    """:func:`settle` on the hosts that need it (in parallel)."""
+    hosts = [host for host, state in surveys.items() if _unsettled(ctx, state)]
+    if hosts:
+        await ctx.on(hosts, lambda host: settle(ctx, host, surveys[host]))
 
 
 def survey_commands(
@@ -127,8 +161,8 @@ def survey_commands(
         ]
     if proxy:
         commands.append(docker("inspect", "--format", PROXY_STATE_FORMAT, "kamal-proxy"))
-    for role in roles:
-        commands += _role_queries(ctx, role, version)
+    if roles:
+        commands.append(app_commands.list_app_containers(ctx.config))
     if memory:
         commands += memory_queries()
     return commands
@@ -165,27 +199,41 @@ def parse_survey(
         elif "no such" not in state.stderr.lower() and "not found" not in state.stderr.lower():
             raise ctx.failure(host, commands[index], state, what="inspecting kamal-proxy")
         index += 1
-    for role in roles:
-        latest, fallback, running_out, every = results[index : index + 4]
-        index += 4
-        for result, argv in ((fallback, commands[index - 3]), (every, commands[index - 1])):
-            if not result.ok:
-                raise ctx.failure(host, argv, result, what="listing the app containers")
-        prefix = app_commands.container_prefix(ctx.config, role)
-        name = app_commands.first_line(latest.stdout if latest.ok else "") or (
-            app_commands.first_line(fallback.stdout)
-        )
-        versions = app_commands.parse_versions(every.stdout, prefix)
-        out.roles[role.name] = RoleSurvey(
-            current=app_commands.version_from_name(name, prefix) if name else None,
-            running=app_commands.parse_versions(running_out.stdout, prefix),
-            clash=version in versions,
-            all_versions=versions,
-        )
+    if roles:
+        listed = results[index]
+        if not listed.ok:
+            raise ctx.failure(host, commands[index], listed, what="listing the app containers")
+        index += 1
+        rows = app_commands.parse_container_rows(listed.stdout)
+        for role in roles:
+            out.roles[role.name] = role_survey(ctx, role, version, rows)
     if memory:
         files, stats = results[index], results[index + 1]
         out.memory = parse_host_memory(files.stdout, stats.stdout if stats.ok else "")
     return out
+
+
+def role_survey(
+    ctx: DeployContext, role: Role, version: str, rows: Sequence[app_commands.ContainerRow]
+) -> RoleSurvey:
+    """One role's part of the container listing (newest first): every version, the running
+    ones, the current one (the newest running or restarting; :func:`settle` decides between
+    several), the IDs, and whether ``<prefix>-<version>`` exists."""
+    prefix = app_commands.container_prefix(ctx.config, role)
+    mine = [row for row in rows if row.role == role.name]
+    versions = [app_commands.version_from_name(row.name, prefix) for row in mine]
+    active = [v for row, v in zip(mine, versions, strict=True) if row.active]
+    ids: dict[str, str] = {}
+    for row, v in zip(mine, versions, strict=True):
+        ids.setdefault(v, row.id)
+    return RoleSurvey(
+        current=active[0] if active else None,
+        running=[v for row, v in zip(mine, versions, strict=True) if row.state == "running"],
+        clash=version in versions,
+        all_versions=versions,
+        ids=ids,
+        active=active,
+    )
 
 
 async def boot_proxy(ctx: DeployContext, host: str, state: HostSurvey) -> None:
@@ -241,6 +289,42 @@ async def wait_for_proxy(ctx: DeployContext, host: str) -> None:
 
 
 @dataclass
+class Tail:
+    """Commands that go in the same round trip as a host's last stop of old containers (the
+    rollback's tag, audit line and unlock), only once every host of the boot is healthy (as
+    the tag waits for the whole boot). ``build`` makes them when that round trip goes out;
+    ``results`` stays None when they did not run."""
+
+    build: Callable[[], Awaitable[list[Argv]]]
+    commands: list[Argv] = field(default_factory=list)
+    results: list[Result] | None = None
+
+
+class AllHealthy:
+    """Every host of a boot group is through its boots (True), or one failed (False)."""
+
+    def __init__(self, count: int) -> None:
+        self._left = count
+        self._ok = True
+        self._event = asyncio.Event()
+        if count <= 0:
+            self._event.set()
+
+    def arrive(self) -> None:
+        self._left -= 1
+        if self._left <= 0:
+            self._event.set()
+
+    def fail(self) -> None:
+        self._ok = False
+        self._event.set()
+
+    async def wait(self) -> bool:
+        await self._event.wait()
+        return self._ok
+
+
+@dataclass
 class BootPlan:
     """One role on one host."""
 
@@ -251,6 +335,10 @@ class BootPlan:
     primary: bool
     #: Start the existing ``<prefix>-<version>`` container instead of running a new one.
     start_existing: bool = False
+    #: On a host's last role: commands for the round trip of its stops (:class:`Tail`),
+    #: sent once ``healthy`` says every host of the group is through.
+    tail: Tail | None = None
+    healthy: AllHealthy | None = None
 
 
 async def boot_role(ctx: DeployContext, plan: BootPlan) -> None:
@@ -301,16 +389,29 @@ async def boot_role(ctx: DeployContext, plan: BootPlan) -> None:
 
     stops = [v for v in dict.fromkeys([*([old] if old else []), *plan.state.running]) if v]
     stops = [v for v in stops if v != version]
-    if stops:
-        commands = []
-        for stale in stops:
-            stop = docker(
-                "stop",
-                *(("-t", str(role.stop_timeout)) if role.stop_timeout is not None else ()),
-                f"{prefix}-{stale}",
-            )
-            commands.append(stop)
-        await ctx.batch(host, commands, stop_on_error=False, check=False)
+    commands = []
+    for stale in stops:
+        stop = docker(
+            "stop",
+            *(("-t", str(role.stop_timeout)) if role.stop_timeout is not None else ()),
+            f"{prefix}-{stale}",
+        )
+        commands.append(stop)
+    tail: list[Argv] = []
+    if plan.tail is not None:
+        if plan.healthy is not None:
+            plan.healthy.arrive()
+        if plan.healthy is None or await plan.healthy.wait():
+            try:
+                tail = await plan.tail.build()
+            except Exception:  # the caller then sends them on their own
+                tail = []
+    if commands or tail:
+        # a failed stop is not an error (as before); the tail's results go to the caller
+        results = await ctx.batch(host, commands + tail, stop_on_error=False, check=False)
+        if plan.tail is not None and tail:
+            plan.tail.commands = tail
+            plan.tail.results = results[len(commands) :]
 
 
 async def _rename_commands(ctx: DeployContext, role: Role, name: str, renamed: str) -> list[Argv]:
@@ -372,12 +473,16 @@ async def _start(
     config, host, role = ctx.config, plan.host, plan.role
     audit = await ctx.audit_argv(f"Booted app version {config.version}", role=role.name)
     if plan.start_existing:
-        commands = [audit, app_commands.start(config, role), app_commands.container_id_for(name)]
+        # the survey listed the container's ID (an ID does not change when it starts)
+        known = plan.state.ids.get(config.version)
+        commands = [audit, app_commands.start(config, role)]
+        if not known:
+            commands.append(app_commands.container_id_for(name))
         results = await ctx.batch(host, commands, check=False)
         for argv, result in zip(commands, results, strict=True):
             if not result.ok:
                 raise ctx.failure(host, argv, result, what=f"starting {name}")
-        container_id = app_commands.first_line(results[2].stdout)
+        container_id = known or app_commands.first_line(results[2].stdout)
     else:
         env_file = app_commands.env_file_path(config, role)
         contents = app_commands.env_file_contents(config, role, host).reveal()
@@ -523,10 +628,14 @@ async def boot_app(
     surveys: dict[str, HostSurvey],
     *,
     start_existing: bool = False,
+    tails: Mapping[str, Tail] | None = None,
 ) -> None:
     """``app boot``: per boot group, hooks around it; hosts in parallel, roles on a host in
-    order (primary first), the barrier between the primary role and the others; then tag the
-    image as latest on every host."""
+    order (primary first), the barrier between the primary role and the others.
+
+    ``tails`` (by host; for a single boot group, without a post-app-boot hook or boot wait):
+    commands that ride with each host's last stop once every host is healthy (:class:`Tail`);
+    the caller checks their results."""
     config = ctx.config
     hosts = list(surveys)
     roles = ctx.roles
@@ -538,9 +647,14 @@ async def boot_app(
     for group in boot_groups(ctx, hosts):
         await ctx.run_hook("pre-app-boot", hosts=group)
 
-        async def one(host: str) -> None:
+        gate = AllHealthy(len(group)) if tails else None
+
+        async def one(host: str, healthy: AllHealthy | None = gate) -> None:
             try:
-                for role in ctx.roles_on(host):
+                roles = ctx.roles_on(host)
+                tail = tails.get(host) if tails else None
+                for role in roles:
+                    last = role is roles[-1]
                     plan = BootPlan(
                         host=host,
                         role=role,
@@ -548,11 +662,17 @@ async def boot_app(
                         barrier=barrier,
                         primary=role.name == primary_name,
                         start_existing=start_existing,
+                        tail=tail if last else None,
+                        healthy=healthy if last and tail is not None else None,
                     )
                     await boot_role(ctx, plan)
+                if (tail is None or not roles) and healthy is not None:
+                    healthy.arrive()  # a host without a tail is through once booted
             except BaseException:
                 if barrier is not None:
                     barrier.close()
+                if healthy is not None:
+                    healthy.fail()
                 raise
 
         await ctx.on(group, one)

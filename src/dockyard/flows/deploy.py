@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from dockyard.commands import app as app_commands
+from dockyard.commands import lock as lock_commands
 from dockyard.commands import paths
 from dockyard.commands import proxy as proxy_commands
 from dockyard.commands import prune as prune_commands
@@ -282,6 +283,7 @@ async def deploy(
                     surveys = _parse_surveys(
                         ctx, found_by, found, proxy=proxy_boot, memory=strategy.memory_check
                     )
+                    await boot.settle_all(ctx, surveys)
                     _check_memory(ctx, surveys, strategy)
                 await _pull_where_needed(ctx, hosts, queries, found, digest_task)
             await ctx.run_hook("pre-deploy")
@@ -375,6 +377,7 @@ async def rollback(
     ctx.step(f"Rolling back {ctx.config.service} to {version} on {', '.join(hosts)}")
     # the lock and the survey in one round trip per host
     queries = _survey_queries(ctx, hosts, proxy=False, memory=strategy.memory_check)
+    reentrant = ctx.holding_lock  # then the lock is not ours to release
     async with ctx.lock("Automatic deploy lock", then=queries) as found:
         surveys = _parse_surveys(ctx, queries, found, proxy=False, memory=strategy.memory_check)
         missing = [
@@ -385,14 +388,84 @@ async def rollback(
         ]
         if missing:
             return RollbackResult(version, False, missing)
+        await boot.settle_all(ctx, surveys)
         _check_memory(ctx, surveys, strategy)
         if await ctx.run_hook("pre-deploy"):  # the hook may have changed the servers
             surveys = await _surveys(ctx, hosts, proxy=False)
-        await swap.boot_app(ctx, surveys, strategy, start_existing=True)
-        await _finish_hosts(ctx, hosts, prune=False)
+        if _finish_with_the_stops(ctx, hosts, strategy):
+            unlock = not reentrant and hosts == [ctx.primary_host]
+            tails = {host: boot.Tail(_finish_builder(ctx, unlock=unlock)) for host in hosts}
+            await boot.boot_app(ctx, surveys, start_existing=True, tails=tails)
+            await _check_tails(ctx, tails, unlock=unlock)
+        else:
+            await swap.boot_app(ctx, surveys, strategy, start_existing=True)
+            await _finish_hosts(ctx, hosts, prune=False)
     runtime = time.monotonic() - started
     await ctx.run_hook("post-deploy", runtime=round(runtime))
     return RollbackResult(version, True, [], runtime)
+
+
+def _finish_with_the_stops(
+    ctx: DeployContext, hosts: Sequence[str], strategy: BootStrategy
+) -> bool:
+    """Whether the tag (and, on a lone primary host, the unlock) can ride in the round trip
+    that stops the old containers: nothing may run between the boot and the tag (one boot
+    group, no post-app-boot hook, no boot wait; the swap strategy has its own stops)."""
+    return (
+        not strategy.swap
+        and len(boot.boot_groups(ctx, hosts)) == 1
+        and not ctx.has_hook("post-app-boot")
+        and not ctx.config.boot.wait
+    )
+
+
+def _finish_builder(ctx: DeployContext, *, unlock: bool) -> Callable[[], Awaitable[list[Argv]]]:
+    """The commands of :func:`_finish_hosts` (audit line, tag; no prune), then the lock's
+    release with ``unlock``: built when they go out, so the audit line has that time."""
+    config = ctx.config
+
+    async def build() -> list[Argv]:
+        commands: list[Argv] = [
+            await ctx.audit_argv(f"Tagging {config.absolute_image} as the latest image"),
+            app_commands.tag_latest_image(config),
+        ]
+        if unlock:
+            ctx.step("Releasing the deploy lock...")
+            commands += lock_commands.release(config.service, config.destination)
+        return commands
+
+    return build
+
+
+async def _check_tails(ctx: DeployContext, tails: Mapping[str, boot.Tail], *, unlock: bool) -> None:
+    """After a boot with :class:`boot.Tail`s: note the lock's release (as
+    ``ctx.release_lock`` does), raise for a failed audit line or tag (as
+    :func:`_finish_hosts`), and tag where a tail did not go out."""
+    if unlock:
+        (host,) = tails
+        results = tails[host].results
+        if results is not None:
+            ctx.holding_lock = False
+            failed = [r for r in results[2:] if not r.ok]
+            if failed:
+                ctx.warn(
+                    f"could not release the deploy lock on {host}: "
+                    f"{failed[0].stderr.strip()} (run `dockyard lock release`)",
+                    host,
+                )
+
+    async def one(host: str) -> None:
+        tail = tails[host]
+        assert tail.results is not None
+        for command, result in zip(tail.commands[:2], tail.results[:2], strict=True):
+            if not result.ok:
+                raise ctx.failure(host, command, result, what="tagging the latest image")
+
+    sent = [host for host, tail in tails.items() if tail.results is not None]
+    await ctx.on(sent, one)
+    left = [host for host, tail in tails.items() if tail.results is None]
+    if left:
+        await _finish_hosts(ctx, left, prune=False)
 
 
 @dataclass

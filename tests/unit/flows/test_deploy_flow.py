@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from dockyard.commands.app import SURVEY_FORMAT
 from dockyard.config import Config
 from dockyard.flows import deploy as flows
 from dockyard.flows.boot import WRITE_PRIVATE_FILE, env_file_written
@@ -15,6 +18,8 @@ from dockyard.flows.context import DeployContext, Event
 from dockyard.flows.errors import HealthCheckError, HookError, RegistryError
 from dockyard.flows.memory import CONTAINER_MEMORY_SCRIPT
 from dockyard.remote import FakePool, FakeTransport, Result
+from dockyard.remote.argv import ArgvLike, raw_args
+from dockyard.remote.fanout import HostsFailedError
 
 from .conftest import MakeConfig
 
@@ -41,9 +46,26 @@ LABELS = ["--filter", "label=service=hello", "--filter", "label=destination=",
           "--filter", "label=role=web"]  # fmt: skip
 
 
-def server(current: str | None = None, proxy_running: bool = True, health_ok: bool = True):  # type: ignore[no-untyped-def]
+def listing(*rows: tuple[str, str, str, str]) -> str:
+    """Output of the survey's ``docker ps --all`` (ID, state, role label, name; newest first)."""
+    return "".join("\t".join(row) + "\n" for row in rows)
+
+
+def server(  # type: ignore[no-untyped-def]
+    current: str | None = None,
+    proxy_running: bool = True,
+    health_ok: bool = True,
+    stopped: tuple[str, ...] = (),
+):
     def script(fake: FakeTransport) -> None:
         def respond(args: list[str]) -> Result | None:
+            if args[:2] == ["docker", "ps"] and SURVEY_FORMAT in args:
+                rows = [(f"{current}c0ffee1234"[:12], "running", "web", f"hello-web-{current}")]
+                rows = rows if current else []
+                rows += [
+                    (f"{v}dead0000000"[:12], "exited", "web", f"hello-web-{v}") for v in stopped
+                ]
+                return Result(0, listing(*rows), "")
             if args[:2] == ["docker", "inspect"] and args[-1] == "kamal-proxy":
                 if proxy_running:
                     return Result(0, "reg.test:5000/dockyard-proxy:v0.9.2 true\n", "")
@@ -119,13 +141,8 @@ def test_deploy_commands_per_host_in_order(make_config: MakeConfig) -> None:
         ["docker", "network", "create", "kamal"],
         ["mkdir", "-p", ".kamal/proxy/apps-config"],
         ["docker", "inspect", "--format", "{{.Config.Image}} {{.State.Running}}", "kamal-proxy"],
-        ["docker", "ps", "--latest", "--format", "{{.Names}}", *LABELS,
-         "--filter", "status=running", "--filter", "status=restarting",
-         "--filter", "ancestor=reg.test:5000/hello:latest"],
-        ["docker", "ps", "--latest", "--format", "{{.Names}}", *LABELS,
-         "--filter", "status=running", "--filter", "status=restarting"],
-        ["docker", "ps", *LABELS, "--filter", "status=running", "--format", "{{.Names}}"],
-        ["docker", "ps", *LABELS, "--all", "--format", "{{.Names}}"],
+        # one listing of the app's containers answers for every role
+        ["docker", "ps", "--all", *LABELS[:4], "--format", SURVEY_FORMAT],
         # the memory check's figures (flows.memory), in the same batch
         ["grep", "-s", "-H", "", "/proc/meminfo", "/sys/fs/cgroup/memory.max",
          "/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory.stat",
@@ -276,30 +293,197 @@ def test_pull_failure_names_registry_and_host(make_config: MakeConfig) -> None:
     assert primary[-2:] == [["rm", ".kamal/lock-hello/details"], ["rm", "-r", ".kamal/lock-hello"]]
 
 
+def record_batches(ctx: DeployContext) -> list[tuple[str, list[list[str]]]]:
+    """Wrap ``ctx.batch`` to note each round trip's host and (shaped) commands."""
+    batches: list[tuple[str, list[list[str]]]] = []
+    original = ctx.batch
+
+    async def batch(host: str, commands: Sequence[ArgvLike], **kw: Any) -> list[Result]:
+        batches.append((host, [_shape(raw_args(c)) for c in commands]))
+        return await original(host, commands, **kw)
+
+    ctx.batch = batch  # type: ignore[method-assign]
+    return batches
+
+
 def test_rollback_starts_the_existing_container(make_config: MakeConfig) -> None:
     config = make_config(WEB_ONLY, version="v2")
-
-    def script(fake: FakeTransport) -> None:
-        server(current="v2")(fake)
-        fake.on(
-            ["docker", "ps", *LABELS, "--all", "--format", "{{.Names}}"],
-            Result(0, "hello-web-v2\nhello-web-v1\n", ""),
-        )
-        fake.on(["docker", "container", "ls"], Result(0, "0123456789ab\n", ""))
-
-    pool = FakePool(setup=script)
+    pool = FakePool(setup=server(current="v2", stopped=("v1",)))
     ctx, _ = make_ctx(config, pool)
+    batches = record_batches(ctx)
     result = asyncio.run(flows.rollback(ctx, "v1"))
     assert result.rolled_back
     commands = [_shape(c) for c in pool.transports["10.0.0.2"].commands]
-    assert ["docker", "start", "hello-web-v1"] in commands
-    assert not any(c[:2] == ["docker", "run"] for c in commands)
-    deploy = next(
-        c for c in commands if c[:5] == ["docker", "exec", "kamal-proxy", "kamal-proxy", "deploy"]
-    )
-    assert "--target=0123456789ab:80" in deploy
-    assert commands.index(deploy) < commands.index(["docker", "stop", "hello-web-v2"])
+    survey = [
+        ["docker", "ps", "--all", *LABELS[:4], "--format", SURVEY_FORMAT],
+        ["grep", "-s", "-H", "", "/proc/meminfo", "/sys/fs/cgroup/memory.max",
+         "/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory.stat",
+         "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+         "/sys/fs/cgroup/memory/memory.usage_in_bytes", "/sys/fs/cgroup/memory/memory.stat"],
+        ["sh", "-c", CONTAINER_MEMORY_SCRIPT, "sh", "{{.Name}}\t{{.MemUsage}}", "/sys/fs/cgroup"],
+    ]  # fmt: skip
+    deploy = ["docker", "exec", "kamal-proxy", "kamal-proxy", "deploy", "hello-web",
+              "--target=v1dead000000:80", "--deploy-timeout=30s", "--drain-timeout=30s",
+              "--buffer-requests", "--buffer-responses", "--log-request-header=Cache-Control",
+              "--log-request-header=Last-Modified", "--log-request-header=User-Agent"]  # fmt: skip
+    # the container's ID comes from the survey: no `docker container ls` after the start;
+    # the old container's stop, the audit line and the tag go in one round trip
+    finish = [
+        ["docker", "stop", "hello-web-v2"],
+        ["audit", "Tagging reg.test:5000/hello:v1 as the latest image"],
+        ["docker", "tag", "reg.test:5000/hello:v1", "reg.test:5000/hello:latest"],
+    ]
+    start = [["audit", "[web] Booted app version v1"], ["docker", "start", "hello-web-v1"]]
+    assert commands == [["mkdir", "-p", ".kamal"], *survey, *start, deploy, *finish]
+    assert [b for h, b in batches if h == "10.0.0.2"] == [
+        [["mkdir", "-p", ".kamal"], *survey],
+        start,
+        finish,
+    ]
+    # two hosts: the lock is released once both are done, on its own
+    primary = [b for h, b in batches if h == "10.0.0.1"]
+    assert primary[-2:] == [
+        finish,
+        [["rm", ".kamal/lock-hello/details"], ["rm", "-r", ".kamal/lock-hello"]],
+    ]
     assert pool.transports["10.0.0.2"].uploads == []
+    assert not ctx.holding_lock
+
+
+ONE_HOST = WEB_ONLY.replace("  - 10.0.0.2\n", "")
+
+
+def test_rollback_on_one_host_stops_tags_and_unlocks_in_one_round_trip(
+    make_config: MakeConfig,
+) -> None:
+    config = make_config(ONE_HOST, version="v2")
+    pool = FakePool(setup=server(current="v2", stopped=("v1",)))
+    ctx, events = make_ctx(config, pool)
+    batches = record_batches(ctx)
+    assert asyncio.run(flows.rollback(ctx, "v1")).rolled_back
+    assert [h for h, _ in batches] == ["10.0.0.1"] * 3
+    assert batches[-1][1] == [
+        ["docker", "stop", "hello-web-v2"],
+        ["audit", "Tagging reg.test:5000/hello:v1 as the latest image"],
+        ["docker", "tag", "reg.test:5000/hello:v1", "reg.test:5000/hello:latest"],
+        ["rm", ".kamal/lock-hello/details"],
+        ["rm", "-r", ".kamal/lock-hello"],
+    ]
+    assert not ctx.holding_lock
+    assert "Releasing the deploy lock..." in [e.text for e in events if e.kind == "step"]
+    assert not [e for e in events if e.kind == "warn" and "lock" in e.text]
+
+
+def test_rollback_failed_stop_is_ignored_and_the_lock_still_goes(make_config: MakeConfig) -> None:
+    config = make_config(ONE_HOST, version="v2")
+
+    def script(fake: FakeTransport) -> None:
+        server(current="v2", stopped=("v1",))(fake)
+        fake.on(["docker", "stop", "hello-web-v2"], Result(1, "", "Error: cannot stop\n"))
+
+    pool = FakePool(setup=script)
+    ctx, _ = make_ctx(config, pool)
+    assert asyncio.run(flows.rollback(ctx, "v1")).rolled_back  # as before: a warning at most
+    commands = pool.transports["10.0.0.1"].commands
+    assert commands[-3:] == [
+        ["docker", "tag", "reg.test:5000/hello:v1", "reg.test:5000/hello:latest"],
+        ["rm", ".kamal/lock-hello/details"],
+        ["rm", "-r", ".kamal/lock-hello"],
+    ]
+    assert not ctx.holding_lock
+
+
+def test_rollback_failed_tag_is_reported_after_the_lock_went(make_config: MakeConfig) -> None:
+    config = make_config(ONE_HOST, version="v2")
+
+    def script(fake: FakeTransport) -> None:
+        server(current="v2", stopped=("v1",))(fake)
+        fake.on(["docker", "tag"], Result(1, "", "Error: no such image\n"))
+
+    pool = FakePool(setup=script)
+    ctx, _ = make_ctx(config, pool)
+    with pytest.raises(HostsFailedError) as info:
+        asyncio.run(flows.rollback(ctx, "v1"))
+    assert "tagging the latest image failed" in info.value.render()
+    commands = pool.transports["10.0.0.1"].commands
+    assert commands[-2:] == [["rm", ".kamal/lock-hello/details"], ["rm", "-r", ".kamal/lock-hello"]]
+    assert commands.count(["rm", "-r", ".kamal/lock-hello"]) == 1  # released once
+    assert not ctx.holding_lock
+
+
+def test_rollback_health_failure_neither_tags_nor_stops_anywhere(make_config: MakeConfig) -> None:
+    """A host whose new container is unhealthy: the other host stops its old container but
+    tags nothing (the tag waits for every host), and the lock is released."""
+    config = make_config(WEB_ONLY, version="v2")
+
+    def script(fake: FakeTransport) -> None:
+        server(current="v2", stopped=("v1",), health_ok=fake.host != "10.0.0.2")(fake)
+
+    pool = FakePool(setup=script)
+    ctx, _ = make_ctx(config, pool)
+    with pytest.raises(HostsFailedError) as info:
+        asyncio.run(flows.rollback(ctx, "v1"))
+    assert [host for host, _ in info.value.failures] == ["10.0.0.2"]
+    for host in ("10.0.0.1", "10.0.0.2"):
+        assert not any(c[:2] == ["docker", "tag"] for c in pool.transports[host].commands)
+    assert ["docker", "stop", "hello-web-v2"] in pool.transports["10.0.0.1"].commands
+    assert ["docker", "stop", "hello-web-v1"] in pool.transports["10.0.0.2"].commands
+    assert pool.transports["10.0.0.1"].commands[-1] == ["rm", "-r", ".kamal/lock-hello"]
+    assert not ctx.holding_lock
+
+
+def test_rollback_with_a_post_app_boot_hook_tags_after_it(make_config: MakeConfig) -> None:
+    config = make_config(ONE_HOST, version="v2")
+    hooks = config.root / ".kamal" / "hooks"
+    hooks.mkdir(parents=True)
+    (hooks / "post-app-boot").write_text("#!/bin/sh\n")
+    pool = FakePool(setup=server(current="v2", stopped=("v1",)))
+    ctx, _ = make_ctx(config, pool)
+    batches = record_batches(ctx)
+    assert asyncio.run(flows.rollback(ctx, "v1")).rolled_back
+    assert [b for _, b in batches][-3:] == [
+        [["docker", "stop", "hello-web-v2"]],
+        [["audit", "Tagging reg.test:5000/hello:v1 as the latest image"],
+         ["docker", "tag", "reg.test:5000/hello:v1", "reg.test:5000/hello:latest"]],
+        [["rm", ".kamal/lock-hello/details"], ["rm", "-r", ".kamal/lock-hello"]],
+    ]  # fmt: skip
+
+
+def test_rollback_with_several_running_containers_asks_which_is_current(
+    make_config: MakeConfig,
+) -> None:
+    """Two containers of the role run: the current one is the newest made from the image
+    tagged latest (Kamal's rule), asked in a second round trip; that one is stopped."""
+    config = make_config(ONE_HOST, version="v2")
+
+    def script(fake: FakeTransport) -> None:
+        server()(fake)
+        fake.on(
+            ["docker", "ps", "--all"],
+            Result(0, listing(
+                ("c3c3c3c3c3c3", "running", "web", "hello-web-v3"),
+                ("c2c2c2c2c2c2", "restarting", "web", "hello-web-v2"),
+                ("c1c1c1c1c1c1", "exited", "web", "hello-web-v1"),
+                ("c0c0c0c0c0c0", "running", "worker", "hello-worker-v9"),
+            ), ""),
+        )  # fmt: skip
+        fake.on(["docker", "ps", "--latest"], Result(0, "hello-web-v2\n", ""))
+
+    pool = FakePool(setup=script)
+    ctx, _ = make_ctx(config, pool)
+    assert asyncio.run(flows.rollback(ctx, "v1")).rolled_back
+    commands = pool.transports["10.0.0.1"].commands
+    asked = [c for c in commands if c[:3] == ["docker", "ps", "--latest"]]
+    assert asked == [
+        ["docker", "ps", "--latest", "--format", "{{.Names}}", *LABELS,
+         "--filter", "status=running", "--filter", "status=restarting",
+         "--filter", "ancestor=reg.test:5000/hello:latest"],
+    ]  # fmt: skip
+    # v2 (current) and v3 (running) are stopped; the worker role's container is not ours
+    stops = [c for c in commands if c[:2] == ["docker", "stop"]]
+    assert stops == [["docker", "stop", "hello-web-v2"], ["docker", "stop", "hello-web-v3"]]
+    deploy = next(c for c in commands if c[4:5] == ["deploy"])
+    assert "--target=c1c1c1c1c1c1:80" in deploy
 
 
 def test_rollback_to_a_missing_version_changes_nothing(make_config: MakeConfig) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from dockyard.commands.app import SURVEY_FORMAT
 from dockyard.errors import ConfigError
 from dockyard.flows import deploy as flows
 from dockyard.flows import memory
@@ -219,6 +220,8 @@ def small_server(fake: FakeTransport) -> None:
             return Result(0, "reg.test:5000/dockyard-proxy:v0.9.2 true\n", "")
         if args[:3] == ["docker", "inspect", "-f"]:
             return Result(0, "hello\n", "")
+        if args[:2] == ["docker", "ps"] and SURVEY_FORMAT in args:
+            return Result(0, "c1c1c1c1c1c1\trunning\tweb\thello-web-v1\n", "")
         if args[:2] == ["docker", "ps"] and "--format" in args:
             return Result(0, "hello-web-v1\n", "")
         if args[0] == "grep":

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from dockyard.cli import main
+from dockyard.commands.app import SURVEY_FORMAT
 from dockyard.config import Config
 from dockyard.flows import deploy as flows
 from dockyard.flows.context import DeployContext, Event
@@ -62,6 +63,14 @@ def server(*, deploy_fails: bool = False, paused_ok: bool = True):  # type: igno
                 return Result(0, "hello\n", "")
             if args[:3] == ["docker", "inspect", "--format"]:
                 return Result(0, "running\n", "")  # a role without the proxy: its state
+            if args[:2] == ["docker", "ps"] and SURVEY_FORMAT in args:
+                # the survey's one listing: v1 runs, v0 is stopped, for both roles
+                return Result(0, listing(
+                    ("cur0c0ffee12", "running", "web", "hello-web-v1"),
+                    ("cur1c0ffee12", "running", "workers", "hello-workers-v1"),
+                    ("oldc0ffee123", "exited", "web", "hello-web-v0"),
+                    ("old1c0ffee12", "exited", "workers", "hello-workers-v0"),
+                ), "")  # fmt: skip
             if args[:2] == ["docker", "ps"] and "--format" in args:
                 role = next(a.split("=")[-1] for a in args if a.startswith("label=role="))
                 versions = ["v1"]
@@ -87,6 +96,11 @@ def server(*, deploy_fails: bool = False, paused_ok: bool = True):  # type: igno
         fake.responder = respond
 
     return script
+
+
+def listing(*rows: tuple[str, str, str, str]) -> str:
+    """Output of the survey's ``docker ps --all`` (ID, state, role label, name; newest first)."""
+    return "".join("\t".join(row) + "\n" for row in rows)
 
 
 def make_ctx(config: Config, pool: FakePool) -> tuple[DeployContext, list[Event]]:

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import pytest
 
 from dockyard.flows.context import Selection
@@ -7,6 +10,7 @@ from dockyard.flows.errors import DockerError
 from dockyard.flows.ops import app
 from dockyard.flows.ops.base import Interactive, Section
 from dockyard.remote import FakePool, FakeTransport, Result
+from dockyard.remote.argv import ArgvLike
 
 from .conftest import MakeConfig, make_ctx, run, without_lock_and_audit
 
@@ -36,6 +40,31 @@ def test_details_runs_docker_ps_per_role_on_each_selected_host(make_config: Make
     assert sections[0] == Section("App Host: 10.0.0.1", "10.0.0.1", "ps on 10.0.0.1\n")
     assert pool.transports["10.0.0.1"].commands == [["docker", "ps", *WEB_FILTERS]]
     assert pool.transports["10.0.0.3"].commands[0][-1] == "label=role=workers"
+
+
+def test_details_lists_the_roles_of_a_host_in_one_round_trip(make_config: MakeConfig) -> None:
+    from tests.unit.flows_ops.conftest import BASE
+
+    config = make_config(BASE.replace("      - 10.0.0.3\n", "      - 10.0.0.3\n      - 10.0.0.1\n"))
+
+    def setup(fake: FakeTransport) -> None:
+        fake.on(["docker", "ps"], Result(0, "any\n", ""))
+        fake.on(["docker", "ps", *WEB_FILTERS[:4], "--filter", "label=role=workers"],
+                Result(0, "workers table\n", ""))  # fmt: skip
+
+    pool = FakePool(setup=setup)
+    ctx, _ = make_ctx(config, pool, Selection.parse("10.0.0.1"))
+    rounds: list[int] = []
+    original = ctx.batch
+
+    async def batch(host: str, commands: Sequence[ArgvLike], **kw: Any) -> list[Result]:
+        rounds.append(len(commands))
+        return await original(host, commands, **kw)
+
+    ctx.batch = batch  # type: ignore[method-assign]
+    sections = run(app.details(ctx))
+    assert rounds == [2]
+    assert [s.text for s in sections] == ["any\n", "workers table\n"]  # primary role first
 
 
 def test_host_filter_limits_the_hosts(make_config: MakeConfig) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from dockyard.commands.app import SURVEY_FORMAT
 from dockyard.errors import DockyardError
 from dockyard.flows import build as build_flow
 from dockyard.flows import deploy as deploy_flow
@@ -324,6 +325,8 @@ def _app_server(fake: FakeTransport) -> None:
     def respond(args: list[str]) -> Result | None:
         if args[:2] == ["docker", "run"]:
             return Result(0, "abcdef1234567890\n", "")
+        if args[:2] == ["docker", "ps"] and SURVEY_FORMAT in args:  # the boot's survey
+            return Result(0, "c0c0c0c0c0c0\trunning\tweb\thello-web-v0\n", "")
         if args[:2] == ["docker", "ps"] and ("--latest" in args or "--format" in args):
             return Result(0, "hello-web-v0\n", "")
         if args[:2] == ["docker", "inspect"] and args[-1] == "kamal-proxy":

@@ -1,13 +1,19 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import pytest
 
+from dockyard.commands.app import SURVEY_FORMAT
 from dockyard.commands.lock import encode_details
 from dockyard.errors import DockyardError, LockHeldError
 from dockyard.flows.context import Selection
 from dockyard.flows.errors import DockerError
 from dockyard.flows.ops import app, details, lock, prune, server
 from dockyard.remote import FakePool, FakeTransport, Result
+from dockyard.remote.argv import ArgvLike
+from dockyard.remote.fanout import HostsFailedError
 
 from .conftest import MakeConfig, make_ctx, run, without_lock_and_audit
 
@@ -173,23 +179,109 @@ def test_details_covers_proxy_app_and_accessories(make_config: MakeConfig) -> No
     assert titles[-3:] == [f"Rollback versions on 10.0.0.{n}" for n in (1, 2, 3)]
 
 
+def listing(*rows: tuple[str, str, str, str]) -> str:
+    """Output of ``list_app_containers`` (ID, state, role label, name; newest first)."""
+    return "".join("\t".join(row) + "\n" for row in rows)
+
+
+HISTORY = listing(
+    ("c3c3c3c3c3c3", "running", "web", "hello-web-v3"),
+    ("c2c2c2c2c2c2", "exited", "web", "hello-web-v2"),
+    ("cxcxcxcxcxcx", "exited", "web", "hello-web-v2_replaced_ab12"),
+    ("c1c1c1c1c1c1", "exited", "web", "hello-web-v1"),
+    ("w1w1w1w1w1w1", "running", "workers", "hello-workers-v3"),
+)
+
+
 def test_rollback_versions_leave_out_the_running_and_replaced_ones(
     make_config: MakeConfig,
 ) -> None:
-    def setup(fake: FakeTransport) -> None:
-        fake.on(["docker", "image", "ls"], Result(0, "", ""))
-        fake.on(["docker", "ps", "--latest", "--format"], Result(0, "hello-web-v3\n", ""))
-        fake.on(
-            ["docker", "ps", "--filter"],
-            Result(0, "hello-web-v3\nhello-web-v2\nhello-web-v2_replaced_ab12\nhello-web-v1\n", ""),
-        )
-
-    pool = FakePool(setup=setup)
+    pool = FakePool(setup=lambda f: f.on(["docker", "ps", "--all"], Result(0, HISTORY, "")))
     ctx, _ = make_ctx(make_config(), pool, Selection.parse("10.0.0.1"))
     sections = run(app.rollback_versions(ctx))
     assert [s.text for s in sections] == ["web: v2 v1"]
-    listing = [c for c in pool.transports["10.0.0.1"].commands if "--all" in c]
-    assert listing[0][-3:] == ["--all", "--format", "{{.Names}}"]
+    # one listing of the app's containers, nothing else (one container of the role runs)
+    assert pool.transports["10.0.0.1"].commands == [
+        ["docker", "ps", "--all", "--filter", "label=service=hello", "--filter",
+         "label=destination=", "--format", SURVEY_FORMAT],
+    ]  # fmt: skip
+
+
+def test_rollback_versions_with_two_running_ask_which_is_current(make_config: MakeConfig) -> None:
+    both = listing(
+        ("c3c3c3c3c3c3", "running", "web", "hello-web-v3"),
+        ("c2c2c2c2c2c2", "running", "web", "hello-web-v2"),
+        ("c1c1c1c1c1c1", "exited", "web", "hello-web-v1"),
+    )
+
+    def setup(fake: FakeTransport) -> None:
+        fake.on(["docker", "ps", "--all"], Result(0, both, ""))
+        fake.on(["docker", "ps", "--latest"], Result(0, "hello-web-v2\n", ""))
+
+    pool = FakePool(setup=setup)
+    ctx, _ = make_ctx(make_config(), pool, Selection.parse("10.0.0.1"))
+    # v2 was made from the image tagged latest: current, though v3 is newer
+    assert [s.text for s in run(app.rollback_versions(ctx))] == ["web: v3 v1"]
+    asked = pool.transports["10.0.0.1"].commands[1]
+    assert asked[:3] == ["docker", "ps", "--latest"]
+    assert asked[-2:] == ["--filter", "ancestor=registry.test:5000/hello:latest"]
+
+
+def test_details_asks_each_host_once(make_config: MakeConfig) -> None:
+    """Proxy, app, accessory and rollback listings: one round trip per host, the sections
+    in the order of proxy/app/accessory details and the rollback versions."""
+    config = make_config()
+
+    def setup(fake: FakeTransport) -> None:
+        fake.on(["docker", "ps"], Result(0, f"table on {fake.host}\n", ""))
+        fake.on(["docker", "ps", "--all"], Result(0, HISTORY, ""))  # (the later rule wins)
+
+    pool = FakePool(setup=setup)
+    ctx, _ = make_ctx(config, pool)
+    batches = []
+    original = ctx.batch
+
+    async def batch(host: str, commands: Sequence[ArgvLike], **kw: Any) -> list[Result]:
+        batches.append(host)
+        return await original(host, commands, **kw)
+
+    ctx.batch = batch  # type: ignore[method-assign]
+    found = run(details.details(ctx))
+    assert sorted(batches) == ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"]
+    assert pool.transports["10.0.0.1"].commands == [
+        ["docker", "ps", "--filter", "name=^kamal-proxy$"],
+        ["docker", "ps", "--filter", "label=service=hello", "--filter", "label=destination=",
+         "--filter", "label=role=web"],
+        ["docker", "ps", "--all", "--filter", "label=service=hello", "--filter",
+         "label=destination=", "--format", SURVEY_FORMAT],
+    ]  # fmt: skip
+    assert pool.transports["10.0.0.4"].commands == [
+        ["docker", "ps", "--filter", "label=service=hello-cache"]
+    ]
+    assert [(s.title, s.text) for s in found] == [
+        ("Proxy Host: 10.0.0.1", "table on 10.0.0.1\n"),
+        ("Proxy Host: 10.0.0.2", "table on 10.0.0.2\n"),
+        ("App Host: 10.0.0.1", "table on 10.0.0.1\n"),
+        ("App Host: 10.0.0.2", "table on 10.0.0.2\n"),
+        ("App Host: 10.0.0.3", "table on 10.0.0.3\n"),
+        ("Accessory cache Host: 10.0.0.4", "table on 10.0.0.4\n"),
+        ("Rollback versions on 10.0.0.1", "web: v2 v1"),
+        ("Rollback versions on 10.0.0.2", "web: v2 v1"),
+        ("Rollback versions on 10.0.0.3", "workers: (none)"),
+    ]
+
+
+def test_details_names_the_host_whose_docker_fails(make_config: MakeConfig) -> None:
+    def setup(fake: FakeTransport) -> None:
+        if fake.host == "10.0.0.2":
+            fake.on(["docker", "ps"], Result(1, "", "Cannot connect to the Docker daemon\n"))
+
+    pool = FakePool(setup=setup)
+    ctx, _ = make_ctx(make_config(), pool)
+    with pytest.raises(HostsFailedError) as info:
+        run(details.details(ctx))
+    assert [host for host, _ in info.value.failures] == ["10.0.0.2"]
+    assert "Cannot connect to the Docker daemon" in info.value.render()
 
 
 def test_aliases_expand_shell_style_with_extra_arguments() -> None:

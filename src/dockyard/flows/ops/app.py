@@ -85,10 +85,17 @@ async def per_host(
 
 
 async def details(ctx: DeployContext) -> list[Section]:
-    async def body(host: str, role: Role) -> str:
-        return (await ctx.run(host, app_commands.info(ctx.config, role))).stdout
+    """``docker ps`` of each selected role on each app host: one round trip per host (the
+    roles' listings side by side)."""
 
-    return await per_role(ctx, body)
+    async def on_host(host: str) -> list[Section]:
+        roles = ctx.roles_on(host)
+        commands = [app_commands.info(ctx.config, role) for role in roles]
+        results = await ctx.batch(host, commands, stop_on_error=False, parallel=True)
+        return [Section(f"App Host: {host}", host, r.stdout) for r in results]
+
+    done = await ctx.on(ctx.app_hosts, on_host)
+    return [section for host in done for section in done[host]]
 
 
 async def containers(ctx: DeployContext) -> list[Section]:
@@ -118,21 +125,39 @@ async def version(ctx: DeployContext) -> list[Section]:
 async def rollback_versions(ctx: DeployContext) -> list[Section]:
     """Per app host and role: the versions whose containers still exist (newest first), other
     than the running one: what ``rollback VERSION`` can return to (Kamal only shows this
-    through ``app containers``)."""
+    through ``app containers``). One listing of the app's containers per host (a second round
+    trip only where a role has several running containers)."""
 
-    async def body(host: str, role: Role) -> str | None:
-        listed = await ctx.run(host, app_commands.list_versions(ctx.config, role, "--all"))
-        prefix = app_commands.container_prefix(ctx.config, role)
-        current = await current_version(ctx, host, role)
+    async def on_host(host: str) -> list[Section]:
+        listed = await ctx.run(host, app_commands.list_app_containers(ctx.config))
+        return await rollback_sections(ctx, host, listed.stdout)
+
+    done = await ctx.on(ctx.app_hosts, on_host)
+    return [section for host in done for section in done[host]]
+
+
+async def rollback_sections(ctx: DeployContext, host: str, listing: str) -> list[Section]:
+    """:func:`rollback_versions`' sections for ``host`` from the output of
+    ``list_app_containers`` (which container is current, as the boot's survey decides)."""
+    from dockyard.flows import boot as boot_flow
+
+    roles = ctx.roles_on(host)
+    rows = app_commands.parse_container_rows(listing)
+    state = boot_flow.HostSurvey(
+        roles={role.name: boot_flow.role_survey(ctx, role, "-", rows) for role in roles}
+    )
+    await boot_flow.settle(ctx, host, state)
+    sections = []
+    for role in roles:
+        found = state.roles[role.name]
         versions = [
             v
-            for v in app_commands.parse_versions(listed.stdout, prefix)
-            if v != current and "_replaced_" not in v and not v.startswith("exec-")
+            for v in found.all_versions
+            if v != found.current and "_replaced_" not in v and not v.startswith("exec-")
         ]
-        return f"{role.name}: {' '.join(versions) or '(none)'}"
-
-    sections = await per_role(ctx, body)
-    return [Section(f"Rollback versions on {s.host}", s.host, s.text) for s in sections]
+        text = f"{role.name}: {' '.join(versions) or '(none)'}"
+        sections.append(Section(f"Rollback versions on {host}", host, text))
+    return sections
 
 
 # --- boot -------------------------------------------------------------------------------------
