@@ -209,6 +209,26 @@ class RunningProxy:
         )
         self.call("deploy", request.to_json())
 
+    def deploy_tls(
+        self,
+        service: str,
+        backend: str,
+        hosts: tuple[str, ...],
+        cert: Path,
+        key: Path,
+        **config: Any,
+    ) -> None:
+        """:meth:`deploy` with TLS on and this certificate chain and key."""
+        self.deploy(
+            service,
+            backend,
+            hosts=hosts,
+            tls_enabled=True,
+            tls_certificate_path=str(cert),
+            tls_private_key_path=str(key),
+            **config,
+        )
+
 
 @pytest.fixture
 def proxy(tmp_path: Path) -> Iterator[RunningProxy]:
@@ -220,6 +240,11 @@ def proxy(tmp_path: Path) -> Iterator[RunningProxy]:
         yield running
     finally:
         running.close()
+
+
+@pytest.fixture
+def ca(tmp_path: Path) -> Ca:
+    return make_ca(tmp_path)
 
 
 # -- clients -------------------------------------------------------------------------------------
@@ -288,27 +313,10 @@ def san_dns(reply: Reply) -> list[str]:
 
 
 def test_two_services_with_custom_certificates_are_served_by_sni(
-    proxy: RunningProxy, tmp_path: Path
+    proxy: RunningProxy, ca: Ca, tmp_path: Path
 ) -> None:
-    ca = make_ca(tmp_path)
-    a_cert, a_key = ca.issue(tmp_path, "a.test")
-    b_cert, b_key = ca.issue(tmp_path, "b.test")
-    proxy.deploy(
-        "one",
-        "one",
-        hosts=("a.test",),
-        tls_enabled=True,
-        tls_certificate_path=str(a_cert),
-        tls_private_key_path=str(a_key),
-    )
-    proxy.deploy(
-        "two",
-        "two",
-        hosts=("b.test",),
-        tls_enabled=True,
-        tls_certificate_path=str(b_cert),
-        tls_private_key_path=str(b_key),
-    )
+    proxy.deploy_tls("one", "one", ("a.test",), *ca.issue(tmp_path, "a.test"))
+    proxy.deploy_tls("two", "two", ("b.test",), *ca.issue(tmp_path, "b.test"))
     https = proxy.settings.https_port
 
     a = https_get(https, "a.test", "/x?y=1", cafile=ca.pem_file)
@@ -339,28 +347,11 @@ def test_two_services_with_custom_certificates_are_served_by_sni(
 
 
 def test_plain_http_is_redirected_to_https_without_the_port_unless_disabled(
-    proxy: RunningProxy, tmp_path: Path
+    proxy: RunningProxy, ca: Ca, tmp_path: Path
 ) -> None:
-    ca = make_ca(tmp_path)
-    a_cert, a_key = ca.issue(tmp_path, "a.test")
-    b_cert, b_key = ca.issue(tmp_path, "b.test")
-    proxy.deploy(
-        "one",
-        "one",
-        hosts=("a.test",),
-        tls_enabled=True,
-        tls_certificate_path=str(a_cert),
-        tls_private_key_path=str(a_key),
-    )
-    proxy.deploy(
-        "two",
-        "two",
-        hosts=("b.test",),
-        tls_enabled=True,
-        tls_redirect=False,
-        tls_certificate_path=str(b_cert),
-        tls_private_key_path=str(b_key),
-    )
+    proxy.deploy_tls("one", "one", ("a.test",), *ca.issue(tmp_path, "a.test"))
+    b_chain = ca.issue(tmp_path, "b.test")
+    proxy.deploy_tls("two", "two", ("b.test",), *b_chain, tls_redirect=False)
     http = proxy.settings.http_port
 
     redirect = http_get(http, f"a.test:{http}", "/a?b=1")
@@ -374,16 +365,8 @@ def test_plain_http_is_redirected_to_https_without_the_port_unless_disabled(
     assert secure.json() == {"backend": "two", "path": "/s", "proto": "https"}
 
     # Canonical host and TLS redirect in one hop.
-    c_cert, c_key = ca.issue(tmp_path, "c.test")
-    proxy.deploy(
-        "three",
-        "one",
-        hosts=("c.test", "www.c.test"),
-        tls_enabled=True,
-        canonical_host="c.test",
-        tls_certificate_path=str(c_cert),
-        tls_private_key_path=str(c_key),
-    )
+    c_chain = ca.issue(tmp_path, "c.test")
+    proxy.deploy_tls("three", "one", ("c.test", "www.c.test"), *c_chain, canonical_host="c.test")
     hop = http_get(http, f"www.c.test:{http}", "/p?q=1")
     assert hop.status == 301 and hop.headers["location"] == "https://c.test/p?q=1"
     canonical = https_get(proxy.settings.https_port, "c.test", "/p", cafile=ca.pem_file)
@@ -391,46 +374,24 @@ def test_plain_http_is_redirected_to_https_without_the_port_unless_disabled(
 
 
 def test_a_deploy_with_a_bad_certificate_fails_clearly_and_leaves_the_service_unchanged(
-    proxy: RunningProxy, tmp_path: Path
+    proxy: RunningProxy, ca: Ca, tmp_path: Path
 ) -> None:
-    ca = make_ca(tmp_path)
     a_cert, a_key = ca.issue(tmp_path, "a.test")
     _, other_key = ca.issue(tmp_path, "other.test")
-    proxy.deploy(
-        "one",
-        "one",
-        hosts=("a.test",),
-        tls_enabled=True,
-        tls_certificate_path=str(a_cert),
-        tls_private_key_path=str(a_key),
-    )
+    proxy.deploy_tls("one", "one", ("a.test",), a_cert, a_key)
     state_file = proxy.settings.state_file
     assert state_file is not None
     before_state = state_file.read_bytes()
     before_list = proxy.call("list")
 
     with pytest.raises(RpcError) as mismatch:
-        proxy.deploy(
-            "one",
-            "two",
-            hosts=("a.test",),
-            tls_enabled=True,
-            tls_certificate_path=str(a_cert),
-            tls_private_key_path=str(other_key),
-        )
+        proxy.deploy_tls("one", "two", ("a.test",), a_cert, other_key)
     assert str(other_key) in str(mismatch.value) or str(a_cert) in str(mismatch.value)
     assert "match" in str(mismatch.value).lower()
 
     missing = tmp_path / "missing.crt"
     with pytest.raises(RpcError) as absent:
-        proxy.deploy(
-            "one",
-            "two",
-            hosts=("a.test",),
-            tls_enabled=True,
-            tls_certificate_path=str(missing),
-            tls_private_key_path=str(a_key),
-        )
+        proxy.deploy_tls("one", "two", ("a.test",), missing, a_key)
     assert str(missing) in str(absent.value)
 
     assert proxy.call("list") == before_list
@@ -494,6 +455,7 @@ def test_automatic_tls_issues_on_the_first_request_through_the_proxy(
 
 def test_the_cli_deploys_tls_services_and_lists_them(
     proxy: RunningProxy,
+    ca: Ca,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -503,25 +465,25 @@ def test_the_cli_deploys_tls_services_and_lists_them(
 
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))  # the client finds the proxy's socket
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "client-config"))
-    ca = make_ca(tmp_path)
     a_cert, a_key = ca.issue(tmp_path, "a.test")
     _, other_key = ca.issue(tmp_path, "other.test")
-    common = ["--host=a.test", "--tls", "--deploy-timeout=5s"]
-    one, two = proxy.backends["one"], proxy.backends["two"]
-    assert (
-        main(
+
+    def deploy_web(backend: str, key: Path) -> int:
+        return main(
             [
                 "deploy",
                 "web",
-                f"--target={one}",
-                *common,
+                f"--target={proxy.backends[backend]}",
+                "--host=a.test",
+                "--tls",
+                "--deploy-timeout=5s",
                 f"--tls-certificate-path={a_cert}",
-                f"--tls-private-key-path={a_key}",
+                f"--tls-private-key-path={key}",
             ]
         )
-        == 0
-    )
-    assert main(["deploy", "plain", f"--target={two}", "--host=p.test"]) == 0
+
+    assert deploy_web("one", a_key) == 0
+    assert main(["deploy", "plain", f"--target={proxy.backends['two']}", "--host=p.test"]) == 0
     capsys.readouterr()
     assert main(["list"]) == 0
     table = capsys.readouterr().out.splitlines()
@@ -529,19 +491,7 @@ def test_the_cli_deploys_tls_services_and_lists_them(
     rows = {line.split()[0]: line.split() for line in table[1:]}
     assert rows["web"][-1] == "yes" and rows["plain"][-1] == "no"
 
-    assert (
-        main(
-            [
-                "deploy",
-                "web",
-                f"--target={two}",
-                *common,
-                f"--tls-certificate-path={a_cert}",
-                f"--tls-private-key-path={other_key}",
-            ]
-        )
-        == 1
-    )
+    assert deploy_web("two", other_key) == 1
     err = capsys.readouterr().err
     assert err.startswith("Error: ") and "Traceback" not in err
     assert str(other_key) in err or str(a_cert) in err
@@ -550,14 +500,13 @@ def test_the_cli_deploys_tls_services_and_lists_them(
 
 
 def test_the_real_run_command_serves_https_under_uvloop(
-    proxy: RunningProxy, tmp_path: Path
+    proxy: RunningProxy, ca: Ca, tmp_path: Path
 ) -> None:
     """`dockyard-proxy run` as a process (uvloop, JSON logs), deploy through the CLI process."""
     import os
     import subprocess
     import sys
 
-    ca = make_ca(tmp_path)
     a_cert, a_key = ca.issue(tmp_path, "a.test")
     http_port, https_port = free_port(), free_port()
     env = {
