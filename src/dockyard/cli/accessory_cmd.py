@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated, Any
+from functools import partial
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,12 +18,12 @@ from dockyard.cli.app_cmd import (
     SkipTimestamps,
     command_words,
     show,
+    show_logs,
 )
 from dockyard.cli.options import GlobalOptions, run_flow, with_global_options
 
 if TYPE_CHECKING:
-    from dockyard.flows.context import DeployContext
-    from dockyard.flows.ops.base import Interactive, Section
+    pass
 
 accessory_app = group("accessory", "Manage accessories (databases, caches, ...).")
 
@@ -104,18 +104,17 @@ def logs(
     """Show the accessory's log lines."""
     from dockyard.flows.ops import accessory
 
-    common: dict[str, Any] = {
-        "grep": grep,
-        "grep_options": grep_options,
-        "timestamps": not skip_timestamps,
-    }
-
-    async def flow(ctx: DeployContext) -> Sequence[Section] | Interactive:
-        if follow:
-            return accessory.follow_logs(ctx, name, **common)
-        return await accessory.logs(ctx, name, since=since, lines=lines, **common)
-
-    show(run_flow(opts, flow, command="accessory", subcommand="logs"))
+    show_logs(
+        opts,
+        "accessory",
+        partial(accessory.logs, name=name),
+        partial(accessory.follow_logs, name=name) if follow else None,
+        since=since,
+        lines=lines,
+        grep=grep,
+        grep_options=grep_options,
+        timestamps=not skip_timestamps,
+    )
 
 
 @accessory_app.command("remove")

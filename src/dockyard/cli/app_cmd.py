@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -57,6 +57,30 @@ def show(result: Sequence[Section] | Interactive | None) -> None:
     else:
         sys.stdout.write(render(result))
         sys.stdout.flush()
+
+
+def show_logs(
+    opts: GlobalOptions,
+    command: str,
+    logs: Callable[..., Awaitable[Sequence[Section]]],
+    follow_logs: Callable[..., Interactive] | None,
+    *,
+    since: str | None,
+    lines: int | None,
+    grep: str | None,
+    grep_options: str | None,
+    timestamps: bool,
+) -> None:
+    """`proxy logs` and `accessory logs`: each host's log lines (``logs``), or with -f the
+    followed session (``follow_logs``, which takes no --since or --lines)."""
+    common: dict[str, Any] = {"grep": grep, "grep_options": grep_options, "timestamps": timestamps}
+
+    async def flow(ctx: DeployContext) -> Sequence[Section] | Interactive:
+        if follow_logs is not None:
+            return follow_logs(ctx, **common)
+        return await logs(ctx, since=since, lines=lines, **common)
+
+    show(run_flow(opts, flow, command=command, subcommand="logs"))
 
 
 def command_words(words: Sequence[str]) -> list[str]:

@@ -3,18 +3,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from dockyard.cli._factory import flow_command, group
-from dockyard.cli.app_cmd import Follow, Grep, GrepOptions, Lines, Since, SkipTimestamps, show
+from dockyard.cli.app_cmd import (
+    Follow,
+    Grep,
+    GrepOptions,
+    Lines,
+    Since,
+    SkipTimestamps,
+    show,
+    show_logs,
+)
 from dockyard.cli.options import GlobalOptions, run_flow, with_global_options
 
 if TYPE_CHECKING:
-    from dockyard.flows.context import DeployContext
-    from dockyard.flows.ops.base import Interactive, Section
+    pass
 
 proxy_app = group("proxy", "Manage kamal-proxy on the servers.")
 
@@ -84,18 +91,17 @@ def logs(
     """Show the proxy's log lines."""
     from dockyard.flows.ops import proxy
 
-    common: dict[str, Any] = {
-        "grep": grep,
-        "grep_options": grep_options,
-        "timestamps": not skip_timestamps,
-    }
-
-    async def flow(ctx: DeployContext) -> Sequence[Section] | Interactive:
-        if follow:
-            return proxy.follow_logs(ctx, **common)
-        return await proxy.logs(ctx, since=since, lines=lines, **common)
-
-    show(run_flow(opts, flow, command="proxy", subcommand="logs"))
+    show_logs(
+        opts,
+        "proxy",
+        proxy.logs,
+        proxy.follow_logs if follow else None,
+        since=since,
+        lines=lines,
+        grep=grep,
+        grep_options=grep_options,
+        timestamps=not skip_timestamps,
+    )
 
 
 def _echo_message(message: str | None) -> None:

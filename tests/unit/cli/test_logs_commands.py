@@ -4,6 +4,7 @@ lines (`logs`) or, with -f, the followed session (`follow_logs`, which takes no 
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from dockyard.cli import main
 from dockyard.cli.options import GlobalOptions
 
-Calls = list[tuple[str, tuple[Any, ...], dict[str, Any]]]
+Calls = list[tuple[str, dict[str, Any]]]
 
 
 @pytest.fixture
@@ -21,20 +22,25 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
     with a stand-in context (no config, no SSH)."""
     seen: Calls = []
 
-    def recorder(name: str, is_async: bool) -> Callable[..., Any]:
+    def recorder(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        """Stands in for ``real`` (async or not, as it is) and records the arguments it was
+        called with, as ``real`` would bind them (keyword or positional alike)."""
+        signature = inspect.signature(real)
+
         def record(ctx: object, *args: Any, **kwargs: Any) -> Any:
-            seen.append((name, args, kwargs))
+            bound = signature.bind(ctx, *args, **kwargs).arguments
+            seen.append((name, {k: v for k, v in bound.items() if k != "ctx"}))
             return []
 
         async def record_async(ctx: object, *args: Any, **kwargs: Any) -> Any:
             return record(ctx, *args, **kwargs)
 
-        return record_async if is_async else record
+        return record_async if inspect.iscoroutinefunction(real) else record
 
-    for group, follow_is_async in (("app", True), ("proxy", False), ("accessory", False)):
+    for group in ("app", "proxy", "accessory"):
         flows = importlib.import_module(f"dockyard.flows.ops.{group}")
-        monkeypatch.setattr(flows, "logs", recorder(f"{group}.logs", True))
-        monkeypatch.setattr(flows, "follow_logs", recorder(f"{group}.follow", follow_is_async))
+        monkeypatch.setattr(flows, "logs", recorder(f"{group}.logs", flows.logs))
+        monkeypatch.setattr(flows, "follow_logs", recorder(f"{group}.follow", flows.follow_logs))
 
     def run_flow(opts: GlobalOptions, flow: Callable[[object], Awaitable[Any]], **_: Any) -> Any:
         import asyncio
@@ -52,7 +58,6 @@ def test_app_logs(calls: Calls) -> None:
     assert calls == [
         (
             "app.logs",
-            (),
             {
                 "since": "5m",
                 "lines": 7,
@@ -64,7 +69,6 @@ def test_app_logs(calls: Calls) -> None:
         ),
         (
             "app.follow",
-            (),
             {
                 "lines": None,
                 "grep": None,
@@ -82,9 +86,10 @@ def test_proxy_and_accessory_logs(calls: Calls) -> None:
     assert main(["accessory", "logs", "cache", "-n", "2", "--grep-options", "-v"]) == 0
     assert main(["accessory", "logs", "cache", "-f", "-s", "1h"]) == 0
     plain = {"grep": None, "grep_options": None, "timestamps": True}
+    cache = {"name": "cache", **plain}
     assert calls == [
-        ("proxy.logs", (), {**plain, "since": "1h", "lines": 3, "timestamps": False}),
-        ("proxy.follow", (), {**plain, "grep": "GET"}),
-        ("accessory.logs", ("cache",), {**plain, "since": None, "lines": 2, "grep_options": "-v"}),
-        ("accessory.follow", ("cache",), plain),
+        ("proxy.logs", {**plain, "since": "1h", "lines": 3, "timestamps": False}),
+        ("proxy.follow", {**plain, "grep": "GET"}),
+        ("accessory.logs", {**cache, "since": None, "lines": 2, "grep_options": "-v"}),
+        ("accessory.follow", cache),
     ]
