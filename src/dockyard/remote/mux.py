@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -391,6 +391,66 @@ class MuxPool:
             hosts, one, limit=self.options.max_concurrent_starts, fail_fast=fail_fast
         )
 
+    @contextlib.asynccontextmanager
+    async def reverse_forward(
+        self,
+        hosts: Sequence[str],
+        *,
+        remote_port: int,
+        local_port: int,
+        local_host: str = "localhost",
+        remote_host: str = "127.0.0.1",
+    ) -> AsyncIterator[None]:
+        """:meth:`SshPool.reverse_forward <dockyard.remote.ssh.SshPool.reverse_forward>`, set up
+        by the helper (on this machine, so ``local_host`` means the same) for as long as the
+        block runs."""
+        session = await self._ensure()
+        if session is None:
+            assert self._direct is not None
+            async with self._direct.reverse_forward(
+                hosts,
+                remote_port=remote_port,
+                local_port=local_port,
+                local_host=local_host,
+                remote_host=remote_host,
+            ):
+                yield
+            return
+        header = {
+            "op": "forward",
+            "session": session,
+            "hosts": list(hosts),
+            "remote_port": remote_port,
+            "local_port": local_port,
+            "local_host": local_host,
+            "remote_host": remote_host,
+        }
+        async with self._held_request(header, what=" while forwarding a port"):
+            yield
+
+    @contextlib.asynccontextmanager
+    async def _held_request(self, header: dict[str, Any], *, what: str) -> AsyncIterator[None]:
+        """A request whose effect lasts while its connection stays open (after its R)."""
+        try:
+            reader, writer = await asyncio.open_unix_connection(str(self.path))
+        except OSError as exc:
+            raise _helper_gone(self.path, what, exc) from exc
+        try:
+            writer.write(json_frame(b"Q", header))
+            try:
+                kind, payload = await FrameStream(reader).next()
+            except (EOFError, OSError, FrameError) as exc:
+                raise _helper_gone(self.path, what, exc) from exc
+            if kind == b"X":
+                raise decode_error(json.loads(payload))
+            if kind != b"R":
+                raise _helper_gone(self.path, what, FrameError(f"unexpected frame {kind!r}"))
+            yield
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
     async def close(self) -> None:
         self._closed = True
         if self._direct is not None:
@@ -478,11 +538,7 @@ class MuxPool:
         try:
             reader, writer = await asyncio.open_unix_connection(str(self.path))
         except OSError as exc:
-            raise ConnectError(
-                f"ssh: the SSH helper at {self.path} is gone{what}: {exc}",
-                hint="run the command again (DOCKYARD_SSH_PERSIST=0 does the SSH work in "
-                "the command itself)",
-            ) from exc
+            raise _helper_gone(self.path, what, exc) from exc
         feeder: asyncio.Task[None] | None = None
         try:
             writer.write(json_frame(b"Q", header))
@@ -500,11 +556,7 @@ class MuxPool:
                 elif kind == b"X":
                     raise decode_error(json.loads(payload))
         except (EOFError, OSError, FrameError) as exc:
-            raise ConnectError(
-                f"ssh: lost the SSH helper{what}: {exc or 'it closed the connection'}",
-                hint="run the command again (DOCKYARD_SSH_PERSIST=0 does the SSH work in "
-                "the command itself)",
-            ) from exc
+            raise _helper_gone(self.path, what, exc) from exc
         finally:
             if feeder is not None:
                 feeder.cancel()
@@ -513,6 +565,14 @@ class MuxPool:
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
+
+
+def _helper_gone(path: Path, what: str, exc: BaseException) -> ConnectError:
+    return ConnectError(
+        f"ssh: lost the SSH helper at {path}{what}: {exc or 'it closed the connection'}",
+        hint="run the command again (DOCKYARD_SSH_PERSIST=0 does the SSH work in the command "
+        "itself)",
+    )
 
 
 async def _send_data(writer: asyncio.StreamWriter, data: Stdin | None) -> None:

@@ -152,6 +152,9 @@ class Helper:
                 )
             )
             return
+        if op == "forward":
+            await self._forward(header, pool, frames, writer)
+            return
         work = asyncio.ensure_future(self._work(op, header, pool, frames, writer))
         try:
             await work
@@ -250,6 +253,32 @@ class Helper:
             await transport.get(str(header["path"]), Path(str(header["local"])))
             return {}
         raise FrameError(f"unknown request {op!r}")
+
+    async def _forward(
+        self,
+        header: dict[str, Any],
+        pool: SshPool,
+        frames: FrameStream,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        """Reverse forwards that last as long as the client keeps this request open."""
+        try:
+            forwards = pool.reverse_forward(
+                [str(h) for h in header["hosts"]],
+                remote_port=int(header["remote_port"]),
+                local_port=int(header["local_port"]),
+                local_host=str(header["local_host"]),
+                remote_host=str(header["remote_host"]),
+            )
+            async with forwards:
+                writer.write(json_frame(b"R", {}))
+                await writer.drain()
+                with contextlib.suppress(EOFError, FrameError, OSError):
+                    while True:  # the forwards last until the client closes
+                        await frames.next()
+        except DockyardError as exc:
+            if not writer.is_closing():
+                writer.write(json_frame(b"X", encode_error(exc)))
 
     async def _session(
         self, header: dict[str, Any], frames: FrameStream, writer: asyncio.StreamWriter

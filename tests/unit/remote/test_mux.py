@@ -171,6 +171,8 @@ class ScriptPool:
         self.cancelled: list[str] = []
         self.uploads: dict[str, tuple[bytes, int]] = {}
         self.closed = False
+        self.forwards: list[tuple[tuple[str, ...], int, int, str]] = []
+        self.forwards_closed = False
         ScriptPool.instances.append(self)
 
     def transport(self, host: str) -> ScriptTransport:
@@ -183,6 +185,18 @@ class ScriptPool:
             else HostOutcome(h)
             for h in hosts
         ]
+
+    @contextlib.asynccontextmanager
+    async def reverse_forward(
+        self, hosts: list[str], *, remote_port: int, local_port: int, **where: str
+    ) -> AsyncIterator[None]:
+        if remote_port == 1:
+            raise ConnectError("ssh: h refused to forward 127.0.0.1:1")
+        self.forwards.append((tuple(hosts), remote_port, local_port, where["local_host"]))
+        try:
+            yield
+        finally:
+            self.forwards_closed = True
 
     async def close(self) -> None:
         self.closed = True
@@ -289,6 +303,30 @@ def test_put_and_get_go_through_the_helper(tmp_path: Path) -> None:
         target.parent.mkdir()
         await pool.transport("h").get("/srv/db", target)
         assert target.read_bytes() == b"content of /srv/db"
+        await pool.close()
+
+    with_helper(body, tmp_path)
+
+
+def test_reverse_forwards_last_while_the_block_runs(tmp_path: Path) -> None:
+    async def body(helper: Helper) -> None:
+        pool = pool_for(helper)
+        async with pool.reverse_forward(
+            ["h1", "h2"], remote_port=5555, local_port=5555, local_host="127.0.0.1"
+        ):
+            script = ScriptPool.instances[0]
+            assert script.forwards == [(("h1", "h2"), 5555, 5555, "127.0.0.1")]
+            await asyncio.sleep(0.05)
+            assert not script.forwards_closed
+            assert (await pool.transport("h1").run(["pull"])).ok  # other requests meanwhile
+        for _ in range(200):
+            if script.forwards_closed:
+                break
+            await asyncio.sleep(0.005)
+        assert script.forwards_closed
+        with pytest.raises(ConnectError, match=r"refused to forward 127\.0\.0\.1:1"):
+            async with pool.reverse_forward(["h1"], remote_port=1, local_port=1):
+                pytest.fail("the block must not run when the forward failed")
         await pool.close()
 
     with_helper(body, tmp_path)
