@@ -276,9 +276,12 @@ def options_from_json(value: Mapping[str, Any]) -> SshOptions:
 
 
 def make_pool(options: SshOptions, environ: Mapping[str, str]) -> Any:
-    """The pool a command uses: through the helper unless DOCKYARD_SSH_PERSIST is 0."""
+    """The pool a command uses: through the helper, unless DOCKYARD_SSH_PERSIST is 0 or
+    ssh.log_level asks for asyncssh's own log."""
     persist = persist_seconds(environ)
-    path = socket_path(environ) if persist > 0 else None
+    # asyncssh's own log (ssh.log_level debug/info) belongs on this command's terminal
+    verbose_ssh = options.log_level.lower() in ("debug", "info")
+    path = socket_path(environ) if persist > 0 and not verbose_ssh else None
     if path is None:
         from dockyard.remote.ssh import SshPool
 

@@ -107,6 +107,17 @@ def test_relative_paths_are_made_absolute_for_the_helper() -> None:
     assert absolute_paths(SshOptions(config=True), "/p").config is True
 
 
+def test_make_pool_uses_the_helper_unless_told_not_to(tmp_path: Path) -> None:
+    from dockyard.remote.ssh import SshPool
+
+    environ = {"XDG_RUNTIME_DIR": str(tmp_path)}
+    pool = mux.make_pool(SshOptions(), environ)
+    assert isinstance(pool, MuxPool) and pool.path.parent == tmp_path / "dockyard"
+    off = {**environ, "DOCKYARD_SSH_PERSIST": "0"}
+    assert isinstance(mux.make_pool(SshOptions(), off), SshPool)
+    assert isinstance(mux.make_pool(SshOptions(log_level="debug"), environ), SshPool)
+
+
 def test_socket_dir_is_private_and_a_shared_one_is_refused(tmp_path: Path) -> None:
     path = socket_dir({"XDG_RUNTIME_DIR": str(tmp_path)})
     assert path == tmp_path / "dockyard"
