@@ -369,12 +369,16 @@ async def boot_role(ctx: DeployContext, plan: BootPlan) -> None:
             )
 
     ctx.info(f"booting {name}", host)
+    known = plan.state.ids.get(version) if plan.start_existing else None
     try:
-        container_id = await _start(ctx, plan, name, prelude)
-        if role.running_proxy:
-            await _proxy_deploy(ctx, host, role, container_id, name)
+        if known and role.running_proxy and not prelude:
+            await _start_and_deploy(ctx, plan, name, known[:12])
         else:
-            await _wait_healthy(ctx, host, container_id, name)
+            container_id = await _start(ctx, plan, name, prelude)
+            if role.running_proxy:
+                await _proxy_deploy(ctx, host, role, container_id, name)
+            else:
+                await _wait_healthy(ctx, host, container_id, name)
     except _NotStarted as exc:  # the rename failed: nothing of ours to stop
         if plan.barrier is not None and plan.primary:
             plan.barrier.close()
@@ -517,12 +521,37 @@ async def _run_prelude(ctx: DeployContext, host: str, prelude: Sequence[Argv]) -
             raise _NotStarted(ctx.failure(host, argv, result))
 
 
+async def _start_and_deploy(
+    ctx: DeployContext, plan: BootPlan, name: str, container_id: str
+) -> None:
+    """Start an existing container whose ID the survey gave, and deploy it in kamal-proxy, in
+    one round trip (the deploy runs only when the start worked)."""
+    config, host, role = ctx.config, plan.host, plan.role
+    commands = [
+        await ctx.audit_argv(f"Booted app version {config.version}", role=role.name),
+        app_commands.start(config, role),
+        app_commands.deploy(config, role, container_id),
+    ]
+    results = await ctx.batch(host, commands, check=False, timeout=config.deploy_timeout + 60)
+    for argv, result in zip(commands[:2], results[:2], strict=True):
+        if not result.ok:
+            raise ctx.failure(host, argv, result, what=f"starting {name}")
+    await _deployed(ctx, host, container_id, name, results[2])
+
+
 async def _proxy_deploy(
     ctx: DeployContext, host: str, role: Role, container_id: str, name: str
 ) -> None:
     config = ctx.config
     deploy = app_commands.deploy(config, role, container_id)
     result = await ctx.run(host, deploy, check=False, timeout=config.deploy_timeout + 60)
+    await _deployed(ctx, host, container_id, name, result)
+
+
+async def _deployed(
+    ctx: DeployContext, host: str, container_id: str, name: str, result: Result
+) -> None:
+    """Raise the right error for a failed ``kamal-proxy deploy`` (health check or proxy)."""
     if result.ok:
         return
     lines = (result.stderr.strip() or result.stdout.strip()).splitlines()

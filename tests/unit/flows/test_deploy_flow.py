@@ -326,15 +326,16 @@ def test_rollback_starts_the_existing_container(make_config: MakeConfig) -> None
               "--target=v1dead000000:80", "--deploy-timeout=30s", "--drain-timeout=30s",
               "--buffer-requests", "--buffer-responses", "--log-request-header=Cache-Control",
               "--log-request-header=Last-Modified", "--log-request-header=User-Agent"]  # fmt: skip
-    # the container's ID comes from the survey: no `docker container ls` after the start;
-    # the old container's stop, the audit line and the tag go in one round trip
+    # the container's ID comes from the survey: no `docker container ls` after the start, and
+    # kamal-proxy's deploy goes with the start; the old container's stop, the audit line and
+    # the tag go in one round trip
     finish = [
         ["docker", "stop", "hello-web-v2"],
         ["audit", "Tagging reg.test:5000/hello:v1 as the latest image"],
         ["docker", "tag", "reg.test:5000/hello:v1", "reg.test:5000/hello:latest"],
     ]
-    start = [["audit", "[web] Booted app version v1"], ["docker", "start", "hello-web-v1"]]
-    assert commands == [["mkdir", "-p", ".kamal"], *survey, *start, deploy, *finish]
+    start = [["audit", "[web] Booted app version v1"], ["docker", "start", "hello-web-v1"], deploy]
+    assert commands == [["mkdir", "-p", ".kamal"], *survey, *start, *finish]
     assert [b for h, b in batches if h == "10.0.0.2"] == [
         [["mkdir", "-p", ".kamal"], *survey],
         start,
@@ -351,6 +352,31 @@ def test_rollback_starts_the_existing_container(make_config: MakeConfig) -> None
 
 
 ONE_HOST = WEB_ONLY.replace("  - 10.0.0.2\n", "")
+
+
+def test_rollback_start_failure_deploys_nothing_and_releases_the_lock(
+    make_config: MakeConfig,
+) -> None:
+    config = make_config(ONE_HOST, version="v2")
+
+    def script(fake: FakeTransport) -> None:
+        server(current="v2", stopped=("v1",))(fake)
+        fake.on(["docker", "start"], Result(1, "", "Error: port is already allocated\n"))
+
+    pool = FakePool(setup=script)
+    ctx, _ = make_ctx(config, pool)
+    with pytest.raises(HostsFailedError) as info:
+        asyncio.run(flows.rollback(ctx, "v1"))
+    assert "starting hello-web-v1 failed" in info.value.render()
+    commands = pool.transports["10.0.0.1"].commands
+    assert not any(c[:2] == ["docker", "exec"] for c in commands)  # no kamal-proxy deploy
+    assert ["docker", "stop", "hello-web-v2"] not in commands  # the old one keeps serving
+    assert commands[-3:] == [
+        ["docker", "stop", "hello-web-v1"],  # as before: the failed start is stopped
+        ["rm", ".kamal/lock-hello/details"],
+        ["rm", "-r", ".kamal/lock-hello"],
+    ]
+    assert not ctx.holding_lock
 
 
 def test_rollback_on_one_host_stops_tags_and_unlocks_in_one_round_trip(
@@ -424,6 +450,8 @@ def test_rollback_health_failure_neither_tags_nor_stops_anywhere(make_config: Ma
     with pytest.raises(HostsFailedError) as info:
         asyncio.run(flows.rollback(ctx, "v1"))
     assert [host for host, _ in info.value.failures] == ["10.0.0.2"]
+    assert "health check on 10.0.0.2: hello-web-v1 did not become healthy" in (info.value.render())
+    assert "listening on 80" in info.value.render()  # the container's logs
     for host in ("10.0.0.1", "10.0.0.2"):
         assert not any(c[:2] == ["docker", "tag"] for c in pool.transports[host].commands)
     assert ["docker", "stop", "hello-web-v2"] in pool.transports["10.0.0.1"].commands
