@@ -66,6 +66,9 @@ def main() -> int:
     parser.add_argument("--dockyard", type=Path, default=Path(sys.executable).parent / "dockyard")
     args = parser.parse_args()
     kamal = args.kamal or ensure_kamal()
+    # as a wheel install would (PYTHONDONTWRITEBYTECODE may be set here): no compiling per run
+    src = Path(__file__).resolve().parents[1] / "src"
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(src)], check=True)
     commands = {
         "dockyard --help": [str(args.dockyard), "--help"],
         "kamal --help": [str(kamal), "--help"],

@@ -13,6 +13,9 @@ ensure_python_env() {
     .venv/bin/pip install -q -e ".[dev]"
     touch "$stamp"
   fi
+  # Byte-compile our sources as installing a wheel would: with PYTHONDONTWRITEBYTECODE set
+  # (as on some CI machines) every command would otherwise compile them again at start-up.
+  .venv/bin/python -m compileall -q src/dockyard >/dev/null
 }
 
 apt_install() {
