@@ -91,7 +91,10 @@ async def details(ctx: DeployContext) -> list[Section]:
     async def on_host(host: str) -> list[Section]:
         roles = ctx.roles_on(host)
         commands = [app_commands.info(ctx.config, role) for role in roles]
-        results = await ctx.batch(host, commands, stop_on_error=False, parallel=True)
+        if len(commands) == 1:  # no batch script for one command
+            results = [await ctx.run(host, commands[0])]
+        else:
+            results = await ctx.batch(host, commands, stop_on_error=False, parallel=True)
         return [Section(f"App Host: {host}", host, r.stdout) for r in results]
 
     done = await ctx.on(ctx.app_hosts, on_host)
