@@ -12,7 +12,10 @@ Deliberate differences from Kamal, each pinned by a test name:
   then :func:`current_container_queries`) instead of one ``sh -c '...; ...' | head -1``;
 * ``stop``/``logs``/``inspect`` take a container ID instead of ``... | xargs docker ...``;
 * versions are stripped from container names in Python (:func:`parse_versions`) instead of a
-  ``while read line; do echo ${line#prefix-}; done`` loop.
+  ``while read line; do echo ${line#prefix-}; done`` loop;
+* the boot's survey (Dockyard's own, before a deploy or rollback) lists every container of the
+  service once (:func:`list_app_containers`) and finds each role's current, running and
+  existing versions in that listing, instead of a ``docker ps`` per question and role.
 
 Kept from Kamal on purpose: a clear env value (or label, log option) holding ``${VAR}`` is a
 :class:`~dockyard.commands.argv.ShellExpanded` part, which the remote shell expands.

@@ -4,6 +4,12 @@ the primary-role barrier, boot groups, and tagging the latest image.
 Round trips per host for a deploy: one survey batch (network, proxy state, current and running
 versions, name clash), the env-file upload, one batch to start the new container, the proxy
 deploy (which waits for health), and one batch to stop the old container.
+
+The survey asks docker once for the app's containers (``list_app_containers``: ID, state, role,
+name, newest first) and sorts them out here; only a role with several running containers costs
+a second question (Kamal's "made from the image tagged latest", :func:`settle`). A rollback
+(``start_existing``) knows the container's ID from it, so its start and its kamal-proxy deploy
+share a round trip, and with :class:`Tail` its tag (and unlock) rides with the last stop.
 """
 
 from __future__ import annotations

@@ -232,6 +232,31 @@ def test_info(load: LoadConfig) -> None:
     assert app.info(staging, role(staging))[5] == "label=destination=staging"
 
 
+def test_survey_lists_every_container_of_the_service_once_instead_of_a_ps_per_question(
+    load: LoadConfig,
+) -> None:
+    config = load(base())
+    assert app.list_app_containers(config) == (
+        "docker", "ps", "--all", "--filter", "label=service=app", "--filter",
+        "label=destination=", "--format", '{{.ID}}\t{{.State}}\t{{.Label "role"}}\t{{.Names}}',
+    )  # fmt: skip
+    staging = load(base(), "staging")
+    assert app.list_app_containers(staging)[6] == "label=destination=staging"
+    rows = app.parse_container_rows(
+        "c3\trunning\tweb\tapp-web-v3\n"
+        "c2\trestarting\tweb\tapp-web-v2\n"
+        "\n"
+        "garbage line\n"
+        "c1\texited\t\tapp-web-v1\n"  # no role label
+    )
+    assert rows == [
+        app.ContainerRow("c3", "running", "web", "app-web-v3"),
+        app.ContainerRow("c2", "restarting", "web", "app-web-v2"),
+        app.ContainerRow("c1", "exited", "", "app-web-v1"),
+    ]
+    assert [r.active for r in rows] == [True, True, False]
+
+
 ACTIVE = ("--filter", "label=service=app", "--filter", "label=destination=",
           "--filter", "label=role=web", "--filter", "status=running",
           "--filter", "status=restarting")  # fmt: skip
