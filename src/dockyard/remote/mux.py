@@ -301,12 +301,21 @@ def prestart(environ: Mapping[str, str]) -> None:
         _spawn(path, persist, environ)
 
 
+#: Helpers this process started, by socket: a helper that dies before it listens is noticed
+#: at once instead of after START_WAIT.
+_STARTED: dict[Path, subprocess.Popen[bytes]] = {}
+
+
+def _helper_argv(path: Path, persist: float) -> list[str]:
+    return [sys.executable, "-m", "dockyard.remote.mux_server", str(path), f"{persist:g}"]
+
+
 def _spawn(path: Path, persist: float, environ: Mapping[str, str]) -> None:
     log_file = path.with_suffix(".log")
     try:
         with open(log_file, "ab") as log_out:
-            subprocess.Popen(
-                [sys.executable, "-m", "dockyard.remote.mux_server", str(path), f"{persist:g}"],
+            _STARTED[path] = subprocess.Popen(
+                _helper_argv(path, persist),
                 stdin=subprocess.DEVNULL,
                 stdout=log_out,
                 stderr=log_out,
@@ -316,6 +325,16 @@ def _spawn(path: Path, persist: float, environ: Mapping[str, str]) -> None:
             )
     except OSError as exc:
         log.debug("cannot start the SSH helper: %s", exc)
+
+
+def _start_failed(path: Path) -> int | None:
+    """The exit status of a helper this process started for ``path`` if it failed; None while
+    it runs or when it exited 0 (another helper had the socket: wait for that one)."""
+    proc = _STARTED.get(path)
+    if proc is None:
+        return None
+    status = proc.poll()
+    return status if status else None
 
 
 # --------------------------------------------------------------------------- client
@@ -497,6 +516,10 @@ class MuxPool:
                     if not self.path.exists():
                         _spawn(self.path, self.persist, self._environ)
                     spawned = True
+                failed = _start_failed(self.path)
+                if failed is not None:
+                    log_file = self.path.with_suffix(".log")
+                    return self._fall_back(f"it exited with status {failed}; see {log_file}")
                 if time.monotonic() >= deadline:
                     return self._fall_back("it did not start in time")
                 await asyncio.sleep(delay)

@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import os
 import stat
+import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -390,6 +392,24 @@ def test_without_a_helper_the_pool_does_its_ssh_work_itself(
         assert outcomes == []
         assert spawned == [tmp_path / "none.sock"]
         assert pool.direct
+        await pool.close()
+
+    asyncio.run(body())
+
+
+def test_a_helper_that_dies_at_start_is_noticed_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        mux, "_helper_argv", lambda path, persist: [sys.executable, "-c", "raise SystemExit(3)"]
+    )
+
+    async def body() -> None:
+        pool = MuxPool(SshOptions(), tmp_path / "dies.sock", start_wait=30)
+        started = time.monotonic()
+        await pool.connect_all([])
+        assert pool.direct
+        assert time.monotonic() - started < 10  # not the 30 s start_wait
         await pool.close()
 
     asyncio.run(body())
