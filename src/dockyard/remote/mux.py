@@ -531,7 +531,11 @@ class MuxPool:
                 writer.write(
                     json_frame(b"Q", {"op": "open", "options": options_to_json(self._wire)})
                 )
-                kind, payload = await FrameStream(reader).next()
+                # a helper that accepts but does not answer (stopped, hung) is passed over
+                kind, payload = await asyncio.wait_for(FrameStream(reader).next(), self._start_wait)
+            except TimeoutError:
+                writer.close()
+                return self._fall_back(f"it did not answer in {self._start_wait:g}s")
             except (OSError, EOFError, FrameError) as exc:
                 writer.close()
                 return self._fall_back(f"it closed the session ({exc or 'end of stream'})")

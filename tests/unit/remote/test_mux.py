@@ -415,6 +415,22 @@ def test_a_helper_that_dies_at_start_is_noticed_at_once(
     asyncio.run(body())
 
 
+def test_a_helper_that_does_not_answer_is_passed_over(tmp_path: Path) -> None:
+    async def body() -> None:
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read()  # accepts, never answers
+
+        path = tmp_path / "hung.sock"
+        server = await asyncio.start_unix_server(silent, path=str(path))
+        pool = MuxPool(SshOptions(), path, start_wait=0.3)
+        await pool.connect_all([])
+        assert pool.direct
+        await pool.close()
+        server.close()
+
+    asyncio.run(body())
+
+
 def test_an_idle_helper_exits_and_removes_its_socket(tmp_path: Path) -> None:
     async def body() -> None:
         server = Helper(tmp_path / "idle.sock", 0.2, pool_factory=ScriptPool)  # type: ignore[arg-type]
