@@ -20,6 +20,7 @@ import struct
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -114,8 +115,7 @@ class Helper:
             kind, payload = await frames.next()
             if kind != b"Q":
                 return
-            header: dict[str, Any] = json.loads(payload)
-            await self._dispatch(header, frames, writer)
+            await self._dispatch(_Request(json.loads(payload), frames, writer))
         except (EOFError, FrameError, ValueError, KeyError, TypeError, OSError) as exc:
             log.debug("dropped a client: %r", exc)
         finally:
@@ -125,182 +125,164 @@ class Helper:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    async def _dispatch(
-        self, header: dict[str, Any], frames: FrameStream, writer: asyncio.StreamWriter
-    ) -> None:
-        op = header.get("op")
+    async def _dispatch(self, request: _Request) -> None:
+        op = request.header.get("op")
         if op == "open":
-            await self._session(header, frames, writer)
+            await self._session(request)
             return
         if op == "info":
-            writer.write(
-                json_frame(
-                    b"R",
-                    {"pid": os.getpid(), "sessions": len(self.sessions), "persist": self.persist},
-                )
-            )
+            sessions = len(self.sessions)
+            request.reply({"pid": os.getpid(), "sessions": sessions, "persist": self.persist})
             return
         if op == "exit":
             self._stop.set()
-            writer.write(json_frame(b"R", {}))
+            request.reply({})
             return
-        pool = self.sessions.get(str(header.get("session")))
+        pool = self.sessions.get(str(request.header.get("session")))
         if pool is None:
-            writer.write(
-                json_frame(
-                    b"X", {"kind": "connect", "message": "ssh: the SSH helper has no such session"}
-                )
-            )
+            request.fail("connect", "ssh: the SSH helper has no such session")
             return
-        if op == "forward":
-            await self._forward(header, pool, frames, writer)
+        handler = {
+            "connect": self._connect,
+            "run": self._run,
+            "put": self._put,
+            "get": self._get,
+            "forward": self._forward,
+        }.get(str(op))
+        if handler is None:
+            request.fail("error", f"ssh helper: unknown request {op!r}")
             return
-        work = asyncio.ensure_future(self._work(op, header, pool, frames, writer))
         try:
-            await work
-        except asyncio.CancelledError:
-            # our own request task is being cancelled (the helper is stopping)
-            work.cancel()
-            raise
-
-    async def _work(
-        self,
-        op: object,
-        header: dict[str, Any],
-        pool: SshPool,
-        frames: FrameStream,
-        writer: asyncio.StreamWriter,
-    ) -> None:
-        try:
-            reply = await self._op(op, header, pool, frames, writer)
+            reply = await handler(request, pool)
         except DockyardError as exc:
-            writer.write(json_frame(b"X", encode_error(exc)))
+            request.writer.write(json_frame(b"X", encode_error(exc)))
             return
         except _ClientGone:
             return
         except Exception as exc:  # a bug: say so rather than leave the client waiting
             log.exception("request %s failed", op)
-            writer.write(
-                json_frame(
-                    b"X", {"kind": "error", "message": f"ssh helper: internal error: {exc!r}"}
-                )
-            )
+            request.fail("error", f"ssh helper: internal error: {exc!r}")
             return
-        writer.write(json_frame(b"R", reply))
+        if reply is not None:
+            request.reply(reply)
 
-    async def _op(
-        self,
-        op: object,
-        header: dict[str, Any],
-        pool: SshPool,
-        frames: FrameStream,
-        writer: asyncio.StreamWriter,
-    ) -> dict[str, Any]:
-        if op == "connect":
-            outcomes = await pool.connect_all([str(h) for h in header["hosts"]])
-            return {
-                "outcomes": [
-                    {
-                        "host": o.host,
-                        "error": None if o.error is None else encode_error(o.error),
-                        "cancelled": o.cancelled,
-                    }
-                    for o in outcomes
-                ]
+    async def _connect(self, request: _Request, pool: SshPool) -> dict[str, Any]:
+        outcomes = await pool.connect_all([str(h) for h in request.header["hosts"]])
+        listed = [
+            {
+                "host": o.host,
+                "error": None if o.error is None else encode_error(o.error),
+                "cancelled": o.cancelled,
             }
+            for o in outcomes
+        ]
+        return {"outcomes": listed}
+
+    async def _run(self, request: _Request, pool: SshPool) -> dict[str, Any]:
+        header = request.header
         transport = pool.transport(str(header["host"]))
-        if op == "run":
-            queue: asyncio.Queue[bytes | None] | None = None
-            if header.get("stdin"):
-                queue = asyncio.Queue(STDIN_QUEUE)
-            run = asyncio.ensure_future(
-                transport.run_line(
-                    str(header["command"]),
-                    str(header.get("display", "")),
-                    stdin=None if queue is None else _drain_queue(queue),
-                    timeout=None if header.get("timeout") is None else float(header["timeout"]),
-                    out=_Forward(writer, b"O"),
-                    err=_Forward(writer, b"e"),
-                )
+        queue: asyncio.Queue[bytes | None] | None = None
+        if header.get("stdin"):
+            queue = asyncio.Queue(STDIN_QUEUE)
+        timeout = header.get("timeout")
+        run = asyncio.ensure_future(
+            transport.run_line(
+                str(header["command"]),
+                str(header.get("display", "")),
+                stdin=None if queue is None else _drain_queue(queue),
+                timeout=None if timeout is None else float(timeout),
+                out=_Forward(request.writer, b"O"),
+                err=_Forward(request.writer, b"e"),
             )
-            watch = asyncio.ensure_future(_watch(frames, queue))
-            try:
-                await asyncio.wait({run, watch}, return_when=asyncio.FIRST_COMPLETED)
-                if not run.done():
-                    # the client went away (or broke the protocol): stop the command
-                    run.cancel()
-                    with contextlib.suppress(BaseException):
-                        await run
-                    raise _ClientGone
-                return {"status": run.result()}
-            finally:
-                for task in (run, watch):
-                    if task.done() and not task.cancelled():
-                        task.exception()  # retrieved: the outcome was handled above
-                    task.cancel()
-        if op == "put":
-            chunks: list[bytes] = []
-            while True:
-                kind, payload = await frames.next()
-                if kind == b"E":
-                    break
-                if kind != b"I":
-                    raise FrameError(f"unexpected frame {kind!r} in an upload")
-                chunks.append(payload)
-            await transport.put(b"".join(chunks), str(header["path"]), mode=int(header["mode"]))
-            return {}
-        if op == "get":
-            await transport.get(str(header["path"]), Path(str(header["local"])))
-            return {}
-        raise FrameError(f"unknown request {op!r}")
+        )
+        watch = asyncio.ensure_future(_watch(request.frames, queue))
+        try:
+            await asyncio.wait({run, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if not run.done():
+                # the client went away (or broke the protocol): stop the command
+                run.cancel()
+                with contextlib.suppress(BaseException):
+                    await run
+                raise _ClientGone
+            return {"status": run.result()}
+        finally:
+            for task in (run, watch):
+                if task.done() and not task.cancelled():
+                    task.exception()  # retrieved: the outcome was handled above
+                task.cancel()
 
-    async def _forward(
-        self,
-        header: dict[str, Any],
-        pool: SshPool,
-        frames: FrameStream,
-        writer: asyncio.StreamWriter,
-    ) -> None:
+    async def _put(self, request: _Request, pool: SshPool) -> dict[str, Any]:
+        chunks: list[bytes] = []
+        while True:
+            kind, payload = await request.frames.next()
+            if kind == b"E":
+                break
+            if kind != b"I":
+                raise FrameError(f"unexpected frame {kind!r} in an upload")
+            chunks.append(payload)
+        header = request.header
+        transport = pool.transport(str(header["host"]))
+        await transport.put(b"".join(chunks), str(header["path"]), mode=int(header["mode"]))
+        return {}
+
+    async def _get(self, request: _Request, pool: SshPool) -> dict[str, Any]:
+        header = request.header
+        transport = pool.transport(str(header["host"]))
+        await transport.get(str(header["path"]), Path(str(header["local"])))
+        return {}
+
+    async def _forward(self, request: _Request, pool: SshPool) -> None:
         """Reverse forwards that last as long as the client keeps this request open."""
-        try:
-            forwards = pool.reverse_forward(
-                [str(h) for h in header["hosts"]],
-                remote_port=int(header["remote_port"]),
-                local_port=int(header["local_port"]),
-                local_host=str(header["local_host"]),
-                remote_host=str(header["remote_host"]),
-            )
-            async with forwards:
-                writer.write(json_frame(b"R", {}))
-                await writer.drain()
-                with contextlib.suppress(EOFError, FrameError, OSError):
-                    while True:  # the forwards last until the client closes
-                        await frames.next()
-        except DockyardError as exc:
-            if not writer.is_closing():
-                writer.write(json_frame(b"X", encode_error(exc)))
+        header = request.header
+        forwards = pool.reverse_forward(
+            [str(h) for h in header["hosts"]],
+            remote_port=int(header["remote_port"]),
+            local_port=int(header["local_port"]),
+            local_host=str(header["local_host"]),
+            remote_host=str(header["remote_host"]),
+        )
+        async with forwards:
+            request.reply({})
+            await request.until_closed()
 
-    async def _session(
-        self, header: dict[str, Any], frames: FrameStream, writer: asyncio.StreamWriter
-    ) -> None:
+    async def _session(self, request: _Request) -> None:
         try:
-            options = options_from_json(header["options"])
+            options = options_from_json(request.header["options"])
         except (DockyardError, ValueError, TypeError, KeyError) as exc:
-            message = exc.message if isinstance(exc, DockyardError) else str(exc)
-            writer.write(json_frame(b"X", {"kind": "error", "message": message}))
+            request.fail("error", exc.message if isinstance(exc, DockyardError) else str(exc))
             return
         session = os.urandom(8).hex()
         pool = self.pool_factory(options)
         self.sessions[session] = pool
         try:
-            writer.write(json_frame(b"R", {"session": session}))
-            await writer.drain()
-            with contextlib.suppress(EOFError, FrameError, OSError):
-                while True:  # nothing is expected here: the session lasts until EOF
-                    await frames.next()
+            request.reply({"session": session})
+            await request.until_closed()  # the session lasts until the client closes
         finally:
             self.sessions.pop(session, None)
             await pool.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """One client connection: its header (the Q frame), the frames after it, the writer."""
+
+    header: dict[str, Any]
+    frames: FrameStream
+    writer: asyncio.StreamWriter
+
+    def reply(self, value: dict[str, Any]) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(json_frame(b"R", value))
+
+    def fail(self, kind: str, message: str) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(json_frame(b"X", {"kind": kind, "message": message}))
+
+    async def until_closed(self) -> None:
+        """Wait for the client to close (anything it sends meanwhile is ignored)."""
+        with contextlib.suppress(EOFError, FrameError, OSError):
+            while True:
+                await self.frames.next()
 
 
 class _ClientGone(Exception):
