@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -243,6 +244,30 @@ def test_a_new_target_not_yet_listening_is_probed_again_soon() -> None:
             server.close()
             await server.wait_closed()
             await lb.stop_health_checks()
+
+    run(scenario)
+
+
+def test_a_booting_target_is_probed_every_50_ms_not_with_a_doubling_wait() -> None:
+    # a doubling wait (50, 100, 200, 400 ms) would find an app that listens after 0.5 s at
+    # 0.75 s; probing every 50 ms for the first 2 s finds it within 50 ms
+    async def scenario() -> None:
+        times: list[float] = []
+        started = time.monotonic()
+
+        async def probe(address: TargetAddress, check: HealthCheckConfig) -> None:
+            times.append(time.monotonic() - started)
+            if times[-1] < 0.5:
+                raise HealthCheckFailed("http://x/up", "connection refused")
+
+        slow = HealthCheckConfig(interval=10 * SECOND, timeout=SECOND)
+        lb = LoadBalancer((TargetAddress.parse("127.0.0.1:9"),), (), slow, probe=probe)
+        lb.start_health_checks()
+        await lb.wait_until_healthy(3 * SECOND)
+        await lb.stop_health_checks()
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert len(times) >= 7, times  # doubling: 5 probes by 0.5 s
+        assert max(gaps) < 0.18, gaps  # timer jitter allowed; doubling waits 0.2, then 0.4
 
     run(scenario)
 

@@ -19,10 +19,14 @@ from dockyard.proxy.control.target import ProxyTarget, TargetEvent, TargetState
 logger = logging.getLogger("dockyard.proxy.control")
 
 WRITER_COOKIE = "kamal-writer"
-#: Seconds before the second probe of a target not yet healthy; doubled after each failure
-#: until it reaches --health-check-interval (which then applies, as it always does once the
-#: target has been healthy). The first probe is immediate.
+#: A target not yet healthy is probed again after FIRST_RETRY seconds, every FIRST_RETRY for
+#: its first EARLY_WINDOW seconds (an app booting is usually a few hundred ms from listening,
+#: and a doubling wait would find it up to twice as late), then with the wait doubling up to
+#: --health-check-interval (which then applies, as it always does once the target has been
+#: healthy). The first probe is immediate. A refused probe costs a connect; 20 a second is
+#: nothing to a small server.
 FIRST_RETRY = 0.05
+EARLY_WINDOW = 2.0
 
 
 class TargetsUnhealthyError(ProxyError):
@@ -95,7 +99,8 @@ class LoadBalancer:
 
     async def _check_loop(self, target: ProxyTarget) -> None:
         interval = seconds(self.health_check.interval)
-        early = 0  # failed probes of a target not yet healthy (see FIRST_RETRY)
+        early = 0  # failed probes after the early window (see FIRST_RETRY)
+        first = time.monotonic()
         while True:
             started = time.monotonic()
             try:
@@ -128,8 +133,11 @@ class LoadBalancer:
             if target.state is TargetState.ADDING:
                 # a new target is usually a moment away from listening: look again soon,
                 # backing off to the interval, rather than a whole interval later
-                wait = min(interval, FIRST_RETRY * 2**early)
-                early += 1
+                if started - first < EARLY_WINDOW:
+                    wait = min(interval, FIRST_RETRY)
+                else:
+                    wait = min(interval, FIRST_RETRY * 2**early)
+                    early += 1
             await asyncio.sleep(max(0.0, wait - (time.monotonic() - started)))
 
     def _update(self, target: ProxyTarget, ev: TargetEvent) -> None:
