@@ -2,37 +2,16 @@ from __future__ import annotations
 
 import asyncio
 import stat
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from dockyard.commands.lock import encode_details
-from dockyard.config import Config
 from dockyard.errors import ConfigError, LockHeldError
 from dockyard.flows.context import DeployContext, Event, Selection, audit_command, ssh_options
 from dockyard.flows.errors import DockerError, HookError
 from dockyard.remote import FakePool, FakeTransport, Result
-
-from .conftest import MakeConfig
-
-NOW = datetime(2026, 11, 28, 9, 0, 0, tzinfo=UTC)
-
-
-def make_ctx(config: Config, pool: FakePool, **kw: object) -> tuple[DeployContext, list[Event]]:
-    events: list[Event] = []
-    local = FakeTransport(host="local")
-    local.on(["git", "config", "user.email"], Result(0, "dev@example.com\n", ""))
-    local.on(["git", "config", "user.name"], Result(0, "Dev\n", ""))
-    ctx = DeployContext(
-        config=config,
-        pool=pool,
-        reporter=events.append,
-        local=local,
-        clock=lambda: NOW,
-        **kw,  # type: ignore[arg-type]
-    )
-    return ctx, events
+from tests.unit._flowkit import NOW, MakeConfig, make_ctx
 
 
 def test_selection_filters_hosts_and_roles_with_wildcards(make_config: MakeConfig) -> None:
