@@ -272,11 +272,19 @@ def test_run_streams_output_and_stdin_through_the_helper(tmp_path: Path) -> None
         failed = await pool.transport("h2").run(["false"], stdin=b"in")
         assert failed.exit_status == 3 and "stdin=in" in failed.stdout
         await pool.close()
-        await asyncio.sleep(0.05)
+        await until(lambda: ScriptPool.instances[0].closed)
         assert ScriptPool.instances[0].closed  # the session's connections close with the command
         assert helper.sessions == {}
 
     with_helper(body, tmp_path)
+
+
+async def until(condition: Callable[[], bool], limit: float = 5.0) -> None:
+    """Wait (at most ``limit`` seconds) for ``condition``: the helper handles a closed socket
+    a moment after the client closed it."""
+    deadline = time.monotonic() + limit
+    while not condition() and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
 
 
 def helper_call(index: int) -> tuple[str, str, str, float | None]:
@@ -373,7 +381,7 @@ def test_sessions_are_separate_and_each_closes_its_own(tmp_path: Path) -> None:
         await second.transport("h").run(["true"])
         assert len(ScriptPool.instances) == 2 and len(helper.sessions) == 2
         await first.close()
-        await asyncio.sleep(0.05)
+        await until(lambda: ScriptPool.instances[0].closed)
         assert [p.closed for p in ScriptPool.instances] == [True, False]
         assert (await second.transport("h").run(["true"])).ok
         await second.close()
@@ -446,7 +454,7 @@ def test_a_stale_socket_is_replaced(tmp_path: Path) -> None:
         path.write_text("")
         server = Helper(path, 0.2, pool_factory=ScriptPool)  # type: ignore[arg-type]
         task = asyncio.ensure_future(server.serve())
-        await asyncio.sleep(0.05)
+        await until(path.is_socket)
         assert stat.S_ISSOCK(path.stat().st_mode)
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         await asyncio.wait_for(task, 5)
