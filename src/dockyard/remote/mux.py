@@ -33,6 +33,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import struct
 import subprocess
 import sys
@@ -61,11 +62,11 @@ __all__ = [
     "absolute_paths",
     "encode_error",
     "frame",
+    "helper_socket",
     "make_pool",
     "options_from_json",
     "options_to_json",
     "persist_seconds",
-    "raise_error",
     "socket_dir",
     "socket_path",
 ]
@@ -168,10 +169,6 @@ def decode_error(value: Mapping[str, Any]) -> DockyardError:
     return cls(str(value.get("message", "")), hint=None if hint is None else str(hint))
 
 
-def raise_error(value: Mapping[str, Any]) -> None:
-    raise decode_error(value)
-
-
 # --------------------------------------------------------------------------- settings
 
 
@@ -209,8 +206,6 @@ def socket_dir(environ: Mapping[str, str]) -> Path | None:
         info = path.lstat()
     except OSError:
         return None
-    import stat
-
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != uid or info.st_mode & 0o077:
         log.debug("not using %s for the SSH helper: not a private directory of uid %d", path, uid)
         return None
@@ -275,13 +270,19 @@ def options_from_json(value: Mapping[str, Any]) -> SshOptions:
     return SshOptions(**kwargs)
 
 
+def helper_socket(environ: Mapping[str, str]) -> tuple[Path | None, float]:
+    """The helper's socket and its idle seconds; no socket when DOCKYARD_SSH_PERSIST is 0 or
+    there is no private directory for it."""
+    persist = persist_seconds(environ)
+    return (socket_path(environ) if persist > 0 else None), persist
+
+
 def make_pool(options: SshOptions, environ: Mapping[str, str]) -> Any:
     """The pool a command uses: through the helper, unless DOCKYARD_SSH_PERSIST is 0 or
-    ssh.log_level asks for asyncssh's own log."""
-    persist = persist_seconds(environ)
-    # asyncssh's own log (ssh.log_level debug/info) belongs on this command's terminal
-    verbose_ssh = options.log_level.lower() in ("debug", "info")
-    path = socket_path(environ) if persist > 0 and not verbose_ssh else None
+    ssh.log_level asks for asyncssh's own log (it belongs on this command's terminal)."""
+    path, persist = (None, 0.0)
+    if options.log_level.lower() not in ("debug", "info"):
+        path, persist = helper_socket(environ)
     if path is None:
         from dockyard.remote.ssh import SshPool
 
@@ -293,8 +294,7 @@ def prestart(environ: Mapping[str, str]) -> None:
     """Start the helper now if none runs, so that it loads while this command reads its
     config (it runs on the other core). Never fails: the pool falls back by itself."""
     try:
-        persist = persist_seconds(environ)
-        path = socket_path(environ) if persist > 0 else None
+        path, persist = helper_socket(environ)
     except DockyardError:
         return
     if path is not None and not path.exists():
@@ -372,9 +372,6 @@ class MuxPool:
 
     def transport(self, host: str) -> MuxTransport:
         return MuxTransport(self, host)
-
-    def target(self, host: str) -> str:
-        return self.options.target(host)
 
     @property
     def direct(self) -> bool:
