@@ -435,3 +435,41 @@ def test_mutations_never_crash_never_smuggle(data: bytes, sizes: list[int]) -> N
         assert len(upstream.heads) == 1
         assert upstream.bodies == [body]
         assert upstream.heads[0].path == head.path
+
+
+def test_the_inlined_reset_after_a_head_leaves_the_state_reset_leaves() -> None:
+    # on_headers_complete repeats _reset's body inline (hot path); a field added to one and
+    # not the other would leak one request's state into the next on a keep-alive connection
+    per_request = ("_url", "_header_bytes", "_header_count", "_host_count", "_te_seen")
+    seen: list[dict[str, object]] = []
+
+    class Snapshot(Recorder):
+        def on_request(self, head: RequestHead) -> None:
+            super().on_request(head)
+            seen.append({name: getattr(reader, name) for name in per_request})
+            fresh = reader._head
+            seen.append({n: getattr(fresh, n) for n in RequestHead.__slots__})
+
+    reader = RequestReader(Snapshot())
+    reader.feed(
+        b"POST /a?b HTTP/1.1\r\nHost: x.test\r\nTransfer-Encoding: chunked\r\n"
+        b"X-One: 1\r\n\r\n0\r\n\r\n"
+    )
+    after_inline = seen
+    reset = RequestReader(Recorder())
+    reset._reset()
+    expected = [
+        {name: getattr(reset, name) for name in per_request},
+        {n: getattr(reset._head, n) for n in RequestHead.__slots__},
+    ]
+    assert after_inline == expected
+    # every slot _reset sets is among those compared
+    assert set(RequestReader.__slots__) - set(per_request) - {"_head"} == {
+        "_handler",
+        "_max_count",
+        "_max_headers",
+        "_max_uri",
+        "_parser",
+        "_valid_host",
+        "upgraded",
+    }
