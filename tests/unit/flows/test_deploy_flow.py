@@ -354,20 +354,32 @@ def test_rollback_starts_the_existing_container(make_config: MakeConfig) -> None
 ONE_HOST = WEB_ONLY.replace("  - 10.0.0.2\n", "")
 
 
-def test_rollback_start_failure_deploys_nothing_and_releases_the_lock(
-    make_config: MakeConfig,
-) -> None:
-    config = make_config(ONE_HOST, version="v2")
+def failed_rollback(
+    config: Config, *, failing: tuple[list[str], Result] | None = None, **state: Any
+) -> tuple[HostsFailedError, FakePool, DeployContext]:
+    """``rollback v1`` from v2 (v1 stopped) on servers scripted by ``server(**state)``, with
+    the commands starting with ``failing[0]`` answering ``failing[1]``; it must fail."""
 
     def script(fake: FakeTransport) -> None:
-        server(current="v2", stopped=("v1",))(fake)
-        fake.on(["docker", "start"], Result(1, "", "Error: port is already allocated\n"))
+        server(current="v2", stopped=("v1",), **state)(fake)
+        if failing is not None:
+            fake.on(*failing)
 
     pool = FakePool(setup=script)
     ctx, _ = make_ctx(config, pool)
     with pytest.raises(HostsFailedError) as info:
         asyncio.run(flows.rollback(ctx, "v1"))
-    assert "starting hello-web-v1 failed" in info.value.render()
+    return info.value, pool, ctx
+
+
+def test_rollback_start_failure_deploys_nothing_and_releases_the_lock(
+    make_config: MakeConfig,
+) -> None:
+    error, pool, ctx = failed_rollback(
+        make_config(ONE_HOST, version="v2"),
+        failing=(["docker", "start"], Result(1, "", "Error: port is already allocated\n")),
+    )
+    assert "starting hello-web-v1 failed" in error.render()
     commands = pool.transports["10.0.0.1"].commands
     assert not any(c[:2] == ["docker", "exec"] for c in commands)  # no kamal-proxy deploy
     assert ["docker", "stop", "hello-web-v2"] not in commands  # the old one keeps serving
@@ -420,17 +432,11 @@ def test_rollback_failed_stop_is_ignored_and_the_lock_still_goes(make_config: Ma
 
 
 def test_rollback_failed_tag_is_reported_after_the_lock_went(make_config: MakeConfig) -> None:
-    config = make_config(ONE_HOST, version="v2")
-
-    def script(fake: FakeTransport) -> None:
-        server(current="v2", stopped=("v1",))(fake)
-        fake.on(["docker", "tag"], Result(1, "", "Error: no such image\n"))
-
-    pool = FakePool(setup=script)
-    ctx, _ = make_ctx(config, pool)
-    with pytest.raises(HostsFailedError) as info:
-        asyncio.run(flows.rollback(ctx, "v1"))
-    assert "tagging the latest image failed" in info.value.render()
+    error, pool, ctx = failed_rollback(
+        make_config(ONE_HOST, version="v2"),
+        failing=(["docker", "tag"], Result(1, "", "Error: no such image\n")),
+    )
+    assert "tagging the latest image failed" in error.render()
     commands = pool.transports["10.0.0.1"].commands
     assert commands[-2:] == [["rm", ".kamal/lock-hello/details"], ["rm", "-r", ".kamal/lock-hello"]]
     assert commands.count(["rm", "-r", ".kamal/lock-hello"]) == 1  # released once
