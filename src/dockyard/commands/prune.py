@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from dockyard.commands.argv import Argv, docker
 
 STOPPED_STATUSES = ("created", "exited", "dead")
 IMAGE_LIST_FORMAT = "{{.ID}} {{.Repository}}:{{.Tag}}"
+CONTAINER_LIST_FORMAT = "{{.ID}}\t{{.State}}\t{{.Image}}"
 
 
 def _service_filter(service: str) -> tuple[str, str]:
@@ -77,3 +79,55 @@ def images_to_remove(
 
 def remove_image(tag: str) -> Argv:
     return docker("rmi", tag)
+
+
+def list_service_containers(service: str) -> Argv:
+    """Every container of the service, newest first, as ID, state and image: what both
+    :func:`list_stopped_containers` and :func:`list_used_images` tell, in one docker call."""
+    return docker("ps", "-a", *_service_filter(service), "--format", CONTAINER_LIST_FORMAT)
+
+
+@dataclass(frozen=True, slots=True)
+class PrunePlan:
+    """What a prune removes on a host, in Kamal's order: the stopped containers beyond the
+    newest ``retain`` (``docker rm``), then the dangling images (``docker image prune``, only
+    when the listing shows one), then the tagged images no remaining container uses
+    (``docker rmi``)."""
+
+    containers: list[str]
+    dangling: bool
+    images: list[str]
+
+    @property
+    def empty(self) -> bool:
+        return not (self.containers or self.dangling or self.images)
+
+
+def plan_prune(
+    containers_stdout: str,
+    images_stdout: str,
+    *,
+    retain: int,
+    latest_image: str,
+    repository: str,
+) -> PrunePlan:
+    """Decide a prune from :func:`list_service_containers` and :func:`list_images`, taken
+    before anything is removed. The images in use are those of the containers that stay,
+    which is what Kamal's listing after its ``docker rm`` loop sees."""
+    rows = [line.split("\t") for line in containers_stdout.splitlines()]
+    rows = [row for row in rows if len(row) == 3 and row[0].strip()]
+    stopped = [row[0].strip() for row in rows if row[1].strip() in STOPPED_STATUSES]
+    doomed = containers_to_remove("\n".join(stopped), retain)
+    used = [row[2].strip() for row in rows if row[0].strip() not in doomed]
+    listed = [line.split() for line in images_stdout.splitlines()]
+    dangling = any(len(f) == 2 and f[1].endswith(":<none>") for f in listed)
+    tags = images_to_remove(images_stdout, used, latest_image=latest_image, repository=repository)
+    return PrunePlan(doomed, dangling, [t for t in tags if "<none>" not in t])
+
+
+def prune_commands(plan: PrunePlan, service: str) -> list[Argv]:
+    """The removals of ``plan``, for one batch (run without stopping at a failure)."""
+    commands = [remove_container(c) for c in plan.containers]
+    if plan.dangling:
+        commands.append(dangling_images(service))
+    return commands + [remove_image(tag) for tag in plan.images]

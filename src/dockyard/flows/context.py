@@ -596,14 +596,23 @@ class DeployContext:
         except ConfigError:
             return "unknown"
 
-    async def release_lock(self) -> None:
+    async def release_lock(self, before: Sequence[Argv] = ()) -> list[Result]:
+        """Release the lock on the primary host. ``before``: commands for the primary host
+        that go first in the same round trip (still under the lock; run whatever their
+        outcome); their results are returned. Without the lock they run alone."""
         if not self.holding_lock:
-            return
+            if not before:
+                return []
+            return await self.batch(self.primary_host, before, stop_on_error=False, check=False)
         primary = self.primary_host
         self.step("Releasing the deploy lock...")
         commands = lock_commands.release(self.config.service, self.config.destination)
-        results = await self.batch(primary, commands, check=False)
+        # the removals before it must not stop the release (nor a failed one stop them)
+        results = await self.batch(
+            primary, [*before, *commands], stop_on_error=not before, check=False
+        )
         self.holding_lock = False
+        done, results = results[: len(before)], results[len(before) :]
         failed = [r for r in results if not r.ok]
         if failed:
             self.warn(
@@ -611,6 +620,7 @@ class DeployContext:
                 f"{failed[0].stderr.strip()} (run `dockyard lock release`)",
                 primary,
             )
+        return done
 
     async def lock_status(self) -> str | None:
         """The lock's decoded details, or None when there is no lock."""

@@ -162,79 +162,142 @@ async def _boot_proxies(ctx: DeployContext, surveys: dict[str, boot.HostSurvey])
     await ctx.on(proxy_hosts, lambda host: boot.boot_proxy(ctx, host, surveys[host]))
 
 
-async def _finish_hosts(ctx: DeployContext, hosts: Sequence[str], *, prune: bool) -> None:
-    """Tag the image as latest on every host, and prune (one or two round trips per host)."""
+async def _finish_commands(ctx: DeployContext, *, prune: bool) -> list[Argv]:
+    """Tag the image as latest (audit line, ``docker tag``); with ``prune``, the prune's
+    audit lines and its two listings (:func:`_prune_plans` reads them)."""
     config = ctx.config
+    commands: list[Argv] = [
+        await ctx.audit_argv(f"Tagging {config.absolute_image} as the latest image"),
+        app_commands.tag_latest_image(config),
+    ]
+    if prune:
+        commands += await _prune_queries(ctx)
+    return commands
+
+
+async def _prune_queries(ctx: DeployContext) -> list[Argv]:
+    """Kamal's audit lines, then what a prune decides on (one container listing, one image
+    listing): removals follow only when there is something to remove."""
+    service = ctx.config.service
+    return [
+        await ctx.audit_argv("Pruned containers"),
+        await ctx.audit_argv("Pruned images"),
+        prune_commands.list_service_containers(service),
+        prune_commands.list_images(service),
+    ]
+
+
+def _prune_plan(
+    ctx: DeployContext, host: str, results: Sequence[Result]
+) -> prune_commands.PrunePlan | None:
+    """The prune of ``host`` from the results of :func:`_prune_queries` (the last two count);
+    None, with a warning, when docker did not list what it has."""
+    containers, images = results[-2], results[-1]
+    if not containers.ok:
+        ctx.warn(f"prune skipped: could not list the containers: {_first(containers)}", host)
+        return None
+    config = ctx.config
+    plan = prune_commands.plan_prune(
+        containers.stdout,
+        images.stdout if images.ok else "",
+        retain=max(1, config.retain_containers),
+        latest_image=config.latest_image,
+        repository=config.repository,
+    )
+    if not images.ok:
+        ctx.warn(f"images not pruned: could not list them: {_first(images)}", host)
+    return plan
+
+
+def _first(result: Result) -> str:
+    text = (result.stderr.strip() or result.stdout.strip()).splitlines()
+    return text[0] if text else result.describe_status()
+
+
+def _report_prune(
+    ctx: DeployContext, host: str, plan: prune_commands.PrunePlan, results: Sequence[Result]
+) -> None:
+    """A failed ``docker rm``/``image prune``/``rmi`` is a warning, never a failed deploy."""
+    from dockyard.flows.ops import prune as prune_ops  # no import cycle at load time
+
+    count = len(plan.containers)
+    outcome = prune_ops.removal_outcome(plan.containers, results[:count])
+    prune_ops.warn_failed(ctx, host, "container", outcome)
+    rest = list(results[count:])
+    if plan.dangling:
+        dangling = rest.pop(0) if rest else None
+        if dangling is None or not dangling.ok:
+            reason = _first(dangling) if dangling is not None else "not run"
+            ctx.warn(f"could not prune the dangling images (prune goes on): {reason}", host)
+    prune_ops.warn_failed(ctx, host, "image", prune_ops.removal_outcome(plan.images, rest))
+
+
+async def _apply_prunes(
+    ctx: DeployContext, plans: Mapping[str, prune_commands.PrunePlan | None], *, unlock: bool
+) -> None:
+    """Carry out the prune plans: the other hosts' removals side by side, then (``unlock``)
+    the primary host's removals with the lock's release in one round trip."""
+    service = ctx.config.service
+    primary = ctx.primary_host
 
     async def one(host: str) -> None:
-        commands: list[Argv] = [
-            await ctx.audit_argv(f"Tagging {config.absolute_image} as the latest image"),
-            app_commands.tag_latest_image(config),
-        ]
-        if prune:
-            commands += _prune_queries(ctx)
+        plan = plans[host]
+        assert plan is not None
+        results = await ctx.batch(
+            host, prune_commands.prune_commands(plan, service), stop_on_error=False, check=False
+        )
+        _report_prune(ctx, host, plan, results)
+
+    others = [
+        host
+        for host, plan in plans.items()
+        if plan is not None and not plan.empty and not (unlock and host == primary)
+    ]
+    if others:
+        await ctx.on(others, one)
+    if unlock:
+        plan = plans.get(primary)
+        removals = prune_commands.prune_commands(plan, service) if plan is not None else []
+        results = await ctx.release_lock(before=removals)
+        if plan is not None:
+            _report_prune(ctx, primary, plan, results)
+
+
+async def _finish_hosts(
+    ctx: DeployContext, hosts: Sequence[str], *, prune: bool, unlock: bool = False
+) -> None:
+    """Tag the image as latest on every host and prune: one round trip per host, and one
+    more where there is something to remove; with ``unlock`` the lock goes with the primary
+    host's removals."""
+    plans: dict[str, prune_commands.PrunePlan | None] = {}
+
+    async def one(host: str) -> None:
+        commands = await _finish_commands(ctx, prune=prune)
         results = await ctx.batch(host, commands, stop_on_error=False, check=False)
         for command, result in zip(commands[:2], results[:2], strict=True):
             if not result.ok:
                 raise ctx.failure(host, command, result, what="tagging the latest image")
         if prune:
-            await _prune_apply(ctx, host, results[2:])
+            plans[host] = _prune_plan(ctx, host, results)
 
     await ctx.on(hosts, one)
-
-
-def _prune_queries(ctx: DeployContext) -> list[Argv]:
-    service = ctx.config.service
-    return [
-        prune_commands.list_stopped_containers(service),
-        prune_commands.dangling_images(service),
-    ]
-
-
-async def _prune_apply(ctx: DeployContext, host: str, results: Sequence[Result]) -> None:
-    """Given the results of :func:`_prune_queries`: remove the stopped containers beyond
-    ``retain_containers`` and then the images no remaining container uses (two round trips)."""
-    config = ctx.config
-    stopped = results[0]
-    from dockyard.flows.ops import prune as prune_ops  # no import cycle at load time
-
-    commands: list[Argv] = [await ctx.audit_argv("Pruned containers")]
-    doomed: list[str] = []
-    if stopped.ok:
-        retain = max(1, config.retain_containers)
-        doomed = prune_commands.containers_to_remove(stopped.stdout, retain)
-        commands += [prune_commands.remove_container(c) for c in doomed]
-    commands += [
-        await ctx.audit_argv("Pruned images"),
-        prune_commands.list_images(config.service),
-        prune_commands.list_used_images(config.service),
-    ]
-    listed = await ctx.batch(host, commands, stop_on_error=False, check=False)
-    # a failed docker rm/rmi is a warning, never a failed deploy
-    outcome = prune_ops.removal_outcome(doomed, listed[1 : 1 + len(doomed)])
-    prune_ops.warn_failed(ctx, host, "container", outcome)
-    images, used = listed[-2], listed[-1]
-    if not (images.ok and used.ok):
-        return
-    tags = prune_commands.images_to_remove(
-        images.stdout,
-        used.stdout.splitlines(),
-        latest_image=config.latest_image,
-        repository=config.repository,
-    )
-    await prune_ops.remove_images(ctx, host, tags)
+    if prune or unlock:
+        await _apply_prunes(ctx, plans, unlock=unlock)
 
 
 async def prune_all(ctx: DeployContext) -> None:
     """``prune all`` on every selected host, under the lock."""
+    owned = not ctx.holding_lock
     async with ctx.lock("Automatic deploy lock"):
-        hosts = ctx.hosts
+        plans: dict[str, prune_commands.PrunePlan | None] = {}
 
         async def one(host: str) -> None:
-            results = await ctx.batch(host, _prune_queries(ctx), stop_on_error=False, check=False)
-            await _prune_apply(ctx, host, results)
+            queries = await _prune_queries(ctx)
+            results = await ctx.batch(host, queries, stop_on_error=False, check=False)
+            plans[host] = _prune_plan(ctx, host, results)
 
-        await ctx.on(hosts, one)
+        await ctx.on(ctx.hosts, one)
+        await _apply_prunes(ctx, plans, unlock=owned)
 
 
 async def deploy(
@@ -270,6 +333,7 @@ async def deploy(
         found_by = _survey_queries(ctx, hosts, proxy=proxy_boot, memory=strategy.memory_check)
         for host in hosts:
             queries[host] += found_by[host]
+    owned = not ctx.holding_lock  # else the lock is not ours to release
     try:
         async with ctx.lock("Automatic deploy lock", then=queries) as found:
             if setup:
@@ -292,7 +356,13 @@ async def deploy(
                 surveys = await _surveys(ctx, hosts, proxy=proxy_boot, memory=strategy.memory_check)
                 _check_memory(ctx, surveys, strategy)
             await _rest_of_deploy(
-                ctx, surveys, strategy, proxy_boot=proxy_boot, prune=prune, setup=setup
+                ctx,
+                surveys,
+                strategy,
+                proxy_boot=proxy_boot,
+                prune=prune,
+                setup=setup,
+                unlock=owned and not setup,  # setup holds the lock through post-deploy
             )
             if setup:  # as in Kamal, setup holds the lock through post-deploy
                 runtime = time.monotonic() - started
@@ -339,9 +409,10 @@ async def _rest_of_deploy(
     proxy_boot: bool,
     prune: bool,
     setup: bool,
+    unlock: bool = False,
 ) -> None:
     """Deploy after the survey and the memory check: proxy boot, (accessories,) boot, tag,
-    prune."""
+    prune; with ``unlock`` the lock is released with the last removals."""
     hosts = list(surveys)
     version = ctx.version
     if proxy_boot:
@@ -351,9 +422,13 @@ async def _rest_of_deploy(
 
         await accessory_ops.boot(ctx, accessory_ops.ALL)
     ctx.step(f"Booting {version}{' (swap)' if strategy.swap else ''}...")
+    step = "Tagging the image and pruning..." if prune else "Tagging the image..."
+    if _finish_with_the_stops(ctx, hosts, strategy):
+        await _boot_with_tails(ctx, surveys, prune=prune, unlock=unlock, step=step)
+        return
     await swap.boot_app(ctx, surveys, strategy)
-    ctx.step("Tagging the image and pruning..." if prune else "Tagging the image...")
-    await _finish_hosts(ctx, hosts, prune=prune)
+    ctx.step(step)
+    await _finish_hosts(ctx, hosts, prune=prune, unlock=unlock)
 
 
 async def setup(ctx: DeployContext, *, skip_push: bool = False) -> DeployResult:
@@ -393,10 +468,9 @@ async def rollback(
         if await ctx.run_hook("pre-deploy"):  # the hook may have changed the servers
             surveys = await _surveys(ctx, hosts, proxy=False)
         if _finish_with_the_stops(ctx, hosts, strategy):
-            unlock = not reentrant and hosts == [ctx.primary_host]
-            tails = {host: boot.Tail(_finish_builder(ctx, unlock=unlock)) for host in hosts}
-            await boot.boot_app(ctx, surveys, start_existing=True, tails=tails)
-            await _check_tails(ctx, tails, unlock=unlock)
+            await _boot_with_tails(
+                ctx, surveys, prune=False, unlock=not reentrant, start_existing=True
+            )
         else:
             await swap.boot_app(ctx, surveys, strategy, start_existing=True)
             await _finish_hosts(ctx, hosts, prune=False)
@@ -419,16 +493,50 @@ def _finish_with_the_stops(
     )
 
 
-def _finish_builder(ctx: DeployContext, *, unlock: bool) -> Callable[[], Awaitable[list[Argv]]]:
-    """The commands of :func:`_finish_hosts` (audit line, tag; no prune), then the lock's
-    release with ``unlock``: built when they go out, so the audit line has that time."""
+async def _boot_with_tails(
+    ctx: DeployContext,
+    surveys: dict[str, boot.HostSurvey],
+    *,
+    prune: bool,
+    unlock: bool,
+    start_existing: bool = False,
+    step: str | None = None,
+) -> None:
+    """Boot with the tag (and the prune's listings) riding in each host's round trip that
+    stops the old containers (:class:`boot.Tail`). The lock's release (``unlock``) goes in
+    that round trip too on a lone primary host without a prune; else with the primary
+    host's removals, after the other hosts'."""
+    hosts = list(surveys)
+    in_tail = unlock and not prune and hosts == [ctx.primary_host]
+    said: list[str] = []  # the step is said once, when the first tail goes out
+    tails = {
+        host: boot.Tail(_finish_builder(ctx, prune=prune, unlock=in_tail, said=said, step=step))
+        for host in hosts
+    }
+    await boot.boot_app(ctx, surveys, start_existing=start_existing, tails=tails)
+    plans = await _check_tails(ctx, tails, prune=prune, unlock=in_tail)
+    if prune or (unlock and not in_tail):
+        await _apply_prunes(ctx, plans, unlock=unlock and not in_tail)
+
+
+def _finish_builder(
+    ctx: DeployContext,
+    *,
+    prune: bool,
+    unlock: bool,
+    said: list[str] | None = None,
+    step: str | None = None,
+) -> Callable[[], Awaitable[list[Argv]]]:
+    """The commands of :func:`_finish_hosts` (audit line, tag, the prune's queries), then
+    the lock's release with ``unlock``: built when they go out, so the audit lines have that
+    time."""
     config = ctx.config
 
     async def build() -> list[Argv]:
-        commands: list[Argv] = [
-            await ctx.audit_argv(f"Tagging {config.absolute_image} as the latest image"),
-            app_commands.tag_latest_image(config),
-        ]
+        if step and said is not None and not said:
+            said.append(step)
+            ctx.step(step)
+        commands = await _finish_commands(ctx, prune=prune)
         if unlock:
             ctx.step("Releasing the deploy lock...")
             commands += lock_commands.release(config.service, config.destination)
@@ -437,22 +545,27 @@ def _finish_builder(ctx: DeployContext, *, unlock: bool) -> Callable[[], Awaitab
     return build
 
 
-async def _check_tails(ctx: DeployContext, tails: Mapping[str, boot.Tail], *, unlock: bool) -> None:
+async def _check_tails(
+    ctx: DeployContext, tails: Mapping[str, boot.Tail], *, prune: bool, unlock: bool
+) -> dict[str, prune_commands.PrunePlan | None]:
     """After a boot with :class:`boot.Tail`s: note the lock's release (as
     ``ctx.release_lock`` does), raise for a failed audit line or tag (as
-    :func:`_finish_hosts`), and tag where a tail did not go out."""
+    :func:`_finish_hosts`), finish where a tail did not go out, and return the prune plans
+    by host (with ``prune``)."""
+    count = 6 if prune else 2  # the commands of _finish_commands
     if unlock:
         (host,) = tails
         results = tails[host].results
         if results is not None:
             ctx.holding_lock = False
-            failed = [r for r in results[2:] if not r.ok]
+            failed = [r for r in results[count:] if not r.ok]
             if failed:
                 ctx.warn(
                     f"could not release the deploy lock on {host}: "
                     f"{failed[0].stderr.strip()} (run `dockyard lock release`)",
                     host,
                 )
+    plans: dict[str, prune_commands.PrunePlan | None] = {}
 
     async def one(host: str) -> None:
         tail = tails[host]
@@ -460,12 +573,15 @@ async def _check_tails(ctx: DeployContext, tails: Mapping[str, boot.Tail], *, un
         for command, result in zip(tail.commands[:2], tail.results[:2], strict=True):
             if not result.ok:
                 raise ctx.failure(host, command, result, what="tagging the latest image")
+        if prune:
+            plans[host] = _prune_plan(ctx, host, tail.results[:count])
 
     sent = [host for host, tail in tails.items() if tail.results is not None]
     await ctx.on(sent, one)
     left = [host for host, tail in tails.items() if tail.results is None]
-    if left:
-        await _finish_hosts(ctx, left, prune=False)
+    if left:  # tagged (and pruned) on their own
+        await _finish_hosts(ctx, left, prune=prune)
+    return plans
 
 
 @dataclass

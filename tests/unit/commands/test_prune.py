@@ -70,3 +70,59 @@ def test_images_to_remove_matches_whole_words_only() -> None:
     )
     # ... but it does protect "dhh/app:12.1", as Kamal's grep does ("." is not a word character).
     assert removable == ["dhh/app:123"]
+
+
+def test_one_container_listing_answers_both_halves_of_the_prune() -> None:
+    assert prune.list_service_containers("app") == (
+        "docker", "ps", "-a", "--filter", "label=service=app",
+        "--format", "{{.ID}}\t{{.State}}\t{{.Image}}",
+    )  # fmt: skip
+
+
+def test_plan_prune_keeps_the_newest_stopped_and_the_images_of_what_stays() -> None:
+    containers = "\n".join(
+        [
+            "c7\trunning\tdhh/app:7",
+            "c6\texited\tdhh/app:6",
+            "c5\trestarting\tdhh/app:5",
+            "c4\tcreated\tdhh/app:4",
+            "c3\tdead\tdhh/app:3",
+            "c2\texited\ti2",  # its tag moved on: docker shows the image ID
+            "c1\texited\tdhh/app:1",
+        ]
+    )
+    images = "\n".join(
+        ["i7 dhh/app:7", "i6 dhh/app:6", "i5 dhh/app:5", "i4 dhh/app:4", "i3 dhh/app:3",
+         "i2 dhh/app:2", "i1 dhh/app:1", "i0 dhh/app:0", "il dhh/app:latest"]
+    )  # fmt: skip
+    plan = prune.plan_prune(
+        containers, images, retain=2, latest_image="dhh/app:latest", repository="dhh/app"
+    )
+    # stopped, newest first: c6 c4 c3 c2 c1; two stay; running and restarting ones always stay
+    assert plan.containers == ["c3", "c2", "c1"]
+    assert not plan.dangling
+    # the images of removed containers go, with the ones no container used; latest stays
+    assert plan.images == ["dhh/app:3", "dhh/app:2", "dhh/app:1", "dhh/app:0"]
+    assert prune.prune_commands(plan, "app") == [
+        ("docker", "rm", "c3"), ("docker", "rm", "c2"), ("docker", "rm", "c1"),
+        ("docker", "rmi", "dhh/app:3"), ("docker", "rmi", "dhh/app:2"),
+        ("docker", "rmi", "dhh/app:1"), ("docker", "rmi", "dhh/app:0"),
+    ]  # fmt: skip
+
+
+def test_plan_prune_runs_image_prune_only_when_an_untagged_image_is_listed() -> None:
+    containers = "c1\trunning\tdhh/app:1\n"
+    plan = prune.plan_prune(
+        containers,
+        "i1 dhh/app:1\ni9 <none>:<none>\n",
+        retain=5,
+        latest_image="dhh/app:latest",
+        repository="dhh/app",
+    )
+    assert plan == prune.PrunePlan([], True, [])
+    assert not plan.empty
+    assert prune.prune_commands(plan, "app") == [prune.dangling_images("app")]
+    quiet = prune.plan_prune(
+        containers, "i1 dhh/app:1\n", retain=5, latest_image="dhh/app:latest", repository="dhh/app"
+    )
+    assert quiet.empty and prune.prune_commands(quiet, "app") == []

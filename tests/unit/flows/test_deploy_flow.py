@@ -120,6 +120,7 @@ def test_deploy_commands_per_host_in_order(make_config: MakeConfig) -> None:
     config = make_config(WEB_ONLY, version="v2")
     pool = FakePool(setup=server(current="v1"))
     ctx, _ = make_ctx(config, pool)
+    batches = record_batches(ctx)
     result = asyncio.run(flows.deploy(ctx, skip_push=True))
     assert result.hosts == ["10.0.0.1", "10.0.0.2"]
     primary = [_shape(c) for c in pool.transports["10.0.0.1"].commands]
@@ -160,22 +161,25 @@ def test_deploy_commands_per_host_in_order(make_config: MakeConfig) -> None:
          "--log-request-header=Last-Modified", "--log-request-header=User-Agent"],
         ["docker", "stop", "hello-web-v1"],
     ]  # fmt: skip
+    # in the stop's round trip: the tag, and the prune's two listings (nothing to remove here)
     finish = [
         ["audit", "Tagging reg.test:5000/hello:v2 as the latest image"],
         ["docker", "tag", "reg.test:5000/hello:v2", "reg.test:5000/hello:latest"],
-        ["docker", "ps", "-q", "-a", "--filter", "label=service=hello", "--filter",
-         "status=created", "--filter", "status=exited", "--filter", "status=dead"],
-        ["docker", "image", "prune", "--force", "--filter", "label=service=hello"],
         ["audit", "Pruned containers"],
         ["audit", "Pruned images"],
+        ["docker", "ps", "-a", "--filter", "label=service=hello", "--format",
+         "{{.ID}}\t{{.State}}\t{{.Image}}"],
         ["docker", "image", "ls", "--filter", "label=service=hello", "--format",
          "{{.ID}} {{.Repository}}:{{.Tag}}"],
-        ["docker", "container", "ls", "-a", "--format", "{{.Image}}", "--filter",
-         "label=service=hello"],
     ]  # fmt: skip
     release = [["rm", ".kamal/lock-hello/details"], ["rm", "-r", ".kamal/lock-hello"]]
     assert primary == lock + pull_check + survey + pulled + boot + finish + release
     assert other == [["mkdir", "-p", ".kamal"], *pull_check, *survey, *pulled, *boot, *finish]
+    # the stop and the finish share a round trip on each host; the lock goes alone after
+    # both (nothing to remove)
+    other_batches = [commands for host, commands in batches if host == "10.0.0.2"]
+    assert other_batches[-1] == [["docker", "stop", "hello-web-v1"], *finish]
+    assert batches[-1] == ("10.0.0.1", release)
     # the env file went up (mode 0600, in the batch's script, not in argv) before the start
     calls = pool.transports["10.0.0.2"].calls
     written = [c for c in calls if c.argv[:3] == ["sh", "-c", WRITE_PRIVATE_FILE]]
@@ -185,6 +189,49 @@ def test_deploy_commands_per_host_in_order(make_config: MakeConfig) -> None:
     assert not pool.transports["10.0.0.2"].uploads
     # the stored credentials worked: no registry login at all
     assert not any(c[:2] == ["docker", "login"] for c in pool.transports["10.0.0.1"].commands)
+
+
+def test_deploy_on_one_host_prunes_with_the_lock_release(make_config: MakeConfig) -> None:
+    """Two round trips after the boot: the stop with the tag and the prune's listings, then
+    the removals they call for with the lock's release."""
+    config = make_config(ONE_HOST, version="v2")
+    containers = "".join(
+        f"c{n}\t{'running' if n == 9 else 'exited'}\treg.test:5000/hello:v{n}\n"
+        for n in range(9, 0, -1)
+    )  # v9 runs, v8..v1 stopped (newest first): retain 5 -> v3, v2, v1 go
+    images = "".join(f"i{n} reg.test:5000/hello:v{n}\n" for n in range(1, 10))
+    images += "i0 <none>:<none>\nil reg.test:5000/hello:latest\n"
+
+    def setup(fake: FakeTransport) -> None:
+        server(current="v1")(fake)
+        fake.on(["docker", "ps", "-a", "--filter", "label=service=hello", "--format"],
+                Result(0, containers, ""))  # fmt: skip
+        fake.on(["docker", "image", "ls"], Result(0, images, ""))
+        fake.on(["docker", "rmi", "reg.test:5000/hello:v2"], Result(1, "", "Error: in use\n"))
+
+    pool = FakePool(setup=setup)
+    ctx, events = make_ctx(config, pool)
+    batches = record_batches(ctx)
+    asyncio.run(flows.deploy(ctx, skip_push=True))
+    assert [commands[0] for _, commands in batches[-2:]] == [
+        ["docker", "stop", "hello-web-v1"],
+        ["docker", "rm", "c3"],
+    ]
+    assert batches[-1][1] == [
+        ["docker", "rm", "c3"],
+        ["docker", "rm", "c2"],
+        ["docker", "rm", "c1"],
+        ["docker", "image", "prune", "--force", "--filter", "label=service=hello"],
+        ["docker", "rmi", "reg.test:5000/hello:v1"],  # in the listing's order
+        ["docker", "rmi", "reg.test:5000/hello:v2"],
+        ["docker", "rmi", "reg.test:5000/hello:v3"],
+        ["rm", ".kamal/lock-hello/details"],
+        ["rm", "-r", ".kamal/lock-hello"],
+    ]
+    assert not ctx.holding_lock
+    warnings = [e.text for e in events if e.kind == "warn" and "prune" in e.text]
+    assert warnings == ["could not remove image reg.test:5000/hello:v2 (kept, prune goes on): "
+                        "Error: in use"]  # fmt: skip
 
 
 def test_pull_logs_in_once_when_the_registry_asks(make_config: MakeConfig) -> None:

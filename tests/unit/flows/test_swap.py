@@ -14,6 +14,7 @@ import pytest
 
 from dockyard.cli import main
 from dockyard.commands.app import SURVEY_FORMAT
+from dockyard.commands.prune import CONTAINER_LIST_FORMAT
 from dockyard.config import Config
 from dockyard.flows import deploy as flows
 from dockyard.flows.context import DeployContext, Event
@@ -71,6 +72,8 @@ def server(*, deploy_fails: bool = False, paused_ok: bool = True):  # type: igno
                     ("oldc0ffee123", "exited", "web", "hello-web-v0"),
                     ("old1c0ffee12", "exited", "workers", "hello-workers-v0"),
                 ), "")  # fmt: skip
+            if args[:2] == ["docker", "ps"] and CONTAINER_LIST_FORMAT in args:
+                return Result(0, "", "")  # the prune's listing: nothing to remove
             if args[:2] == ["docker", "ps"] and "--format" in args:
                 role = next(a.split("=")[-1] for a in args if a.startswith("label=role="))
                 versions = ["v1"]

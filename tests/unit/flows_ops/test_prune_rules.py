@@ -45,6 +45,16 @@ def _host_with_two_stuck_images(fake: FakeTransport) -> None:
     fake.on(["docker", "ps", "-q", "-a"], Result(0, "c4\nc3\nc2\nc1\n", ""))
     fake.on(["docker", "image", "ls"], Result(0, _images("v4", "v3", "v2", "v1", "latest"), ""))
     fake.on(["docker", "container", "ls", "-a"], Result(0, f"{REPO}:v4\n{REPO}:v3\n", ""))
+    # the deploy's one listing of the same containers (ID, state, image; newest first)
+    fake.on(
+        ["docker", "ps", "-a"],
+        Result(
+            0,
+            f"c4\trunning\t{REPO}:v4\nc3\texited\t{REPO}:v3\n"
+            f"c2\texited\t{REPO}:v3\nc1\texited\tiv4\n",
+            "",
+        ),
+    )
     fake.on(["docker", "rmi", f"{REPO}:v2"], Result(1, "", IN_USE))
     fake.on(["docker", "rm", "c2"], Result(1, "", "Error: container c2 is being removed"))
 
@@ -86,15 +96,14 @@ def test_deploy_prune_keeps_the_images_of_the_retained_containers(make_config: M
     retain = config.retain_containers
 
     def setup(fake: FakeTransport) -> None:
-        stopped = [f"c{n}" for n in range(9, 0, -1)]  # newest first
-        fake.on(["docker", "ps", "-q", "-a"], Result(0, "\n".join(stopped) + "\n", ""))
         fake.on(
             ["docker", "image", "ls"],
             Result(0, _images(*(f"v{n}" for n in range(10, 0, -1)), "latest"), ""),
         )
-        # after the removal, the running v10 and the retained c9..c5 (v9..v5) remain
-        used = "".join(f"{REPO}:v{n}\n" for n in range(10, 10 - retain - 1, -1))
-        fake.on(["docker", "container", "ls", "-a"], Result(0, used, ""))
+        # the deploy's one listing: the running v10, then the stopped c9..c1 (v9..v1)
+        rows = [f"c10\trunning\t{REPO}:v10\n"]
+        rows += [f"c{n}\texited\t{REPO}:v{n}\n" for n in range(9, 0, -1)]
+        fake.on(["docker", "ps", "-a"], Result(0, "".join(rows), ""))
 
     pool = FakePool(setup=setup)
     ctx, _ = make_ctx(config, pool, Selection.parse("10.0.0.1"))
