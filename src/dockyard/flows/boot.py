@@ -18,7 +18,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from dockyard.commands import app as app_commands
@@ -28,7 +28,14 @@ from dockyard.commands import server as server_commands
 from dockyard.commands.argv import Argv, Secret, docker
 from dockyard.flows.context import DeployContext
 from dockyard.flows.errors import DockerError, FlowProxyError, HealthCheckError
-from dockyard.flows.memory import HostMemory, memory_queries, parse_host_memory
+from dockyard.flows.memory import (
+    HostMemory,
+    container_memory,
+    memory_queries,
+    parse_host_memory,
+    parse_stats,
+    stats_command,
+)
 from dockyard.remote.result import Result
 
 if TYPE_CHECKING:
@@ -85,9 +92,20 @@ class HostSurvey:
     roles: dict[str, RoleSurvey] = field(default_factory=dict)
     #: The host's memory (cgroup, meminfo, docker stats) when asked for (flows.memory).
     memory: HostMemory | None = None
+    #: False when the survey could not tell that the kamal network exists (then
+    #: :func:`ensure_network` makes it before anything joins it).
+    network_ready: bool = True
+    #: Running containers of the app whose memory the cgroup files did not give (asked of
+    #: ``docker stats`` by :func:`settle`).
+    memory_missing: list[str] = field(default_factory=list)
 
 
-PROXY_STATE_FORMAT = "{{.Config.Image}} {{.State.Running}}"
+#: kamal-proxy's image, whether it runs, and its networks: a proxy container attached to the
+#: kamal network proves the network exists, so the survey need not create it.
+PROXY_STATE_FORMAT = (
+    "{{.Config.Image}}\t{{.State.Running}}\t"
+    "{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}"
+)
 
 
 async def survey(
@@ -123,17 +141,27 @@ def _unsettled(ctx: DeployContext, state: HostSurvey) -> list[Role]:
 
 async def settle(ctx: DeployContext, host: str, state: HostSurvey) -> None:
     """Kamal's current container when a role has several running (or restarting) ones: the
-    newest made from the image tagged latest, else the newest (already in ``current``). The
-    common case, one running container, needs no question."""
+    newest made from the image tagged latest, else the newest (already in ``current``); and
+    ``docker stats`` of the containers whose memory the survey could not read. The common
+    case, one running container with its cgroup files, needs no question."""
     roles = _unsettled(ctx, state)
-    if not roles:
+    missing = state.memory_missing if state.memory is not None else []
+    if not roles and not missing:
         return
     config = ctx.config
     queries = [
         app_commands._latest_container(config, role, names=True, ancestor=config.latest_image)
         for role in roles
     ]
+    if missing:
+        queries.append(stats_command(missing))
     results = await ctx.batch(host, queries, stop_on_error=False, check=False, parallel=True)
+    if missing:
+        stats = results.pop()
+        state.memory_missing = []
+        if state.memory is not None and stats.ok:
+            measured = {**state.memory.containers, **parse_stats(stats.stdout)}
+            state.memory = replace(state.memory, containers=measured)
     for role, result in zip(roles, results, strict=True):
         name = app_commands.first_line(result.stdout) if result.ok else None
         if name:
@@ -143,7 +171,11 @@ async def settle(ctx: DeployContext, host: str, state: HostSurvey) -> None:
 
 async def settle_all(ctx: DeployContext, surveys: dict[str, HostSurvey]) -> None:
     """:func:`settle` on the hosts that need it (in parallel)."""
-    hosts = [host for host, state in surveys.items() if _unsettled(ctx, state)]
+    hosts = [
+        host
+        for host, state in surveys.items()
+        if _unsettled(ctx, state) or (state.memory is not None and state.memory_missing)
+    ]
     if hosts:
         await ctx.on(hosts, lambda host: settle(ctx, host, surveys[host]))
 
@@ -160,11 +192,10 @@ def survey_commands(
     """The survey's commands (queries, plus the idempotent network and directory creation),
     to send alone (:func:`survey`) or with other commands (the deploy lock's batch)."""
     commands: list[Argv] = []
+    if network and not proxy:  # with the proxy's state, only when that does not show it
+        commands.append(server_commands.create_network())
     if network:
-        commands += [
-            server_commands.create_network(),
-            proxy_commands.ensure_apps_config_directory(),
-        ]
+        commands.append(proxy_commands.ensure_apps_config_directory())
     if proxy:
         commands.append(docker("inspect", "--format", PROXY_STATE_FORMAT, "kamal-proxy"))
     if roles:
@@ -189,22 +220,28 @@ def parse_survey(
     """What :func:`survey_commands` found on ``host``; failures of the commands that must
     work raise, naming the host."""
     index = 0
-    if network:
-        made, apps_dir = results[0], results[1]
+    if network and not proxy:
+        made = results[0]
         if not made.ok and not server_commands.network_already_exists(made.stderr):
             raise ctx.failure(host, commands[0], made, what="creating the kamal network")
-        if not apps_dir.ok:
-            raise ctx.failure(host, commands[1], apps_dir, what="creating .kamal/proxy")
-        index = 2
+        index = 1
+    if network:
+        if not results[index].ok:
+            raise ctx.failure(host, commands[index], results[index], what="creating .kamal/proxy")
+        index += 1
     out = HostSurvey()
     if proxy:
         state = results[index]
         if state.ok and state.stdout.strip():
-            image, _, flag = state.stdout.strip().rpartition(" ")
-            out.proxy_image, out.proxy_running = image, flag == "true"
+            image, running, networks = [*state.stdout.strip("\n").split("\t"), "", ""][:3]
+            out.proxy_image, out.proxy_running = image.strip(), running.strip() == "true"
+            out.network_ready = not network or server_commands.NETWORK in networks.split()
         elif "no such" not in state.stderr.lower() and "not found" not in state.stderr.lower():
             raise ctx.failure(host, commands[index], state, what="inspecting kamal-proxy")
+        else:
+            out.network_ready = not network
         index += 1
+    rows: list[app_commands.ContainerRow] = []
     if roles:
         listed = results[index]
         if not listed.ok:
@@ -214,8 +251,10 @@ def parse_survey(
         for role in roles:
             out.roles[role.name] = role_survey(ctx, role, version, rows)
     if memory:
-        files, stats = results[index], results[index + 1]
-        out.memory = parse_host_memory(files.stdout, stats.stdout if stats.ok else "")
+        files, usage = results[index], results[index + 1]
+        alive = [(row.id, row.name) for row in rows if row.state == "running"]
+        found, out.memory_missing = container_memory(usage.stdout if usage.ok else "", alive)
+        out.memory = replace(parse_host_memory(files.stdout), containers=found)
     return out
 
 
@@ -242,9 +281,22 @@ def role_survey(
     )
 
 
+async def ensure_network(ctx: DeployContext, host: str, state: HostSurvey) -> None:
+    """``docker network create kamal`` unless the survey saw it ("already exists" is fine)."""
+    if state.network_ready:
+        return
+    create = server_commands.create_network()
+    made = await ctx.run(host, create, check=False)
+    if not made.ok and not server_commands.network_already_exists(made.stderr):
+        raise ctx.failure(host, create, made, what="creating the kamal network")
+    state.network_ready = True
+
+
 async def boot_proxy(ctx: DeployContext, host: str, state: HostSurvey) -> None:
     """Start kamal-proxy on ``host`` when it is not running: ``docker container start``, else
-    ``docker run`` from ``proxy.run`` (or the legacy boot files' defaults)."""
+    ``docker run`` from ``proxy.run`` (or the legacy boot files' defaults). The kamal network
+    is made first when the survey did not see it."""
+    await ensure_network(ctx, host, state)
     if state.proxy_running:
         return
     settings = proxy_commands.run_settings(ctx.config.proxy_run(host))

@@ -79,37 +79,33 @@ CGROUP_FILES = (
 )
 STATS_FORMAT = "{{.Name}}\t{{.MemUsage}}"
 
-#: The running containers' memory as ``docker stats --no-stream`` reports it (usage minus the
-#: inactive file cache), in its ``STATS_FORMAT`` lines, read from each container's cgroup
-#: files ($2 is the cgroup root; systemd and cgroupfs layouts, v2 and v1): ``docker stats``
-#: waits for two samples, 1-3 s of every deploy, where this takes one ``docker ps``. When a
-#: container's files are not found, ``docker stats`` itself answers ($1 is its format).
+#: Every container's memory as ``docker stats --no-stream`` reports it (usage minus the
+#: inactive file cache), read from the container cgroups' files ($1 is the cgroup root;
+#: systemd and cgroupfs layouts, v2 and v1), one ``<full ID>\t<bytes>`` line each. No docker
+#: call and no other program: ``docker stats`` waits for two samples (1-3 s of every deploy),
+#: and even a ``docker ps`` costs the server more CPU than this loop. The survey's listing
+#: names the IDs (:func:`container_memory`); a running container of the app that is not found
+#: here is asked of ``docker stats`` (:func:`stats_command`).
 CONTAINER_MEMORY_SCRIPT = """\
-list=$(docker ps --no-trunc --format '{{.ID}} {{.Names}}') || exit 1
-missing=
-while read -r id name; do
-  [ -n "$id" ] || continue
-  found=
-  for d in "$2/system.slice/docker-$id.scope" "$2/docker/$id" \\
-      "$2/memory/system.slice/docker-$id.scope" "$2/memory/docker/$id"; do
-    if [ -r "$d/memory.current" ]; then
-      used=$(cat "$d/memory.current") key=inactive_file
-    elif [ -r "$d/memory.usage_in_bytes" ]; then
-      used=$(cat "$d/memory.usage_in_bytes") key=total_inactive_file
-    else
-      continue
-    fi
-    cache=$(sed -n "s/^$key //p" "$d/memory.stat" 2>/dev/null)
-    [ "${cache:-0}" -le "$used" ] 2>/dev/null || cache=0
-    printf '%s\\t%sB / 0B\\n' "$name" "$((used - ${cache:-0}))"
-    found=1
-    break
-  done
-  [ -n "$found" ] || missing=1
-done <<LIST
-$list
-LIST
-[ -z "$missing" ] || exec docker stats --no-stream --format "$1"
+for d in "$1"/system.slice/docker-*.scope "$1"/docker/* \\
+    "$1"/memory/system.slice/docker-*.scope "$1"/memory/docker/*; do
+  [ -d "$d" ] || continue
+  id=${d##*/} && id=${id#docker-} && id=${id%.scope}
+  case $id in *[!0-9a-f]*|"") continue ;; esac
+  if [ -r "$d/memory.current" ]; then
+    key=inactive_file && read -r used < "$d/memory.current"
+  elif [ -r "$d/memory.usage_in_bytes" ]; then
+    key=total_inactive_file && read -r used < "$d/memory.usage_in_bytes"
+  else
+    continue
+  fi
+  cache=0
+  [ -r "$d/memory.stat" ] && while read -r name value; do
+    [ "$name" = "$key" ] && cache=$value && break
+  done < "$d/memory.stat"
+  [ "$cache" -le "$used" ] 2>/dev/null || cache=0
+  printf '%s\\t%s\\n' "$id" "$((used - cache))"
+done
 """
 
 
@@ -121,12 +117,39 @@ class MemoryCheckError(DockyardError):
 
 def memory_queries() -> list[Argv]:
     """Two commands for the survey batch: the memory files (``grep -H`` prints each line as
-    ``path:line``; ``-s`` keeps quiet about the files this kernel lacks) and the containers'
-    memory usage (:data:`CONTAINER_MEMORY_SCRIPT`, as ``docker stats`` reports it)."""
+    ``path:line``; ``-s`` keeps quiet about the files this kernel lacks) and every
+    container's memory usage (:data:`CONTAINER_MEMORY_SCRIPT`)."""
     return [
         argv("grep", "-s", "-H", "", *CGROUP_FILES),
-        argv("sh", "-c", CONTAINER_MEMORY_SCRIPT, "sh", STATS_FORMAT, CGROUP_V2),
+        argv("sh", "-c", CONTAINER_MEMORY_SCRIPT, "sh", CGROUP_V2),
     ]
+
+
+def stats_command(names: Sequence[str]) -> Argv:
+    """``docker stats --no-stream`` of the named containers (in :data:`STATS_FORMAT`): for
+    the ones whose cgroup files the script did not find."""
+    return argv("docker", "stats", "--no-stream", "--format", STATS_FORMAT, *names)
+
+
+def container_memory(
+    usage_output: str, running: Iterable[tuple[str, str]]
+) -> tuple[dict[str, int], list[str]]:
+    """Match :data:`CONTAINER_MEMORY_SCRIPT`'s lines (full ID, bytes) with the running
+    containers ``(short or full ID, name)``: their memory by name, and the names not found."""
+    usage: dict[str, int] = {}
+    for line in usage_output.splitlines():
+        cid, _, value = line.partition("\t")
+        if cid.strip() and value.strip().lstrip("-").isdigit():
+            usage[cid.strip()] = max(int(value.strip()), 0)
+    found: dict[str, int] = {}
+    missing: list[str] = []
+    for short, name in running:
+        match = [v for full, v in usage.items() if short and full.startswith(short)]
+        if len(match) == 1:
+            found[name] = match[0]
+        else:
+            missing.append(name)
+    return found, missing
 
 
 # --------------------------------------------------------------------------- parsing

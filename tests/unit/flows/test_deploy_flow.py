@@ -13,7 +13,7 @@ import pytest
 from dockyard.commands.app import SURVEY_FORMAT
 from dockyard.config import Config
 from dockyard.flows import deploy as flows
-from dockyard.flows.boot import WRITE_PRIVATE_FILE, env_file_written
+from dockyard.flows.boot import PROXY_STATE_FORMAT, WRITE_PRIVATE_FILE, env_file_written
 from dockyard.flows.context import DeployContext, Event
 from dockyard.flows.errors import HealthCheckError, HookError, RegistryError
 from dockyard.flows.memory import CONTAINER_MEMORY_SCRIPT
@@ -66,9 +66,12 @@ def server(  # type: ignore[no-untyped-def]
                     (f"{v}dead0000000"[:12], "exited", "web", f"hello-web-{v}") for v in stopped
                 ]
                 return Result(0, listing(*rows), "")
+            if args[:3] == ["sh", "-c", CONTAINER_MEMORY_SCRIPT] and current:
+                # the running container's memory from its cgroup (full ID, bytes)
+                return Result(0, f"{current}c0ffee1234".ljust(64, "0") + "\t1000000\n", "")
             if args[:2] == ["docker", "inspect"] and args[-1] == "kamal-proxy":
                 if proxy_running:
-                    return Result(0, "reg.test:5000/dockyard-proxy:v0.9.2 true\n", "")
+                    return Result(0, "reg.test:5000/dockyard-proxy:v0.9.2\ttrue\tkamal \n", "")
                 return Result(1, "", "Error: No such object: kamal-proxy\n")
             if args[:3] == ["docker", "inspect", "-f"]:
                 return Result(0, "hello\n", "")
@@ -139,9 +142,9 @@ def test_deploy_commands_per_host_in_order(make_config: MakeConfig) -> None:
         ["docker", "inspect", "-f", "{{ .Config.Labels.service }}", "reg.test:5000/hello:v2"],
     ]
     survey = [
-        ["docker", "network", "create", "kamal"],
+        # no network create: the running proxy is attached to the kamal network
         ["mkdir", "-p", ".kamal/proxy/apps-config"],
-        ["docker", "inspect", "--format", "{{.Config.Image}} {{.State.Running}}", "kamal-proxy"],
+        ["docker", "inspect", "--format", PROXY_STATE_FORMAT, "kamal-proxy"],
         # one listing of the app's containers answers for every role
         ["docker", "ps", "--all", *LABELS[:4], "--format", SURVEY_FORMAT],
         # the memory check's figures (flows.memory), in the same batch
@@ -149,7 +152,7 @@ def test_deploy_commands_per_host_in_order(make_config: MakeConfig) -> None:
          "/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory.stat",
          "/sys/fs/cgroup/memory/memory.limit_in_bytes",
          "/sys/fs/cgroup/memory/memory.usage_in_bytes", "/sys/fs/cgroup/memory/memory.stat"],
-        ["sh", "-c", CONTAINER_MEMORY_SCRIPT, "sh", "{{.Name}}\t{{.MemUsage}}", "/sys/fs/cgroup"],
+        ["sh", "-c", CONTAINER_MEMORY_SCRIPT, "sh", "/sys/fs/cgroup"],
     ]  # fmt: skip
     boot = [
         ["sh", "-c", WRITE_PRIVATE_FILE, "sh", ".kamal/apps/hello/env/roles/web.env"],
@@ -296,6 +299,34 @@ def test_deploy_boots_the_proxy_when_it_is_missing(make_config: MakeConfig) -> N
     assert proxy < ready < app
     assert ["docker", "container", "start", "kamal-proxy"] not in commands  # no container yet
     assert not any(c[:2] == ["docker", "stop"] for c in commands)  # nothing old to stop
+    # no proxy to show the kamal network: it is made before the proxy runs
+    network = lines.index("docker network create kamal")
+    assert network < proxy
+
+
+def test_deploy_makes_the_network_a_running_proxy_is_not_attached_to(
+    make_config: MakeConfig,
+) -> None:
+    config = make_config(WEB_ONLY, version="v2")
+
+    def setup(fake: FakeTransport) -> None:
+        server(current="v1")(fake)
+        fake.on(
+            ["docker", "inspect", "--format", PROXY_STATE_FORMAT, "kamal-proxy"],
+            Result(0, "reg.test:5000/dockyard-proxy:v0.9.2\ttrue\tbridge \n", ""),
+        )
+        fake.on(["docker", "network", "create", "kamal"],
+                Result(1, "", "Error response from daemon: network with name kamal already "
+                              "exists\n"))  # fmt: skip
+
+    pool = FakePool(setup=setup)
+    ctx, _ = make_ctx(config, pool)
+    asyncio.run(flows.deploy(ctx, skip_push=True))
+    commands = pool.transports["10.0.0.1"].commands
+    network = commands.index(["docker", "network", "create", "kamal"])
+    app = next(i for i, c in enumerate(commands) if c[:2] == ["docker", "run"])
+    assert network < app  # "already exists" is fine
+    assert not any(c[:2] == ["docker", "run"] and "kamal-proxy" in c for c in commands)
 
 
 def test_health_check_failure_stops_new_container_and_releases_lock(
@@ -367,7 +398,7 @@ def test_rollback_starts_the_existing_container(make_config: MakeConfig) -> None
          "/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory.stat",
          "/sys/fs/cgroup/memory/memory.limit_in_bytes",
          "/sys/fs/cgroup/memory/memory.usage_in_bytes", "/sys/fs/cgroup/memory/memory.stat"],
-        ["sh", "-c", CONTAINER_MEMORY_SCRIPT, "sh", "{{.Name}}\t{{.MemUsage}}", "/sys/fs/cgroup"],
+        ["sh", "-c", CONTAINER_MEMORY_SCRIPT, "sh", "/sys/fs/cgroup"],
     ]  # fmt: skip
     deploy = ["docker", "exec", "kamal-proxy", "kamal-proxy", "deploy", "hello-web",
               "--target=v1dead000000:80", "--deploy-timeout=30s", "--drain-timeout=30s",

@@ -217,7 +217,7 @@ proxy:
 def small_server(fake: FakeTransport) -> None:
     def respond(args: list[str]) -> Result | None:
         if args[:2] == ["docker", "inspect"] and args[-1] == "kamal-proxy":
-            return Result(0, "reg.test:5000/dockyard-proxy:v0.9.2 true\n", "")
+            return Result(0, "reg.test:5000/dockyard-proxy:v0.9.2\ttrue\tkamal \n", "")
         if args[:3] == ["docker", "inspect", "-f"]:
             return Result(0, "hello\n", "")
         if args[:2] == ["docker", "ps"] and SURVEY_FORMAT in args:
@@ -226,8 +226,9 @@ def small_server(fake: FakeTransport) -> None:
             return Result(0, "hello-web-v1\n", "")
         if args[0] == "grep":
             return Result(2, V1_FILES, "")  # grep exits 2: some files do not exist
-        if args[:2] == ["sh", "-c"] and args[3:5] == ["sh", memory.STATS_FORMAT]:
-            return Result(0, STATS, "")  # the containers' memory, as docker stats gives it
+        if args[:3] == ["sh", "-c", memory.CONTAINER_MEMORY_SCRIPT]:
+            # every container's cgroup memory by full ID: the app's, the proxy's
+            return Result(0, f"{'c1' * 32}\t{int(531.2 * MIB)}\n{'d4' * 32}\t1000\n", "")
         if args[:2] == ["docker", "run"]:
             return Result(0, "abcdef1234567890\n", "")
         return None
@@ -302,56 +303,67 @@ def test_the_memory_queries_are_two_commands() -> None:
     assert [q.raw()[0] for q in queries] == ["grep", "sh"]
 
 
-def _fake_docker(tmp_path: Path, ps: str) -> dict[str, str]:
-    """A ``docker`` on PATH answering ``ps`` with ``ps`` and ``stats`` with a marker line."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    tool = bin_dir / "docker"
-    tool.write_text(
-        "#!/bin/sh\n"
-        f'if [ "$1" = ps ]; then printf "{ps}"; exit 0; fi\n'
-        'if [ "$1" = stats ]; then printf "from-docker-stats\\t1MiB / 2MiB\\n"; exit 0; fi\n'
-        "exit 9\n"
-    )
-    tool.chmod(0o755)
-    return {"PATH": f"{bin_dir}:/usr/bin:/bin"}
-
-
-def _run_memory_script(tmp_path: Path, env: dict[str, str]) -> str:
+def _run_memory_script(tmp_path: Path) -> str:
     import subprocess
 
     script = memory.memory_queries()[1].raw()
+    # nothing on PATH: the script needs no docker, no program at all (shell builtins only)
     out = subprocess.run(
-        [*script[:-1], str(tmp_path / "cgroup")], env=env, capture_output=True, text=True
+        ["/bin/sh", *script[1:-1], str(tmp_path / "cgroup")],
+        env={"PATH": "/nonexistent"},
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 0, out.stderr
+    assert not out.stderr
     return out.stdout
 
 
 def test_container_memory_from_cgroup_files_as_docker_stats_counts_it(tmp_path: Path) -> None:
     v2 = tmp_path / "cgroup" / "system.slice" / ("docker-" + "a" * 64 + ".scope")
     v1 = tmp_path / "cgroup" / "memory" / "docker" / ("b" * 64)
-    for folder in (v2, v1):
+    no_stat = tmp_path / "cgroup" / "docker" / ("c" * 64)
+    for folder in (v2, v1, no_stat, tmp_path / "cgroup" / "docker" / "buildkit"):
         folder.mkdir(parents=True)
     (v2 / "memory.current").write_text("50000000\n")
     (v2 / "memory.stat").write_text("anon 1\ninactive_file 10000000\nactive_file 5\n")
     (v1 / "memory.usage_in_bytes").write_text("30000000\n")
     (v1 / "memory.stat").write_text("cache 9\ntotal_inactive_file 1000000\n")
-    env = _fake_docker(tmp_path, f"{'a' * 64} hello-web-v1\\n{'b' * 64} kamal-proxy\\n")
-    stdout = _run_memory_script(tmp_path, env)
-    assert memory.parse_stats(stdout) == {"hello-web-v1": 40000000, "kamal-proxy": 29000000}
-
-
-def test_container_memory_falls_back_to_docker_stats(tmp_path: Path) -> None:
-    (tmp_path / "cgroup").mkdir()
-    env = _fake_docker(tmp_path, f"{'c' * 64} hello-web-v1\\n")
-    stdout = _run_memory_script(tmp_path, env)
-    assert memory.parse_stats(stdout) == {"from-docker-stats": 1024 * 1024}
+    (no_stat / "memory.current").write_text("7000\n")
+    (tmp_path / "cgroup" / "docker" / "cgroup.procs").write_text("1\n")
+    lines = sorted(_run_memory_script(tmp_path).splitlines())
+    assert lines == [f"{'a' * 64}\t40000000", f"{'b' * 64}\t29000000", f"{'c' * 64}\t7000"]
+    found, missing = memory.container_memory(
+        "\n".join(lines), [("aaaaaaaaaaaa", "hello-web-v1"), ("bbbbbbbbbbbb", "hello-web-v0"),
+                           ("eeeeeeeeeeee", "hello-workers-v1")]
+    )  # fmt: skip
+    assert found == {"hello-web-v1": 40000000, "hello-web-v0": 29000000}
+    assert missing == ["hello-workers-v1"]
 
 
 def test_container_memory_with_no_container_running(tmp_path: Path) -> None:
     (tmp_path / "cgroup").mkdir()
-    assert _run_memory_script(tmp_path, _fake_docker(tmp_path, "")) == ""
+    assert _run_memory_script(tmp_path) == ""
+
+
+def test_a_container_without_cgroup_files_is_asked_of_docker_stats(
+    make_config: MakeConfig,
+) -> None:
+    config = make_config(ONE_HOST, version="v2")
+
+    def other_layout(fake: FakeTransport) -> None:
+        small_server(fake)
+        fake.on(["sh", "-c", memory.CONTAINER_MEMORY_SCRIPT], Result(0, "", ""))
+        fake.on(["docker", "stats"], Result(0, STATS, ""))
+
+    pool = FakePool(setup=other_layout)
+    ctx, _ = make_ctx(config, pool)
+    with pytest.raises(MemoryCheckError) as info:  # measured by docker stats: does not fit
+        asyncio.run(flows.deploy(ctx, skip_push=True))
+    assert "needed 531 MiB + margin 64 MiB > available 374 MiB" in info.value.message
+    commands = pool.transports["10.0.0.1"].commands
+    assert ["docker", "stats", "--no-stream", "--format", memory.STATS_FORMAT,
+            "hello-web-v1"] in commands  # fmt: skip
 
 
 def test_a_running_role_that_could_not_be_measured_is_a_warning(make_config: MakeConfig) -> None:

@@ -59,7 +59,7 @@ def server(*, deploy_fails: bool = False, paused_ok: bool = True):  # type: igno
 
         def respond(args: list[str]) -> Result | None:
             if args[:2] == ["docker", "inspect"] and args[-1] == "kamal-proxy":
-                return Result(0, "reg.test:5000/dockyard-proxy:v0.9.2 true\n", "")
+                return Result(0, "reg.test:5000/dockyard-proxy:v0.9.2\ttrue\tkamal \n", "")
             if args[:3] == ["docker", "inspect", "-f"]:
                 return Result(0, "hello\n", "")
             if args[:3] == ["docker", "inspect", "--format"]:

@@ -217,7 +217,7 @@ def _proxy_state(state: str | None) -> FakePool:
 
 
 def test_proxy_boot_leaves_a_running_proxy_alone(make_config: MakeConfig) -> None:
-    pool = _proxy_state("basecamp/kamal-proxy:v0.9.2 true")
+    pool = _proxy_state("basecamp/kamal-proxy:v0.9.2\ttrue\tkamal ")
     ctx, _ = make_ctx(make_config(), pool)
     run(proxy.boot(ctx))
     calls = without_lock_and_audit(pool.transports["10.0.0.1"].commands)
@@ -257,7 +257,7 @@ def _with_list_ok(setup):  # type: ignore[no-untyped-def]
 
 
 def test_proxy_boot_refuses_an_old_proxy(make_config: MakeConfig) -> None:
-    pool = _proxy_state("basecamp/kamal-proxy:v0.8.4 true")
+    pool = _proxy_state("basecamp/kamal-proxy:v0.8.4\ttrue\tkamal ")
     ctx, _ = make_ctx(make_config(), pool, Selection.parse("10.0.0.1"))
     with pytest.raises(DockyardError, match=r"v0\.8\.4 is too old"):
         run(proxy.boot(ctx))
@@ -330,7 +330,7 @@ def _app_server(fake: FakeTransport) -> None:
         if args[:2] == ["docker", "ps"] and ("--latest" in args or "--format" in args):
             return Result(0, "hello-web-v0\n", "")
         if args[:2] == ["docker", "inspect"] and args[-1] == "kamal-proxy":
-            return Result(0, "basecamp/kamal-proxy:v0.9.2 true\n", "")
+            return Result(0, "basecamp/kamal-proxy:v0.9.2\ttrue\tkamal \n", "")
         if args[:2] == ["docker", "inspect"] and args[-1] == "abcdef123456":
             return Result(0, "healthy\n", "")  # the workers' container (no proxy)
         return None

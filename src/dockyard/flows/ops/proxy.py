@@ -65,6 +65,7 @@ async def boot_host(ctx: DeployContext, host: str) -> None:
     from dockyard.flows import boot as boot_flow
 
     state = await boot_flow.survey(ctx, host, [], "-", proxy=True, network=True)
+    await boot_flow.ensure_network(ctx, host, state)
     version = proxy_commands.parse_version(state.proxy_image or "")
     if version and proxy_commands.is_older(version):
         raise FlowProxyError(
