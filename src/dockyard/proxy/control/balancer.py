@@ -23,9 +23,9 @@ WRITER_COOKIE = "kamal-writer"
 #: its first EARLY_WINDOW seconds (an app booting is usually a few hundred ms from listening,
 #: and a doubling wait would find it up to twice as late), then with the wait doubling up to
 #: --health-check-interval (which then applies, as it always does once the target has been
-#: healthy). The first probe is immediate. A refused probe costs a connect; 20 a second is
+#: healthy). The first probe is immediate. A refused probe costs a connect; 40 a second is
 #: nothing to a small server.
-FIRST_RETRY = 0.05
+FIRST_RETRY = 0.025
 EARLY_WINDOW = 2.0
 
 
