@@ -76,7 +76,7 @@ def prepare(
     listed = "".join(f"    - {h}\n" for h in hosts)
     (app / "config" / "deploy.yml").write_text(
         f"""service: {service}
-image: hello
+image: {service}
 servers:
   web:
 {listed}registry:
@@ -105,7 +105,12 @@ ssh:
     return app
 
 
-def push_images(doc: dict[str, object], env: dict[str, str], proxy_image: str) -> None:
+def push_images(
+    doc: dict[str, object], env: dict[str, str], proxy_image: str, services: list[str]
+) -> None:
+    """The proxy image and, per service, hello:v1/v2 labelled with that service (as a build
+    labels it; both tools refuse an image whose label names another service), pushed to the
+    lab registry as ``<service>:<version>``."""
     registry = doc["registry"]
     assert isinstance(registry, dict)
     reg = registry["address"]
@@ -116,9 +121,20 @@ def push_images(doc: dict[str, object], env: dict[str, str], proxy_image: str) -
         check=True,
         capture_output=True,
     )
-    for source, ref in [(proxy_image, f"{reg}/dockyard-proxy:{PROXY_VERSION}")] + [
-        (f"dockyard-lab/hello:{v}", f"{reg}/hello:{v}") for v in ("v1", "v2")
-    ]:
+    refs = [(proxy_image, f"{reg}/dockyard-proxy:{PROXY_VERSION}")]
+    for service in services:
+        for version in ("v1", "v2"):
+            local = f"dockyard-bench/{service}:{version}"
+            dockerfile = f"FROM dockyard-lab/hello:{version}\nLABEL service={service}\n"
+            subprocess.run(
+                ["docker", "build", "-q", "-t", local, "-"],
+                input=dockerfile.encode(),
+                env=env,
+                check=True,
+                capture_output=True,
+            )
+            refs.append((local, f"{reg}/{service}:{version}"))
+    for source, ref in refs:
         subprocess.run(["docker", "tag", source, ref], env=env, check=True)
         subprocess.run(["docker", "push", "-q", ref], env=env, check=True, capture_output=True)
 
@@ -182,7 +198,10 @@ def main() -> int:
         root = Path(tmp)
         # VERSION: Kamal needs a version even for rollback (the project is not a git repo)
         env = {**os.environ, "DOCKER_CONFIG": str(root / "docker"), "VERSION": "v1"}
-        push_images(doc, env, args.proxy_image)
+        services = {
+            (name, count): f"hello{name[0]}{count}" for count in counts for name, _ in tools
+        }
+        push_images(doc, env, args.proxy_image, list(services.values()))
         # One project per tool and server count, each its own service (and proxy host), all
         # deployed side by side, so that every round measures each of them at nearly the same
         # time: the machine's drift (its 2 cores are shared with the lab servers) then falls
@@ -190,7 +209,7 @@ def main() -> int:
         projects: list[tuple[str, list[str], int, Path]] = []
         for count in counts:
             for name, cli in tools:
-                service = f"hello{name[0]}{count}"
+                service = services[(name, count)]
                 app = prepare(doc, root / f"{name}-{count}", count, service, f"{service}.test")
                 timed([*cli, "setup", "-P", "--version", "v1"], app, env)
                 projects.append((name, cli, count, app))
