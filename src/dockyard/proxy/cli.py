@@ -332,8 +332,16 @@ def _pick(value: Any, default: Any) -> Any:
     return default if value is None else value
 
 
-def deploy_request(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Any:
-    """Validate deploy flags as kamal-proxy's client does and build the `DeployRequest`."""
+def _absolute(path: str, cwd: str | None) -> str:
+    """``os.path.abspath`` as seen from ``cwd`` (this process's directory by default)."""
+    return os.path.normpath(os.path.join(cwd, path)) if cwd else os.path.abspath(path)
+
+
+def deploy_request(
+    args: argparse.Namespace, env: Mapping[str, str] | None = None, cwd: str | None = None
+) -> Any:
+    """Validate deploy flags as kamal-proxy's client does and build the `DeployRequest`
+    (relative file paths are taken from ``cwd``, the client's directory)."""
     from dockyard.proxy.control import options as o
     from dockyard.proxy.control.state import data_dir
 
@@ -385,8 +393,8 @@ def deploy_request(args: argparse.Namespace, env: Mapping[str, str] | None = Non
         tls_enabled=tls,
         tls_staging=bool(args.tls_staging),
         # The server reads the files: relative paths are made absolute here, in the client.
-        tls_certificate_path=os.path.abspath(cert) if cert else "",
-        tls_private_key_path=os.path.abspath(key) if key else "",
+        tls_certificate_path=_absolute(cert, cwd) if cert else "",
+        tls_private_key_path=_absolute(key, cwd) if key else "",
         tls_acme_cache_path=acme_cache,
         tls_acme_directory=directory,
         tls_redirect=_pick(args.tls_redirect, True),
@@ -429,23 +437,6 @@ def deploy_request(args: argparse.Namespace, env: Mapping[str, str] | None = Non
     )
 
 
-def _format_table(rows: list[dict[str, str]], colour: bool) -> str:
-    headers = ["Service", "Host", "Path", "Target", "State", "TLS"]
-    keys = ["service", "host", "path", "target", "state", "tls"]
-    if any(row.get("access") for row in rows):  # ours; kamal-proxy's columns otherwise
-        headers.append("Access")
-        keys.append("access")
-    table = [headers] + [[str(row.get(k, "")) for k in keys] for row in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(headers))]
-    lines = []
-    for index, line in enumerate(table):
-        text = "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip()
-        if colour and index == 0:
-            text = f"\x1b[1m{text}\x1b[0m"
-        lines.append(text)
-    return "\n".join(lines)
-
-
 # -- entry point --------------------------------------------------------------------------------
 
 
@@ -473,38 +464,35 @@ def _run_server(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
-def _client(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+def client_request(
+    args: argparse.Namespace, env: Mapping[str, str], cwd: str | None = None
+) -> tuple[str, dict[str, Any]]:
+    """The control call (method, params) of a parsed client subcommand, its flags checked as
+    kamal-proxy's client checks them (:class:`UsageError` otherwise)."""
     from dockyard.proxy.control import options as o
-    from dockyard.proxy.control.client import call
-    from dockyard.proxy.control.state import socket_path
 
-    sock = socket_path(env)
     command = args.command
     if command == "deploy":
-        request = deploy_request(args, env)
-        call(sock, "deploy", request.to_json())
-    elif command in ("remove", "rm"):
-        call(sock, "remove", {"service": _one_service(args)})
-    elif command == "resume":
-        call(sock, "resume", {"service": _one_service(args)})
-    elif command == "pause":
-        params = {
+        return "deploy", deploy_request(args, env, cwd).to_json()
+    if command in ("remove", "rm"):
+        return "remove", {"service": _one_service(args)}
+    if command == "resume":
+        return "resume", {"service": _one_service(args)}
+    if command == "pause":
+        return "pause", {
             "service": _one_service(args),
             "drain_timeout": _pick(args.drain_timeout, o.DEFAULT_DRAIN_TIMEOUT),
             "max_pause": _pick(args.max_pause, o.DEFAULT_PAUSE_TIMEOUT),
         }
-        call(sock, "pause", params)
-    elif command == "stop":
-        params = {
+    if command == "stop":
+        return "stop", {
             "service": _one_service(args),
             "drain_timeout": _pick(args.drain_timeout, o.DEFAULT_DRAIN_TIMEOUT),
             "message": args.message,
         }
-        call(sock, "stop", params)
-    elif command in ("list", "ls"):
-        rows = call(sock, "list")
-        print(_format_table(rows if isinstance(rows, list) else [], sys.stdout.isatty()))
-    elif command == "rollout":
+    if command in ("list", "ls"):
+        return "list", {}
+    if command == "rollout":
         sub = args.rollout_command
         if sub is None:
             raise UsageError("rollout needs a subcommand: deploy, set or stop")
@@ -512,27 +500,53 @@ def _client(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         if sub == "deploy":
             if not args.target:
                 raise UsageError('required flag(s) "target" not set')
-            params = {
+            return "rollout_deploy", {
                 "service": service,
                 "targets": args.target,
                 "readers": args.read_target,
                 "deploy_timeout": _pick(args.deploy_timeout, o.DEFAULT_DEPLOY_TIMEOUT),
                 "drain_timeout": _pick(args.drain_timeout, o.DEFAULT_DRAIN_TIMEOUT),
             }
-            call(sock, "rollout_deploy", params)
-        elif sub == "set":
+        if sub == "set":
             if args.percent is None and not args.list:
                 raise UsageError(
                     "at least one of the flags in the group [percent list] is required"
                 )
-            params = {
+            return "rollout_set", {
                 "service": service,
                 "percent": _pick(args.percent, 0),
                 "allowlist": args.list,
             }
-            call(sock, "rollout_set", params)
-        else:
-            call(sock, "rollout_stop", {"service": service})
+        return "rollout_stop", {"service": service}
+    raise UsageError(f"{command} is not a client subcommand")
+
+
+_CLIENT_PARSER: _Parser | None = None
+
+
+def parse_client(
+    argv: Sequence[str], env: Mapping[str, str], cwd: str
+) -> tuple[str, dict[str, Any]]:
+    """A client subcommand's command line, as sent by :mod:`dockyard.proxy.quick` (the server's
+    ``cli`` call), into its control call: the same parser and checks as :func:`main`."""
+    global _CLIENT_PARSER
+    if _CLIENT_PARSER is None:  # built once per server; `run`'s env defaults are not used here
+        _CLIENT_PARSER = build_parser("kamal-proxy", {})
+    args = _CLIENT_PARSER.parse_args(_normalize_bool_flags(list(argv)))
+    if args.command in (None, "run"):
+        raise UsageError("not a client subcommand")
+    return client_request(args, env, cwd)
+
+
+def _client(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from dockyard.proxy.control.client import call
+    from dockyard.proxy.control.state import socket_path
+    from dockyard.proxy.quick import format_table
+
+    method, params = client_request(args, env)
+    result = call(socket_path(env), method, params)
+    if method == "list":
+        print(format_table(result if isinstance(result, list) else [], sys.stdout.isatty()))
     return 0
 
 

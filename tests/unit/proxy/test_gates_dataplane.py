@@ -217,7 +217,7 @@ def test_gates_apply_to_http2_streams_over_tls() -> None:
 
 
 def test_list_shows_an_access_column_only_when_a_service_is_guarded() -> None:
-    from dockyard.proxy.cli import _format_table
+    from dockyard.proxy.quick import format_table as _format_table
 
     async def go() -> tuple[list[dict[str, str]], list[dict[str, str]]]:
         router = ProxyRouter(probe=healthy)

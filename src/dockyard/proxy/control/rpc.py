@@ -45,7 +45,29 @@ async def dispatch(
     *,
     metrics: ProxyMetrics | None = None,
 ) -> Any:
-    """Run one call against the router; raises `ProxyError` with a user message on failure."""
+    """Run one call against the router; raises `ProxyError` with a user message on failure.
+
+    ``cli``: a client subcommand's command line as typed (``dockyard.proxy.quick``), parsed
+    and checked here by the CLI's own parser, then run as the call it stands for."""
+    if method == "cli":
+        from dockyard.proxy.cli import UsageError, parse_client
+
+        argv = params["argv"]
+        env = params.get("env") or {}
+        if not isinstance(argv, list) or not isinstance(env, dict):
+            raise ValueError("argv must be a list and env an object")
+        words = [str(a) for a in argv]
+        if {"-h", "--help"} & set(words):  # help prints and exits: the client's own business
+            raise ProxyError("help is not available through the control socket")
+        try:
+            inner, inner_params = parse_client(
+                words, {str(k): str(v) for k, v in env.items()}, str(params.get("cwd") or "/")
+            )
+        except UsageError as exc:
+            raise ProxyError(str(exc)) from None
+        except SystemExit:  # argparse exits only for help, refused above; never the server
+            raise ProxyError("that command line cannot be run through the control socket") from None
+        return await dispatch(router, inner, inner_params, metrics=metrics)
     if method == "deploy":
         request = DeployRequest.from_json(params)
         ok = False
