@@ -66,6 +66,24 @@ def format_table(rows: list[dict[str, str]], colour: bool) -> str:
     return "\n".join(lines)
 
 
+def exchange(sock: socket.socket, request: Mapping[str, Any]) -> bytes:
+    """One control call on a connected socket: the request as a JSON line, the answer's line
+    as received (empty when the server closed without one); the socket is closed after."""
+    try:
+        sock.sendall(json.dumps(request).encode() + b"\n")
+        chunks: list[bytes] = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            if chunk.endswith(b"\n"):
+                break
+    finally:
+        sock.close()
+    return b"".join(chunks)
+
+
 def ask(argv: Sequence[str], env: Mapping[str, str]) -> dict[str, Any] | None:
     """The server's answer to the ``cli`` call, or None when the call did not reach a server
     that knows it (then nothing ran, and the full CLI takes over)."""
@@ -77,26 +95,14 @@ def ask(argv: Sequence[str], env: Mapping[str, str]) -> dict[str, Any] | None:
         "cwd": os.getcwd(),
         "env": {name: env[name] for name in PASSED_ENV if name in env},
     }
-    payload = json.dumps({"method": "cli", "params": params}).encode() + b"\n"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        try:
-            sock.connect(path)
-        except OSError:
-            return None
-        sock.sendall(payload)
-        chunks: list[bytes] = []
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            if chunk.endswith(b"\n"):
-                break
-    finally:
+        sock.connect(path)
+    except OSError:
         sock.close()
+        return None
     try:
-        answer = json.loads(b"".join(chunks))
+        answer = json.loads(exchange(sock, {"method": "cli", "params": params}))
     except ValueError:
         answer = None
     if not isinstance(answer, dict):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from dockyard.errors import ProxyError
+from dockyard.proxy.quick import exchange
 
 
 class RpcError(ProxyError):
@@ -24,28 +25,16 @@ class ServerUnreachableError(ProxyError):
 def call(path: Path, method: str, params: dict[str, Any] | None = None) -> Any:
     """One blocking call. Raises `ServerUnreachableError`, or `RpcError` with the server's
     message when the call failed there."""
-    payload = json.dumps({"method": method, "params": params or {}}).encode() + b"\n"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        try:
-            sock.connect(str(path))
-        except OSError as exc:
-            raise ServerUnreachableError(
-                f"unable to reach the proxy server at {path}: {exc.strerror or exc}",
-                hint="is `kamal-proxy run` running?",
-            ) from exc
-        sock.sendall(payload)
-        chunks: list[bytes] = []
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            if chunk.endswith(b"\n"):
-                break
-    finally:
+        sock.connect(str(path))
+    except OSError as exc:
         sock.close()
-    raw = b"".join(chunks)
+        raise ServerUnreachableError(
+            f"unable to reach the proxy server at {path}: {exc.strerror or exc}",
+            hint="is `kamal-proxy run` running?",
+        ) from exc
+    raw = exchange(sock, {"method": method, "params": params or {}})
     if not raw:
         raise RpcError("the proxy server closed the connection without answering")
     try:
