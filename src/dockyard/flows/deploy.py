@@ -164,7 +164,7 @@ async def _boot_proxies(ctx: DeployContext, surveys: dict[str, boot.HostSurvey])
 
 async def _finish_commands(ctx: DeployContext, *, prune: bool) -> list[Argv]:
     """Tag the image as latest (audit line, ``docker tag``); with ``prune``, the prune's
-    audit lines and its two listings (:func:`_prune_plans` reads them)."""
+    audit lines and its two listings (:func:`_prune_plan` reads them)."""
     config = ctx.config
     commands: list[Argv] = [
         await ctx.audit_argv(f"Tagging {config.absolute_image} as the latest image"),
@@ -552,7 +552,7 @@ async def _check_tails(
     ``ctx.release_lock`` does), raise for a failed audit line or tag (as
     :func:`_finish_hosts`), finish where a tail did not go out, and return the prune plans
     by host (with ``prune``)."""
-    count = 6 if prune else 2  # the commands of _finish_commands
+    count = 6 if prune else 2  # the commands of _finish_commands (the release follows them)
     if unlock:
         (host,) = tails
         results = tails[host].results
