@@ -10,7 +10,9 @@ trip) for:
   ``memory.stat``), as seen over SSH, since ``free`` inside a memory-limited container or VM
   slice shows the machine's memory, not the slice's;
 * ``MemAvailable`` from ``/proc/meminfo``;
-* ``docker stats --no-stream`` of the running containers (the app's current containers).
+* the memory of the app's running containers, as ``docker stats --no-stream`` counts it, read
+  from their cgroup files (:data:`CONTAINER_MEMORY_SCRIPT`; ``docker stats`` itself only for a
+  container whose files are not where the script looks).
 
 Pure functions turn that output into a :class:`HostMemory` and a :class:`MemoryPlan` per host;
 :func:`check` raises :class:`MemoryCheckError` with the numbers and the options when a host
