@@ -100,8 +100,8 @@ class HostSurvey:
     memory_missing: list[str] = field(default_factory=list)
 
 
-#: kamal-proxy's image, whether it runs, and its networks: a proxy container attached to the
-#: kamal network proves the network exists, so the survey need not create it.
+#: kamal-proxy's image, whether it runs, and its networks: a running proxy container attached
+#: to the kamal network proves the network exists, so the survey need not create it.
 PROXY_STATE_FORMAT = (
     "{{.Config.Image}}\t{{.State.Running}}\t"
     "{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}"
@@ -235,7 +235,10 @@ def parse_survey(
         if state.ok and state.stdout.strip():
             image, running, networks = [*state.stdout.strip("\n").split("\t"), "", ""][:3]
             out.proxy_image, out.proxy_running = image.strip(), running.strip() == "true"
-            out.network_ready = not network or server_commands.NETWORK in networks.split()
+            # only a running proxy proves it: a stopped one keeps the name of a network that
+            # may have been removed since
+            attached = out.proxy_running and server_commands.NETWORK in networks.split()
+            out.network_ready = not network or attached
         elif "no such" not in state.stderr.lower() and "not found" not in state.stderr.lower():
             raise ctx.failure(host, commands[index], state, what="inspecting kamal-proxy")
         else:

@@ -329,6 +329,27 @@ def test_deploy_makes_the_network_a_running_proxy_is_not_attached_to(
     assert not any(c[:2] == ["docker", "run"] and "kamal-proxy" in c for c in commands)
 
 
+def test_a_stopped_proxy_does_not_vouch_for_the_network(make_config: MakeConfig) -> None:
+    """A stopped container keeps the name of a network that may have been removed since."""
+    config = make_config(WEB_ONLY, version="v2")
+
+    def setup(fake: FakeTransport) -> None:
+        server(current="v1")(fake)
+        fake.on(
+            ["docker", "inspect", "--format", PROXY_STATE_FORMAT, "kamal-proxy"],
+            Result(0, "reg.test:5000/dockyard-proxy:v0.9.2\tfalse\tkamal \n", ""),
+        )
+        fake.on(["docker", "exec", "kamal-proxy", "kamal-proxy", "list"], Result(0, "", ""))
+
+    pool = FakePool(setup=setup)
+    ctx, _ = make_ctx(config, pool)
+    asyncio.run(flows.deploy(ctx, skip_push=True))
+    commands = pool.transports["10.0.0.1"].commands
+    network = commands.index(["docker", "network", "create", "kamal"])
+    start = commands.index(["docker", "container", "start", "kamal-proxy"])
+    assert network < start
+
+
 def test_health_check_failure_stops_new_container_and_releases_lock(
     make_config: MakeConfig,
 ) -> None:
