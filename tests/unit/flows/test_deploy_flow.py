@@ -304,25 +304,37 @@ def test_deploy_boots_the_proxy_when_it_is_missing(make_config: MakeConfig) -> N
     assert network < proxy
 
 
-def test_deploy_makes_the_network_a_running_proxy_is_not_attached_to(
-    make_config: MakeConfig,
-) -> None:
+def deploy_seeing_proxy(
+    make_config: MakeConfig, state: str, *rules: tuple[list[str], Result]
+) -> list[list[str]]:
+    """Deploy v2 where ``docker inspect kamal-proxy`` answers ``state`` (image, running,
+    networks), with extra scripted ``rules``; the primary host's commands."""
     config = make_config(WEB_ONLY, version="v2")
 
     def setup(fake: FakeTransport) -> None:
         server(current="v1")(fake)
         fake.on(
             ["docker", "inspect", "--format", PROXY_STATE_FORMAT, "kamal-proxy"],
-            Result(0, "reg.test:5000/dockyard-proxy:v0.9.2\ttrue\tbridge \n", ""),
+            Result(0, state, ""),
         )
-        fake.on(["docker", "network", "create", "kamal"],
-                Result(1, "", "Error response from daemon: network with name kamal already "
-                              "exists\n"))  # fmt: skip
+        for prefix, result in rules:
+            fake.on(prefix, result)
 
     pool = FakePool(setup=setup)
     ctx, _ = make_ctx(config, pool)
     asyncio.run(flows.deploy(ctx, skip_push=True))
-    commands = pool.transports["10.0.0.1"].commands
+    return pool.transports["10.0.0.1"].commands
+
+
+def test_deploy_makes_the_network_a_running_proxy_is_not_attached_to(
+    make_config: MakeConfig,
+) -> None:
+    commands = deploy_seeing_proxy(
+        make_config,
+        "reg.test:5000/dockyard-proxy:v0.9.2\ttrue\tbridge \n",
+        (["docker", "network", "create", "kamal"],
+         Result(1, "", "Error response from daemon: network with name kamal already exists\n")),
+    )  # fmt: skip
     network = commands.index(["docker", "network", "create", "kamal"])
     app = next(i for i, c in enumerate(commands) if c[:2] == ["docker", "run"])
     assert network < app  # "already exists" is fine
@@ -331,20 +343,11 @@ def test_deploy_makes_the_network_a_running_proxy_is_not_attached_to(
 
 def test_a_stopped_proxy_does_not_vouch_for_the_network(make_config: MakeConfig) -> None:
     """A stopped container keeps the name of a network that may have been removed since."""
-    config = make_config(WEB_ONLY, version="v2")
-
-    def setup(fake: FakeTransport) -> None:
-        server(current="v1")(fake)
-        fake.on(
-            ["docker", "inspect", "--format", PROXY_STATE_FORMAT, "kamal-proxy"],
-            Result(0, "reg.test:5000/dockyard-proxy:v0.9.2\tfalse\tkamal \n", ""),
-        )
-        fake.on(["docker", "exec", "kamal-proxy", "kamal-proxy", "list"], Result(0, "", ""))
-
-    pool = FakePool(setup=setup)
-    ctx, _ = make_ctx(config, pool)
-    asyncio.run(flows.deploy(ctx, skip_push=True))
-    commands = pool.transports["10.0.0.1"].commands
+    commands = deploy_seeing_proxy(
+        make_config,
+        "reg.test:5000/dockyard-proxy:v0.9.2\tfalse\tkamal \n",
+        (["docker", "exec", "kamal-proxy", "kamal-proxy", "list"], Result(0, "", "")),
+    )
     network = commands.index(["docker", "network", "create", "kamal"])
     start = commands.index(["docker", "container", "start", "kamal-proxy"])
     assert network < start
