@@ -69,9 +69,21 @@ def format_table(rows: list[dict[str, str]], colour: bool) -> str:
     return "\n".join(lines)
 
 
+def connect(path: str) -> socket.socket:
+    """A socket connected to the control socket at ``path``; OSError when that fails."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def exchange(sock: socket.socket, request: Mapping[str, Any]) -> bytes:
-    """One control call on a connected socket: the request as a JSON line, the answer's line
-    as received (empty when the server closed without one); the socket is closed after."""
+    """One control call on a connected socket (:func:`connect`): the request as a JSON line,
+    the answer's line as received (empty when the server closed without one); the socket is
+    closed after."""
     try:
         sock.sendall(json.dumps(request).encode() + b"\n")
         chunks: list[bytes] = []
@@ -98,11 +110,9 @@ def ask(argv: Sequence[str], env: Mapping[str, str]) -> dict[str, Any] | None:
         "cwd": os.getcwd(),
         "env": {name: env[name] for name in PASSED_ENV if name in env},
     }
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.connect(path)
+        sock = connect(path)
     except OSError:
-        sock.close()
         return None
     try:
         answer = json.loads(exchange(sock, {"method": "cli", "params": params}))

@@ -6,12 +6,11 @@ Kept free of asyncio and the router so that client subcommands start fast.
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
 from dockyard.errors import ProxyError
-from dockyard.proxy.quick import exchange
+from dockyard.proxy.quick import connect, exchange
 
 
 class RpcError(ProxyError):
@@ -25,11 +24,9 @@ class ServerUnreachableError(ProxyError):
 def call(path: Path, method: str, params: dict[str, Any] | None = None) -> Any:
     """One blocking call. Raises `ServerUnreachableError`, or `RpcError` with the server's
     message when the call failed there."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.connect(str(path))
+        sock = connect(str(path))
     except OSError as exc:
-        sock.close()
         raise ServerUnreachableError(
             f"unable to reach the proxy server at {path}: {exc.strerror or exc}",
             hint="is `kamal-proxy run` running?",

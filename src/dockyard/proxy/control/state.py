@@ -26,8 +26,8 @@ from dockyard.proxy.control.options import (
     HealthCheckConfig,
     ServiceConfig,
 )
+from dockyard.proxy.quick import SOCKET_NAME  # the fast client finds the socket by it too
 
-SOCKET_NAME = "kamal-proxy.sock"
 STATE_NAME = "kamal-proxy.state"
 
 
