@@ -611,16 +611,20 @@ class DeployContext:
         results = await self.batch(
             primary, [*before, *commands], stop_on_error=not before, check=False
         )
+        self.lock_released(results[len(before) :])
+        return results[: len(before)]
+
+    def lock_released(self, results: Sequence[Result]) -> None:
+        """Note that the release commands (``lock_commands.release``) ran on the primary host,
+        in whichever batch carried them; a failed one is a warning."""
         self.holding_lock = False
-        done, results = results[: len(before)], results[len(before) :]
         failed = [r for r in results if not r.ok]
         if failed:
             self.warn(
-                f"could not release the deploy lock on {primary}: "
+                f"could not release the deploy lock on {self.primary_host}: "
                 f"{failed[0].stderr.strip()} (run `dockyard lock release`)",
-                primary,
+                self.primary_host,
             )
-        return done
 
     async def lock_status(self) -> str | None:
         """The lock's decoded details, or None when there is no lock."""

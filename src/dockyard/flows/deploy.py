@@ -552,19 +552,12 @@ async def _check_tails(
     ``ctx.release_lock`` does), raise for a failed audit line or tag (as
     :func:`_finish_hosts`), finish where a tail did not go out, and return the prune plans
     by host (with ``prune``)."""
-    count = 6 if prune else 2  # the commands of _finish_commands (the release follows them)
-    if unlock:
+    if unlock:  # the release went last in the lone primary host's tail
         (host,) = tails
         results = tails[host].results
         if results is not None:
-            ctx.holding_lock = False
-            failed = [r for r in results[count:] if not r.ok]
-            if failed:
-                ctx.warn(
-                    f"could not release the deploy lock on {host}: "
-                    f"{failed[0].stderr.strip()} (run `dockyard lock release`)",
-                    host,
-                )
+            release = lock_commands.release(ctx.config.service, ctx.config.destination)
+            ctx.lock_released(results[-len(release) :])
     plans: dict[str, prune_commands.PrunePlan | None] = {}
 
     async def one(host: str) -> None:
@@ -573,8 +566,8 @@ async def _check_tails(
         for command, result in zip(tail.commands[:2], tail.results[:2], strict=True):
             if not result.ok:
                 raise ctx.failure(host, command, result, what="tagging the latest image")
-        if prune:
-            plans[host] = _prune_plan(ctx, host, tail.results[:count])
+        if prune:  # (no release in a tail with the prune: its listings come last)
+            plans[host] = _prune_plan(ctx, host, tail.results)
 
     sent = [host for host, tail in tails.items() if tail.results is not None]
     await ctx.on(sent, one)
