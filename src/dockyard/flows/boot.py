@@ -145,7 +145,7 @@ async def settle(ctx: DeployContext, host: str, state: HostSurvey) -> None:
     ``docker stats`` of the containers whose memory the survey could not read. The common
     case, one running container with its cgroup files, needs no question."""
     roles = _unsettled(ctx, state)
-    missing = state.memory_missing if state.memory is not None else []
+    missing = state.memory_missing  # set only with the memory figures
     if not roles and not missing:
         return
     config = ctx.config
@@ -171,11 +171,7 @@ async def settle(ctx: DeployContext, host: str, state: HostSurvey) -> None:
 
 async def settle_all(ctx: DeployContext, surveys: dict[str, HostSurvey]) -> None:
     """:func:`settle` on the hosts that need it (in parallel)."""
-    hosts = [
-        host
-        for host, state in surveys.items()
-        if _unsettled(ctx, state) or (state.memory is not None and state.memory_missing)
-    ]
+    hosts = [h for h, state in surveys.items() if _unsettled(ctx, state) or state.memory_missing]
     if hosts:
         await ctx.on(hosts, lambda host: settle(ctx, host, surveys[host]))
 
@@ -221,9 +217,7 @@ def parse_survey(
     work raise, naming the host."""
     index = 0
     if network and not proxy:
-        made = results[0]
-        if not made.ok and not server_commands.network_already_exists(made.stderr):
-            raise ctx.failure(host, commands[0], made, what="creating the kamal network")
+        check_network_made(ctx, host, commands[0], results[0])
         index = 1
     if network:
         if not results[index].ok:
@@ -284,15 +278,23 @@ def role_survey(
     )
 
 
-async def ensure_network(ctx: DeployContext, host: str, state: HostSurvey) -> None:
-    """``docker network create kamal`` unless the survey saw it ("already exists" is fine)."""
-    if state.network_ready:
-        return
-    create = server_commands.create_network()
-    made = await ctx.run(host, create, check=False)
+def check_network_made(ctx: DeployContext, host: str, command: Argv, made: Result) -> None:
+    """Raise for a failed ``docker network create kamal``; "already exists" is fine."""
     if not made.ok and not server_commands.network_already_exists(made.stderr):
-        raise ctx.failure(host, create, made, what="creating the kamal network")
-    state.network_ready = True
+        raise ctx.failure(host, command, made, what="creating the kamal network")
+
+
+async def make_network(ctx: DeployContext, host: str) -> None:
+    """``docker network create kamal`` in its own round trip ("already exists" is fine)."""
+    create = server_commands.create_network()
+    check_network_made(ctx, host, create, await ctx.run(host, create, check=False))
+
+
+async def ensure_network(ctx: DeployContext, host: str, state: HostSurvey) -> None:
+    """:func:`make_network` unless the survey saw the network."""
+    if not state.network_ready:
+        await make_network(ctx, host)
+        state.network_ready = True
 
 
 async def boot_proxy(ctx: DeployContext, host: str, state: HostSurvey) -> None:

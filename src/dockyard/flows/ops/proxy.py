@@ -19,14 +19,9 @@ if TYPE_CHECKING:
 
 async def _network(ctx: DeployContext, hosts: list[str]) -> None:
     """``docker network create kamal`` on every host; "already exists" is fine."""
-    create = server_commands.create_network()
+    from dockyard.flows import boot as boot_flow
 
-    async def one(host: str) -> None:
-        made = await ctx.run(host, create, check=False)
-        if not made.ok and not server_commands.network_already_exists(made.stderr):
-            raise ctx.failure(host, create, made, what="creating the kamal network")
-
-    await ctx.on(hosts, one)
+    await ctx.on(hosts, lambda host: boot_flow.make_network(ctx, host))
 
 
 async def _login(ctx: DeployContext, host: str) -> None:
