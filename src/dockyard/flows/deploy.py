@@ -20,6 +20,7 @@ from dockyard.commands.argv import Argv, argv, docker
 from dockyard.flows import boot, build, memory, swap
 from dockyard.flows.context import DeployContext
 from dockyard.flows.errors import DockerError
+from dockyard.flows.ops import prune as prune_ops
 from dockyard.flows.swap import BootStrategy
 from dockyard.remote.result import Result
 
@@ -27,7 +28,6 @@ __all__ = [
     "DeployResult",
     "RollbackResult",
     "deploy",
-    "prune_all",
     "redeploy",
     "remove",
     "rollback",
@@ -164,103 +164,15 @@ async def _boot_proxies(ctx: DeployContext, surveys: dict[str, boot.HostSurvey])
 
 async def _finish_commands(ctx: DeployContext, *, prune: bool) -> list[Argv]:
     """Tag the image as latest (audit line, ``docker tag``); with ``prune``, the prune's
-    audit lines and its two listings (:func:`_prune_plan` reads them)."""
+    audit lines and its two listings (:func:`dockyard.flows.ops.prune.plan` reads them)."""
     config = ctx.config
     commands: list[Argv] = [
         await ctx.audit_argv(f"Tagging {config.absolute_image} as the latest image"),
         app_commands.tag_latest_image(config),
     ]
     if prune:
-        commands += await _prune_queries(ctx)
+        commands += await prune_ops.queries(ctx)
     return commands
-
-
-async def _prune_queries(ctx: DeployContext) -> list[Argv]:
-    """Kamal's audit lines, then what a prune decides on (one container listing, one image
-    listing): removals follow only when there is something to remove."""
-    service = ctx.config.service
-    return [
-        await ctx.audit_argv("Pruned containers"),
-        await ctx.audit_argv("Pruned images"),
-        prune_commands.list_service_containers(service),
-        prune_commands.list_images(service),
-    ]
-
-
-def _prune_plan(
-    ctx: DeployContext, host: str, results: Sequence[Result]
-) -> prune_commands.PrunePlan | None:
-    """The prune of ``host`` from the results of :func:`_prune_queries` (the last two count);
-    None, with a warning, when docker did not list what it has."""
-    containers, images = results[-2], results[-1]
-    if not containers.ok:
-        ctx.warn(f"prune skipped: could not list the containers: {_first(containers)}", host)
-        return None
-    config = ctx.config
-    plan = prune_commands.plan_prune(
-        containers.stdout,
-        images.stdout if images.ok else "",
-        retain=max(1, config.retain_containers),
-        latest_image=config.latest_image,
-        repository=config.repository,
-    )
-    if not images.ok:
-        ctx.warn(f"images not pruned: could not list them: {_first(images)}", host)
-    return plan
-
-
-def _first(result: Result) -> str:
-    text = (result.stderr.strip() or result.stdout.strip()).splitlines()
-    return text[0] if text else result.describe_status()
-
-
-def _report_prune(
-    ctx: DeployContext, host: str, plan: prune_commands.PrunePlan, results: Sequence[Result]
-) -> None:
-    """A failed ``docker rm``/``image prune``/``rmi`` is a warning, never a failed deploy."""
-    from dockyard.flows.ops import prune as prune_ops  # no import cycle at load time
-
-    count = len(plan.containers)
-    outcome = prune_ops.removal_outcome(plan.containers, results[:count])
-    prune_ops.warn_failed(ctx, host, "container", outcome)
-    rest = list(results[count:])
-    if plan.dangling:
-        dangling = rest.pop(0) if rest else None
-        if dangling is None or not dangling.ok:
-            reason = _first(dangling) if dangling is not None else "not run"
-            ctx.warn(f"could not prune the dangling images (prune goes on): {reason}", host)
-    prune_ops.warn_failed(ctx, host, "image", prune_ops.removal_outcome(plan.images, rest))
-
-
-async def _apply_prunes(
-    ctx: DeployContext, plans: Mapping[str, prune_commands.PrunePlan | None], *, unlock: bool
-) -> None:
-    """Carry out the prune plans: the other hosts' removals side by side, then (``unlock``)
-    the primary host's removals with the lock's release in one round trip."""
-    service = ctx.config.service
-    primary = ctx.primary_host
-
-    async def one(host: str) -> None:
-        plan = plans[host]
-        assert plan is not None
-        results = await ctx.batch(
-            host, prune_commands.prune_commands(plan, service), stop_on_error=False, check=False
-        )
-        _report_prune(ctx, host, plan, results)
-
-    others = [
-        host
-        for host, plan in plans.items()
-        if plan is not None and not plan.empty and not (unlock and host == primary)
-    ]
-    if others:
-        await ctx.on(others, one)
-    if unlock:
-        plan = plans.get(primary)
-        removals = prune_commands.prune_commands(plan, service) if plan is not None else []
-        results = await ctx.release_lock(before=removals)
-        if plan is not None:
-            _report_prune(ctx, primary, plan, results)
 
 
 async def _finish_hosts(
@@ -278,26 +190,11 @@ async def _finish_hosts(
             if not result.ok:
                 raise ctx.failure(host, command, result, what="tagging the latest image")
         if prune:
-            plans[host] = _prune_plan(ctx, host, results)
+            plans[host] = prune_ops.plan(ctx, host, results)
 
     await ctx.on(hosts, one)
     if prune or unlock:
-        await _apply_prunes(ctx, plans, unlock=unlock)
-
-
-async def prune_all(ctx: DeployContext) -> None:
-    """``prune all`` on every selected host, under the lock."""
-    owned = not ctx.holding_lock
-    async with ctx.lock("Automatic deploy lock"):
-        plans: dict[str, prune_commands.PrunePlan | None] = {}
-
-        async def one(host: str) -> None:
-            queries = await _prune_queries(ctx)
-            results = await ctx.batch(host, queries, stop_on_error=False, check=False)
-            plans[host] = _prune_plan(ctx, host, results)
-
-        await ctx.on(ctx.hosts, one)
-        await _apply_prunes(ctx, plans, unlock=owned)
+        await prune_ops.apply(ctx, plans, unlock=unlock)
 
 
 async def deploy(
@@ -516,7 +413,7 @@ async def _boot_with_tails(
     await boot.boot_app(ctx, surveys, start_existing=start_existing, tails=tails)
     plans = await _check_tails(ctx, tails, prune=prune, unlock=in_tail)
     if prune or (unlock and not in_tail):
-        await _apply_prunes(ctx, plans, unlock=unlock and not in_tail)
+        await prune_ops.apply(ctx, plans, unlock=unlock and not in_tail)
 
 
 def _finish_builder(
@@ -567,7 +464,7 @@ async def _check_tails(
             if not result.ok:
                 raise ctx.failure(host, command, result, what="tagging the latest image")
         if prune:  # (no release in a tail with the prune: its listings come last)
-            plans[host] = _prune_plan(ctx, host, tail.results)
+            plans[host] = prune_ops.plan(ctx, host, tail.results)
 
     sent = [host for host, tail in tails.items() if tail.results is not None]
     await ctx.on(sent, one)

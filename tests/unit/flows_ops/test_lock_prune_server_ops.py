@@ -78,34 +78,53 @@ def test_lock_status_and_release(make_config: MakeConfig) -> None:
 
 
 def test_prune_keeps_retained_containers_and_their_images(make_config: MakeConfig) -> None:
+    repo = "registry.test:5000/hello"
+
     def setup(fake: FakeTransport) -> None:
-        fake.on(["docker", "ps", "-q", "-a"], Result(0, "c5\nc4\nc3\nc2\nc1\n", ""))
+        rows = [f"c5\trunning\t{repo}:v5\n", f"c4\texited\t{repo}:v4\n"]
+        rows += [f"c{n}\texited\t{repo}:v3\n" for n in (3, 2, 1)]
+        fake.on(["docker", "ps", "-a"], Result(0, "".join(rows), ""))
         fake.on(
             ["docker", "image", "ls"],
             Result(
                 0,
-                "i5 registry.test:5000/hello:v5\ni4 registry.test:5000/hello:v4\n"
-                "i3 registry.test:5000/hello:v3\ni0 registry.test:5000/hello:latest\n",
+                f"i5 {repo}:v5\ni4 {repo}:v4\ni3 {repo}:v3\ni0 {repo}:latest\ni9 {repo}:<none>\n",
                 "",
             ),
-        )
-        fake.on(
-            ["docker", "container", "ls", "-a"],
-            Result(0, "registry.test:5000/hello:v5\nregistry.test:5000/hello:v4\n", ""),
         )
 
     pool = FakePool(setup=setup)
     ctx, _ = make_ctx(make_config(), pool, Selection.parse("10.0.0.2"))
     removed = run(prune.all_(ctx, retain=2))
-    assert removed == {"10.0.0.2": ["c3", "c2", "c1", "registry.test:5000/hello:v3"]}
+    # stopped: c4, c3, c2, c1; the newest two stay, and with them the images v5 (running), v4, v3
+    assert removed == {"10.0.0.2": ["c2", "c1"]}
     calls = without_lock_and_audit(pool.transports["10.0.0.2"].commands)
     assert [c for c in calls if c[:2] in (["docker", "rm"], ["docker", "rmi"])] == [
-        ["docker", "rm", "c3"],
         ["docker", "rm", "c2"],
         ["docker", "rm", "c1"],
-        ["docker", "rmi", "registry.test:5000/hello:v3"],
     ]
+    # the untagged image is listed: the dangling images go
     assert ["docker", "image", "prune", "--force", "--filter", "label=service=hello"] in calls
+
+
+def test_prune_removes_the_images_only_stopped_containers_beyond_retain_used(
+    make_config: MakeConfig,
+) -> None:
+    repo = "registry.test:5000/hello"
+
+    def setup(fake: FakeTransport) -> None:
+        rows = [f"c{n}\texited\t{repo}:v{n}\n" for n in (5, 4, 3, 2, 1)]
+        fake.on(["docker", "ps", "-a"], Result(0, "".join(rows), ""))
+        tags = "".join(f"i{n} {repo}:v{n}\n" for n in (5, 4, 3, 2, 1))
+        fake.on(["docker", "image", "ls"], Result(0, tags + f"i0 {repo}:latest\n", ""))
+
+    pool = FakePool(setup=setup)
+    ctx, _ = make_ctx(make_config(), pool, Selection.parse("10.0.0.2"))
+    assert run(prune.containers(ctx, retain=3)) == {"10.0.0.2": ["c2", "c1"]}
+    assert run(prune.images(ctx)) == {"10.0.0.2": []}  # each listed container uses its image
+    assert run(prune.all_(ctx, retain=3)) == {"10.0.0.2": ["c2", "c1", f"{repo}:v2", f"{repo}:v1"]}
+    calls = without_lock_and_audit(pool.transports["10.0.0.2"].commands)
+    assert ["docker", "image", "prune", "--force", "--filter", "label=service=hello"] not in calls
 
 
 def test_prune_runs_on_accessory_hosts_too_and_checks_retain(make_config: MakeConfig) -> None:

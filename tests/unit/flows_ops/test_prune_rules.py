@@ -6,7 +6,6 @@ from __future__ import annotations
 import random
 
 from dockyard.commands import prune as prune_commands
-from dockyard.flows import deploy
 from dockyard.flows.context import Selection
 from dockyard.flows.ops import prune
 from dockyard.remote import FakePool, FakeTransport, Result
@@ -42,10 +41,8 @@ def test_removal_outcome_pairs_items_with_results() -> None:
 
 
 def _host_with_two_stuck_images(fake: FakeTransport) -> None:
-    fake.on(["docker", "ps", "-q", "-a"], Result(0, "c4\nc3\nc2\nc1\n", ""))
     fake.on(["docker", "image", "ls"], Result(0, _images("v4", "v3", "v2", "v1", "latest"), ""))
-    fake.on(["docker", "container", "ls", "-a"], Result(0, f"{REPO}:v4\n{REPO}:v3\n", ""))
-    # the deploy's one listing of the same containers (ID, state, image; newest first)
+    # the one listing of the service's containers (ID, state, image; newest first)
     fake.on(
         ["docker", "ps", "-a"],
         Result(
@@ -59,10 +56,10 @@ def _host_with_two_stuck_images(fake: FakeTransport) -> None:
     fake.on(["docker", "rm", "c2"], Result(1, "", "Error: container c2 is being removed"))
 
 
-def test_ops_prune_warns_about_a_failed_rmi_and_goes_on(make_config: MakeConfig) -> None:
+def test_prune_warns_about_a_failed_rm_or_rmi_and_goes_on(make_config: MakeConfig) -> None:
     pool = FakePool(setup=_host_with_two_stuck_images)
     ctx, events = make_ctx(make_config(), pool, Selection.parse("10.0.0.2"))
-    removed = run(prune.all_(ctx, retain=2))
+    removed = run(prune.all_(ctx, retain=1))
     # c2 and v2 failed: not reported as removed, but everything after them was still tried
     assert removed == {"10.0.0.2": ["c1", f"{REPO}:v1"]}
     assert _removals(pool.transports["10.0.0.2"].commands) == [
@@ -79,10 +76,10 @@ def test_ops_prune_warns_about_a_failed_rmi_and_goes_on(make_config: MakeConfig)
     ]  # fmt: skip
 
 
-def test_deploy_prune_never_fails_because_rmi_failed(make_config: MakeConfig) -> None:
+def test_prune_never_fails_because_rmi_failed(make_config: MakeConfig) -> None:
     pool = FakePool(setup=_host_with_two_stuck_images)
     ctx, events = make_ctx(make_config(), pool, Selection.parse("10.0.0.2"))
-    run(deploy.prune_all(ctx))  # retain_containers: 5 -> no container removed
+    run(prune.all_(ctx))  # retain_containers: 5 -> no container removed
     calls = _removals(pool.transports["10.0.0.2"].commands)
     # the used versions (v4, v3) and latest are never removed; v2 fails, v1 is still removed
     assert calls == [["docker", "rmi", f"{REPO}:v2"], ["docker", "rmi", f"{REPO}:v1"]]
@@ -91,7 +88,7 @@ def test_deploy_prune_never_fails_because_rmi_failed(make_config: MakeConfig) ->
     ]
 
 
-def test_deploy_prune_keeps_the_images_of_the_retained_containers(make_config: MakeConfig) -> None:
+def test_prune_keeps_the_images_of_the_retained_containers(make_config: MakeConfig) -> None:
     config = make_config()
     retain = config.retain_containers
 
@@ -107,7 +104,7 @@ def test_deploy_prune_keeps_the_images_of_the_retained_containers(make_config: M
 
     pool = FakePool(setup=setup)
     ctx, _ = make_ctx(config, pool, Selection.parse("10.0.0.1"))
-    run(deploy.prune_all(ctx))
+    run(prune.all_(ctx))
     calls = _removals(pool.transports["10.0.0.1"].commands)
     assert calls[: 9 - retain] == [["docker", "rm", f"c{n}"] for n in range(9 - retain, 0, -1)]
     assert [c[2] for c in calls[9 - retain :]] == [f"{REPO}:v{n}" for n in range(9 - retain, 0, -1)]

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 from dockyard.commands import accessory as acc_commands
 from dockyard.commands import registry as registry_commands
-from dockyard.commands import server as server_commands
 from dockyard.commands.argv import Argv, Pipeline
 from dockyard.errors import ConfigError, DockyardError
+from dockyard.flows.boot import make_network
 from dockyard.flows.errors import DockerError
 from dockyard.flows.ops.app import DEFAULT_LOG_LINES
 from dockyard.flows.ops.base import Interactive, Section, first_line, ssh_session
@@ -54,9 +54,7 @@ async def _prepare(ctx: DeployContext, accessory: Accessory, hosts: Sequence[str
     async def on_host(host: str) -> None:
         if login is not None:
             await ctx.run(host, login, layer="registry", what="docker login")
-        created = await ctx.run(host, server_commands.create_network(), check=False)
-        if not created.ok and not server_commands.network_already_exists(created.stderr):
-            raise ctx.failure(host, server_commands.create_network(), created)
+        await make_network(ctx, host)
 
     await ctx.on(hosts, on_host)
 

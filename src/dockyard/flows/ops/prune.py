@@ -10,14 +10,15 @@ is housekeeping and never fails a deploy or the command because one ``docker rm`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from dockyard.commands import prune as prune_commands
 from dockyard.errors import DockyardError
 
 if TYPE_CHECKING:
+    from dockyard.commands.argv import Argv
     from dockyard.flows.context import DeployContext
     from dockyard.remote.result import Result
 
@@ -52,17 +53,6 @@ def warn_failed(ctx: DeployContext, host: str, what: str, removal: Removal) -> N
         ctx.warn(f"could not remove {what} {item} (kept, prune goes on): {reason}", host)
 
 
-async def remove_images(ctx: DeployContext, host: str, tags: Sequence[str]) -> list[str]:
-    """``docker rmi`` each tag in one round trip; failures become warnings. The tags removed."""
-    if not tags:
-        return []
-    commands = [prune_commands.remove_image(tag) for tag in tags]
-    results = await ctx.batch(host, commands, stop_on_error=False, check=False)
-    outcome = removal_outcome(tags, results)
-    warn_failed(ctx, host, "image", outcome)
-    return outcome.removed
-
-
 def _retain(ctx: DeployContext, retain: int | None) -> int:
     value = ctx.config.retain_containers if retain is None else retain
     if value < 1:
@@ -73,52 +63,138 @@ def _retain(ctx: DeployContext, retain: int | None) -> int:
     return value
 
 
+# -- one plan per host: the listings in one round trip, the removals in one more ----------------
+
+
+async def queries(ctx: DeployContext) -> list[Argv]:
+    """Kamal's audit lines, then what a prune decides on (one container listing, one image
+    listing): removals follow only when there is something to remove."""
+    service = ctx.config.service
+    return [
+        await ctx.audit_argv("Pruned containers"),
+        await ctx.audit_argv("Pruned images"),
+        prune_commands.list_service_containers(service),
+        prune_commands.list_images(service),
+    ]
+
+
+def plan(
+    ctx: DeployContext, host: str, results: Sequence[Result], *, retain: int | None = None
+) -> prune_commands.PrunePlan | None:
+    """The prune of ``host`` from the results of :func:`queries` (the last two count; they may
+    ride at the end of a longer batch); None, with a warning, when docker did not list what it
+    has. ``retain``: stopped containers to keep (default: ``retain_containers``)."""
+    containers, images = results[-2], results[-1]
+    if not containers.ok:
+        ctx.warn(f"prune skipped: could not list the containers: {first_line(containers)}", host)
+        return None
+    config = ctx.config
+    decided = prune_commands.plan_prune(
+        containers.stdout,
+        images.stdout if images.ok else "",
+        retain=max(1, config.retain_containers if retain is None else retain),
+        latest_image=config.latest_image,
+        repository=config.repository,
+    )
+    if not images.ok:
+        ctx.warn(f"images not pruned: could not list them: {first_line(images)}", host)
+    return decided
+
+
+def first_line(result: Result) -> str:
+    text = (result.stderr.strip() or result.stdout.strip()).splitlines()
+    return text[0] if text else result.describe_status()
+
+
+def report(
+    ctx: DeployContext, host: str, decided: prune_commands.PrunePlan, results: Sequence[Result]
+) -> list[str]:
+    """Warn about each failed ``docker rm``/``image prune``/``rmi`` (never a failure: prune is
+    housekeeping); the containers and images removed."""
+    count = len(decided.containers)
+    containers = removal_outcome(decided.containers, results[:count])
+    warn_failed(ctx, host, "container", containers)
+    rest = list(results[count:])
+    if decided.dangling:
+        dangling = rest.pop(0) if rest else None
+        if dangling is None or not dangling.ok:
+            reason = first_line(dangling) if dangling is not None else "not run"
+            ctx.warn(f"could not prune the dangling images (prune goes on): {reason}", host)
+    images = removal_outcome(decided.images, rest)
+    warn_failed(ctx, host, "image", images)
+    return containers.removed + images.removed
+
+
+async def apply(
+    ctx: DeployContext,
+    plans: Mapping[str, prune_commands.PrunePlan | None],
+    *,
+    unlock: bool,
+) -> dict[str, list[str]]:
+    """Carry out the plans: the other hosts' removals side by side, then (``unlock``) the
+    primary host's removals with the lock's release in one round trip. What was removed, by
+    host (every host with a plan, even when nothing was to be removed)."""
+    service = ctx.config.service
+    primary = ctx.primary_host
+    removed: dict[str, list[str]] = {host: [] for host, p in plans.items() if p is not None}
+
+    async def one(host: str) -> None:
+        decided = plans[host]
+        assert decided is not None
+        commands = prune_commands.prune_commands(decided, service)
+        results = await ctx.batch(host, commands, stop_on_error=False, check=False)
+        removed[host] = report(ctx, host, decided, results)
+
+    others = [
+        host
+        for host, p in plans.items()
+        if p is not None and not p.empty and not (unlock and host == primary)
+    ]
+    if others:
+        await ctx.on(others, one)
+    if unlock:
+        decided = plans.get(primary)
+        removals = prune_commands.prune_commands(decided, service) if decided is not None else []
+        results = await ctx.release_lock(before=removals)
+        if decided is not None:
+            removed[primary] = report(ctx, primary, decided, results)
+    return removed
+
+
+async def _prune(
+    ctx: DeployContext, *, retain: int | None, containers: bool, images: bool
+) -> dict[str, list[str]]:
+    """Plan on every selected host (one round trip each), then remove, under the lock; the
+    lock taken here goes with the primary host's removals."""
+    keep = _retain(ctx, retain) if containers else None
+    owned = not ctx.holding_lock
+    async with ctx.lock("Automatic deploy lock"):
+        plans: dict[str, prune_commands.PrunePlan | None] = {}
+
+        async def one(host: str) -> None:
+            commands = await queries(ctx)
+            results = await ctx.batch(host, commands, stop_on_error=False, check=False)
+            decided = plan(ctx, host, results, retain=keep)
+            if decided is not None and not containers:
+                decided = replace(decided, containers=[])
+            if decided is not None and not images:
+                decided = replace(decided, dangling=False, images=[])
+            plans[host] = decided
+
+        await ctx.on(ctx.hosts, one)
+        return await apply(ctx, plans, unlock=owned)
+
+
 async def containers(ctx: DeployContext, *, retain: int | None = None) -> dict[str, list[str]]:
     """Remove stopped containers of the service beyond the newest ``retain``; by host."""
-    keep = _retain(ctx, retain)
-    service = ctx.config.service
-
-    async def on_host(host: str) -> list[str]:
-        await ctx.audit(host, "Pruned containers")
-        listed = await ctx.run(host, prune_commands.list_stopped_containers(service))
-        doomed = prune_commands.containers_to_remove(listed.stdout, keep)
-        if not doomed:
-            return []
-        commands = [prune_commands.remove_container(c) for c in doomed]
-        results = await ctx.batch(host, commands, stop_on_error=False, check=False)
-        outcome = removal_outcome(doomed, results)
-        warn_failed(ctx, host, "container", outcome)
-        return outcome.removed
-
-    async with ctx.lock():
-        return await ctx.on(ctx.hosts, on_host)
+    return await _prune(ctx, retain=retain, containers=True, images=False)
 
 
 async def images(ctx: DeployContext) -> dict[str, list[str]]:
     """Prune dangling images, then remove tagged images no container uses; by host."""
-    config = ctx.config
-
-    async def on_host(host: str) -> list[str]:
-        await ctx.audit(host, "Pruned images")
-        await ctx.run(host, prune_commands.dangling_images(config.service))
-        listed = await ctx.run(host, prune_commands.list_images(config.service))
-        used = await ctx.run(host, prune_commands.list_used_images(config.service))
-        tags = prune_commands.images_to_remove(
-            listed.stdout,
-            used.stdout.splitlines(),
-            latest_image=config.latest_image,
-            repository=config.repository,
-        )
-        return await remove_images(ctx, host, tags)
-
-    async with ctx.lock():
-        return await ctx.on(ctx.hosts, on_host)
+    return await _prune(ctx, retain=None, containers=False, images=True)
 
 
 async def all_(ctx: DeployContext, *, retain: int | None = None) -> dict[str, list[str]]:
-    """Containers, then images; what was removed, by host."""
-    async with ctx.lock():
-        removed = await containers(ctx, retain=retain)
-        for host, tags in (await images(ctx)).items():
-            removed.setdefault(host, []).extend(tags)
-    return removed
+    """Containers, then the images no remaining container uses; what was removed, by host."""
+    return await _prune(ctx, retain=retain, containers=True, images=True)
