@@ -37,6 +37,7 @@ from dockyard.proxy.tls.clienthello import (
     MAX_CLIENT_HELLO,
     NEED_MORE,
     ClientHello,
+    NeedMore,
     parse_client_hello,
 )
 from dockyard.proxy.tls.context import TlsSelector
@@ -74,41 +75,52 @@ def _peer_shut_down(sock: socket.socket) -> bool:
     return any(events & rdhup for _, events in poller.poll(0))
 
 
+def _peek(sock: socket.socket) -> tuple[ClientHello | NeedMore | None, int]:
+    """One look at what the peer sent so far: the parse and how many bytes it saw (-1: none yet,
+    the socket would block). ``None`` for something that is not a ClientHello, or a closed or
+    failed socket."""
+    try:
+        data = sock.recv(_PEEK_LIMIT, socket.MSG_PEEK)
+    except (BlockingIOError, InterruptedError):
+        return NEED_MORE, -1
+    except OSError:
+        return None, 0
+    if not data:
+        return None, 0
+    return parse_client_hello(data), len(data)
+
+
 async def peek_client_hello(sock: socket.socket, *, timeout: float = 10.0) -> ClientHello | None:
     """Peek at ``sock`` (non-blocking, freshly accepted) until a whole ClientHello is there.
 
     Returns ``None`` when the peer sends something that is not a ClientHello, closes, or does
     not complete it within ``timeout`` seconds. Nothing is consumed from the socket.
     """
+    # Peek first: a client sends its ClientHello right after connecting, so it is usually
+    # there already when the socket is accepted; that common case needs no reader on the fd,
+    # no timer and no further loop round.
+    result, size = _peek(sock)
+    if result is not NEED_MORE:
+        return result
     loop = asyncio.get_running_loop()
     seen = -1
     try:
         async with asyncio.timeout(timeout):
             while True:
-                # Peek first: a client sends its ClientHello right after connecting, so it is
-                # usually there already when the socket is accepted, and waiting for
-                # readability (a reader registered and removed on the fd, one more loop
-                # round) before a peek that would succeed is the common case's whole cost.
-                try:
-                    data = sock.recv(_PEEK_LIMIT, socket.MSG_PEEK)
-                except (BlockingIOError, InterruptedError):
+                if size < 0:
                     await _readable(loop, sock)
-                    continue
-                except OSError:
-                    return None
-                if not data:
-                    return None
-                result = parse_client_hello(data)
+                else:
+                    if size == seen:
+                        # The socket stays readable while unread bytes wait (level-triggered):
+                        # give the rest of the ClientHello time to arrive, unless the peer has
+                        # already closed its side (a peek never sees that EOF).
+                        if _peer_shut_down(sock):
+                            return None
+                        await asyncio.sleep(_RETRY_DELAY)
+                    seen = size
+                result, size = _peek(sock)
                 if result is not NEED_MORE:
-                    return result  # a ClientHello or None (not TLS)
-                if len(data) == seen:
-                    # The socket stays readable while unread bytes wait (level-triggered):
-                    # give the rest of the ClientHello time to arrive, unless the peer has
-                    # already closed its side (a peek never sees that EOF).
-                    if _peer_shut_down(sock):
-                        return None
-                    await asyncio.sleep(_RETRY_DELAY)
-                seen = len(data)
+                    return result
     except TimeoutError:
         return None
 
@@ -277,6 +289,9 @@ class TlsAcceptor:
         """Accept forever (until cancelled); each connection is handled in its own task."""
         listen_sock.setblocking(False)
         loop = asyncio.get_running_loop()
+        # The backlog is taken with the C-level accept and a socket object built from these
+        # numbers: `socket.accept()` would convert family and type to enums per connection.
+        family, kind, proto = int(listen_sock.family), int(listen_sock.type), listen_sock.proto
         try:
             while True:
                 try:
@@ -293,10 +308,10 @@ class TlsAcceptor:
                 # Take the rest of the backlog now, without a readiness wait per socket.
                 for _ in range(_ACCEPT_BATCH):
                     try:
-                        sock, _ = listen_sock.accept()
+                        fd, _ = listen_sock._accept()  # type: ignore[attr-defined]
                     except OSError:  # EAGAIN: the backlog is empty (errors: the await above)
                         break
-                    self._start(loop, sock)
+                    self._start(loop, socket.socket(family, kind, proto, fd))
         finally:
             for task in list(self._tasks):
                 task.cancel()

@@ -17,6 +17,7 @@ It never raises and never reads past the ClientHello, so it is safe on hostile i
 from __future__ import annotations
 
 import enum
+import re
 from typing import Final, NamedTuple
 
 __all__ = ["MAX_CLIENT_HELLO", "NEED_MORE", "ClientHello", "NeedMore", "parse_client_hello"]
@@ -31,6 +32,8 @@ _MAX_RECORD: Final = 1 << 14  # TLSPlaintext.length limit (RFC 8446 §5.1)
 _EXT_SERVER_NAME: Final = 0
 _EXT_ALPN: Final = 16
 _SNI_HOST_NAME: Final = 0
+#: A host name's characters: printable ASCII without the space.
+_HOST_CHARS: Final = re.compile(r"[!-~]+")
 
 
 class NeedMore(enum.Enum):
@@ -65,12 +68,29 @@ def parse_client_hello(data: bytes | bytearray | memoryview) -> ClientHello | Ne
     """Read the SNI and ALPN offer from the start of a TLS connection (see the module doc)."""
     buf = bytes(data)
     try:
-        body = _handshake_message(buf)
-        if body is NEED_MORE:
-            return NEED_MORE
+        body = _first_record_message(buf)
+        if body is None:
+            message = _handshake_message(buf)
+            if message is NEED_MORE:
+                return NEED_MORE
+            body = message
         return _client_hello(body)
     except _Malformed:
         return None
+
+
+def _first_record_message(buf: bytes) -> bytes | None:
+    """The common case, without reassembly: the whole ClientHello inside the first record.
+    None when that is not (yet) so; :func:`_handshake_message` then decides."""
+    if len(buf) < 9 or buf[0] != _RECORD_HANDSHAKE or buf[1] != 0x03 or buf[2] > 0x04:
+        return None
+    length = buf[3] << 8 | buf[4]
+    if length == 0 or length > _MAX_RECORD or buf[5] != _HANDSHAKE_CLIENT_HELLO:
+        return None
+    end = 9 + (buf[6] << 16 | buf[7] << 8 | buf[8])
+    if end - 5 > MAX_CLIENT_HELLO or end - 5 > length or end > len(buf):
+        return None
+    return buf[9:end]
 
 
 def _handshake_message(buf: bytes) -> bytes | NeedMore:
@@ -110,75 +130,75 @@ def _handshake_message(buf: bytes) -> bytes | NeedMore:
         pos += 5 + length
 
 
-class _Reader:
-    __slots__ = ("data", "pos")
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-
-    def take(self, n: int) -> bytes:
-        end = self.pos + n
-        if end > len(self.data):
-            raise _Malformed
-        chunk = self.data[self.pos : end]
-        self.pos = end
-        return chunk
-
-    def uint(self, size: int) -> int:
-        return int.from_bytes(self.take(size), "big")
-
-    def vector(self, length_size: int) -> _Reader:
-        return _Reader(self.take(self.uint(length_size)))
-
-    @property
-    def done(self) -> bool:
-        return self.pos == len(self.data)
+def _vector(body: bytes, pos: int, size: int, end: int) -> int:
+    """Where the vector at ``pos`` (its length in ``size`` bytes) ends; it must fit in ``end``."""
+    start = pos + size
+    if start > end:
+        raise _Malformed
+    stop = start + int.from_bytes(body[pos:start], "big")
+    if stop > end:
+        raise _Malformed
+    return stop
 
 
 def _client_hello(body: bytes) -> ClientHello:
-    r = _Reader(body)
-    if r.take(1) != b"\x03":  # legacy_version major (0x0301..0x0303)
+    """The ClientHello's fields walked by offset (it runs once per TLS connection: no reader
+    object or copy per field). ``_Malformed`` when a length runs past its enclosing vector."""
+    end = len(body)
+    if end < 34 or body[0] != 0x03:  # legacy_version major (0x0301..0x0303), then the random
         raise _Malformed
-    r.take(1 + 32)  # legacy_version minor, random
-    if len(r.vector(1).data) > 32:  # legacy_session_id
+    pos = _vector(body, 34, 1, end)  # legacy_session_id
+    if pos - 35 > 32:
         raise _Malformed
-    suites = r.vector(2).data
-    if not suites or len(suites) % 2:
+    start = pos + 2
+    pos = _vector(body, pos, 2, end)  # cipher_suites
+    if pos == start or (pos - start) % 2:
         raise _Malformed
-    if not r.vector(1).data:  # legacy_compression_methods
+    start = pos + 1
+    pos = _vector(body, pos, 1, end)  # legacy_compression_methods
+    if pos == start:
         raise _Malformed
+    if pos == end:  # no extensions at all (very old clients)
+        return ClientHello(None, ())
+    if _vector(body, pos, 2, end) != end:
+        raise _Malformed
+    pos += 2
     sni: str | None = None
     alpn: tuple[str, ...] = ()
-    if r.done:  # no extensions at all (very old clients)
-        return ClientHello(None, ())
-    extensions = r.vector(2)
-    if not r.done:
-        raise _Malformed
     seen: set[int] = set()
-    while not extensions.done:
-        ext_type = extensions.uint(2)
-        ext = extensions.vector(2)
+    while pos < end:
+        if pos + 4 > end:
+            raise _Malformed
+        ext_type = body[pos] << 8 | body[pos + 1]
+        stop = pos + 4 + (body[pos + 2] << 8 | body[pos + 3])
+        if stop > end:
+            raise _Malformed
         if ext_type in seen:
             raise _Malformed  # RFC 8446 §4.2: at most one extension of each type
         seen.add(ext_type)
         if ext_type == _EXT_SERVER_NAME:
-            sni = _server_name(ext)
+            sni = _server_name(body[pos + 4 : stop])
         elif ext_type == _EXT_ALPN:
-            alpn = _alpn(ext)
+            alpn = _alpn(body[pos + 4 : stop])
+        pos = stop
     return ClientHello(sni, alpn)
 
 
-def _server_name(ext: _Reader) -> str | None:
-    if ext.done:  # an empty server_name extension appears in ServerHellos, tolerate it here
+def _server_name(ext: bytes) -> str | None:
+    end = len(ext)
+    if not end:  # an empty server_name extension appears in ServerHellos, tolerate it here
         return None
-    names = ext.vector(2)
-    if not ext.done or names.done:
+    if _vector(ext, 0, 2, end) != end or end == 2:
         raise _Malformed
+    pos = 2
     host: str | None = None
-    while not names.done:
-        name_type = names.uint(1)
-        name = names.vector(2).data
+    while pos < end:
+        if pos + 1 > end:
+            raise _Malformed
+        name_type = ext[pos]
+        stop = _vector(ext, pos + 1, 2, end)
+        name = ext[pos + 3 : stop]
+        pos = stop
         if name_type != _SNI_HOST_NAME or host is not None:
             continue  # RFC 6066: one host_name; other name types are ignored
         try:
@@ -186,20 +206,22 @@ def _server_name(ext: _Reader) -> str | None:
         except UnicodeDecodeError as exc:
             raise _Malformed from exc
         text = text.rstrip(".").lower()
-        if not text or len(text) > 253 or not all(33 <= ord(c) < 127 for c in text):
+        if not text or len(text) > 253 or not _HOST_CHARS.fullmatch(text):
             raise _Malformed
         host = text
     return host
 
 
-def _alpn(ext: _Reader) -> tuple[str, ...]:
-    protocols = ext.vector(2)
-    if not ext.done or protocols.done:
+def _alpn(ext: bytes) -> tuple[str, ...]:
+    end = len(ext)
+    if _vector(ext, 0, 2, end) != end or end == 2:
         raise _Malformed
+    pos = 2
     out: list[str] = []
-    while not protocols.done:
-        name = protocols.vector(1).data
-        if not name:
+    while pos < end:
+        stop = _vector(ext, pos, 1, end)
+        if stop == pos + 1:
             raise _Malformed
-        out.append(name.decode("latin-1"))
+        out.append(ext[pos + 1 : stop].decode("latin-1"))
+        pos = stop
     return tuple(out)
