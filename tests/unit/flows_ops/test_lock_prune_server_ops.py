@@ -111,18 +111,22 @@ def test_prune_removes_the_images_only_stopped_containers_beyond_retain_used(
     make_config: MakeConfig,
 ) -> None:
     repo = "registry.test:5000/hello"
+    versions = range(7, 0, -1)  # c7 (v7) newest ... c1 (v1), all stopped
 
     def setup(fake: FakeTransport) -> None:
-        rows = [f"c{n}\texited\t{repo}:v{n}\n" for n in (5, 4, 3, 2, 1)]
+        rows = [f"c{n}\texited\t{repo}:v{n}\n" for n in versions]
         fake.on(["docker", "ps", "-a"], Result(0, "".join(rows), ""))
-        tags = "".join(f"i{n} {repo}:v{n}\n" for n in (5, 4, 3, 2, 1))
+        tags = "".join(f"i{n} {repo}:v{n}\n" for n in versions)
         fake.on(["docker", "image", "ls"], Result(0, tags + f"i0 {repo}:latest\n", ""))
 
     pool = FakePool(setup=setup)
-    ctx, _ = make_ctx(make_config(), pool, Selection.parse("10.0.0.2"))
-    assert run(prune.containers(ctx, retain=3)) == {"10.0.0.2": ["c2", "c1"]}
-    assert run(prune.images(ctx)) == {"10.0.0.2": []}  # each listed container uses its image
-    assert run(prune.all_(ctx, retain=3)) == {"10.0.0.2": ["c2", "c1", f"{repo}:v2", f"{repo}:v1"]}
+    config = make_config()
+    assert config.retain_containers == 5
+    ctx, _ = make_ctx(config, pool, Selection.parse("10.0.0.2"))
+    assert run(prune.containers(ctx, retain=3)) == {"10.0.0.2": ["c4", "c3", "c2", "c1"]}
+    # images alone: every container stays, so every listed image is in use
+    assert run(prune.images(ctx)) == {"10.0.0.2": []}
+    assert run(prune.all_(ctx)) == {"10.0.0.2": ["c2", "c1", f"{repo}:v2", f"{repo}:v1"]}
     calls = without_lock_and_audit(pool.transports["10.0.0.2"].commands)
     assert ["docker", "image", "prune", "--force", "--filter", "label=service=hello"] not in calls
 

@@ -10,6 +10,7 @@ is housekeeping and never fails a deploy or the command because one ``docker rm`
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -166,7 +167,8 @@ async def _prune(
 ) -> dict[str, list[str]]:
     """Plan on every selected host (one round trip each), then remove, under the lock; the
     lock taken here goes with the primary host's removals."""
-    keep = _retain(ctx, retain) if containers else None
+    # images alone: every container stays, and with it the image it uses
+    keep = _retain(ctx, retain) if containers else sys.maxsize
     owned = not ctx.holding_lock
     async with ctx.lock("Automatic deploy lock"):
         plans: dict[str, prune_commands.PrunePlan | None] = {}
