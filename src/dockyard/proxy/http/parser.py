@@ -277,28 +277,29 @@ class RequestReader:
             raise HttpError(414, "URI Too Long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        # The byte cap bounds memory as the head arrives; the count is checked once the head
+        # is complete (on_headers_complete).
         self._header_count += 1
-        self._header_bytes += len(name) + len(value) + 4
-        if self._header_bytes > self._max_headers or self._header_count > self._max_count:
+        size = self._header_bytes + len(name) + len(value) + 4
+        self._header_bytes = size
+        if size > self._max_headers:
             raise HttpError(431, "Request Header Fields Too Large")
-        head = self._head
         kind = REQUEST_KINDS.get(name.lower(), H_OTHER)
+        # Branches in the order of how common the headers are.
         if kind == H_OTHER:
-            head.lines.append(b"".join((name, b": ", value, b"\r\n")))
-        elif kind == H_HOST:
+            self._head.lines.append(b"".join((name, b": ", value, b"\r\n")))
+            return
+        head = self._head
+        if kind == H_HOST:
             self._host_count += 1
             head.host = value
-        elif kind == H_CONTENT_LENGTH:
-            try:
-                head.content_length = int(value)  # llhttp validated digits and duplicates
-            except ValueError:
-                raise HttpError(400, "Bad Request: invalid Content-Length") from None
+        elif kind == H_USER_AGENT:
+            if not head.user_agent:
+                head.user_agent = value
             head.lines.append(b"".join((name, b": ", value, b"\r\n")))
-        elif kind == H_TE:
-            # Only a single, final "chunked" coding is accepted (as Go's server does).
-            if self._te_seen or value.strip().lower() != b"chunked":
-                raise HttpError(400, "Bad Request: unsupported Transfer-Encoding")
-            self._te_seen = True
+        elif kind == H_COOKIE:
+            head.cookie = value if head.cookie is None else head.cookie + b"; " + value
+            head.lines.append(b"".join((name, b": ", value, b"\r\n")))
         elif kind == H_CONNECTION:
             if value in _PLAIN_CONNECTION:
                 return
@@ -309,8 +310,16 @@ class RequestReader:
                 if head.connection_tokens is None:
                     head.connection_tokens = []
                 head.connection_tokens.append(token)
-        elif kind == H_UPGRADE:
-            head.upgrade = value
+        elif kind == H_CONTENT_TYPE:
+            if not head.content_type:
+                head.content_type = value
+            head.lines.append(b"".join((name, b": ", value, b"\r\n")))
+        elif kind == H_CONTENT_LENGTH:
+            try:
+                head.content_length = int(value)  # llhttp validated digits and duplicates
+            except ValueError:
+                raise HttpError(400, "Bad Request: invalid Content-Length") from None
+            head.lines.append(b"".join((name, b": ", value, b"\r\n")))
         elif kind == H_XFF:
             if head.xff is None:
                 head.xff = []
@@ -328,21 +337,17 @@ class RequestReader:
         elif kind == H_REQUEST_START:
             head.has_request_start = head.has_request_start or bool(value)
             head.lines.append(b"".join((name, b": ", value, b"\r\n")))
+        elif kind == H_TE:
+            # Only a single, final "chunked" coding is accepted (as Go's server does).
+            if self._te_seen or value.strip().lower() != b"chunked":
+                raise HttpError(400, "Bad Request: unsupported Transfer-Encoding")
+            self._te_seen = True
+        elif kind == H_UPGRADE:
+            head.upgrade = value
         elif kind == H_KAMAL_TARGET:
             if head.kamal_target is None:
                 head.kamal_target = []
             head.kamal_target.append(value)
-        elif kind == H_CONTENT_TYPE:
-            if not head.content_type:
-                head.content_type = value
-            head.lines.append(b"".join((name, b": ", value, b"\r\n")))
-        elif kind == H_USER_AGENT:
-            if not head.user_agent:
-                head.user_agent = value
-            head.lines.append(b"".join((name, b": ", value, b"\r\n")))
-        elif kind == H_COOKIE:
-            head.cookie = value if head.cookie is None else head.cookie + b"; " + value
-            head.lines.append(b"".join((name, b": ", value, b"\r\n")))
         elif kind == H_EXPECT:
             if value.lower() == b"100-continue":
                 head.expect_continue = True
@@ -357,6 +362,8 @@ class RequestReader:
         head.method = _METHODS.get(method) or method.decode("ascii")
         head.version = version = parser.get_http_version()
         head.keep_alive = parser.should_keep_alive()
+        if self._header_count > self._max_count:
+            raise HttpError(431, "Request Header Fields Too Large")
         url = self._url
         if not url.startswith(b"/"):
             raise HttpError(400, "Bad Request: unsupported request target")
@@ -524,9 +531,18 @@ class ResponseReader:
         return False
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        head = self._head
         kind = RESPONSE_KINDS.get(name.lower(), H_OTHER)
+        # Branches in the order of how common the headers are.
         if kind == H_OTHER:
+            self._head.lines.append(b"".join((name, b": ", value, b"\r\n")))
+            return
+        head = self._head
+        if kind == H_DATE:
+            head.has_date = True
+            head.lines.append(b"".join((name, b": ", value, b"\r\n")))
+        elif kind == H_CONTENT_TYPE:
+            if not head.content_type:
+                head.content_type = value
             head.lines.append(b"".join((name, b": ", value, b"\r\n")))
         elif kind == H_CONTENT_LENGTH:
             try:
@@ -534,18 +550,6 @@ class ResponseReader:
             except ValueError:
                 raise HttpError(502, "malformed response: Content-Length") from None
             head.lines.append(b"".join((name, b": ", value, b"\r\n")))
-        elif kind == H_CONTENT_TYPE:
-            if not head.content_type:
-                head.content_type = value
-            head.lines.append(b"".join((name, b": ", value, b"\r\n")))
-        elif kind == H_DATE:
-            head.has_date = True
-            head.lines.append(b"".join((name, b": ", value, b"\r\n")))
-        elif kind == H_SET_COOKIE:
-            head.set_cookie = True
-            head.lines.append(b"".join((name, b": ", value, b"\r\n")))
-        elif kind == H_TE:
-            head.te = value
         elif kind == H_CONNECTION:
             if value in _PLAIN_CONNECTION:
                 return
@@ -556,6 +560,11 @@ class ResponseReader:
                 if head.connection_tokens is None:
                     head.connection_tokens = []
                 head.connection_tokens.append(token)
+        elif kind == H_SET_COOKIE:
+            head.set_cookie = True
+            head.lines.append(b"".join((name, b": ", value, b"\r\n")))
+        elif kind == H_TE:
+            head.te = value
         elif kind == H_UPGRADE:
             head.upgrade = value
         # H_HOP: dropped
