@@ -134,6 +134,19 @@ def joined_header(lines: list[bytes], name: str) -> str:
     return ",".join(values)
 
 
+def _named_headers(value: bytes, named: list[bytes] | None) -> list[bytes] | None:
+    """`named` plus the header names a Connection header value lists (hop-by-hop headers to
+    drop), beyond its keep-alive/close/upgrade tokens."""
+    for token in value.lower().split(b","):
+        token = token.strip()
+        if token in (b"keep-alive", b"close", b"upgrade", b""):
+            continue
+        if named is None:
+            named = []
+        named.append(token)
+    return named
+
+
 class RequestHead:
     """One parsed request head. Header lines are kept raw, ready to forward."""
 
@@ -301,15 +314,8 @@ class RequestReader:
             head.cookie = value if head.cookie is None else head.cookie + b"; " + value
             head.lines.append(b"".join((name, b": ", value, b"\r\n")))
         elif kind == H_CONNECTION:
-            if value in _PLAIN_CONNECTION:
-                return
-            for token in value.lower().split(b","):
-                token = token.strip()
-                if token in (b"keep-alive", b"close", b"upgrade", b""):
-                    continue
-                if head.connection_tokens is None:
-                    head.connection_tokens = []
-                head.connection_tokens.append(token)
+            if value not in _PLAIN_CONNECTION:
+                head.connection_tokens = _named_headers(value, head.connection_tokens)
         elif kind == H_CONTENT_TYPE:
             if not head.content_type:
                 head.content_type = value
@@ -551,15 +557,8 @@ class ResponseReader:
                 raise HttpError(502, "malformed response: Content-Length") from None
             head.lines.append(b"".join((name, b": ", value, b"\r\n")))
         elif kind == H_CONNECTION:
-            if value in _PLAIN_CONNECTION:
-                return
-            for token in value.lower().split(b","):
-                token = token.strip()
-                if token in (b"keep-alive", b"close", b"upgrade", b""):
-                    continue
-                if head.connection_tokens is None:
-                    head.connection_tokens = []
-                head.connection_tokens.append(token)
+            if value not in _PLAIN_CONNECTION:
+                head.connection_tokens = _named_headers(value, head.connection_tokens)
         elif kind == H_SET_COOKIE:
             head.set_cookie = True
             head.lines.append(b"".join((name, b": ", value, b"\r\n")))
