@@ -258,8 +258,9 @@ def parse_stats(text: str) -> dict[str, int]:
     return out
 
 
-def parse_host_memory(files_output: str, stats_output: str = "") -> HostMemory:
-    """The output of :func:`memory_queries` -> :class:`HostMemory` (pure)."""
+def parse_host_memory(files_output: str) -> HostMemory:
+    """The output of :func:`memory_queries` -> :class:`HostMemory` (pure); its containers'
+    figures come from elsewhere (the cgroup script, or :func:`parse_stats`)."""
     files = _files(files_output)
     limit = used = version = None
     v2_max = files.get(f"{CGROUP_V2}/memory.max")
@@ -293,7 +294,6 @@ def parse_host_memory(files_output: str, stats_output: str = "") -> HostMemory:
         mem_available=_meminfo(meminfo, "MemAvailable"),
         mem_total=_meminfo(meminfo, "MemTotal"),
         mem_free=_meminfo(meminfo, "MemFree"),
-        containers=parse_stats(stats_output),
     )
 
 

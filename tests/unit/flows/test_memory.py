@@ -4,6 +4,7 @@ decision per host, the refusal message, and a deploy refused before anything cha
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -66,7 +67,7 @@ def test_sizes_as_docker_writes_them() -> None:
 
 
 def test_cgroup_v1_usage_less_inactive_file_cache() -> None:
-    mem = parse_host_memory(V1_FILES, STATS)
+    mem = replace(parse_host_memory(V1_FILES), containers=parse_stats(STATS))
     assert mem.cgroup_version == 1
     assert mem.cgroup_limit == GIB
     assert mem.cgroup_used == 734003200 - 52428800  # total_inactive_file preferred
