@@ -126,7 +126,8 @@ def test_exec_reuse_and_new_container(make_config: MakeConfig) -> None:
     ctx, _ = make_ctx(make_config(), pool)
     sections = run(accessory.exec_(ctx, "cache", ["cache-cli", "ping"], reuse=True))
     assert isinstance(sections, list) and sections[0].text == "PONG\n"
-    run(accessory.exec_(ctx, "cache", ["cache-cli", "ping"]))
+    fresh = run(accessory.exec_(ctx, "cache", ["cache-cli", "ping"]))
+    assert isinstance(fresh, list) and [s.text for s in fresh] == ["PONG\n"]
     calls = without_lock_and_audit(pool.transports[HOST].commands)
     assert calls[0] == ["docker", "exec", "hello-cache", "cache-cli", "ping"]
     assert calls[1][2].startswith("docker run --rm --network kamal --env MODE=primary")

@@ -11,6 +11,7 @@ from dockyard.flows.ops import app
 from dockyard.flows.ops.base import Interactive, Section
 from dockyard.remote import FakePool, FakeTransport, Result
 from dockyard.remote.argv import ArgvLike
+from dockyard.remote.fanout import HostsFailedError
 
 from .conftest import MakeConfig, make_ctx, run, without_lock_and_audit
 
@@ -281,7 +282,9 @@ def test_a_failing_docker_command_names_the_host(make_config: MakeConfig) -> Non
         setup=lambda f: f.on(["docker", "ps"], Result(1, "", "Cannot connect to the Docker daemon"))
     )
     ctx, _ = make_ctx(make_config(), pool, Selection.parse("10.0.0.2"))
-    with pytest.raises(Exception, match=r"10\.0\.0\.2") as info:
+    with pytest.raises(HostsFailedError, match=r"10\.0\.0\.2") as info:
         run(app.details(ctx))
     assert "Cannot connect to the Docker daemon" in str(info.value)
-    assert isinstance(info.value, DockerError) or "failed on 1 of 1" in str(info.value)
+    assert str(info.value).startswith("failed on 1 of 1 host(s):")
+    ((host, error),) = info.value.failures
+    assert host == "10.0.0.2" and isinstance(error, DockerError)

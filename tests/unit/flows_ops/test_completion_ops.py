@@ -69,7 +69,9 @@ def test_registry_setup_skip_local_and_remote(make_config: MakeConfig) -> None:
     ctx, _ = make_ctx(make_config(), pool)
     run(registry.setup(ctx, skip_local=True))
     assert not [c for c in ctx.local.calls if c.argv[0] == "docker"]  # type: ignore[attr-defined]
-    assert all(f.commands for f in pool.transports.values())
+    assert sorted(pool.transports) == ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"]
+    for fake in pool.transports.values():
+        assert [_shape(c) for c in fake.commands] == [["docker", "login", "registry.test:5000"]]
     pool2 = FakePool()
     ctx2, _ = make_ctx(make_config(), pool2)
     run(registry.setup(ctx2, skip_remote=True))
@@ -376,8 +378,20 @@ def test_app_boot_with_a_version_and_hooks(make_config: MakeConfig, tmp_path: Pa
 
 
 def test_setup_boots_the_accessories_and_remove_removes_them(make_config: MakeConfig) -> None:
+    runs: list[str] = []  # the containers `docker run` started, in order, on every host
+
     def setup(fake: FakeTransport) -> None:
         _app_server(fake)
+        answer = fake.responder
+        assert answer is not None
+
+        def respond(args: list[str]) -> Result | None:
+            shaped = _shape(args)
+            if shaped[:2] == ["docker", "run"]:
+                runs.append(shaped[2])
+            return answer(args)
+
+        fake.responder = respond
         fake.on(["docker", "inspect", "-f"], Result(0, "hello\n", ""))
         fake.on(["docker", "version"], Result(0, "24.0\n", ""))
 
@@ -387,9 +401,10 @@ def test_setup_boots_the_accessories_and_remove_removes_them(make_config: MakeCo
     acc = [_shape(c) for c in pool.transports["10.0.0.4"].commands]
     assert ["docker", "run", "hello-cache"] in acc
     assert "Booted cache accessory" in " ".join(" ".join(c) for c in acc)
-    # the accessory is booted before the app
     web = pool.transports["10.0.0.1"].commands
     assert ["docker", "run", "hello-web-v1"] in [_shape(c) for c in web]
+    # the accessory is booted before the app
+    assert runs.index("hello-cache") < runs.index("hello-web-v1")
 
     pool2 = FakePool()
     ctx2, _ = make_ctx(make_config(), pool2)

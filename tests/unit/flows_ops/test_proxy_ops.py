@@ -21,6 +21,14 @@ def test_start_stop_restart_details_on_proxy_hosts_only(make_config: MakeConfig)
         ["docker", "ps", "--filter", "name=^kamal-proxy$"],
     ]
     assert without_lock_and_audit(pool.transports["10.0.0.3"].commands) == []
+    run(proxy.stop(ctx))
+    run(proxy.start(ctx))
+    for host in ("10.0.0.1", "10.0.0.2"):
+        assert without_lock_and_audit(pool.transports[host].commands)[-2:] == [
+            ["docker", "container", "stop", "kamal-proxy"],
+            ["docker", "container", "start", "kamal-proxy"],
+        ]
+    assert without_lock_and_audit(pool.transports["10.0.0.3"].commands) == []
 
 
 def test_remove_refuses_while_apps_are_installed_unless_forced(make_config: MakeConfig) -> None:

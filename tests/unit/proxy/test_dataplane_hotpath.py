@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 from dockyard.proxy.contract import Match, ServiceOptions
@@ -207,6 +208,8 @@ def test_forwarded_head_carries_a_fresh_uuid4_and_the_target() -> None:
             ids.append(head.split("X-Request-ID: ")[1].split("\r\n")[0])
             up.data_received(RESP % b"text/plain")
         assert ids[0] != ids[1]
+        uuid4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+        assert all(uuid4.fullmatch(i) for i in ids)
 
     asyncio.run(go())
 

@@ -132,9 +132,10 @@ def test_target_state_table() -> None:
     assert next_state(TargetState.HEALTHY, TargetEvent.PROBE_FAILED) is TargetState.UNHEALTHY
     assert next_state(TargetState.UNHEALTHY, TargetEvent.PROBE_OK) is TargetState.HEALTHY
     assert next_state(TargetState.DRAINING, TargetEvent.PROBE_OK) is TargetState.DRAINING
-    assert all(
-        to is TargetState.DRAINING for (_, ev), to in TRANSITIONS.items() if ev is TargetEvent.DRAIN
-    )
+    # every state but DRAINING itself moves to DRAINING on a drain
+    drains = {state: to for (state, ev), to in TRANSITIONS.items() if ev is TargetEvent.DRAIN}
+    assert set(drains) == set(TargetState) - {TargetState.DRAINING}
+    assert set(drains.values()) == {TargetState.DRAINING}
 
 
 def test_pause_state_table_is_complete() -> None:

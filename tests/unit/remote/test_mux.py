@@ -442,7 +442,9 @@ def test_a_helper_that_does_not_answer_is_passed_over(tmp_path: Path) -> None:
 def test_an_idle_helper_exits_and_removes_its_socket(tmp_path: Path) -> None:
     async def body() -> None:
         server = Helper(tmp_path / "idle.sock", 0.2, pool_factory=ScriptPool)  # type: ignore[arg-type]
-        await asyncio.wait_for(server.serve(), 5)
+        task = asyncio.ensure_future(server.serve())
+        await until(server.path.is_socket)  # it listened...
+        await asyncio.wait_for(task, 5)  # ...then, idle, exited on its own
         assert not server.path.exists()
 
     asyncio.run(body())

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from dockyard.errors import ConfigError, ConnectError
+from dockyard.remote import options as options_module
 from dockyard.remote.options import (
     JumpHost,
     SshOptions,
@@ -121,11 +122,22 @@ def test_connect_kwargs_jump_overrides() -> None:
     assert (kw["port"], kw["username"]) == (2222, "jump")
 
 
-def test_resolve_known_hosts_explicit_and_default(tmp_path: Path) -> None:
+def test_resolve_known_hosts_explicit_and_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     kh = tmp_path / "kh"
     assert resolve_known_hosts(SshOptions(known_hosts=(str(kh),))) == [str(kh)]
-    defaults = resolve_known_hosts(SshOptions())
-    assert all(Path(path).is_file() for path in defaults)
+    # the defaults: ~/.ssh/known_hosts and the system file, each only when it exists
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    system = tmp_path / "ssh_known_hosts"
+    monkeypatch.setattr(options_module, "DEFAULT_KNOWN_HOSTS", ("~/.ssh/known_hosts", str(system)))
+    assert resolve_known_hosts(SshOptions()) == []
+    system.write_text("")
+    assert resolve_known_hosts(SshOptions()) == [str(system)]
+    (home / ".ssh" / "known_hosts").write_text("")
+    assert resolve_known_hosts(SshOptions()) == [str(home / ".ssh" / "known_hosts"), str(system)]
 
 
 def test_check_files_names_the_missing_file(tmp_path: Path) -> None:

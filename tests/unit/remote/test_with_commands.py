@@ -7,6 +7,8 @@ import os
 import shlex
 import shutil
 
+import pytest
+
 from dockyard.commands.argv import Argv, HomePath, Pipeline, Secret, docker
 from dockyard.remote.argv import PIPEFAIL, command_line, command_stdin, display_command, local_args
 from dockyard.remote.batch import build_batch_script, run_batch
@@ -74,7 +76,7 @@ def test_pipeline_fails_when_an_early_stage_fails() -> None:
     failing = Pipeline((Argv(["false"]), Argv(["cat"])))
     assert command_line(failing).startswith(PIPEFAIL)
     if shutil.which("bash") is None:
-        return
+        pytest.skip("no bash here")
     assert asyncio.run(LocalTransport().run(failing)).exit_status == 1
     passing = Pipeline((Argv(["echo", "ok"]), Argv(["cat"])))
     assert asyncio.run(LocalTransport().run(passing)) == Result(0, "ok\n", "")
@@ -83,6 +85,6 @@ def test_pipeline_fails_when_an_early_stage_fails() -> None:
 def test_pipefail_prefix_is_harmless_in_dash() -> None:
     dash = shutil.which("dash")
     if dash is None:
-        return
+        pytest.skip("no dash here")
     line = command_line(Pipeline((Argv(["printf", "x"]), Argv(["cat"]))))
     assert asyncio.run(LocalTransport().run([dash, "-c", line])) == Result(0, "x", "")
