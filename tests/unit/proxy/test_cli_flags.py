@@ -226,8 +226,12 @@ def test_slice_flag_honours_csv_quoting() -> None:
 
 
 def test_tls_forward_headers_default_depends_on_tls() -> None:
-    # Without TLS the default is on; --tls itself is rejected until TLS lands.
+    # kamal-proxy: forwarding the client's X-Forwarded-* is on without TLS, off with it
     assert deploy("s", "--target=a:1").config.forward_headers is True  # type: ignore[attr-defined]
+    tls = ("s", "--target=a:1", "--host=x.test", "--tls")
+    assert deploy(*tls).config.forward_headers is False  # type: ignore[attr-defined]
+    explicit = deploy(*tls, "--forward-headers").config  # type: ignore[attr-defined]
+    assert explicit.forward_headers is True
 
 
 # -- errors: `Error: <message>`, exit 1 -----------------------------------------------------------

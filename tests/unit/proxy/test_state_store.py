@@ -19,7 +19,7 @@ from dockyard.proxy.control.options import (
     TargetAddress,
 )
 from dockyard.proxy.control.router import ProxyRouter
-from dockyard.proxy.control.state import StateStore, config_dir, socket_path
+from dockyard.proxy.control.state import SavedService, StateStore, config_dir, socket_path
 
 
 @pytest.fixture(autouse=True)
@@ -158,8 +158,9 @@ def test_a_failed_write_keeps_the_previous_file(
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "fsync", broken_fsync)
+    other = SavedService("web", full_config(), ("web-1:80",), (), {})
     with pytest.raises(OSError, match="disk full"):
-        store.save([])
+        store.save([other])  # different bytes: an in-place rewrite would show
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["kamal-proxy.state"]
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import cast
@@ -118,18 +119,22 @@ def test_other_garbage_on_the_tls_port_is_just_closed(ca: MiniCA) -> None:
     selector = TlsSelector()
     selector.configure(certificates={"own.test": ca.certified("own.test")})
 
-    async def scenario() -> bytes:
+    async def scenario() -> tuple[bytes, float]:
         async with serving(selector) as port:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            started = time.monotonic()
             writer.write(b"SSH-2.0-OpenSSH_9.6\r\n")
             try:
                 data = await asyncio.wait_for(reader.read(), 5)
             except ConnectionResetError:
                 data = b""
+            took = time.monotonic() - started
             writer.close()
-            return data
+            return data, took
 
-    assert asyncio.run(scenario()) == b""
+    data, took = asyncio.run(scenario())
+    assert data == b""
+    assert took < 0.5  # at once: not the 1 s hello timeout
 
 
 def test_silent_client_is_dropped_after_the_hello_timeout(ca: MiniCA) -> None:
