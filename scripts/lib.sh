@@ -32,7 +32,7 @@ apt_install() {
 }
 
 ensure_host_packages() {
-  apt_install docker.io docker-registry openssh-client mmdebstrap ca-certificates pebble
+  apt_install docker.io docker-registry openssh-client openssh-server mmdebstrap ca-certificates pebble
 }
 
 ensure_kamal() {

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import subprocess
 import threading
@@ -23,6 +24,9 @@ import urllib.request
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
+
+import pytest
 
 from lab.state import LabDoc
 from lab.testing import LabSsh
@@ -35,6 +39,15 @@ PROXY_VERSION = "v0.9.2"
 PROXY_IMAGE = "dockyard-proxy:lab"
 #: The hello app's image on the host (tags v1, v2, broken, ...).
 HELLO_IMAGE = "dockyard-lab/hello"
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Something a test needs is not here: a skip on a developer's machine, a failure in CI
+    (CI=true), where scripts/test installs or builds everything, so a skip would hide a broken
+    set-up."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI needs this, but: {reason}")
+    pytest.skip(reason)
 
 
 def run(
@@ -104,7 +117,7 @@ class LoadLoop:
                 started = time.monotonic()
                 try:
                     status, body = get(url, self.timeout)
-                except OSError as exc:
+                except (OSError, http.client.HTTPException) as exc:  # e.g. IncompleteRead
                     self.errors.append(f"{url}: {exc!r}")
                     if self.error_pause:
                         time.sleep(self.error_pause)
@@ -118,15 +131,24 @@ class LoadLoop:
                     time.sleep(self.pause)
 
     def __enter__(self) -> LoadLoop:
-        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         time.sleep(self.warmup)
         return self
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # a loop that died must not look like one without errors
+            self.errors.append(f"the load loop died: {exc!r}")
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         assert self._thread is not None
         self._thread.join(self.join_timeout)
+        if self._thread.is_alive():
+            self.errors.append(f"the load loop did not stop within {self.join_timeout} s")
 
 
 def server_urls(lab: LabDoc) -> list[str]:

@@ -152,6 +152,7 @@ def test_rollback_lists_versions_and_rolls_back_to_v1(project: Project) -> None:
         rollback = project.dockyard("rollback", "v1")
     assert rollback.returncode == 0, _out(rollback)
     assert load.errors == []
+    assert load.ok > 0
     assert project.answers() == [(200, "v1"), (200, "v1")]
 
 
@@ -168,6 +169,7 @@ def test_broken_image_fails_health_check_and_v1_keeps_serving(
     assert "the previous version keeps serving" in err
     assert "hint:" in err
     assert load.errors == []
+    assert load.ok > 0
     assert project.answers() == [(200, "v1"), (200, "v1")]
     primary = project.lab.servers[0].address
     assert "lock-hello" not in lab_ssh(primary, "ls", ".kamal").stdout

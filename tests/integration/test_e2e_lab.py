@@ -36,7 +36,7 @@ from tests.integration.e2e_support import (
     get,
     out,
 )
-from tests.integration.support import PROXY_VERSION, PYTHON, REPO, run
+from tests.integration.support import PROXY_VERSION, PYTHON, REPO, run, unavailable
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +55,7 @@ TAGS = {
 @pytest.fixture(scope="module")
 def project(lab: LabDoc) -> Iterator[Project]:
     if not KAMAL.is_file():
-        pytest.skip(f"Kamal 2.11 is not installed at {KAMAL} (scripts/lib.sh ensure_kamal)")
+        unavailable(f"Kamal 2.11 is not installed at {KAMAL} (scripts/lib.sh ensure_kamal)")
     proxy_source = os.environ.get("DOCKYARD_TEST_PROXY_SOURCE")
     if not proxy_source:
         proxy_source = "dockyard-proxy:lab"

@@ -259,6 +259,7 @@ def test_a_failed_swap_restores_the_old_version(project: MemoryProject) -> None:
     assert get(f"http://{project.address}/", 60) == (200, "hungry")
     assert project.oom_kills() == oom_before
     assert loop.errors == [], loop.errors[:10]  # held during the failed attempt, then served
+    assert loop.ok > 0
     sys.stderr.write(
         f"\nfailed swap: {loop.ok} requests ok, {len(loop.errors)} failed, "
         f"slowest {loop.slowest:.2f} s\n{out}\n"
@@ -278,6 +279,7 @@ def test_rollback_by_swap(project: MemoryProject) -> None:
         time.sleep(1.0)
     assert rolled.returncode == 0, _out(rolled)
     assert loop.errors == [], loop.errors[:10]
+    assert loop.ok > 0
     assert list(_running(project)) == ["hello-web-h1"]
     assert project.oom_kills() == oom_before
     sys.stderr.write(

