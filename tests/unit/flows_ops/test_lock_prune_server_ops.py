@@ -124,6 +124,8 @@ def test_prune_removes_the_images_only_stopped_containers_beyond_retain_used(
     assert config.retain_containers == 5
     ctx, _ = make_ctx(config, pool, Selection.parse("10.0.0.2"))
     assert run(prune.containers(ctx, retain=3)) == {"10.0.0.2": ["c4", "c3", "c2", "c1"]}
+    audits = " ".join(" ".join(c) for c in pool.transports["10.0.0.2"].commands)
+    assert "Pruned containers" in audits and "Pruned images" not in audits
     # images alone: every container stays, so every listed image is in use
     assert run(prune.images(ctx)) == {"10.0.0.2": []}
     assert run(prune.all_(ctx)) == {"10.0.0.2": ["c2", "c1", f"{repo}:v2", f"{repo}:v1"]}

@@ -67,13 +67,16 @@ def _retain(ctx: DeployContext, retain: int | None) -> int:
 # -- one plan per host: the listings in one round trip, the removals in one more ----------------
 
 
-async def queries(ctx: DeployContext) -> list[Argv]:
-    """Kamal's audit lines, then what a prune decides on (one container listing, one image
-    listing): removals follow only when there is something to remove."""
+async def queries(
+    ctx: DeployContext, *, containers: bool = True, images: bool = True
+) -> list[Argv]:
+    """Kamal's audit lines for what is pruned, then what a prune decides on (one container
+    listing, one image listing; both, as the images in use are those of the containers):
+    removals follow only when there is something to remove."""
     service = ctx.config.service
+    audits = [("Pruned containers", containers), ("Pruned images", images)]
     return [
-        await ctx.audit_argv("Pruned containers"),
-        await ctx.audit_argv("Pruned images"),
+        *[await ctx.audit_argv(line) for line, wanted in audits if wanted],
         prune_commands.list_service_containers(service),
         prune_commands.list_images(service),
     ]
@@ -174,7 +177,7 @@ async def _prune(
         plans: dict[str, prune_commands.PrunePlan | None] = {}
 
         async def one(host: str) -> None:
-            commands = await queries(ctx)
+            commands = await queries(ctx, containers=containers, images=images)
             results = await ctx.batch(host, commands, stop_on_error=False, check=False)
             decided = plan(ctx, host, results, retain=keep)
             if decided is not None and not containers:
