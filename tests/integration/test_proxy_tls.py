@@ -548,6 +548,8 @@ def test_the_real_run_command_serves_https_under_uvloop(
         assert reply.status == 200 and san_dns(reply) == ["a.test"]
         assert reply.json() == {"backend": "one", "path": "/uv", "proto": "https"}
         assert http_get(http_port, "a.test", "/uv").headers["location"] == "https://a.test/uv"
+        # the event loop is uvloop's: its extension module is mapped into the server process
+        assert "uvloop/loop." in Path(f"/proc/{server.pid}/maps").read_text()
     finally:
         server.terminate()
         server.wait(20)

@@ -206,7 +206,7 @@ def test_stop_takes_container_id_instead_of_xargs(load: LoadConfig) -> None:
     assert app.stop(role(config, "workers"), "c137") == ("docker", "stop", "-t", "20", "c137")
 
 
-def test_stop_with_version_looks_up_id_first(load: LoadConfig) -> None:
+def test_container_id_for_version_filters_the_exact_versioned_name(load: LoadConfig) -> None:
     config = load(base())
     assert app.container_id_for_version(config, role(config), "123") == (
         "docker", "container", "ls", "--all", "--filter", "name=^app-web-123$", "--quiet",
@@ -291,8 +291,14 @@ def test_current_running_version_asks_names_and_strips_prefix_in_python(
     load: LoadConfig,
 ) -> None:
     config = load(base())
-    queries = app.current_container_queries(config, role(config), "abc", names=True)
+    queries = app.current_container_queries(config, role(config), "abc\n", names=True)
+    assert len(queries) == 2
+    # first the newest running container made from the latest image, then any of the role
+    assert queries[0][:2] == ("docker", "ps") and "ancestor=abc" in queries[0]
+    assert "{{.Names}}" in queries[0]
     assert queries[1] == ("docker", "ps", "--latest", "--format", "{{.Names}}", *ACTIVE)
+    # no latest image: only the role's newest running container
+    assert app.current_container_queries(config, role(config), "", names=True) == [queries[1]]
     assert app.version_from_name("app-web-999", "app-web") == "999"
     assert app.version_from_name("other", "app-web") == "other"
 

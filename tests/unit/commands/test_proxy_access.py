@@ -4,6 +4,7 @@ back by dockyard-proxy's CLI into the gate options. Kamal configs give Kamal's a
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -104,14 +105,27 @@ def test_a_role_can_set_its_own_allowlist(load: LoadConfig) -> None:
     ],
 )
 def test_bad_access_keys_name_the_key_and_line(
-    load: LoadConfig, proxy: dict[str, Any], key_path: str, problem: str
+    load: LoadConfig, tmp_path: Path, proxy: dict[str, Any], key_path: str, problem: str
 ) -> None:
     with pytest.raises(ConfigValidationError) as exc:
         load(base(**proxy))
     assert exc.value.kamal_key == key_path
     assert problem in exc.value.problem
     assert exc.value.file is not None and exc.value.file.name == "deploy.yml"
+    # the line named is the key's own line, or one inside its block (the offending entry)
     assert exc.value.line is not None
+    lines = (tmp_path / "config" / "deploy.yml").read_text().splitlines()
+    named = exc.value.line - 1
+    key = next(p for p in reversed(key_path.split("/")) if not p.isdigit())
+    start = next(i for i, line in enumerate(lines) if line.lstrip().startswith(f"{key}:"))
+    depth = len(lines[start]) - len(lines[start].lstrip())
+    assert start <= named
+
+    def inside(line: str) -> bool:  # deeper, or one of the key's list items ("- " at its depth)
+        indent = len(line) - len(line.lstrip())
+        return indent > depth or (indent == depth and line.lstrip().startswith("- "))
+
+    assert all(inside(line) for line in lines[start + 1 : named + 1])
 
 
 def test_the_hash_survives_the_remote_shell(load: LoadConfig) -> None:
