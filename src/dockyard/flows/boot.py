@@ -26,6 +26,7 @@ from dockyard.commands import paths
 from dockyard.commands import proxy as proxy_commands
 from dockyard.commands import server as server_commands
 from dockyard.commands.argv import Argv, Secret, docker
+from dockyard.flows import prepare
 from dockyard.flows.context import DeployContext
 from dockyard.flows.errors import DockerError, FlowProxyError, HealthCheckError
 from dockyard.flows.memory import (
@@ -464,6 +465,8 @@ async def boot_role(ctx: DeployContext, plan: BootPlan) -> None:
             f"{prefix}-{stale}",
         )
         commands.append(stop)
+    if commands:  # the old version stopped: the other versions' assets and error pages go
+        commands += prepare.cleanup_commands(ctx, role)
     tail: list[Argv] = []
     if plan.tail is not None:
         if plan.healthy is not None:
@@ -736,6 +739,7 @@ async def boot_app(
         r.name != primary_name for r in roles
     )
     barrier = Barrier() if needs_barrier else None
+    await prepare.prepare_hosts(ctx, surveys)
     for group in boot_groups(ctx, hosts):
         await ctx.run_hook("pre-app-boot", hosts=group)
 
