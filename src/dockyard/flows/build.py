@@ -4,6 +4,9 @@ round trip per host)."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 from typing import TYPE_CHECKING
 
 from dockyard.commands import app as app_commands
@@ -20,11 +23,64 @@ if TYPE_CHECKING:
     from dockyard.config.models import Config
 
 
-def _in_root(ctx: DeployContext, argv: Argv) -> Argv:
-    """Run ``argv`` from the project directory (the build context is relative to it)."""
-    return Argv(
-        ("sh", "-c", 'cd "$1" && shift && exec "$@"', "sh", str(ctx.config.root), *argv.raw())
-    )
+def in_directory(directory: str, argv: Argv) -> Argv:
+    """Run ``argv`` from ``directory`` (the build context is relative to it)."""
+    return Argv(("sh", "-c", 'cd "$1" && shift && exec "$@"', "sh", directory, *argv.raw()))
+
+
+def clones_directory(config: Config) -> str:
+    """Kamal's local clones directory for this project: ``<tmp>/kamal-clones/<service>-<hash
+    of the project directory>``."""
+    digest = hashlib.sha256(str(config.root).encode()).hexdigest()[:12]
+    return os.path.join(tempfile.gettempdir(), "kamal-clones", f"{config.service}-{digest}")
+
+
+async def build_directory(ctx: DeployContext) -> str:
+    """Where the build runs. Without ``builder.context`` in a git repository, as Kamal does: a
+    clean clone of HEAD (kept between builds, reset to HEAD each time), so uncommitted changes
+    are never built into an image tagged with the commit; they are named in a warning. Else
+    the project directory."""
+    config = ctx.config
+    root = str(config.root)
+    if config.builder.context is not None:
+        return root
+
+    async def git(*args: str, at: str = root) -> Result:
+        return await ctx.local.run(Argv(("git", "-C", at, *args)))
+
+    top = await git("rev-parse", "--show-toplevel")
+    toplevel = top.stdout.strip()
+    if not top.ok or not toplevel:  # not a git repository: the working tree it is
+        return root
+    revision = (await git("rev-parse", "HEAD")).stdout.strip()
+    dirty = (await git("status", "--porcelain")).stdout.rstrip()
+    if dirty:
+        ctx.warn(
+            "building from a clean git clone of HEAD, so these uncommitted changes are not in "
+            f"the image:\n{dirty}"
+        )
+    clones = clones_directory(config)
+    repo = os.path.join(clones, os.path.basename(toplevel.rstrip("/")))
+    await _check(ctx, Argv(("mkdir", "-p", clones)), "creating the clones directory")
+    cloned = await ctx.local.run(builder_commands.clone(toplevel, clones))
+    if not cloned.ok:  # cloned before: bring that clone to HEAD
+        for step in builder_commands.clone_reset_steps(toplevel, repo, revision):
+            await _check(ctx, step, f"updating the git clone in {repo}")
+    status = await ctx.local.run(builder_commands.clone_status(repo))
+    head = await ctx.local.run(builder_commands.clone_revision(repo))
+    if not status.ok or status.stdout.strip():
+        raise BuildError(
+            f"build: the git clone in {repo} is not clean: {status.stdout.strip()[:300]}",
+            hint=f"remove {clones} and build again",
+        )
+    if head.stdout.strip() != revision:
+        raise BuildError(
+            f"build: the git clone in {repo} is at {head.stdout.strip()[:12]}, not at HEAD "
+            f"({revision[:12]})",
+            hint=f"remove {clones} and build again",
+        )
+    inside = os.path.relpath(os.path.realpath(root), os.path.realpath(toplevel))
+    return repo if inside == "." else os.path.join(repo, inside)
 
 
 async def push(ctx: DeployContext) -> None:
@@ -82,9 +138,10 @@ async def push(ctx: DeployContext) -> None:
             env["DOCKER_BUILDKIT"] = "0"
     from dockyard.flows.ops.registry import forward_local_registry_to_builder
 
+    directory = await build_directory(ctx)
     async with forward_local_registry_to_builder(ctx, plan):  # remote builder + localhost:PORT
         for argv in commands:
-            await _check(ctx, _in_root(ctx, argv), argv.display(), env=env, stream=True)
+            await _check(ctx, in_directory(directory, argv), argv.display(), env=env, stream=True)
 
 
 _AUTH_ERRORS = (

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from dockyard.commands import builder as builder_commands
 from dockyard.commands.argv import Argv, argv
+from dockyard.flows.build import in_directory
 from dockyard.flows.errors import BuildError
 from dockyard.flows.ops.base import Section
 
@@ -203,12 +204,6 @@ async def _dirty_warnings(ctx: DeployContext) -> None:
         )
 
 
-def _in_root(ctx: DeployContext, command: Argv) -> Argv:
-    return Argv(
-        ("sh", "-c", 'cd "$1" && shift && exec "$@"', "sh", str(ctx.config.root), *command.raw())
-    )
-
-
 async def dev(ctx: DeployContext, *, output: str = "docker", no_cache: bool = False) -> list[str]:
     """Build the working tree (not a clean clone) and tag it ``<image>:<version>-dirty`` and
     ``<image>:<latest>-dirty``; with ``output=docker`` the image lands in the local store.
@@ -248,7 +243,9 @@ async def dev(ctx: DeployContext, *, output: str = "docker", no_cache: bool = Fa
     ctx.step(f"Building {tags[0]} from the working tree...")
     sink = ctx.output if ctx.verbosity >= 0 else None
     for command in commands:
-        result = await ctx.local.run(_in_root(ctx, command), env=secrets_env, on_output=sink)
+        result = await ctx.local.run(
+            in_directory(str(config.root), command), env=secrets_env, on_output=sink
+        )
         if not result.ok:
             tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-15:]
             raise BuildError(
