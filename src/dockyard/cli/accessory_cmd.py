@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from functools import partial
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -21,9 +21,6 @@ from dockyard.cli.app_cmd import (
     show_logs,
 )
 from dockyard.cli.options import GlobalOptions, run_flow, with_global_options
-
-if TYPE_CHECKING:
-    pass
 
 accessory_app = group("accessory", "Manage accessories (databases, caches, ...).")
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -19,9 +19,6 @@ from dockyard.cli.app_cmd import (
     show_logs,
 )
 from dockyard.cli.options import GlobalOptions, run_flow, with_global_options
-
-if TYPE_CHECKING:
-    pass
 
 proxy_app = group("proxy", "Manage kamal-proxy on the servers.")
 

@@ -80,16 +80,11 @@ def print_secrets(
     """Print every resolved secret as KEY=value, unredacted (for debugging)."""
     from pathlib import Path
 
+    from dockyard.config import load_config
     from dockyard.config.secrets import load_secrets
 
-    root, secrets_path = Path.cwd(), ".kamal/secrets"
-    try:
-        from dockyard.config import load_config
-    except ImportError:  # the config loader is not in this build: use Kamal's defaults
-        pass
-    else:
-        config = load_config(config_file, destination, root=root)
-        secrets_path = config.secrets_path
+    root = Path.cwd()
+    secrets_path = load_config(config_file, destination, root=root).secrets_path
     for key, value in load_secrets(root, destination, secrets_path).items():
         typer.echo(f"{key}={value}")
 

@@ -308,14 +308,6 @@ def docker(*parts: Part | Revealable | None) -> Argv:
     return argv("docker", *parts)
 
 
-def flag_pairs(flag: str, values: Iterable[Part]) -> tuple[Part, ...]:
-    """``flag v1 flag v2 ...`` (Kamal's ``argumentize`` for a list)."""
-    out: list[Part] = []
-    for value in values:
-        out.extend((flag, value))
-    return tuple(out)
-
-
 def key_value_pairs(
     flag: str, mapping: Iterable[tuple[str, str | bool | None]]
 ) -> tuple[Part, ...]:

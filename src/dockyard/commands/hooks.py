@@ -10,17 +10,6 @@ from dockyard.commands.argv import Argv, Secret
 from dockyard.commands.lock import iso8601
 
 DEFAULT_HOOKS_PATH = ".kamal/hooks"
-HOOKS = (
-    "pre-connect",
-    "pre-build",
-    "pre-deploy",
-    "pre-app-boot",
-    "post-app-boot",
-    "post-deploy",
-    "pre-proxy-reboot",
-    "post-proxy-reboot",
-    "docker-setup",
-)
 #: Hooks that also receive every resolved secret in their environment.
 SECRET_HOOKS = frozenset({"pre-connect", "pre-deploy", "post-deploy"})
 

@@ -22,7 +22,6 @@ OptionValue = str | bool | list[str]
 
 DEFAULT_PROXY_VERSION = "v0.9.2"
 DEFAULT_NETWORK = "kamal"
-PROXY_CONTAINER_NAME = "kamal-proxy"
 RESERVED_LABELS = ("destination", "role", "service")
 DEFAULT_LOG_REQUEST_HEADERS = ("Cache-Control", "Last-Modified", "User-Agent")
 
@@ -50,10 +49,6 @@ class Env(Frozen):
     def merge(self, other: Env) -> Env:
         """`other` over `self`: clear values merge, secret variables are unioned."""
         return Env(clear={**self.clear, **other.clear}, secrets={**self.secrets, **other.secrets})
-
-    @property
-    def secret_keys(self) -> list[str]:
-        return list(self.secrets)
 
 
 # --------------------------------------------------------------------------- logging

@@ -777,9 +777,5 @@ async def boot_app(
             await asyncio.sleep(config.boot.wait)
 
 
-def tag_latest_commands(ctx: DeployContext) -> list[Argv]:
-    return [app_commands.tag_latest_image(ctx.config)]
-
-
 def env_directory(ctx: DeployContext) -> str:
     return paths.role_env_directory(ctx.config.service, ctx.config.destination)

@@ -67,9 +67,7 @@ TICK: Final = 0.05
 
 # Reasons to pause reading from a client (bit mask).
 P_PIPELINE: Final = 1
-P_UPSTREAM: Final = 2
 P_PENDING: Final = 4
-P_STREAM: Final = 8
 
 
 _ESCAPED: dict[bytes | str, str] = {b"": '""', "": '""'}
@@ -701,10 +699,7 @@ class Exchange:
         plane = self.client.plane
         opts = self.opts
         if opts.target_timeout > 0:
-            self.timed = True
-            plane.waiting[self] = plane.loop.time() + opts.target_timeout
-            if plane.ticker is None:
-                plane.ticker = plane.loop.call_later(TICK, plane.tick)
+            plane.await_headers(self, opts.target_timeout)
         key = _POOL_KEYS.get(target)
         if key is None:
             if len(_POOL_KEYS) >= 4096:

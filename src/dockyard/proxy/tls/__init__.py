@@ -21,11 +21,12 @@ Wiring (for the control-plane and data-plane engineers)
 --------------------------------------------------------
 At ``run``::
 
-    from dockyard.proxy.tls.manager import CertManager, LETS_ENCRYPT_DIRECTORY
+    from dockyard.proxy.control.options import ACME_DIRECTORY
+    from dockyard.proxy.tls.manager import CertManager
     from dockyard.proxy.tls.context import TlsSelector
     from dockyard.proxy.tls.accept import TlsAcceptor
 
-    manager = CertManager(acme_directory or LETS_ENCRYPT_DIRECTORY,
+    manager = CertManager(acme_directory or ACME_DIRECTORY,
                           acme_cache_path or data_dir / "certs")      # SSL_CERT_FILE honoured
     selector = TlsSelector(manager)          # ALPN h2 + http/1.1 (DEFAULT_ALPN)
     # selector.acme_allows becomes manager.host_policy: only declared hosts get certificates.

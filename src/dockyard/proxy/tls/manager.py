@@ -39,8 +39,6 @@ from dockyard.proxy.tls.store import CertStore, check_host_name
 
 __all__ = [
     "CHALLENGE_TYPES",
-    "LETS_ENCRYPT_DIRECTORY",
-    "LETS_ENCRYPT_STAGING_DIRECTORY",
     "CertManager",
     "ChallengeAttempt",
     "Issuance",
@@ -48,8 +46,6 @@ __all__ = [
 
 log = logging.getLogger("dockyard.proxy.tls")
 
-LETS_ENCRYPT_DIRECTORY: Final = "https://acme-v02.api.letsencrypt.org/directory"
-LETS_ENCRYPT_STAGING_DIRECTORY: Final = "https://acme-staging-v02.api.letsencrypt.org/directory"
 HTTP_01: Final = "http-01"
 TLS_ALPN_01: Final = "tls-alpn-01"
 CHALLENGE_TYPES: Final = (TLS_ALPN_01, HTTP_01)
