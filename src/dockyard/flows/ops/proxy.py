@@ -36,9 +36,9 @@ async def _login(ctx: DeployContext, host: str) -> None:
 async def run_argv(ctx: DeployContext, host: str) -> Argv:
     """The proxy's ``docker run``: from the host's ``proxy.run``, else from the (deprecated)
     boot-config files in ``.kamal/proxy`` with Kamal's defaults for absent files."""
-    settings = proxy_commands.run_settings(ctx.config.proxy_run(host))
-    if settings is not None:
-        return proxy_commands.run(settings)
+    from_config = proxy_commands.run_for_host(ctx.config, host)
+    if from_config is not None:
+        return from_config
     reads = [proxy_commands.read_boot_file(path) for path in proxy_commands.BOOT_FILES]
     results = await ctx.batch(host, reads, stop_on_error=False, check=False)
     options, image, version, run_command = (r.stdout if r.ok else None for r in results)
