@@ -5,7 +5,6 @@ The tests run in file order and share one project (module fixture) on the first 
 
 from __future__ import annotations
 
-import datetime as dt
 import socket
 import ssl
 import tempfile
@@ -14,10 +13,10 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from dockyard.proxy.tls.certs import self_signed
 from lab.state import LabDoc
 from lab.testing import LabSsh
 from tests.integration.support import Project, build_proxy_image, deploy_yml, prepare_app
@@ -31,22 +30,11 @@ APPS = ".kamal/apps/hello/assets/volumes"
 PAGES = ".kamal/proxy/apps-config/hello/error_pages"
 
 
-def self_signed(host: str) -> tuple[str, str]:
+def certificate(host: str) -> tuple[str, str]:
+    """A self-signed certificate for ``host`` (its own trust anchor) and its key, as PEM."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
+    ca = x509.BasicConstraints(ca=True, path_length=None)
+    cert = self_signed(host, key, days=2, extensions=(ca,))
     key_pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -78,7 +66,7 @@ class Prepared(Project):
 @pytest.fixture(scope="module")
 def project(lab: LabDoc) -> Iterator[Prepared]:
     proxy_source = build_proxy_image()
-    cert, key = self_signed(HOST)
+    cert, key = certificate(HOST)
     with tempfile.TemporaryDirectory(prefix="dockyard-prepare-") as tmp:
         root = Path(tmp)
         address = lab.servers[0].address
