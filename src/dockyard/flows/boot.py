@@ -25,7 +25,7 @@ from dockyard.commands import app as app_commands
 from dockyard.commands import paths
 from dockyard.commands import proxy as proxy_commands
 from dockyard.commands import server as server_commands
-from dockyard.commands.argv import Argv, Secret, docker
+from dockyard.commands.argv import Argv, docker
 from dockyard.flows import prepare
 from dockyard.flows.context import DeployContext
 from dockyard.flows.errors import DockerError, FlowProxyError, HealthCheckError
@@ -526,13 +526,8 @@ WRITE_PRIVATE_FILE = (
 
 
 def _env_file_command(path: str, contents: str) -> Argv | None:
-    """The env file upload as a batch command, or None when its text cannot travel in a
-    here-document byte for byte (then it goes over SFTP)."""
-    if not contents:  # a batch command without stdin reads /dev/null: an empty file
-        return Argv(("sh", "-c", WRITE_PRIVATE_FILE, "sh", path))
-    if "\0" in contents or not contents.endswith("\n"):
-        return None
-    return Argv(("sh", "-c", WRITE_PRIVATE_FILE, "sh", path), stdin=Secret(contents))
+    """The env file upload as a batch command (mode 0600), or None when it goes over SFTP."""
+    return prepare.file_command(WRITE_PRIVATE_FILE, path, contents)
 
 
 async def _start(

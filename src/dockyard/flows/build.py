@@ -52,7 +52,13 @@ async def build_directory(ctx: DeployContext) -> str:
     toplevel = top.stdout.strip()
     if not top.ok or not toplevel:  # not a git repository: the working tree it is
         return root
-    revision = (await git("rev-parse", "HEAD")).stdout.strip()
+    commit = await git("rev-parse", "--verify", "HEAD")
+    revision = commit.stdout.strip()
+    if not commit.ok or not revision:
+        raise BuildError(
+            f"build: the git repository {toplevel} has no commit to build from a clean clone",
+            hint="commit your work, or set builder.context (e.g. `.`) to build the working tree",
+        )
     dirty = (await git("status", "--porcelain")).stdout.rstrip()
     if dirty:
         ctx.warn(

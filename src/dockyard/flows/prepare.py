@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dockyard.commands import app as app_commands
@@ -62,7 +61,7 @@ def error_page_files(ctx: DeployContext) -> dict[str, bytes]:
     config = ctx.config
     if not config.error_pages_path:
         return {}
-    directory = Path(config.root) / config.error_pages_path
+    directory = config.root / config.error_pages_path
     if not directory.is_dir():
         raise ConfigError(
             f"config: error_pages_path: {directory} is not a directory",
@@ -76,16 +75,23 @@ def error_page_files(ctx: DeployContext) -> dict[str, bytes]:
     return found
 
 
+def file_command(script: str, path: str, text: str) -> Argv | None:
+    """``script`` (a ``WRITE_*_FILE``) writing ``text`` to ``path`` as a batch command, or None
+    when the text cannot travel in a here-document byte for byte (then it goes over SFTP)."""
+    if not text:  # a batch command without stdin reads /dev/null: an empty file
+        return Argv(("sh", "-c", script, "sh", path))
+    if "\0" in text or not text.endswith("\n"):
+        return None
+    return Argv(("sh", "-c", script, "sh", path), stdin=Secret(text))
+
+
 def _write(path: str, data: bytes) -> Argv | None:
-    """A batch command writing ``data`` to ``path`` (mode 0644), or None when the bytes cannot
-    travel in a here-document unchanged (they then go over SFTP)."""
+    """A batch command writing ``data`` to ``path`` (mode 0644), or None (SFTP)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    if not text or "\0" in text or not text.endswith("\n"):
-        return None
-    return Argv(("sh", "-c", WRITE_PUBLIC_FILE, "sh", path), stdin=Secret(text))
+    return file_command(WRITE_PUBLIC_FILE, path, text)
 
 
 def _tls_files(ctx: DeployContext, role: Role) -> dict[str, bytes]:
@@ -133,8 +139,6 @@ async def prepare_hosts(ctx: DeployContext, surveys: Mapping[str, HostSurvey]) -
     async def one(host: str) -> None:
         files: dict[str, bytes] = {posixpath.join(pages_dir, n): d for n, d in pages.items()}
         commands: list[Argv] = []
-        if pages:
-            commands.append(Argv(("mkdir", "-p", pages_dir)))
         for role in ctx.roles_on(host):
             files.update(_tls_files(ctx, role))
             if role.assets:
@@ -146,9 +150,11 @@ async def prepare_hosts(ctx: DeployContext, surveys: Mapping[str, HostSurvey]) -
             write = _write(path, data)
             if write is None:
                 by_sftp[path] = data
-                commands.insert(0, Argv(("mkdir", "-p", posixpath.dirname(path))))
             else:
                 commands.append(write)
+        # the directories of the files that go over SFTP (the scripts make their own)
+        sftp_dirs = dict.fromkeys(posixpath.dirname(path) for path in by_sftp)
+        commands[:0] = [Argv(("mkdir", "-p", d)) for d in sftp_dirs]
         if not commands and not by_sftp:
             return
         ctx.info("preparing error pages, certificates and assets", host)

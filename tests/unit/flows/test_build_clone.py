@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from dockyard.flows.build import build_directory, clones_directory
+from dockyard.flows.errors import BuildError
 from dockyard.remote import FakePool
 from dockyard.remote.local import LocalTransport
 from tests.unit._flowkit import PROJECT_HEAD, load_project, make_ctx, run
@@ -100,4 +101,15 @@ def test_a_build_context_or_no_git_builds_the_project_directory(tmp_path: Path) 
     ctx, _ = make_ctx(load_project(plain, PROJECT_HEAD, secrets=SECRETS, version="v1"), FakePool())
     ctx.local = LocalTransport()
     assert run(build_directory(ctx)) == str(plain)
+    assert not Path(clones_directory(ctx.config)).exists()
+
+
+def test_a_repository_without_a_commit_says_what_to_do(tmp_path: Path) -> None:
+    root = tmp_path / "fresh"
+    root.mkdir()
+    git(root, "init", "-q")
+    ctx, _ = context_for(root)
+    with pytest.raises(BuildError, match="has no commit to build from a clean clone") as info:
+        run(build_directory(ctx))
+    assert info.value.hint is not None and "builder.context" in info.value.hint
     assert not Path(clones_directory(ctx.config)).exists()

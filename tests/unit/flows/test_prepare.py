@@ -103,7 +103,6 @@ def test_deploy_prepares_pages_certificates_and_assets_before_the_new_container(
     tls = ".kamal/proxy/apps-config/hello/tls/web"
     assert batch == [
         ["mkdir", "-p", f"{PAGES}/v2"],  # for the page that goes over SFTP
-        ["mkdir", "-p", f"{PAGES}/v2"],
         ["sh", "-c", EXTRACT_ASSETS, "sh", f"{APP}/assets/extracted/web-v2", "hello-web-assets",
          "reg.test:5000/hello:v2", "/app/public"],
         ["sh", "-c", SYNC_ASSETS, "sh", f"{APP}/assets/extracted/web-v2",
@@ -224,4 +223,5 @@ def test_write_command_is_none_for_bytes_a_here_document_would_change() -> None:
     assert isinstance(_write("/x", b"ok\n"), Argv)
     assert _write("/x", b"no newline") is None
     assert _write("/x", b"\xff\xfe\n") is None
-    assert _write("/x", b"") is None
+    empty = _write("/x", b"")  # an empty file: the script reads /dev/null
+    assert isinstance(empty, Argv) and empty.stdin is None

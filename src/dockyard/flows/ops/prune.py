@@ -180,8 +180,6 @@ async def _prune(
             commands = await queries(ctx, containers=containers, images=images)
             results = await ctx.batch(host, commands, stop_on_error=False, check=False)
             decided = plan(ctx, host, results, retain=keep)
-            if decided is not None and not containers:
-                decided = replace(decided, containers=[])
             if decided is not None and not images:
                 decided = replace(decided, dangling=False, images=[])
             plans[host] = decided
