@@ -20,6 +20,7 @@ from lab.locks import exclusive
 from lab.paths import STATE_DIR
 from lab.state import LabDoc
 from lab.testing import LabSsh
+from tests.integration.support import unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 SERVERS = 2
@@ -42,17 +43,11 @@ def _tail(text: str, lines: int = 30) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def _no_engine(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI needs the lab, but: {reason}")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
 def lab() -> Iterator[LabDoc]:
     engine = _lab("engine", timeout=900)
     if engine.returncode != 0:
-        _no_engine(f"no Docker engine for the lab: {_tail(engine.stderr, 8)}")
+        unavailable(f"no Docker engine for the lab: {_tail(engine.stderr, 8)}")
     # One lab per Docker engine: test sessions sharing a machine take turns.
     with exclusive(SESSION_LOCK, wait=1800, what="the lab (another test session)"):
         yield from _lab_session()

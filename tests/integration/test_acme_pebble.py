@@ -38,6 +38,7 @@ from dockyard.proxy.tls.accept import TlsAcceptor
 from dockyard.proxy.tls.context import TlsSelector
 from dockyard.proxy.tls.manager import CertManager
 from dockyard.proxy.tls.store import cache_dir_for
+from tests.integration.support import unavailable
 
 pytestmark = pytest.mark.integration
 
@@ -183,19 +184,13 @@ class Pebble:
         return out
 
 
-def _need_pebble(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI needs pebble for the ACME tests, but: {reason}")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def pebble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
     binary = shutil.which("pebble") or (
         "/usr/bin/pebble" if Path("/usr/bin/pebble").exists() else None
     )
     if binary is None:
-        _need_pebble("pebble is not installed (Debian package `pebble`)")
+        unavailable("pebble is not installed (Debian package `pebble`)")
     assert binary is not None
     work = tmp_path_factory.mktemp("pebble")
     ca_file, cert_file, key_file = make_pebble_tls(work)
