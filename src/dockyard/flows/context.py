@@ -31,6 +31,7 @@ from dockyard.errors import ConfigError, DockyardError, LockHeldError
 from dockyard.flows.errors import HookError, error_for
 from dockyard.remote.argv import ArgvLike, display_command
 from dockyard.remote.batch import run_batch
+from dockyard.remote.engine import DOCKER_SOCKET, api_enabled
 from dockyard.remote.fanout import HostOutcome, raise_for_failures
 from dockyard.remote.local import LocalTransport
 from dockyard.remote.options import SshOptions
@@ -161,6 +162,7 @@ def ssh_options(config: Config, environ: Mapping[str, str] | None = None) -> Ssh
         max_concurrent_starts=config.sshkit.max_concurrent_starts,
         pool_idle_timeout=float(config.sshkit.pool_idle_timeout),
         dns_retries=config.sshkit.dns_retries,
+        docker_socket=DOCKER_SOCKET if api_enabled(env) else None,
     )
 
 

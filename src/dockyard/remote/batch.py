@@ -16,13 +16,16 @@ streamed as they come). ``parallel=True`` puts every command in one stage.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from dockyard.remote._stream import LineSplitter
 from dockyard.remote.argv import ArgvLike, command_line, command_stdin
+from dockyard.remote.engine import PING, EngineCall, EngineUnavailable, answer, engine_call
 from dockyard.remote.result import OutputCallback, OutputLine, Result, Stream
 from dockyard.remote.transport import Transport
 
@@ -231,12 +234,30 @@ async def run_batch(
         return []
     if parallel and stages is None:
         stages = [0] * len(commands)
-    if stages is not None and len(commands) == 1:
-        stages = None  # nothing to run side by side
     if getattr(transport, "batch_one_by_one", False):
         return await _run_each(
             transport, commands, stop_on_error, timeout, env, on_output, stages=stages
         )
+    calls = [engine_call(command) for command in commands] if env is None else []
+    if any(calls) and await _engine_ready(transport):
+        return await _with_engine(
+            transport, commands, calls, stop_on_error, timeout, on_output, stages=stages
+        )
+    return await _script(transport, commands, stop_on_error, timeout, env, on_output, stages)
+
+
+async def _script(
+    transport: Transport,
+    commands: Sequence[ArgvLike],
+    stop_on_error: bool,
+    timeout: float | None,
+    env: Mapping[str, str] | None,
+    on_output: OutputCallback | None,
+    stages: Sequence[int] | None,
+) -> list[Result]:
+    """The commands as one script, one round trip."""
+    if stages is not None and len(commands) == 1:
+        stages = None
     nonce = new_nonce()
     script = build_batch_script(commands, nonce, stop_on_error=stop_on_error, stages=stages)
     sink = None if on_output is None else BatchOutputFilter(on_output, nonce)
@@ -252,6 +273,96 @@ async def run_batch(
         # the stages after a failure did not start: their commands have no marker
         results = [Result(None, "", NOT_RUN) if r.exit_status is None else r for r in results]
     return results
+
+
+# --------------------------------------------------------------------------- Engine API
+
+
+async def _engine_ready(transport: Transport) -> bool:
+    """Whether ``transport``'s host answers the Engine API (asked once per connection)."""
+    answered = await transport.engine(PING)
+    return answered is not None and answered[0] == 200
+
+
+async def _with_engine(
+    transport: Transport,
+    commands: Sequence[ArgvLike],
+    calls: Sequence[EngineCall | None],
+    stop_on_error: bool,
+    timeout: float | None,
+    on_output: OutputCallback | None,
+    *,
+    stages: Sequence[int] | None,
+) -> list[Result]:
+    """The batch with the recognized commands (``calls``) asked of the Engine API and the
+    others in scripts, keeping the batch's order: without ``stages``, command by command
+    (consecutive shell commands share one script); with them, stage by stage, the API calls
+    of a stage side by side with one script of its other commands."""
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+
+    def left() -> float | None:
+        return None if deadline is None else max(0.001, deadline - loop.time())
+
+    results: list[Result | None] = [None] * len(commands)
+
+    async def shell(indices: Sequence[int], parallel: bool) -> None:
+        if not indices:
+            return
+        part = await _script(
+            transport,
+            [commands[i] for i in indices],
+            stop_on_error and not parallel,
+            left(),
+            None,
+            on_output,
+            [0] * len(indices) if parallel else None,
+        )
+        for index, result in zip(indices, part, strict=True):
+            results[index] = result
+
+    async def ask(index: int) -> bool:
+        call = calls[index]
+        assert call is not None
+        answered = await transport.engine(call, timeout=left())
+        if answered is None:
+            return False
+        try:
+            result = answer(call, *answered)
+        except EngineUnavailable:
+            return False
+        if on_output is not None:
+            host = transport.host
+            LineSplitter(host, "stdout", on_output).feed(result.stdout.encode(), final=True)
+            LineSplitter(host, "stderr", on_output).feed(result.stderr.encode(), final=True)
+        results[index] = result
+        return True
+
+    def failed() -> bool:
+        return stop_on_error and any(r is not None and not r.ok for r in results)
+
+    groups: list[list[int]] = []
+    if stages is None:  # runs of shell commands, and each API call on its own
+        for index, call in enumerate(calls):
+            if groups and call is None and calls[groups[-1][-1]] is None:
+                groups[-1].append(index)
+            else:
+                groups.append([index])
+    else:
+        for _, members in itertools.groupby(range(len(commands)), key=lambda i: stages[i]):
+            groups.append(list(members))
+    for group in groups:
+        if failed():
+            break
+        asked = [i for i in group if calls[i] is not None]
+        scripted = [i for i in group if calls[i] is None]
+        parallel = stages is not None
+        if not asked:
+            await shell(scripted, parallel)
+            continue
+        done = await asyncio.gather(shell(scripted, parallel), *(ask(i) for i in asked))
+        await shell([i for i, ok in zip(asked, done[1:], strict=True) if not ok], parallel)
+    return [Result(None, "", NOT_RUN) if r is None else r for r in results]
 
 
 async def _run_each(

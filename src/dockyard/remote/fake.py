@@ -16,6 +16,7 @@ from dockyard.remote.argv import (
     display_args,
     local_args,
 )
+from dockyard.remote.engine import EngineCall
 from dockyard.remote.fanout import DEFAULT_LIMIT, HostOutcome, run_on_hosts
 from dockyard.remote.result import OutputCallback, OutputLine, Result, Stdin
 
@@ -152,6 +153,12 @@ class FakeTransport:
         self.downloads.append(path)
         local.parent.mkdir(parents=True, exist_ok=True)
         local.write_bytes(self.files[path])
+
+    async def engine(
+        self, call: EngineCall, *, timeout: float | None = None
+    ) -> tuple[int, bytes] | None:
+        """Flow tests see every command as the argv it is."""
+        return None
 
     async def close(self) -> None:
         self.closed = True

@@ -13,6 +13,7 @@ from pathlib import Path
 from dockyard.errors import RemoteCommandError
 from dockyard.remote._stream import LineSplitter, drain, stdin_chunks
 from dockyard.remote.argv import ArgvLike, command_stdin, display_command, local_args
+from dockyard.remote.engine import EngineCall
 from dockyard.remote.result import CommandTimeoutError, OutputCallback, Result, Stdin
 
 __all__ = ["LocalTransport"]
@@ -105,6 +106,12 @@ class LocalTransport:
             await asyncio.to_thread(_write_file, local, data, 0o600)
         except OSError as exc:
             raise RemoteCommandError(f"local: cannot copy {path}: {exc.strerror or exc}") from exc
+
+    async def engine(
+        self, call: EngineCall, *, timeout: float | None = None
+    ) -> tuple[int, bytes] | None:
+        """Local commands always use the CLI."""
+        return None
 
     async def close(self) -> None:
         return None

@@ -51,6 +51,7 @@ from dockyard.remote.options import SshOptions
 from dockyard.remote.result import CommandTimeoutError, OutputCallback, Result, Stdin
 
 if TYPE_CHECKING:
+    from dockyard.remote.engine import EngineCall
     from dockyard.remote.ssh import SshPool
 
 __all__ = [
@@ -212,7 +213,15 @@ def socket_dir(environ: Mapping[str, str]) -> Path | None:
     return path
 
 
-_CODE_FILES = ("mux.py", "mux_server.py", "ssh.py", "options.py", "argv.py", "_stream.py")
+_CODE_FILES = (
+    "mux.py",
+    "mux_server.py",
+    "ssh.py",
+    "options.py",
+    "argv.py",
+    "_stream.py",
+    "engine.py",
+)
 
 
 def _fingerprint(environ: Mapping[str, str]) -> str:
@@ -556,7 +565,7 @@ class MuxPool:
         header: dict[str, Any],
         *,
         data: Stdin | None = None,
-        out: LineSplitter | None = None,
+        out: LineSplitter | _Collect | None = None,
         err: LineSplitter | None = None,
         what: str = "",
     ) -> dict[str, Any]:
@@ -690,5 +699,43 @@ class MuxTransport:
         await self._pool._request(header, what=f" while downloading {path}")
         return None
 
+    async def engine(
+        self, call: EngineCall, *, timeout: float | None = None
+    ) -> tuple[int, bytes] | None:
+        """:meth:`SshTransport.engine <dockyard.remote.ssh.SshTransport.engine>` in the
+        helper (the body travels as O frames)."""
+        session = await self._pool._ensure()
+        if session is None:
+            assert self._pool._direct is not None
+            return await self._pool._direct.transport(self._host).engine(call, timeout=timeout)
+        header = {
+            "op": "engine",
+            "session": session,
+            "host": self._host,
+            "method": call.method,
+            "path": call.path,
+            "body": None if call.body is None else call.body.decode("latin-1"),
+            "timeout": timeout,
+        }
+        body = _Collect()
+        reply = await self._pool._request(
+            header, out=body, what=f" while asking docker ({call.method} {call.path})"
+        )
+        status = reply.get("status")
+        return None if status is None else (int(status), body.data())
+
     async def close(self) -> None:
         return None
+
+
+class _Collect:
+    """The raw bytes of O frames (an Engine API answer's body)."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+
+    def feed(self, data: bytes, final: bool = False) -> None:
+        self._chunks.append(data)
+
+    def data(self) -> bytes:
+        return b"".join(self._chunks)

@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from dockyard.errors import DockyardError
+from dockyard.remote.engine import EngineCall
 from dockyard.remote.mux import (
+    CHUNK,
     FrameError,
     FrameStream,
     encode_error,
@@ -42,6 +44,10 @@ log = logging.getLogger("dockyard.ssh-helper")
 
 #: Stdin chunks buffered per request before the helper stops reading from the client.
 STDIN_QUEUE = 16
+
+
+def _no_render(status: int, body: bytes) -> Any:
+    raise AssertionError("the helper passes Engine API answers on; the client renders them")
 
 
 class _Forward:
@@ -148,6 +154,7 @@ class Helper:
             "put": self._put,
             "get": self._get,
             "forward": self._forward,
+            "engine": self._engine,
         }.get(str(op))
         if handler is None:
             request.fail("error", f"ssh helper: unknown request {op!r}")
@@ -230,6 +237,27 @@ class Helper:
         transport = pool.transport(str(header["host"]))
         await transport.get(str(header["path"]), Path(str(header["local"])))
         return {}
+
+    async def _engine(self, request: _Request, pool: SshPool) -> dict[str, Any]:
+        header = request.header
+        body = header.get("body")
+        call = EngineCall(
+            str(header["method"]),
+            str(header["path"]),
+            _no_render,
+            None if body is None else str(body).encode("latin-1"),
+        )
+        timeout = header.get("timeout")
+        answered = await pool.transport(str(header["host"])).engine(
+            call, timeout=None if timeout is None else float(timeout)
+        )
+        if answered is None:
+            return {"status": None}
+        status, data = answered
+        out = _Forward(request.writer, b"O")
+        for start in range(0, len(data), CHUNK):
+            out.feed(data[start : start + CHUNK])
+        return {"status": status}
 
     async def _forward(self, request: _Request, pool: SshPool) -> None:
         """Reverse forwards that last as long as the client keeps this request open."""

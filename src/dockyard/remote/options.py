@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dockyard.errors import ConfigError, ConnectError
+from dockyard.remote.engine import DOCKER_SOCKET
 
 __all__ = [
     "LOG_LEVELS",
@@ -126,6 +127,9 @@ class SshOptions:
     max_concurrent_starts: int = 30
     pool_idle_timeout: float = 900.0
     dns_retries: int = 3
+    #: The Docker socket the Engine API is reached at over the connection (a few ``docker``
+    #: queries go there instead of to the CLI: ``remote.engine``); None: always the CLI.
+    docker_socket: str | None = DOCKER_SOCKET
 
     def __post_init__(self) -> None:
         if not self.user or any(ch.isspace() or ch == "@" for ch in self.user):

@@ -30,6 +30,13 @@ from dockyard.remote.argv import (
     display_command,
     remote_command,
 )
+from dockyard.remote.engine import (
+    PING,
+    EngineCall,
+    EngineUnavailable,
+    ResponseReader,
+    request_bytes,
+)
 from dockyard.remote.fanout import HostOutcome, raise_for_failures, run_on_hosts
 from dockyard.remote.options import (
     LOG_LEVELS,
@@ -168,6 +175,10 @@ class _Entry:
     #: a failing attempt get its error instead of each waiting out another attempt.
     error: ConnectError | None = None
     failures: int = 0
+    #: The Engine API over this connection: None until tried, then whether it answers;
+    #: channels to the socket kept open between requests (HTTP keep-alive).
+    engine: bool | None = None
+    engine_idle: list[tuple[Any, Any]] = field(default_factory=list)
 
 
 class SshPool:
@@ -347,6 +358,7 @@ class SshPool:
             if entry.conn is not None:
                 old, entry.conn = entry.conn, None
                 old.close()
+                entry.engine, entry.engine_idle = None, []
             try:
                 entry.conn = await self._open(host)
             except ConnectError as exc:
@@ -593,9 +605,86 @@ class SshTransport:
                 with contextlib.suppress(OSError):
                     tmp.unlink()
 
+    async def engine(
+        self, call: EngineCall, *, timeout: float | None = None
+    ) -> tuple[int, bytes] | None:
+        """The status and body of the host's Engine API answer to ``call``
+        (:mod:`dockyard.remote.engine`); None when the API cannot be reached over this
+        connection (then run the CLI). A failure to reach it is remembered for the
+        connection's life."""
+        socket_path = self._pool.options.docker_socket
+        entry = self._pool._entry(self._host)
+        if not socket_path or entry.engine is False:
+            return None
+        if call is PING and entry.engine:
+            return 200, b"OK"  # it answered on this connection already
+        target = self._pool.target(self._host)
+        conn = await self._pool._connection(self._host)
+        try:
+            async with asyncio.timeout(timeout):
+                answered = await self._exchange(conn, entry, socket_path, call)
+        except TimeoutError as exc:
+            raise CommandTimeoutError(
+                f"the Docker Engine API on {self._host} did not answer {call.method} "
+                f"{call.path} within {timeout:g}s",
+                hint="check that dockerd on the host is responsive (`docker info`)",
+            ) from exc
+        except EngineUnavailable as exc:
+            log.debug("ssh %s: Engine API not used: %s", self._host, exc)
+            entry.engine = False
+            return None
+        except (OSError, asyncssh.Error) as exc:
+            raise ConnectError(
+                f"ssh: lost the connection to {target} while asking docker "
+                f"({call.method} {call.path}): {_reason(exc)}"
+            ) from exc
+        entry.engine = True
+        entry.last_used = time.monotonic()
+        return answered
+
+    async def _exchange(
+        self, conn: asyncssh.SSHClientConnection, entry: _Entry, socket_path: str, call: EngineCall
+    ) -> tuple[int, bytes]:
+        """One request on a kept channel (a fresh one when a kept one turns out closed)
+        or on a new one; the channel is kept again when the answer allows it."""
+        while True:
+            fresh = not entry.engine_idle
+            if fresh:
+                try:
+                    reader, writer = await conn.open_unix_connection(socket_path)
+                except asyncssh.ChannelOpenError as exc:
+                    raise EngineUnavailable(f"{socket_path}: {exc.reason}") from exc
+            else:
+                reader, writer = entry.engine_idle.pop()
+            response = ResponseReader()
+            try:
+                writer.write(request_bytes(call))
+                while not response.done:
+                    data = await reader.read(65536)
+                    if not data:
+                        response.finish()
+                    response.feed(data)
+            except (EngineUnavailable, OSError, asyncssh.Error):
+                writer.close()
+                if fresh or response.status or response.body:
+                    raise
+                continue  # a kept channel the daemon had closed: once more on a new one
+            except BaseException:
+                writer.close()
+                raise
+            if response.keep_alive and len(entry.engine_idle) < ENGINE_IDLE_CHANNELS:
+                entry.engine_idle.append((reader, writer))
+            else:
+                writer.close()
+            return response.status, response.body
+
     async def close(self) -> None:
         """Transports share the pool's connection; closing the pool closes it."""
         return None
+
+
+#: Channels to the Docker socket kept open per host between requests.
+ENGINE_IDLE_CHANNELS = 4
 
 
 #: Waits between attempts to open a channel the server refused. OpenSSH frees a finished

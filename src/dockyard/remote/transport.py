@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from dockyard.remote.argv import ArgvLike
+from dockyard.remote.engine import EngineCall
 from dockyard.remote.fanout import HostOutcome
 from dockyard.remote.result import OutputCallback, Result, Stdin
 
@@ -40,6 +41,13 @@ class Transport(Protocol):
 
     async def get(self, path: str, local: Path) -> None:
         """Download the host's file ``path`` into the local file ``local``."""
+        ...
+
+    async def engine(
+        self, call: EngineCall, *, timeout: float | None = None
+    ) -> tuple[int, bytes] | None:
+        """The host's Docker Engine API answer (status, body) to ``call``; None when this
+        transport cannot ask it (then the CLI runs: :mod:`dockyard.remote.engine`)."""
         ...
 
     async def close(self) -> None: ...

@@ -18,6 +18,7 @@ import pytest
 from dockyard.errors import ConfigError, ConnectError, DockyardError, RemoteCommandError
 from dockyard.remote import mux
 from dockyard.remote._stream import ByteSink, stdin_chunks
+from dockyard.remote.engine import EngineCall
 from dockyard.remote.fanout import HostOutcome
 from dockyard.remote.mux import (
     FrameError,
@@ -32,7 +33,7 @@ from dockyard.remote.mux import (
 )
 from dockyard.remote.mux_server import Helper
 from dockyard.remote.options import SshOptions
-from dockyard.remote.result import CommandTimeoutError, OutputLine, Stdin
+from dockyard.remote.result import CommandTimeoutError, OutputLine, Result, Stdin
 
 # --------------------------------------------------------------------------- frames
 
@@ -174,6 +175,16 @@ class ScriptTransport:
     async def get(self, path: str, local: Path) -> None:
         local.write_bytes(f"content of {path}".encode())
 
+    async def engine(
+        self, call: EngineCall, *, timeout: float | None = None
+    ) -> tuple[int, bytes] | None:
+        self.pool.engine_calls.append((self.host, call.method, call.path, call.body, timeout))
+        if self.host == "no-api":
+            return None
+        if self.host == "lost":
+            raise ConnectError("ssh: lost the connection while asking docker")
+        return 200, bytes(range(256)) * 3000  # every byte value, several frames
+
 
 class ScriptPool:
     instances: ClassVar[list[ScriptPool]] = []
@@ -186,6 +197,7 @@ class ScriptPool:
         self.closed = False
         self.forwards: list[tuple[tuple[str, ...], int, int, str]] = []
         self.forwards_closed = False
+        self.engine_calls: list[tuple[str, str, str, bytes | None, float | None]] = []
         ScriptPool.instances.append(self)
 
     def transport(self, host: str) -> ScriptTransport:
@@ -327,6 +339,27 @@ def test_put_and_get_go_through_the_helper(tmp_path: Path) -> None:
         await pool.close()
 
     with_helper(body, tmp_path)
+
+
+def test_engine_api_requests_go_through_the_helper(tmp_path: Path) -> None:
+    async def body(helper: Helper) -> None:
+        pool = pool_for(helper)
+        call = EngineCall("POST", "/containers/a/stop?t=3", _unused, b'{"\xe9":1}')
+        answered = await pool.transport("h").engine(call, timeout=7)
+        assert answered == (200, bytes(range(256)) * 3000)
+        assert ScriptPool.instances[0].engine_calls == [
+            ("h", "POST", "/containers/a/stop?t=3", b'{"\xe9":1}', 7.0)
+        ]
+        assert await pool.transport("no-api").engine(call) is None
+        with pytest.raises(ConnectError, match="lost the connection"):
+            await pool.transport("lost").engine(call)
+        await pool.close()
+
+    with_helper(body, tmp_path)
+
+
+def _unused(status: int, body: bytes) -> Result:
+    raise AssertionError("the transport does not render")
 
 
 def test_reverse_forwards_last_while_the_block_runs(tmp_path: Path) -> None:
