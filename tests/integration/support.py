@@ -28,6 +28,7 @@ from typing import NoReturn
 
 import pytest
 
+from dockyard.remote.options import SshOptions
 from lab.state import LabDoc
 from lab.testing import LabSsh
 
@@ -204,6 +205,18 @@ def login_on_server(lab: LabDoc, lab_ssh: LabSsh, address: str) -> None:
         lab.registry.username,
         "--password-stdin",
         input=lab.registry.password,
+    )
+
+
+def lab_options(lab: LabDoc, **overrides: object) -> SshOptions:
+    """SSH options for the lab's servers (its key and known_hosts), with ``overrides``."""
+    return SshOptions(
+        user=lab.ssh.user,
+        keys=(lab.ssh.key,),
+        keys_only=True,
+        known_hosts=(lab.ssh.known_hosts,),
+        connect_timeout=20,
+        **overrides,  # type: ignore[arg-type]
     )
 
 

@@ -23,7 +23,13 @@ from dockyard.remote.engine import answer, engine_call
 from dockyard.remote.result import Result
 from lab.state import LabDoc
 from lab.testing import LabSsh
-from tests.integration.support import HELLO_IMAGE, lab_pushes, login_on_server, push_images
+from tests.integration.support import (
+    HELLO_IMAGE,
+    lab_options,
+    lab_pushes,
+    login_on_server,
+    push_images,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -32,14 +38,7 @@ SURVEY = '{{.ID}}\t{{.State}}\t{{.Label "role"}}\t{{.Names}}'
 
 
 def options(lab: LabDoc, socket: str | None = "/var/run/docker.sock") -> SshOptions:
-    return SshOptions(
-        user=lab.ssh.user,
-        keys=(lab.ssh.key,),
-        keys_only=True,
-        known_hosts=(lab.ssh.known_hosts,),
-        connect_timeout=20,
-        docker_socket=socket,
-    )
+    return lab_options(lab, docker_socket=socket)
 
 
 def with_pool(lab: LabDoc, body: Callable[[SshPool], Awaitable[T]], **kw: str | None) -> T:

@@ -12,27 +12,17 @@ import pytest
 from dockyard.remote import (
     OutputLine,
     Result,
-    SshOptions,
     SshPool,
     raise_for_failures,
     run_batch,
     run_on_hosts,
 )
 from lab.state import LabDoc
+from tests.integration.support import lab_options
 
 pytestmark = pytest.mark.integration
 
 T = TypeVar("T")
-
-
-def lab_options(lab: LabDoc) -> SshOptions:
-    return SshOptions(
-        user=lab.ssh.user,
-        keys=(lab.ssh.key,),
-        keys_only=True,
-        known_hosts=(lab.ssh.known_hosts,),
-        connect_timeout=20,
-    )
 
 
 def with_pool(lab: LabDoc, body: Callable[[SshPool], Awaitable[T]]) -> T:
