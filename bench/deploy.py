@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -177,6 +178,22 @@ class ServerCpu:
             return None
 
 
+def machine_cpu() -> float:
+    """CPU seconds this whole machine has used (both tools, the helper, the lab servers, their
+    containers, the registry): /proc/stat's busy time."""
+    with open("/proc/stat") as fh:
+        fields = fh.readline().split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq = (int(x) for x in fields[:7])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    """CPU seconds of the commands run so far (the tool's own process; not the SSH helper
+    Dockyard leaves running, which the machine's figure includes)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
@@ -194,6 +211,8 @@ def main() -> int:
     counts = [int(n) for n in args.servers.split(",")]
     results: dict[str, list[float]] = {}
     server_cpu: dict[str, list[float]] = {}
+    all_cpu: dict[str, list[float]] = {}
+    tool_cpu: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="dockyard-bench-") as tmp:
         root = Path(tmp)
         # VERSION: Kamal needs a version even for rollback (the project is not a git repo)
@@ -215,10 +234,12 @@ def main() -> int:
                 projects.append((name, cli, count, app))
 
         def measure(key: str, argv: list[str], app: Path, trace: bool = False) -> None:
-            before = cpu.read()
+            before, total, own = cpu.read(), machine_cpu(), children_cpu()
             took = timed(argv, app, env, trace=trace)
             after = cpu.read()
             results.setdefault(key, []).append(took)
+            all_cpu.setdefault(key, []).append(machine_cpu() - total)
+            tool_cpu.setdefault(key, []).append(children_cpu() - own)
             if before is not None and after is not None:
                 server_cpu.setdefault(key, []).append(after - before)
 
@@ -242,6 +263,8 @@ def main() -> int:
     for key, values in results.items():
         used = server_cpu.get(key)
         extra = f"  servers' CPU {statistics.median(used):5.2f}s" if used else ""
+        extra += f"  machine CPU {statistics.median(all_cpu[key]):5.2f}s"
+        extra += f"  tool process CPU {statistics.median(tool_cpu[key]):5.2f}s"
         print(f"{key:40s} median {statistics.median(values):6.2f}s{extra}  (n={len(values)})")
     print()
     print(table(results))

@@ -19,12 +19,15 @@ from dockyard.commands.prune import CONTAINER_LIST_FORMAT, IMAGE_LIST_FORMAT
 from dockyard.flows.boot import PROXY_STATE_FORMAT
 from dockyard.flows.build import PULL_CHECK_FORMAT
 from dockyard.remote import SshOptions, SshPool, run_batch
-from dockyard.remote.engine import answer, engine_call
+from dockyard.remote.batch import perform
+from dockyard.remote.engine import ProxyCall, answer, engine_call, shortcut
 from dockyard.remote.result import Result
 from lab.state import LabDoc
 from lab.testing import LabSsh
 from tests.integration.support import (
     HELLO_IMAGE,
+    PROXY_VERSION,
+    build_proxy_image,
     lab_options,
     lab_pushes,
     login_on_server,
@@ -236,3 +239,63 @@ def test_an_sshd_that_refuses_the_socket_leaves_the_cli(
         assert results[0].stdout.split("\t")[1] == "false"
     finally:
         lab_ssh(server, "sh", "-c", "kill $(cat /run/sshd-2222.pid) 2>/dev/null || true")
+
+
+def test_proxy_commands_reach_dockyard_proxy_through_its_volume(
+    lab: LabDoc, lab_ssh: LabSsh, server: str, tmp_path: Path
+) -> None:
+    """dockyard-proxy run as Kamal runs it (its state in the kamal-proxy-config volume): the
+    `docker exec kamal-proxy kamal-proxy ...` calls a deploy makes are answered through the
+    socket in that volume, exactly as docker exec prints them; with the socket gone (the
+    proxy stopped), docker exec again."""
+    reg = lab.registry.address
+    image = f"{reg}/dockyard-proxy:{PROXY_VERSION}"
+    push_images(lab, tmp_path, lab_pushes(lab, [], proxy=build_proxy_image()))
+    lab_ssh(
+        server, "sh", "-c",
+        f"docker rm -f kamal-proxy >/dev/null 2>&1; docker run -d --name kamal-proxy "
+        f"--volume kamal-proxy-config:/home/kamal-proxy/.config/kamal-proxy {image} "
+        "kamal-proxy run --http-port 8080 --https-port 8443 >/dev/null",
+        timeout=300,
+    )  # fmt: skip
+    exec_ = ["docker", "exec", "kamal-proxy", "kamal-proxy"]
+    calls = [
+        [*exec_, "list"],
+        [*exec_, "remove", "no-such-service"],
+        [*exec_, "deploy", "web", "--target=eng-web-v1:80", "--bogus-flag"],
+        [*exec_, "deploy", "web", "--target=127.0.0.1:1", "--deploy-timeout=1s", "--host=a.test"],
+    ]
+
+    async def body(pool: SshPool) -> list[tuple[Result, Result | None]]:
+        transport = pool.transport(server)
+        for _ in range(50):  # the proxy's socket comes up a moment after the container
+            if await perform(transport, ProxyCall(("list",))) is not None:
+                break
+            await asyncio.sleep(0.1)
+        compared = []
+        for argv in calls:
+            call = shortcut(Argv(argv))
+            assert isinstance(call, ProxyCall)
+            compared.append((await transport.run(Argv(argv)), await perform(transport, call)))
+        return compared
+
+    try:
+        compared = with_pool(lab, body)
+        for argv, (cli, door) in zip(calls, compared, strict=True):
+            assert door is not None, f"not answered through the volume: {argv}"
+            if argv[-1] == "--host=a.test":  # the probes' details differ run to run
+                assert not cli.ok and not door.ok
+                assert cli.stderr.splitlines()[0] == door.stderr.splitlines()[0]
+            else:
+                assert door == cli, argv
+        assert compared[0][1] is not None and compared[0][1].stdout.startswith("Service")
+        assert not compared[1][1].ok  # type: ignore[union-attr]
+        lab_ssh(server, "docker", "stop", "kamal-proxy")
+
+        async def stopped(pool: SshPool) -> Result | None:
+            return await perform(pool.transport(server), ProxyCall(("list",)))
+
+        assert with_pool(lab, stopped) is None  # no socket: the caller runs docker exec
+    finally:
+        lab_ssh(server, "sh", "-c", "docker rm -f kamal-proxy; docker volume rm -f "
+                "kamal-proxy-config", check=False)  # fmt: skip

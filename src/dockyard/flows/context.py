@@ -30,7 +30,7 @@ from dockyard.commands.paths import RUN_DIRECTORY, audit_log_file
 from dockyard.errors import ConfigError, DockyardError, LockHeldError
 from dockyard.flows.errors import HookError, error_for
 from dockyard.remote.argv import ArgvLike, display_command
-from dockyard.remote.batch import run_batch
+from dockyard.remote.batch import run_batch, run_one
 from dockyard.remote.engine import DOCKER_SOCKET, api_enabled
 from dockyard.remote.fanout import HostOutcome, raise_for_failures
 from dockyard.remote.local import LocalTransport
@@ -351,8 +351,11 @@ class DeployContext:
         """Run one command on ``host``. With ``check``, a failure raises the layer's error,
         naming the host, what was being done and the tail of the output."""
         self._command(host, argv)
-        result = await self.transport(host).run(
-            argv, timeout=timeout, on_output=self._sink(stream or self.verbosity > 0)
+        result = await run_one(
+            self.transport(host),
+            argv,
+            timeout=timeout,
+            on_output=self._sink(stream or self.verbosity > 0),
         )
         if check and not result.ok:
             raise self.failure(host, argv, result, layer=layer, hint=hint, what=what)

@@ -25,7 +25,16 @@ from dataclasses import dataclass, field
 
 from dockyard.remote._stream import LineSplitter
 from dockyard.remote.argv import ArgvLike, command_line, command_stdin
-from dockyard.remote.engine import PING, EngineCall, EngineUnavailable, answer, engine_call
+from dockyard.remote.engine import (
+    PING,
+    PROXY_VOLUME_CALL,
+    EngineCall,
+    EngineUnavailable,
+    ProxyCall,
+    answer,
+    proxy_socket,
+    shortcut,
+)
 from dockyard.remote.result import OutputCallback, OutputLine, Result, Stream
 from dockyard.remote.transport import Transport
 
@@ -34,7 +43,9 @@ __all__ = [
     "BatchOutputFilter",
     "build_batch_script",
     "new_nonce",
+    "perform",
     "run_batch",
+    "run_one",
     "split_batch_output",
 ]
 
@@ -238,7 +249,7 @@ async def run_batch(
         return await _run_each(
             transport, commands, stop_on_error, timeout, env, on_output, stages=stages
         )
-    calls = [engine_call(command) for command in commands] if env is None else []
+    calls = [shortcut(command) for command in commands] if env is None else []
     if any(calls) and await _engine_ready(transport):
         return await _with_engine(
             transport, commands, calls, stop_on_error, timeout, on_output, stages=stages
@@ -278,6 +289,52 @@ async def _script(
 # --------------------------------------------------------------------------- Engine API
 
 
+async def perform(
+    transport: Transport, call: EngineCall | ProxyCall, timeout: float | None = None
+) -> Result | None:
+    """The result of the CLI call that ``call`` stands for, without running the CLI; None
+    when the host does not answer this way (then run the CLI)."""
+    if isinstance(call, ProxyCall):
+        volume = await perform(transport, PROXY_VOLUME_CALL, timeout)
+        if volume is None or not volume.ok or not volume.stdout:
+            return None
+        path = proxy_socket(volume.stdout)
+        data = await transport.unix_call(path, call.request(), timeout=timeout)
+        return None if data is None else call.render(data)
+    answered = await transport.engine(call, timeout=timeout)
+    if answered is None:
+        return None
+    try:
+        return answer(call, *answered)
+    except EngineUnavailable:
+        return None
+
+
+def _emit(host: str, result: Result, on_output: OutputCallback | None) -> None:
+    """Stream a result's lines as a command's output would have come."""
+    if on_output is not None:
+        LineSplitter(host, "stdout", on_output).feed(result.stdout.encode(), final=True)
+        LineSplitter(host, "stderr", on_output).feed(result.stderr.encode(), final=True)
+
+
+async def run_one(
+    transport: Transport,
+    command: ArgvLike,
+    *,
+    timeout: float | None = None,
+    on_output: OutputCallback | None = None,
+) -> Result:
+    """``transport.run(command)``, or what it would print from the Engine API or the proxy's
+    socket when ``command`` is one of the calls those answer (:mod:`dockyard.remote.engine`)."""
+    call = shortcut(command)
+    if call is not None and await _engine_ready(transport):
+        result = await perform(transport, call, timeout)
+        if result is not None:
+            _emit(transport.host, result, on_output)
+            return result
+    return await transport.run(command, timeout=timeout, on_output=on_output)
+
+
 async def _engine_ready(transport: Transport) -> bool:
     """Whether ``transport``'s host answers the Engine API (asked once per connection)."""
     answered = await transport.engine(PING)
@@ -287,7 +344,7 @@ async def _engine_ready(transport: Transport) -> bool:
 async def _with_engine(
     transport: Transport,
     commands: Sequence[ArgvLike],
-    calls: Sequence[EngineCall | None],
+    calls: Sequence[EngineCall | ProxyCall | None],
     stop_on_error: bool,
     timeout: float | None,
     on_output: OutputCallback | None,
@@ -324,17 +381,10 @@ async def _with_engine(
     async def ask(index: int) -> bool:
         call = calls[index]
         assert call is not None
-        answered = await transport.engine(call, timeout=left())
-        if answered is None:
+        result = await perform(transport, call, left())
+        if result is None:
             return False
-        try:
-            result = answer(call, *answered)
-        except EngineUnavailable:
-            return False
-        if on_output is not None:
-            host = transport.host
-            LineSplitter(host, "stdout", on_output).feed(result.stdout.encode(), final=True)
-            LineSplitter(host, "stderr", on_output).feed(result.stderr.encode(), final=True)
+        _emit(transport.host, result, on_output)
         results[index] = result
         return True
 

@@ -160,6 +160,12 @@ class FakeTransport:
         """Flow tests see every command as the argv it is."""
         return None
 
+    async def unix_call(
+        self, path: str, data: bytes, *, timeout: float | None = None
+    ) -> bytes | None:
+        """Flow tests see every command as the argv it is."""
+        return None
+
     async def close(self) -> None:
         self.closed = True
 

@@ -113,6 +113,12 @@ class LocalTransport:
         """Local commands always use the CLI."""
         return None
 
+    async def unix_call(
+        self, path: str, data: bytes, *, timeout: float | None = None
+    ) -> bytes | None:
+        """Local commands always use the CLI."""
+        return None
+
     async def close(self) -> None:
         return None
 

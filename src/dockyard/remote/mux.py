@@ -724,6 +724,28 @@ class MuxTransport:
         status = reply.get("status")
         return None if status is None else (int(status), body.data())
 
+    async def unix_call(
+        self, path: str, data: bytes, *, timeout: float | None = None
+    ) -> bytes | None:
+        """:meth:`SshTransport.unix_call <dockyard.remote.ssh.SshTransport.unix_call>` in the
+        helper (the answer travels as O frames)."""
+        session = await self._pool._ensure()
+        if session is None:
+            assert self._pool._direct is not None
+            transport = self._pool._direct.transport(self._host)
+            return await transport.unix_call(path, data, timeout=timeout)
+        header = {
+            "op": "unix",
+            "session": session,
+            "host": self._host,
+            "path": path,
+            "data": data.decode("latin-1"),
+            "timeout": timeout,
+        }
+        answer = _Collect()
+        reply = await self._pool._request(header, out=answer, what=f" while talking to {path}")
+        return answer.data() if reply.get("reached") else None
+
     async def close(self) -> None:
         return None
 

@@ -155,6 +155,7 @@ class Helper:
             "get": self._get,
             "forward": self._forward,
             "engine": self._engine,
+            "unix": self._unix,
         }.get(str(op))
         if handler is None:
             request.fail("error", f"ssh helper: unknown request {op!r}")
@@ -258,6 +259,21 @@ class Helper:
         for start in range(0, len(data), CHUNK):
             out.feed(data[start : start + CHUNK])
         return {"status": status}
+
+    async def _unix(self, request: _Request, pool: SshPool) -> dict[str, Any]:
+        header = request.header
+        timeout = header.get("timeout")
+        data = await pool.transport(str(header["host"])).unix_call(
+            str(header["path"]),
+            str(header["data"]).encode("latin-1"),
+            timeout=None if timeout is None else float(timeout),
+        )
+        if data is None:
+            return {"reached": False}
+        out = _Forward(request.writer, b"O")
+        for start in range(0, len(data), CHUNK):
+            out.feed(data[start : start + CHUNK])
+        return {"reached": True}
 
     async def _forward(self, request: _Request, pool: SshPool) -> None:
         """Reverse forwards that last as long as the client keeps this request open."""

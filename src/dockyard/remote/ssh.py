@@ -642,6 +642,42 @@ class SshTransport:
         entry.last_used = time.monotonic()
         return answered
 
+    async def unix_call(
+        self, path: str, data: bytes, *, timeout: float | None = None
+    ) -> bytes | None:
+        """Send ``data`` to the Unix socket ``path`` on the host (over the connection) and
+        return all it answers until it closes; None when the socket cannot be reached (sshd
+        refuses, nothing listens, no permission)."""
+        if not self._pool.options.docker_socket:  # the same switch as the Engine API's
+            return None
+        target = self._pool.target(self._host)
+        conn = await self._pool._connection(self._host)
+        writer = None
+        try:
+            async with asyncio.timeout(timeout):
+                try:
+                    reader, writer = await conn.open_unix_connection(path)
+                except asyncssh.ChannelOpenError as exc:
+                    log.debug("ssh %s: %s not reachable: %s", self._host, path, exc.reason)
+                    return None
+                writer.write(data)
+                chunks = []
+                while chunk := await reader.read(65536):
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        except TimeoutError as exc:
+            raise CommandTimeoutError(
+                f"{path} on {self._host} did not answer within {timeout:g}s",
+                hint="raise the timeout or check why the command hangs",
+            ) from exc
+        except (OSError, asyncssh.Error) as exc:
+            raise ConnectError(
+                f"ssh: lost the connection to {target} while talking to {path}: {_reason(exc)}"
+            ) from exc
+        finally:
+            if writer is not None:
+                writer.close()
+
     async def _exchange(
         self, conn: asyncssh.SSHClientConnection, entry: _Entry, socket_path: str, call: EngineCall
     ) -> tuple[int, bytes]:

@@ -50,6 +50,13 @@ class Transport(Protocol):
         transport cannot ask it (then the CLI runs: :mod:`dockyard.remote.engine`)."""
         ...
 
+    async def unix_call(
+        self, path: str, data: bytes, *, timeout: float | None = None
+    ) -> bytes | None:
+        """``data`` sent to the host's Unix socket ``path``, and all it answered until it
+        closed; None when this transport cannot reach that socket."""
+        ...
+
     async def close(self) -> None: ...
 
 

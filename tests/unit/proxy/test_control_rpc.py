@@ -280,3 +280,64 @@ def test_serve_reports_a_busy_port_as_an_error(tmp_path: Path) -> None:
         )
         with pytest.raises(ProxyError, match=r"unable to listen on 127\.0\.0\.1:"):
             asyncio.run(serve(settings))
+
+
+def test_run_opens_a_second_door_next_to_its_state(tmp_path: Path) -> None:
+    """`serve` also listens in the state directory (a volume the host reaches); a `cli` call
+    there without env or cwd is read with the server's own, as `docker exec` would run it."""
+    from dockyard.proxy.control.server import RunSettings, serve
+
+    with socket_pair_port() as port:
+        pass
+    settings = RunSettings(
+        http_port=port,
+        bind="127.0.0.1",
+        socket=tmp_path / "run" / "kamal-proxy.sock",
+        state_file=tmp_path / "state" / "kamal-proxy.state",
+    )
+    door = tmp_path / "state" / "kamal-proxy.sock"
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        stop = asyncio.Event()
+        running = asyncio.run_coroutine_threadsafe(serve(settings, stop), loop)
+        deadline = time.monotonic() + 10
+        while not door.exists():
+            assert time.monotonic() < deadline and not running.done()
+            time.sleep(0.02)
+        assert oct(door.stat().st_mode & 0o777) == "0o600"
+        argv = ["deploy", "web", "--target=127.0.0.1:1", "--host=a.test", "--deploy-timeout=1s"]
+        with pytest.raises(RpcError, match="target failed to become healthy"):
+            call(door, "cli", {"argv": argv})
+        assert call(door, "cli", {"argv": ["list"]}) == []  # the failed deploy left nothing
+        with pytest.raises(RpcError, match=r"unrecognized arguments|unknown flag"):
+            call(door, "cli", {"argv": ["list", "--bogus"]})
+        loop.call_soon_threadsafe(stop.set)
+        running.result(15)
+        assert not door.exists() and not settings.socket.exists()  # type: ignore[union-attr]
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+
+
+def test_a_door_that_cannot_be_opened_is_skipped(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("in the way")
+    router = ProxyRouter(StateStore(tmp_path / "s" / "state"))
+    rpc = RpcServer(router, tmp_path / "main.sock", door=tmp_path / "file" / "door.sock")
+
+    async def go() -> None:
+        await rpc.start()
+        assert call_path_exists(tmp_path / "main.sock")
+        await rpc.close()
+        await router.close()
+
+    asyncio.run(go())
+    assert not (tmp_path / "main.sock").exists()
+
+
+def call_path_exists(path: Path) -> bool:
+    import stat
+
+    return path.exists() and stat.S_ISSOCK(path.stat().st_mode)

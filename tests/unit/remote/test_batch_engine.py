@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from dockyard.commands.argv import Argv
-from dockyard.remote.batch import NOT_RUN, run_batch
+from dockyard.remote.batch import NOT_RUN, run_batch, run_one
 from dockyard.remote.engine import EngineCall
 from dockyard.remote.local import LocalTransport
 from dockyard.remote.result import OutputLine, Result
@@ -29,12 +29,23 @@ class EngineHost(LocalTransport):
     logging every step in ``events``; ``reachable=False`` is a host without the API."""
 
     def __init__(
-        self, events: list[str], answers: dict[str, tuple[int, bytes]], reachable: bool = True
+        self,
+        events: list[str],
+        answers: dict[str, tuple[int, bytes]],
+        reachable: bool = True,
+        sockets: dict[str, bytes] | None = None,
     ) -> None:
         super().__init__("box")
         self.events = events
         self.answers = answers
         self.reachable = reachable
+        self.sockets = sockets or {}
+
+    async def unix_call(
+        self, path: str, data: bytes, *, timeout: float | None = None
+    ) -> bytes | None:
+        self.events.append(f"unix {path} {data.decode().strip()}")
+        return self.sockets.get(path)
 
     async def run(self, argv, **kwargs):  # type: ignore[no-untyped-def]
         self.events.append("script")
@@ -156,3 +167,42 @@ def test_env_keeps_the_batch_on_the_cli(fake_docker: Path) -> None:
     results = batch(host, [PS], env={"X": "1"})
     assert results[0].stdout.startswith("cli: ps")
     assert events == ["script"]
+
+
+PROXY_DEPLOY = Argv(
+    ["docker", "exec", "kamal-proxy", "kamal-proxy", "deploy", "web", "--target=x:80"]
+)
+VOLUME = {"/volumes/kamal-proxy-config": (200, b'{"Mountpoint": "/vol/_data"}')}
+
+
+def test_a_proxy_command_goes_to_the_socket_in_the_proxy_volume(fake_docker: Path) -> None:
+    events: list[str] = []
+    answered = {"/vol/_data/kamal-proxy.sock": b'{"ok": false, "error": "unhealthy"}\n'}
+    host = EngineHost(events, VOLUME, sockets=answered)
+    results = batch(host, [Argv(["echo", "a"]), PROXY_DEPLOY], stop_on_error=True)
+    assert results[1] == Result(1, "", "Error: unhealthy\n")
+    assert events == [
+        "script",
+        "api GET /volumes/kamal-proxy-config",
+        'unix /vol/_data/kamal-proxy.sock {"method": "cli", "params": {"argv": ["deploy", "web", '
+        '"--target=x:80"]}}',
+    ]
+    one = asyncio.run(run_one(host, PROXY_DEPLOY))
+    assert one == Result(1, "", "Error: unhealthy\n")
+
+
+@pytest.mark.parametrize(
+    ("answers", "sockets"),
+    [
+        (VOLUME, {}),  # nothing listens there (another proxy, a stopped one)
+        ({}, {}),  # no such volume
+        (VOLUME, {"/vol/_data/kamal-proxy.sock": b"garbage"}),
+    ],
+)
+def test_otherwise_the_proxy_command_runs_docker_exec(
+    fake_docker: Path, answers: dict[str, tuple[int, bytes]], sockets: dict[str, bytes]
+) -> None:
+    host = EngineHost([], answers, sockets=sockets)
+    results = batch(host, [PROXY_DEPLOY])
+    assert results[0].stdout == "cli: exec kamal-proxy kamal-proxy deploy web --target=x:80\n"
+    assert asyncio.run(run_one(host, PROXY_DEPLOY)).stdout == results[0].stdout

@@ -13,14 +13,18 @@ from dockyard.commands.prune import CONTAINER_LIST_FORMAT, IMAGE_LIST_FORMAT
 from dockyard.flows.boot import PROXY_STATE_FORMAT
 from dockyard.remote.engine import (
     PING,
+    PROXY_VOLUME_CALL,
     EngineCall,
     EngineUnavailable,
+    ProxyCall,
     ResponseReader,
     answer,
     api_enabled,
     engine_call,
     familiar_image,
+    proxy_socket,
     request_bytes,
+    shortcut,
 )
 from dockyard.remote.result import Result
 
@@ -336,3 +340,53 @@ def test_broken_answers() -> None:
     whole = read(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
     with pytest.raises(EngineUnavailable):
         whole.feed(b"HTTP/1.1 200 OK\r\n")
+
+
+# --------------------------------------------------------------------------- the proxy's socket
+
+
+def test_proxy_commands_go_to_the_proxy_socket() -> None:
+    deploy = shortcut(Argv(["docker", "exec", "kamal-proxy", "kamal-proxy", "deploy", "web",
+                            "--target=abc:80"]))  # fmt: skip
+    assert isinstance(deploy, ProxyCall) and deploy.argv == ("deploy", "web", "--target=abc:80")
+    assert json.loads(deploy.request()) == {
+        "method": "cli",
+        "params": {"argv": ["deploy", "web", "--target=abc:80"]},  # the proxy's own env, cwd
+    }
+    for args in (
+        ["docker", "exec", "kamal-proxy", "kamal-proxy", "run"],
+        ["docker", "exec", "kamal-proxy", "kamal-proxy", "deploy", "--help"],
+        ["docker", "exec", "-i", "kamal-proxy", "kamal-proxy", "list"],
+        ["docker", "exec", "other", "kamal-proxy", "list"],
+        ["docker", "exec", "kamal-proxy", "sh", "-c", "kamal-proxy list"],
+    ):
+        assert shortcut(Argv(args)) is None, args
+    assert isinstance(shortcut(Argv(["docker", "stop", "a"])), EngineCall)
+    assert proxy_socket("/var/lib/docker/volumes/kamal-proxy-config/_data/") == (
+        "/var/lib/docker/volumes/kamal-proxy-config/_data/kamal-proxy.sock"
+    )
+
+
+def test_proxy_answers_print_as_the_proxy_client_prints_them() -> None:
+    deploy = ProxyCall(("deploy", "web", "--target=abc:80"))
+    assert deploy.render(b'{"ok": true, "result": null}\n') == Result(0, "", "")
+    failed = b'{"ok": false, "error": "target failed to become healthy"}\n'
+    assert deploy.render(failed) == Result(1, "", "Error: target failed to become healthy\n")
+    assert deploy.render(b'{"ok": false, "error": "unknown method \'cli\'"}') is None
+    assert deploy.render(b"") is None and deploy.render(b"[1]") is None
+    listing = ProxyCall(("list",)).render(
+        json.dumps({"ok": True, "result": [{"service": "web", "host": "a.test", "path": "/",
+                    "target": "abc:80", "state": "running", "tls": "no"}]}).encode()
+    )  # fmt: skip
+    assert listing is not None and listing.ok
+    assert listing.stdout.splitlines()[0].split() == ["Service", "Host", "Path", "Target",
+                                                      "State", "TLS"]  # fmt: skip
+    assert listing.stdout.splitlines()[1].split() == ["web", "a.test", "/", "abc:80",
+                                                      "running", "no"]  # fmt: skip
+    assert "\x1b[" not in listing.stdout  # docker exec without -t: no terminal, no colour
+
+
+def test_the_proxy_volume_directory() -> None:
+    found = answer(PROXY_VOLUME_CALL, 200, body({"Mountpoint": "/v/_data"}))
+    assert found == Result(0, "/v/_data", "")
+    assert not answer(PROXY_VOLUME_CALL, 404, body({"message": "no such volume"})).ok

@@ -185,6 +185,12 @@ class ScriptTransport:
             raise ConnectError("ssh: lost the connection while asking docker")
         return 200, bytes(range(256)) * 3000  # every byte value, several frames
 
+    async def unix_call(
+        self, path: str, data: bytes, *, timeout: float | None = None
+    ) -> bytes | None:
+        self.pool.engine_calls.append((self.host, "unix", path, data, timeout))
+        return None if path == "/nothing" else data[::-1] * 2
+
 
 class ScriptPool:
     instances: ClassVar[list[ScriptPool]] = []
@@ -351,6 +357,10 @@ def test_engine_api_requests_go_through_the_helper(tmp_path: Path) -> None:
             ("h", "POST", "/containers/a/stop?t=3", b'{"\xe9":1}', 7.0)
         ]
         assert await pool.transport("no-api").engine(call) is None
+        sent = bytes(range(256)) * 2000
+        assert await pool.transport("h").unix_call("/s.sock", sent, timeout=3) == sent[::-1] * 2
+        assert ScriptPool.instances[0].engine_calls[-1] == ("h", "unix", "/s.sock", sent, 3.0)
+        assert await pool.transport("h").unix_call("/nothing", b"x") is None
         with pytest.raises(ConnectError, match="lost the connection"):
             await pool.transport("lost").engine(call)
         await pool.close()

@@ -53,7 +53,10 @@ async def dispatch(
         from dockyard.proxy.cli import UsageError, parse_client
 
         argv = params["argv"]
-        env = params.get("env") or {}
+        # without them, the call is read as `docker exec` would run it here: this process's
+        # environment and directory (the container's)
+        env = params.get("env")
+        env = dict(os.environ) if env is None else env
         if not isinstance(argv, list) or not isinstance(env, dict):
             raise ValueError("argv must be a list and env an object")
         words = [str(a) for a in argv]
@@ -61,7 +64,9 @@ async def dispatch(
             raise ProxyError("help is not available through the control socket")
         try:
             inner, inner_params = parse_client(
-                words, {str(k): str(v) for k, v in env.items()}, str(params.get("cwd") or "/")
+                words,
+                {str(k): str(v) for k, v in env.items()},
+                str(params.get("cwd") or os.getcwd()),
             )
         except UsageError as exc:
             raise ProxyError(str(exc)) from None
@@ -163,35 +168,55 @@ def _explained(
 
 
 class RpcServer:
-    """Listens on the control socket; each connection carries one call."""
+    """Listens on the control socket; each connection carries one call.
+
+    ``door``: the same calls on a second socket, best effort (no error when it cannot be made).
+    ``run`` puts one in the state directory: Kamal keeps that directory in a volume, so the
+    host's root reaches it with no ``docker exec`` (Dockyard's deploys use it:
+    ``dockyard.remote.engine``)."""
 
     def __init__(
-        self, router: ProxyRouter, path: Path, *, metrics: ProxyMetrics | None = None
+        self,
+        router: ProxyRouter,
+        path: Path,
+        *,
+        metrics: ProxyMetrics | None = None,
+        door: Path | None = None,
     ) -> None:
         self.router = router
         self.path = path
+        self.door = door
         self.metrics = metrics
-        self._server: asyncio.Server | None = None
+        self._servers: dict[Path, asyncio.Server] = {}
         self._calls: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        await self._listen(self.path)
+        if self.door is not None and self.door != self.path:
+            try:
+                await self._listen(self.door)
+            except OSError as exc:
+                logger.info("No control socket at %s: %s", self.door, exc.strerror or exc)
+
+    async def _listen(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()  # a stale socket from a previous run
-        self._server = await asyncio.start_unix_server(
-            self._handle, path=str(self.path), limit=MAX_LINE
-        )
-        os.chmod(self.path, 0o600)
+            path.unlink()  # a stale socket from a previous run
+        server = await asyncio.start_unix_server(self._handle, path=str(path), limit=MAX_LINE)
+        self._servers[path] = server
+        os.chmod(path, 0o600)
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        servers, self._servers = self._servers, {}
+        for server in servers.values():
+            server.close()
+        for server in servers.values():
+            await server.wait_closed()
         for task in list(self._calls):
             task.cancel()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        for path in servers:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

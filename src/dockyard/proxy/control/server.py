@@ -18,7 +18,13 @@ from dockyard.errors import ProxyError
 from dockyard.proxy.control.log import event
 from dockyard.proxy.control.router import ProxyRouter
 from dockyard.proxy.control.rpc import RpcServer
-from dockyard.proxy.control.state import STATE_NAME, StateStore, data_dir, socket_path
+from dockyard.proxy.control.state import (
+    DOOR_NAME,
+    STATE_NAME,
+    StateStore,
+    data_dir,
+    socket_path,
+)
 from dockyard.proxy.control.tls import TlsRegistry
 
 if TYPE_CHECKING:
@@ -159,7 +165,12 @@ async def serve(settings: RunSettings, stop: asyncio.Event | None = None) -> Non
         acme_http01=tls.http01_response,
         metrics=metrics,
     )
-    rpc = RpcServer(router, settings.socket or socket_path(), metrics=metrics)
+    rpc = RpcServer(
+        router,
+        settings.socket or socket_path(),
+        metrics=metrics,
+        door=state_file.parent / DOOR_NAME,
+    )
     https_task: asyncio.Task[None] | None = None
     https_sock: socket.socket | None = None
     metrics_server: asyncio.Server | None = None
