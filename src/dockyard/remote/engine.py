@@ -43,7 +43,6 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
 
 from dockyard.remote.result import Result
 
@@ -235,8 +234,8 @@ def _filters(values: Sequence[str]) -> str | None:
     return json.dumps(grouped, separators=(",", ":")) if grouped else None
 
 
-_ACTION = re.compile(r"\{\{-?\s*(.*?)\s*-?\}\}", re.S)
-_LABEL = re.compile(r'\.Label\s+"([^"\\]*)"$')
+_ACTION = r"(?s)\{\{-?\s*(.*?)\s*-?\}\}"
+_LABEL = r'\.Label\s+"([^"\\]*)"$'
 
 
 def _template(fmt: str, fields: Sequence[str]) -> list[tuple[str, str]] | None:
@@ -247,9 +246,9 @@ def _template(fmt: str, fields: Sequence[str]) -> list[tuple[str, str]] | None:
         return None
     parts: list[tuple[str, str]] = []
     last = 0
-    for match in _ACTION.finditer(fmt):
+    for match in re.finditer(_ACTION, fmt):
         action = match.group(1)
-        label = _LABEL.match(action)
+        label = re.match(_LABEL, action)
         if label and "Label" in fields:
             field = "label:" + label.group(1)
         elif action.startswith(".") and action[1:] in fields:
@@ -339,14 +338,14 @@ def _ps_image(image: str, image_id: str) -> str:
 
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_PATH = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*$")
-_DOMAIN = re.compile(
+_PATH = rf"{_COMPONENT}(?:/{_COMPONENT})*$"
+_DOMAIN = (
     r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
     r"|\[[0-9a-fA-F:]+\])(?::[0-9]+)?$"
 )
-_TAG = re.compile(r"[\w][\w.-]{0,127}$")
-_DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}$")
-_HEX64 = re.compile(r"[a-f0-9]{64}$")
+_TAG = r"[\w][\w.-]{0,127}$"
+_DIGEST = r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}$"
+_HEX64 = r"[a-f0-9]{64}$"
 
 
 def familiar_image(reference: str, *, keep_digest: bool) -> str | None:
@@ -354,25 +353,25 @@ def familiar_image(reference: str, *, keep_digest: bool) -> str | None:
     unless ``keep_digest``); None when it is not a valid reference (docker then shows it as
     is)."""
     name, at, digest = reference.partition("@")
-    if at and not _DIGEST.match(digest):
+    if at and not re.match(_DIGEST, digest):
         return None
     tag = ""
     slash = name.rfind("/")
     colon = name.rfind(":")
     if colon > slash:
         name, tag = name[:colon], name[colon + 1 :]
-        if not _TAG.match(tag):
+        if not re.match(_TAG, tag):
             return None
     first, sep, rest = name.partition("/")
     if sep and (any(c in first for c in ".:") or first == "localhost" or first != first.lower()):
         domain, path = first, rest
-        if not _DOMAIN.match(domain):
+        if not re.match(_DOMAIN, domain):
             return None
     else:
         domain, path = "docker.io", name
     if domain == "index.docker.io":
         domain = "docker.io"
-    if not _PATH.match(path) or _HEX64.match(name):
+    if not re.match(_PATH, path) or re.match(_HEX64, name):
         return None
     if domain == "docker.io":
         split = path.split("/")
@@ -475,7 +474,7 @@ IMAGE_FORMATS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "{{.Config.Labels.service}}": lambda item: _label(item, "service"),
 }
 
-_CONTAINER_NAME = re.compile(r"/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+_CONTAINER_NAME = r"/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$"
 
 
 def _inspect(words: Sequence[str], *, image: bool) -> EngineCall | None:
@@ -489,7 +488,7 @@ def _inspect(words: Sequence[str], *, image: bool) -> EngineCall | None:
         shape = CONTAINER_FORMATS[fmt]
         path = f"/containers/{_segment(name)}/json"
         missing = f"Error: No such object: {name}\n"
-    elif fmt in IMAGE_FORMATS and (image or not _CONTAINER_NAME.match(name)):
+    elif fmt in IMAGE_FORMATS and (image or not re.match(_CONTAINER_NAME, name)):
         # `docker inspect NAME` looks for a container first: only a name no container can
         # have (a reference with a tag or a registry) is surely an image
         shape = IMAGE_FORMATS[fmt]
@@ -548,7 +547,15 @@ def _stop(words: Sequence[str]) -> EngineCall | None:
 
 
 def _segment(name: str) -> str:
+    from urllib.parse import quote  # loaded when a call is made, not with every command
+
     return quote(name, safe="/:@")
+
+
+def urlencode(query: Mapping[str, str]) -> str:
+    from urllib.parse import urlencode as encode
+
+    return encode(query)
 
 
 def _daemon_error(status: int, body: bytes) -> Result:
