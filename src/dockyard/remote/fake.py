@@ -16,9 +16,9 @@ from dockyard.remote.argv import (
     display_args,
     local_args,
 )
-from dockyard.remote.engine import EngineCall
 from dockyard.remote.fanout import DEFAULT_LIMIT, HostOutcome, run_on_hosts
 from dockyard.remote.result import OutputCallback, OutputLine, Result, Stdin
+from dockyard.remote.transport import CliOnly
 
 __all__ = ["FakeCall", "FakePool", "FakeTransport", "FakeUpload"]
 
@@ -55,7 +55,7 @@ class _Rule:
 
 
 @dataclass
-class FakeTransport:
+class FakeTransport(CliOnly):
     """Records argv and answers from rules.
 
     ``on(prefix, *results)`` answers calls whose argv starts with ``prefix``: the given results
@@ -153,18 +153,6 @@ class FakeTransport:
         self.downloads.append(path)
         local.parent.mkdir(parents=True, exist_ok=True)
         local.write_bytes(self.files[path])
-
-    async def engine(
-        self, call: EngineCall, *, timeout: float | None = None
-    ) -> tuple[int, bytes] | None:
-        """Flow tests see every command as the argv it is."""
-        return None
-
-    async def unix_call(
-        self, path: str, data: bytes, *, timeout: float | None = None
-    ) -> bytes | None:
-        """Flow tests see every command as the argv it is."""
-        return None
 
     async def close(self) -> None:
         self.closed = True

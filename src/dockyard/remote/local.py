@@ -13,15 +13,15 @@ from pathlib import Path
 from dockyard.errors import RemoteCommandError
 from dockyard.remote._stream import LineSplitter, drain, stdin_chunks
 from dockyard.remote.argv import ArgvLike, command_stdin, display_command, local_args
-from dockyard.remote.engine import EngineCall
 from dockyard.remote.result import CommandTimeoutError, OutputCallback, Result, Stdin
+from dockyard.remote.transport import CliOnly
 
 __all__ = ["LocalTransport"]
 
 log = logging.getLogger(__name__)
 
 
-class LocalTransport:
+class LocalTransport(CliOnly):
     """A :class:`~dockyard.remote.transport.Transport` for the local machine."""
 
     def __init__(self, host: str = "localhost") -> None:
@@ -106,18 +106,6 @@ class LocalTransport:
             await asyncio.to_thread(_write_file, local, data, 0o600)
         except OSError as exc:
             raise RemoteCommandError(f"local: cannot copy {path}: {exc.strerror or exc}") from exc
-
-    async def engine(
-        self, call: EngineCall, *, timeout: float | None = None
-    ) -> tuple[int, bytes] | None:
-        """Local commands always use the CLI."""
-        return None
-
-    async def unix_call(
-        self, path: str, data: bytes, *, timeout: float | None = None
-    ) -> bytes | None:
-        """Local commands always use the CLI."""
-        return None
 
     async def close(self) -> None:
         return None

@@ -11,7 +11,7 @@ from dockyard.remote.engine import EngineCall
 from dockyard.remote.fanout import HostOutcome
 from dockyard.remote.result import OutputCallback, Result, Stdin
 
-__all__ = ["HostPool", "Transport"]
+__all__ = ["CliOnly", "HostPool", "Transport"]
 
 T = TypeVar("T")
 
@@ -58,6 +58,20 @@ class Transport(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class CliOnly:
+    """The Engine API and socket calls of a transport that runs everything as commands."""
+
+    async def engine(
+        self, call: EngineCall, *, timeout: float | None = None
+    ) -> tuple[int, bytes] | None:
+        return None
+
+    async def unix_call(
+        self, path: str, data: bytes, *, timeout: float | None = None
+    ) -> bytes | None:
+        return None
 
 
 class HostPool(Protocol):
