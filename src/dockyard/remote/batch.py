@@ -353,8 +353,9 @@ async def _with_engine(
 ) -> list[Result]:
     """The batch with the recognized commands (``calls``) asked of the Engine API and the
     others in scripts, keeping the batch's order: without ``stages``, command by command
-    (consecutive shell commands share one script); with them, stage by stage, the API calls
-    of a stage side by side with one script of its other commands."""
+    (consecutive shell commands share one script, consecutive API queries are asked side by
+    side: none changes what another sees); with them, stage by stage, the API calls of a stage
+    side by side with one script of its other commands."""
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
 
@@ -391,13 +392,18 @@ async def _with_engine(
     def failed() -> bool:
         return stop_on_error and any(r is not None and not r.ok for r in results)
 
+    def query(call: EngineCall | ProxyCall | None) -> bool:
+        return isinstance(call, EngineCall) and call.method == "GET"
+
     groups: list[list[int]] = []
-    if stages is None:  # runs of shell commands, and each API call on its own
+    if stages is None:  # runs of shell commands, runs of API queries, each other call alone
         for index, call in enumerate(calls):
-            if groups and call is None and calls[groups[-1][-1]] is None:
-                groups[-1].append(index)
-            else:
-                groups.append([index])
+            if groups:
+                last = calls[groups[-1][-1]]
+                if (call is None and last is None) or (query(call) and query(last)):
+                    groups[-1].append(index)
+                    continue
+            groups.append([index])
     else:
         for _, members in itertools.groupby(range(len(commands)), key=lambda i: stages[i]):
             groups.append(list(members))
@@ -412,6 +418,11 @@ async def _with_engine(
             continue
         done = await asyncio.gather(shell(scripted, parallel), *(ask(i) for i in asked))
         await shell([i for i, ok in zip(asked, done[1:], strict=True) if not ok], parallel)
+        if stop_on_error and not parallel:  # queries asked side by side: none after a failure
+            failures = [i for i in group if not (results[i] or Result(0, "", "")).ok]
+            for index in group:
+                if failures and index > failures[0]:
+                    results[index] = Result(None, "", NOT_RUN)
     return [Result(None, "", NOT_RUN) if r is None else r for r in results]
 
 

@@ -206,3 +206,46 @@ def test_otherwise_the_proxy_command_runs_docker_exec(
     results = batch(host, [PROXY_DEPLOY])
     assert results[0].stdout == "cli: exec kamal-proxy kamal-proxy deploy web --target=x:80\n"
     assert asyncio.run(run_one(host, PROXY_DEPLOY)).stdout == results[0].stdout
+
+
+class CountingHost(EngineHost):
+    """Also records how many API calls were in flight at once."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.flying = 0
+        self.most = 0
+
+    async def engine(
+        self, call: EngineCall, *, timeout: float | None = None
+    ) -> tuple[int, bytes] | None:
+        if call.path == "/_ping":
+            return await super().engine(call, timeout=timeout)
+        self.flying += 1
+        self.most = max(self.most, self.flying)
+        await asyncio.sleep(0.02)
+        try:
+            return await super().engine(call, timeout=timeout)
+        finally:
+            self.flying -= 1
+
+
+IMAGES = Argv(["docker", "image", "ls", "--format", "{{.ID}}"])
+
+
+def test_consecutive_queries_are_asked_side_by_side(fake_docker: Path) -> None:
+    host = CountingHost([], {**ANSWERS, "/images/json": (200, b"[]")})
+    results = batch(host, [STOP, PS, IMAGES, Argv(["echo", "z"])])
+    assert [r.ok for r in results] == [True] * 4
+    assert host.most == 2  # the two listings; the stop went first, alone
+    assert host.events.index("api POST /containers/app/stop") == 0
+
+
+def test_a_failed_query_stops_the_queries_beside_it(fake_docker: Path) -> None:
+    failing = {"/containers/json": (400, b'{"message":"bad filter"}'), "/images/json": (200, b"[]")}
+    host = CountingHost([], failing)
+    results = batch(host, [PS, IMAGES, Argv(["echo", "z"])], stop_on_error=True)
+    assert results[0].stderr == "Error response from daemon: bad filter\n"
+    assert results[1] == results[2] == Result(None, "", NOT_RUN)
+    kept = batch(host, [PS, IMAGES], stop_on_error=False)
+    assert kept[1] == Result(0, "", "")
