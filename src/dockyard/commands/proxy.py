@@ -42,7 +42,9 @@ DEFAULT_HTTPS_PORT = 443
 DEFAULT_LOG_MAX_SIZE = "10m"
 #: Dockyard-only: rotated log files kept for the proxy container (Kamal keeps docker's default, 1).
 DEFAULT_LOG_MAX_FILE = 5
-CONFIG_VOLUME = "kamal-proxy-config:/home/kamal-proxy/.config/kamal-proxy"
+#: The proxy's state volume (its config directory), by name and as mounted.
+CONFIG_VOLUME_NAME = "kamal-proxy-config"
+CONFIG_VOLUME = f"{CONFIG_VOLUME_NAME}:/home/kamal-proxy/.config/kamal-proxy"
 IMAGE_TITLE_LABEL = "label=org.opencontainers.image.title=kamal-proxy"
 TRAEFIK_TITLE_LABEL = "label=org.opencontainers.image.title=Traefik"
 DEFAULT_LOG_REQUEST_HEADERS = ("Cache-Control", "Last-Modified", "User-Agent")

@@ -44,6 +44,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dockyard.commands.argv import Argv
+from dockyard.commands.proxy import CONFIG_VOLUME_NAME, CONTAINER_NAME
 from dockyard.remote.result import Result
 
 __all__ = [
@@ -97,11 +99,6 @@ def _pong(status: int, body: bytes) -> Result:
 PING = EngineCall("GET", "/_ping", _pong)
 
 
-#: kamal-proxy's state volume in Kamal's layout, where dockyard-proxy's second socket is.
-PROXY_VOLUME = "kamal-proxy-config"
-PROXY_CONTAINER = "kamal-proxy"
-
-
 @dataclass(frozen=True, slots=True)
 class ProxyCall:
     """``docker exec kamal-proxy kamal-proxy <argv>`` as one call on the proxy's socket."""
@@ -140,7 +137,7 @@ def _volume(status: int, body: bytes) -> Result:
 
 
 #: The proxy volume's directory on the host.
-PROXY_VOLUME_CALL = EngineCall("GET", f"/volumes/{PROXY_VOLUME}", _volume)
+PROXY_VOLUME_CALL = EngineCall("GET", f"/volumes/{CONFIG_VOLUME_NAME}", _volume)
 
 
 def proxy_socket(mountpoint: str) -> str:
@@ -157,7 +154,7 @@ def shortcut(command: object) -> EngineCall | ProxyCall | None:
     args = _plain_docker(command)
     if args is None:
         return None
-    if args[:4] == ["docker", "exec", PROXY_CONTAINER, "kamal-proxy"]:
+    if args[:4] == ["docker", "exec", CONTAINER_NAME, "kamal-proxy"]:
         from dockyard.proxy import quick
 
         words = args[4:]
@@ -166,8 +163,6 @@ def shortcut(command: object) -> EngineCall | ProxyCall | None:
 
 
 def _plain_docker(command: object) -> list[str] | None:
-    from dockyard.commands.argv import Argv  # the commands layer is loaded by then anyway
-
     if not isinstance(command, Argv) or command.stdin is not None:
         return None
     if not all(type(part) is str for part in command.parts):

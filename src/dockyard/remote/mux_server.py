@@ -50,6 +50,13 @@ def _no_render(status: int, body: bytes) -> Any:
     raise AssertionError("the helper passes Engine API answers on; the client renders them")
 
 
+def _send_output(writer: asyncio.StreamWriter, data: bytes) -> None:
+    """``data`` to the client as O frames of at most CHUNK bytes."""
+    out = _Forward(writer, b"O")
+    for start in range(0, len(data), CHUNK):
+        out.feed(data[start : start + CHUNK])
+
+
 class _Forward:
     """A byte sink that sends what it is fed to the client as frames of one kind."""
 
@@ -255,9 +262,7 @@ class Helper:
         if answered is None:
             return {"status": None}
         status, data = answered
-        out = _Forward(request.writer, b"O")
-        for start in range(0, len(data), CHUNK):
-            out.feed(data[start : start + CHUNK])
+        _send_output(request.writer, data)
         return {"status": status}
 
     async def _unix(self, request: _Request, pool: SshPool) -> dict[str, Any]:
@@ -270,9 +275,7 @@ class Helper:
         )
         if data is None:
             return {"reached": False}
-        out = _Forward(request.writer, b"O")
-        for start in range(0, len(data), CHUNK):
-            out.feed(data[start : start + CHUNK])
+        _send_output(request.writer, data)
         return {"reached": True}
 
     async def _forward(self, request: _Request, pool: SshPool) -> None:

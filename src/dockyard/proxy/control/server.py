@@ -18,14 +18,9 @@ from dockyard.errors import ProxyError
 from dockyard.proxy.control.log import event
 from dockyard.proxy.control.router import ProxyRouter
 from dockyard.proxy.control.rpc import RpcServer
-from dockyard.proxy.control.state import (
-    DOOR_NAME,
-    STATE_NAME,
-    StateStore,
-    data_dir,
-    socket_path,
-)
+from dockyard.proxy.control.state import STATE_NAME, StateStore, data_dir, socket_path
 from dockyard.proxy.control.tls import TlsRegistry
+from dockyard.proxy.quick import SOCKET_NAME
 
 if TYPE_CHECKING:
     from dockyard.proxy.metrics import ProxyMetrics
@@ -169,7 +164,8 @@ async def serve(settings: RunSettings, stop: asyncio.Event | None = None) -> Non
         router,
         settings.socket or socket_path(),
         metrics=metrics,
-        door=state_file.parent / DOOR_NAME,
+        # the name Dockyard looks for in the state volume (remote.engine.proxy_socket)
+        door=state_file.parent / SOCKET_NAME,
     )
     https_task: asyncio.Task[None] | None = None
     https_sock: socket.socket | None = None

@@ -29,8 +29,6 @@ from dockyard.proxy.control.options import (
 from dockyard.proxy.quick import SOCKET_NAME  # the fast client finds the socket by it too
 
 STATE_NAME = "kamal-proxy.state"
-#: The control socket's second door, next to the state (``RpcServer``).
-DOOR_NAME = "kamal-proxy.sock"
 
 
 def socket_path(env: Mapping[str, str] | None = None) -> Path:
