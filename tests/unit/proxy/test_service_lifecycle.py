@@ -338,6 +338,23 @@ def test_multi_target_checks_continue_and_unhealthy_leaves_round_robin() -> None
     run(scenario)
 
 
+def test_a_lone_unhealthy_target_is_never_picked() -> None:
+    """One target per role (the common case, with its own fast path): an unhealthy writer gives
+    None (the data plane answers 503), an unhealthy reader sends reads to the writer."""
+    lb = LoadBalancer((TargetAddress.parse("ww:1"),), (TargetAddress.parse("rr:1"),), FAST)
+    assert lb.pick(read=False, cookies=None, affinity_timeout_ns=0) is None  # still ADDING
+    lb.trust_all()
+    writer, reader = lb.writers[0], lb.readers[0]
+    reader.apply(TargetEvent.PROBE_FAILED)
+    assert reader.state is TargetState.UNHEALTHY
+    assert lb.pick(read=True, cookies=None, affinity_timeout_ns=0) is writer
+    writer.apply(TargetEvent.PROBE_FAILED)
+    assert lb.pick(read=False, cookies=None, affinity_timeout_ns=0) is None
+    assert lb.pick(read=True, cookies=None, affinity_timeout_ns=0) is None
+    writer.apply(TargetEvent.PROBE_OK)
+    assert lb.pick(read=False, cookies=None, affinity_timeout_ns=0) is writer
+
+
 def test_readers_serve_reads_unless_writer_affinity_cookie() -> None:
     lb = LoadBalancer((TargetAddress.parse("ww:1"),), (TargetAddress.parse("rr:1"),), FAST)
     lb.trust_all()

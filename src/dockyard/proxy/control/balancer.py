@@ -201,6 +201,9 @@ class LoadBalancer:
 
     def _round_robin(self, pool: tuple[ProxyTarget, ...], *, reader: bool) -> ProxyTarget | None:
         count = len(pool)
+        if count == 1:  # the common case: one target per role
+            target = pool[0]
+            return target if target.state is TargetState.HEALTHY else None
         start = self._next_reader if reader else self._next_writer
         for offset in range(count):
             index = (start + offset) % count

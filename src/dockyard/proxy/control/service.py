@@ -161,25 +161,18 @@ class ProxyService:
     """Implements `contract.Service`."""
 
     def __init__(self, name: str, config: ServiceConfig, active: LoadBalancer) -> None:
-        self._name = name
+        # Plain attributes, not properties: the data plane reads them per request.
+        self.name = name
         self.config = config
         self.active = active
         #: The rollout slot (`rollout deploy`) and the split that sends requests there.
         self.rollout: LoadBalancer | None = None
         self.split: RolloutSplit | None = None
-        self._options = self._contract_options()
+        self.options = self._contract_options()
         self.pause = PauseController()
 
     def __repr__(self) -> str:
-        return f"ProxyService({self._name!r}, {self.active.target_names})"
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def options(self) -> ServiceOptions:
-        return self._options
+        return f"ProxyService({self.name!r}, {self.active.target_names})"
 
     @property
     def state(self) -> ServiceState:
@@ -194,24 +187,24 @@ class ProxyService:
         old = self.active
         self.config = config
         self.active = active
-        self._options = self._contract_options()
+        self.options = self._contract_options()
         return old
 
     def _contract_options(self) -> ServiceOptions:
         """The data plane's view; `extra["has_readers"]` tells it whether writer affinity
         (the `kamal-writer` cookie) applies."""
         try:
-            options = self.config.to_contract(self._name)
+            options = self.config.to_contract(self.name)
         except ProxyError as exc:
             # Only a hand-edited state file gets here (deploys validate first): fail closed.
             event(
                 logger,
                 "Invalid access options; refusing every request",
                 level=logging.ERROR,
-                service=self._name,
+                service=self.name,
                 error=exc.message,
             )
-            options = self.config.to_contract(self._name, gate=_DenyAll())
+            options = self.config.to_contract(self.name, gate=_DenyAll())
         options.extra["has_readers"] = bool(self.active.readers)
         return options
 
@@ -227,6 +220,7 @@ class ProxyService:
         return self.active
 
     def pick_target(self, *, read: bool, cookies: str | None) -> ProxyTarget | None:
-        return self.slot_for(cookies).pick(
+        slot = self.active if self.split is None else self.slot_for(cookies)
+        return slot.pick(
             read=read, cookies=cookies, affinity_timeout_ns=self.config.writer_affinity_timeout
         )

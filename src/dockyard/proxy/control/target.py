@@ -79,28 +79,20 @@ class _Inflight:
 class ProxyTarget:
     """Implements `contract.Target`."""
 
-    __slots__ = ("_idle", "_inflight", "address", "state")
+    __slots__ = ("_idle", "_inflight", "address", "host", "name", "port", "state")
 
     def __init__(self, address: TargetAddress) -> None:
         self.address = address
+        # Plain attributes, not properties: the data plane reads them per request.
+        self.name = address.name
+        self.host = address.host
+        self.port = address.port
         self.state = TargetState.ADDING
         self._inflight: dict[int, _Inflight] = {}
         self._idle: asyncio.Event | None = None
 
     def __repr__(self) -> str:
         return f"ProxyTarget({self.address.name!r}, {self.state.value})"
-
-    @property
-    def name(self) -> str:
-        return self.address.name
-
-    @property
-    def host(self) -> str:
-        return self.address.host
-
-    @property
-    def port(self) -> int:
-        return self.address.port
 
     @property
     def healthy(self) -> bool:

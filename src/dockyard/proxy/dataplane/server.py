@@ -742,7 +742,7 @@ class Exchange:
         spill = self.spill
         if spill is not None:
             framing = b"" if head.content_length >= 0 else b"Content-Length: %d\r\n" % spill.size
-        elif head.chunked:
+        elif head.content_length == -2:  # chunked
             framing = b"Transfer-Encoding: chunked\r\n"
             self.upstream_chunked = True
         else:
@@ -881,7 +881,10 @@ class Exchange:
         self.close_after = close
         self.out.append(
             build_response_head(
-                rh, date=self.client.plane.date.line(), chunked=self.chunked_out, close=close
+                rh,
+                date=b"" if rh.has_date else self.client.plane.date.line(),
+                chunked=self.chunked_out,
+                close=close,
             )
         )
         self.resp_state = 1
