@@ -10,6 +10,8 @@ Each proxy forwards to it over upstream keep-alive:
 * dockyard - `dockyard-proxy run` + `dockyard-proxy deploy` (uvloop, one process), its JSON
   access log (always on, as in production) to /dev/null; `--dockyard inbench` runs the data
   plane alone behind a one-service Router built into this script
+* probe   - the floor: a bare Python proxy (uvloop + httptools, keep-alive pool, forwarding
+  headers) with none of dockyard-proxy's features; plain HTTP only
 * caddy   - `reverse_proxy` with defaults, access log off
 * nginx   - 2 workers, `upstream { keepalive 64; }`, access log off
 
@@ -174,6 +176,142 @@ def serve_dockyard(port: int, origin_port: int) -> None:
         loop.add_signal_handler(signal.SIGINT, stop.set)
         await stop.wait()
         await server.shutdown(1.0)
+
+    uvloop.run(main())
+
+
+# --- the floor: a bare Python proxy -------------------------------------------------------
+
+
+def serve_probe(port: int, origin_port: int) -> None:
+    """The least a Python reverse proxy on uvloop + httptools does per keep-alive request, as a
+    floor measured in the same run: one Host lookup, hop-by-hop headers dropped,
+    X-Forwarded-For/Proto/Host added, an upstream keep-alive pool, one write per direction.
+    No routing table, access log, request id, timeouts, error pages, HEAD/1xx/upgrade
+    handling or back-pressure: a lower bound on cost, never a design."""
+    import httptools
+    import uvloop
+
+    hop = {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer"}
+    hop |= {b"transfer-encoding", b"upgrade"}
+    routes = {b"127.0.0.1": origin_port}
+    idle: list[Upstream] = []
+
+    class Upstream(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.parser = httptools.HttpResponseParser(self)
+            self.client: Client | None = None
+            self.out: list[bytes] = []
+            self.transport: asyncio.Transport | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport  # type: ignore[assignment]
+
+        def data_received(self, data: bytes) -> None:
+            self.parser.feed_data(data)
+            if self.out and self.client is not None:  # a body read that did not complete it
+                self.client.write(b"".join(self.out))
+                self.out.clear()
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            if name.lower() not in hop:
+                self.out.append(name + b": " + value + b"\r\n")
+
+        def on_headers_complete(self) -> None:
+            head = b"HTTP/1.1 %d OK\r\n" % self.parser.get_status_code()
+            self.out.insert(0, head)
+            if self.client is not None and not self.client.keep_alive:
+                self.out.append(b"Connection: close\r\n")
+            self.out.append(b"\r\n")
+
+        def on_body(self, body: bytes) -> None:
+            self.out.append(body)
+
+        def on_message_complete(self) -> None:
+            client, self.client = self.client, None
+            if client is not None:
+                client.write(b"".join(self.out))
+                if not client.keep_alive and client.transport is not None:
+                    client.transport.close()
+            self.out.clear()
+            idle.append(self)
+
+    class Client(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.parser = httptools.HttpRequestParser(self)
+            self.lines: list[bytes] = []
+            self.url = b""
+            self.host = b""
+            self.peer = b""
+            self.keep_alive = True
+            self.transport: asyncio.Transport | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport  # type: ignore[assignment]
+            self.peer = str(transport.get_extra_info("peername")[0]).encode()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.transport = None
+
+        def write(self, data: bytes) -> None:
+            if self.transport is not None:
+                self.transport.write(data)
+
+        def data_received(self, data: bytes) -> None:
+            self.parser.feed_data(data)
+
+        def on_url(self, url: bytes) -> None:
+            self.url += url
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            lower = name.lower()
+            if lower == b"host":
+                self.host = value
+            elif lower not in hop:
+                self.lines.append(name + b": " + value + b"\r\n")
+
+        def on_headers_complete(self) -> None:
+            port = routes.get(self.host.partition(b":")[0], origin_port)
+            self.keep_alive = self.parser.should_keep_alive()
+            head = b"".join(
+                [
+                    self.parser.get_method(),
+                    b" ",
+                    self.url,
+                    b" HTTP/1.1\r\nHost: ",
+                    self.host,
+                    b"\r\n",
+                    *self.lines,
+                    b"X-Forwarded-For: ",
+                    self.peer,
+                    b"\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ",
+                    self.host,
+                    b"\r\n\r\n",
+                ]
+            )
+            self.lines = []
+            self.url = b""
+            if idle:
+                up = idle.pop()
+                up.client = self
+                assert up.transport is not None
+                up.transport.write(head)
+            else:
+                asyncio.get_running_loop().create_task(self.connect(port, head))
+
+        async def connect(self, port: int, head: bytes) -> None:
+            loop = asyncio.get_running_loop()
+            transport, up = await loop.create_connection(Upstream, "127.0.0.1", port)
+            up.client = self
+            transport.write(head)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(Client, "127.0.0.1", port, backlog=2048)
+        stop = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        server.close()
 
     uvloop.run(main())
 
@@ -491,6 +629,17 @@ def start_dockyard(origin: int) -> Proc:
     return Proc("dockyard", port, popen, popen.pid)
 
 
+def start_probe(origin: int) -> Proc:
+    port = free_port()
+    popen = subprocess.Popen(
+        [sys.executable, __file__, "--serve-probe", str(port), str(origin)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_port(port)
+    return Proc("probe", port, popen, popen.pid)
+
+
 def stop(popen: subprocess.Popen[bytes]) -> None:
     if popen.poll() is None:
         args = popen.args
@@ -578,7 +727,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--targets", default="direct,dockyard,caddy,nginx")
+    parser.add_argument("--targets", default="direct,dockyard,probe,caddy,nginx")
     parser.add_argument("--scenarios", default="small,100k,close,tls,tls-close")
     parser.add_argument(
         "--dockyard",
@@ -588,6 +737,7 @@ def main() -> int:
         "one-service Router built into this script",
     )
     parser.add_argument("--serve-dockyard", nargs=2, type=int, metavar=("PORT", "ORIGIN"))
+    parser.add_argument("--serve-probe", nargs=2, type=int, metavar=("PORT", "ORIGIN"))
     parser.add_argument(
         "--micro",
         type=int,
@@ -601,6 +751,9 @@ def main() -> int:
         return 0
     if args.serve_dockyard:
         serve_dockyard(*args.serve_dockyard)
+        return 0
+    if args.serve_probe:
+        serve_probe(*args.serve_probe)
         return 0
     for tool in ("wrk", "nginx", "caddy"):
         if shutil.which(tool) is None:
@@ -621,6 +774,7 @@ def main() -> int:
                 if args.dockyard == "cli"
                 else (lambda: start_dockyard(origin_port))
             ),
+            "probe": lambda: start_probe(origin_port),
             "caddy": lambda: start_caddy(work, origin_port, cert),
             "nginx": lambda: start_nginx_proxy(work, origin_port, cert),
         }
@@ -696,7 +850,7 @@ def main() -> int:
                 ours = results[(scenario, "dockyard")].runs
                 o_rps = statistics.median(r.rps for r in ours)
                 o_cpu = statistics.median(r.cpu_us for r in ours)
-                for other in ("caddy", "nginx"):
+                for other in ("caddy", "nginx", "probe"):
                     if (scenario, other) not in results:
                         continue
                     theirs = results[(scenario, other)].runs
