@@ -19,7 +19,7 @@ import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -36,7 +36,6 @@ __all__ = [
     "with_global_options",
 ]
 
-P = ParamSpec("P")
 T = TypeVar("T")
 
 

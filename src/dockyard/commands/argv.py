@@ -275,10 +275,6 @@ class Pipeline:
         if not self.stages:
             raise ValueError("a Pipeline needs at least one stage")
 
-    @property
-    def has_secrets(self) -> bool:
-        return any(stage.has_secrets for stage in self.stages)
-
     def _render(self, *, reveal: bool) -> str:
         rendered = [stage.shell() if reveal else stage.display() for stage in self.stages]
         if self.merge_stderr:
@@ -293,9 +289,6 @@ class Pipeline:
 
     def __str__(self) -> str:
         return self.display()
-
-
-Command = Argv | Pipeline
 
 
 def argv(*parts: Part | Revealable | None) -> Argv:

@@ -290,9 +290,9 @@ class Validator:
             if str(key).startswith("x-"):
                 continue
             with self.at(key):
-                self.value(key, value, schema[key])
+                self.value(value, schema[key])
 
-    def value(self, key: str, value: Any, spec: Spec) -> None:
+    def value(self, value: Any, spec: Spec) -> None:
         if isinstance(spec, dict):
             self.against(value, spec)
         elif isinstance(spec, tuple):

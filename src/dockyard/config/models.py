@@ -22,7 +22,6 @@ OptionValue = str | bool | list[str]
 
 DEFAULT_PROXY_VERSION = "v0.9.2"
 DEFAULT_NETWORK = "kamal"
-RESERVED_LABELS = ("destination", "role", "service")
 DEFAULT_LOG_REQUEST_HEADERS = ("Cache-Control", "Last-Modified", "User-Agent")
 
 
@@ -586,10 +585,6 @@ class Config(Frozen):
     @property
     def env_directory(self) -> str:
         return posixpath.join(self.app_directory, "env")
-
-    @property
-    def assets_directory(self) -> str:
-        return posixpath.join(self.app_directory, "assets")
 
     def role_env_file(self, role: Role) -> str:
         return posixpath.join(self.env_directory, "roles", f"{role.name}.env")

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from dockyard.commands import app as app_commands
-from dockyard.commands import paths
 from dockyard.commands import proxy as proxy_commands
 from dockyard.commands import server as server_commands
 from dockyard.commands.argv import Argv, docker
@@ -124,7 +123,7 @@ async def survey(
     ``<prefix>-<version>`` exists (, the memory figures for the memory check). The commands
     run side by side on the host. A second round trip only when a role has several running
     containers (:func:`settle`)."""
-    commands = survey_commands(ctx, roles, version, proxy=proxy, network=network, memory=memory)
+    commands = survey_commands(ctx, roles, proxy=proxy, network=network, memory=memory)
     results = await ctx.batch(host, commands, stop_on_error=False, check=False, parallel=True)
     found = parse_survey(
         ctx, host, roles, version, commands, results, proxy=proxy, network=network, memory=memory
@@ -180,7 +179,6 @@ async def settle_all(ctx: DeployContext, surveys: dict[str, HostSurvey]) -> None
 def survey_commands(
     ctx: DeployContext,
     roles: Sequence[Role],
-    version: str,
     *,
     proxy: bool = False,
     network: bool = False,
@@ -770,7 +768,3 @@ async def boot_app(
         await ctx.run_hook("post-app-boot", hosts=group)
         if config.boot.wait:
             await asyncio.sleep(config.boot.wait)
-
-
-def env_directory(ctx: DeployContext) -> str:
-    return paths.role_env_directory(ctx.config.service, ctx.config.destination)

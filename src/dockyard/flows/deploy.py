@@ -111,7 +111,6 @@ def _survey_queries(
         host: boot.survey_commands(
             ctx,
             ctx.roles_on(host),
-            ctx.version,
             proxy=host in proxy_hosts,
             network=proxy,
             memory=memory,

@@ -34,12 +34,6 @@ def format_time(ns: int) -> str:
 json_escape: Callable[[str], str] = _ESCAPE
 
 
-def json_str(value: str) -> str:
-    """A JSON string literal (with quotes)."""
-    result: str = _ESCAPE(value)
-    return result
-
-
 class AccessLogWriter:
     """Collects access-log lines and writes them to `fd` once per event-loop iteration."""
 

@@ -707,7 +707,7 @@ class Exchange:
             key = _POOL_KEYS[target] = (target.host, target.port)
         conn = None if self.retried else plane.pool.get(key)
         if conn is not None:
-            self.attach(conn, reused=True)
+            self.attach(conn)
         else:
             plane.spawn(self._connect(key))
 
@@ -726,9 +726,9 @@ class Exchange:
         if self.finished:
             plane.pool.put(conn)
             return
-        self.attach(conn, reused=False)
+        self.attach(conn)
 
-    def attach(self, up: UpstreamConnection, *, reused: bool) -> None:
+    def attach(self, up: UpstreamConnection) -> None:
         self.upstream = up
         up.exchange = self
         up.reader.handler = self

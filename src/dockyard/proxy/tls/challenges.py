@@ -25,7 +25,6 @@ from dockyard.proxy.tls.certs import (
 
 __all__ = [
     "ACME_TLS_ALPN_PROTOCOL",
-    "HTTP01_CONTENT_TYPE",
     "HTTP01_PREFIX",
     "ID_PE_ACME_IDENTIFIER",
     "ChallengeBoard",
@@ -38,7 +37,6 @@ ACME_TLS_ALPN_PROTOCOL: Final = "acme-tls/1"
 #: id-pe-acmeIdentifier (RFC 8737 §6.1).
 ID_PE_ACME_IDENTIFIER: Final = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.31")
 HTTP01_PREFIX: Final = "/.well-known/acme-challenge/"
-HTTP01_CONTENT_TYPE: Final = "text/plain"
 
 
 def host_without_port(host: str) -> str:
