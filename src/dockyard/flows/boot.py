@@ -354,12 +354,21 @@ async def wait_for_proxy(ctx: DeployContext, host: str) -> None:
 class Tail:
     """Commands that go in the same round trip as a host's last stop of old containers (the
     rollback's tag, audit line and unlock), only once every host of the boot is healthy (as
-    the tag waits for the whole boot). ``build`` makes them when that round trip goes out;
+    the tag waits for the whole boot). ``build`` makes them when that round trip goes out,
+    each with its stage: :data:`WITH_STOPS`, :data:`AFTER_STOPS` or :data:`LAST`;
     ``results`` stays None when they did not run."""
 
-    build: Callable[[], Awaitable[list[Argv]]]
+    build: Callable[[], Awaitable[list[tuple[Argv, int]]]]
     commands: list[Argv] = field(default_factory=list)
     results: list[Result] | None = None
+
+
+#: Stages of the round trip that stops a host's old containers (``remote.batch`` stages): the
+#: stops go first, side by side with the tail's commands that do not depend on them (audit
+#: lines, the tag); the cleanup of the old versions' files and the prune's listings wait for
+#: the stops; the lock's release waits for everything, so no other deploy starts while this
+#: one still removes files.
+WITH_STOPS, AFTER_STOPS, LAST = 0, 1, 2
 
 
 class AllHealthy:
@@ -463,9 +472,9 @@ async def boot_role(ctx: DeployContext, plan: BootPlan) -> None:
             f"{prefix}-{stale}",
         )
         commands.append(stop)
-    if commands:  # the old version stopped: the other versions' assets and error pages go
-        commands += prepare.cleanup_commands(ctx, role)
-    tail: list[Argv] = []
+    # once the old version stopped, the other versions' assets and error pages go (below)
+    cleanup = prepare.cleanup_commands(ctx, role) if commands else []
+    tail: list[tuple[Argv, int]] = []
     if plan.tail is not None:
         if plan.healthy is not None:
             plan.healthy.arrive()
@@ -475,11 +484,26 @@ async def boot_role(ctx: DeployContext, plan: BootPlan) -> None:
             except Exception:  # the caller then sends them on their own
                 tail = []
     if commands or tail:
-        # a failed stop is not an error (as before); the tail's results go to the caller
-        results = await ctx.batch(host, commands + tail, stop_on_error=False, check=False)
+        # One round trip per stage, the stage's docker calls side by side with one script of
+        # its other commands. A failed stop is not an error (as before); the tail's results go
+        # to the caller.
+        items = [(argv, WITH_STOPS) for argv in commands]
+        items += [(argv, AFTER_STOPS) for argv in cleanup]
+        items += tail
+        order = sorted(range(len(items)), key=lambda i: items[i][1])  # stable within a stage
+        sent = await ctx.batch(
+            host,
+            [items[i][0] for i in order],
+            stop_on_error=False,
+            check=False,
+            stages=[items[i][1] for i in order],
+        )
+        results = [sent[0]] * len(items)
+        for position, index in enumerate(order):
+            results[index] = sent[position]
         if plan.tail is not None and tail:
-            plan.tail.commands = tail
-            plan.tail.results = results[len(commands) :]
+            plan.tail.commands = [argv for argv, _ in tail]
+            plan.tail.results = results[len(items) - len(tail) :]
 
 
 async def _rename_commands(ctx: DeployContext, role: Role, name: str, renamed: str) -> list[Argv]:

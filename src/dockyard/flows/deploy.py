@@ -161,9 +161,11 @@ async def _boot_proxies(ctx: DeployContext, surveys: dict[str, boot.HostSurvey])
     await ctx.on(proxy_hosts, lambda host: boot.boot_proxy(ctx, host, surveys[host]))
 
 
-async def _finish_commands(ctx: DeployContext, *, prune: bool) -> list[Argv]:
+async def _finish_commands(ctx: DeployContext, *, prune: bool) -> list[tuple[Argv, int]]:
     """Tag the image as latest (audit line, ``docker tag``); with ``prune``, the prune's
-    audit lines and its two listings (:func:`dockyard.flows.ops.prune.plan` reads them)."""
+    audit lines and its two listings (:func:`dockyard.flows.ops.prune.plan` reads them).
+    Each with its stage: the listings come after the rest (they must see the tag, and the
+    stops of a boot's round trip, :class:`boot.Tail`)."""
     config = ctx.config
     commands: list[Argv] = [
         await ctx.audit_argv(f"Tagging {config.absolute_image} as the latest image"),
@@ -171,7 +173,11 @@ async def _finish_commands(ctx: DeployContext, *, prune: bool) -> list[Argv]:
     ]
     if prune:
         commands += await prune_ops.queries(ctx)
-    return commands
+    first_listing = len(commands) - 2 if prune else len(commands)
+    return [
+        (argv, boot.WITH_STOPS if index < first_listing else boot.AFTER_STOPS)
+        for index, argv in enumerate(commands)
+    ]
 
 
 async def _finish_hosts(
@@ -183,8 +189,10 @@ async def _finish_hosts(
     plans: dict[str, prune_commands.PrunePlan | None] = {}
 
     async def one(host: str) -> None:
-        commands = await _finish_commands(ctx, prune=prune)
-        results = await ctx.batch(host, commands, stop_on_error=False, check=False)
+        staged = await _finish_commands(ctx, prune=prune)
+        commands = [argv for argv, _ in staged]
+        stages = [stage for _, stage in staged]
+        results = await ctx.batch(host, commands, stop_on_error=False, check=False, stages=stages)
         for command, result in zip(commands[:2], results[:2], strict=True):
             if not result.ok:
                 raise ctx.failure(host, command, result, what="tagging the latest image")
@@ -422,21 +430,22 @@ def _finish_builder(
     unlock: bool,
     said: list[str] | None = None,
     step: str | None = None,
-) -> Callable[[], Awaitable[list[Argv]]]:
+) -> Callable[[], Awaitable[list[tuple[Argv, int]]]]:
     """The commands of :func:`_finish_hosts` (audit line, tag, the prune's queries), then
-    the lock's release with ``unlock``: built when they go out, so the audit lines have that
-    time."""
+    the lock's release with ``unlock``, each with its stage in the round trip of the stops
+    (:class:`boot.Tail`): built when they go out, so the audit lines have that time."""
     config = ctx.config
 
-    async def build() -> list[Argv]:
+    async def build() -> list[tuple[Argv, int]]:
         if step and said is not None and not said:
             said.append(step)
             ctx.step(step)
-        commands = await _finish_commands(ctx, prune=prune)
+        staged = await _finish_commands(ctx, prune=prune)
         if unlock:
             ctx.step("Releasing the deploy lock...")
-            commands += lock_commands.release(config.service, config.destination)
-        return commands
+            release = lock_commands.release(config.service, config.destination)
+            staged += [(argv, boot.LAST) for argv in release]
+        return staged
 
     return build
 

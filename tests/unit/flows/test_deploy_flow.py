@@ -214,12 +214,27 @@ def test_deploy_on_one_host_prunes_with_the_lock_release(make_config: MakeConfig
 
     pool = FakePool(setup=setup)
     ctx, events = make_ctx(config, pool)
-    batches = record_batches(ctx)
+    staged: list[Sequence[int] | None] = []
+    batches = record_batches(ctx, staged)
     asyncio.run(flows.deploy(ctx, skip_push=True))
     assert [commands[0] for _, commands in batches[-2:]] == [
         ["docker", "stop", "hello-web-v1"],
         ["docker", "rm", "c3"],
     ]
+    # In the stop's batch, the tag and the audit lines go beside the stop (one stage); the
+    # prune's listings wait for it, so that they see the old container stopped.
+    assert batches[-2][1] == [
+        ["docker", "stop", "hello-web-v1"],
+        ["audit", "Tagging reg.test:5000/hello:v2 as the latest image"],
+        ["docker", "tag", "reg.test:5000/hello:v2", "reg.test:5000/hello:latest"],
+        ["audit", "Pruned containers"],
+        ["audit", "Pruned images"],
+        ["docker", "ps", "-a", "--filter", "label=service=hello", "--format",
+         "{{.ID}}\t{{.State}}\t{{.Image}}"],
+        ["docker", "image", "ls", "--filter", "label=service=hello", "--format",
+         "{{.ID}} {{.Repository}}:{{.Tag}}"],
+    ]  # fmt: skip
+    assert staged[-2] == [0, 0, 0, 0, 0, 1, 1]
     assert batches[-1][1] == [
         ["docker", "rm", "c3"],
         ["docker", "rm", "c2"],
@@ -395,13 +410,18 @@ def test_pull_failure_names_registry_and_host(make_config: MakeConfig) -> None:
     assert primary[-2:] == [["rm", ".kamal/lock-hello/details"], ["rm", "-r", ".kamal/lock-hello"]]
 
 
-def record_batches(ctx: DeployContext) -> list[tuple[str, list[list[str]]]]:
-    """Wrap ``ctx.batch`` to note each round trip's host and (shaped) commands."""
+def record_batches(
+    ctx: DeployContext, stages: list[Sequence[int] | None] | None = None
+) -> list[tuple[str, list[list[str]]]]:
+    """Wrap ``ctx.batch`` to note each round trip's host and (shaped) commands, and each one's
+    stages in ``stages`` when given."""
     batches: list[tuple[str, list[list[str]]]] = []
     original = ctx.batch
 
     async def batch(host: str, commands: Sequence[ArgvLike], **kw: Any) -> list[Result]:
         batches.append((host, [_shape(raw_args(c)) for c in commands]))
+        if stages is not None:
+            stages.append(kw.get("stages"))
         return await original(host, commands, **kw)
 
     ctx.batch = batch  # type: ignore[method-assign]
@@ -499,7 +519,8 @@ def test_rollback_on_one_host_stops_tags_and_unlocks_in_one_round_trip(
     config = make_config(ONE_HOST, version="v2")
     pool = FakePool(setup=server(current="v2", stopped=("v1",)))
     ctx, events = make_ctx(config, pool)
-    batches = record_batches(ctx)
+    staged: list[Sequence[int] | None] = []
+    batches = record_batches(ctx, staged)
     assert asyncio.run(flows.rollback(ctx, "v1")).rolled_back
     assert [h for h, _ in batches] == ["10.0.0.1"] * 3
     assert batches[-1][1] == [
@@ -509,6 +530,8 @@ def test_rollback_on_one_host_stops_tags_and_unlocks_in_one_round_trip(
         ["rm", ".kamal/lock-hello/details"],
         ["rm", "-r", ".kamal/lock-hello"],
     ]
+    # the stop, the audit line and the tag side by side; the lock's release after all of them
+    assert staged[-1] == [0, 0, 0, 2, 2]
     assert not ctx.holding_lock
     assert "Releasing the deploy lock..." in [e.text for e in events if e.kind == "step"]
     assert not [e for e in events if e.kind == "warn" and "lock" in e.text]

@@ -24,8 +24,11 @@ from tests.unit._flowkit import load_project
 from .test_deploy_flow import ONE_HOST, make_ctx, server
 
 
-def record_batches(ctx: DeployContext) -> list[tuple[str, list[list[str]]]]:
-    """Each round trip's host and commands (a shell-only command as ["sh", <its line>])."""
+def record_batches(
+    ctx: DeployContext, stages: list[Sequence[int] | None] | None = None
+) -> list[tuple[str, list[list[str]]]]:
+    """Each round trip's host and commands (a shell-only command as ["sh", <its line>]); each
+    one's stages go to ``stages`` when given."""
     batches: list[tuple[str, list[list[str]]]] = []
     original = ctx.batch
 
@@ -37,6 +40,8 @@ def record_batches(ctx: DeployContext) -> list[tuple[str, list[list[str]]]]:
 
     async def batch(host: str, commands: Sequence[ArgvLike], **kw: Any) -> list[Result]:
         batches.append((host, [shape(c) for c in commands]))
+        if stages is not None:
+            stages.append(kw.get("stages"))
         return await original(host, commands, **kw)
 
     ctx.batch = batch  # type: ignore[method-assign]
@@ -92,7 +97,8 @@ def test_deploy_prepares_pages_certificates_and_assets_before_the_new_container(
     config = _project(tmp_path)
     pool = FakePool(setup=host)
     ctx, _ = make_ctx(config, pool)
-    batches = record_batches(ctx)
+    staged: list[Sequence[int] | None] = []
+    batches = record_batches(ctx, staged)
     asyncio.run(flows.deploy(ctx, skip_push=True))
     fake = pool.transports["10.0.0.1"]
     runs = [i for i, (_, b) in enumerate(batches) if any("docker run" in " ".join(c) for c in b)]
@@ -130,9 +136,13 @@ def test_deploy_prepares_pages_certificates_and_assets_before_the_new_container(
     deploy = next(c.argv for c in fake.calls if c.argv[:4] == exec_proxy)
     assert "--tls-certificate-path=/home/kamal-proxy/.apps-config/hello/tls/web/cert.pem" in deploy
     assert "--error-pages=/home/kamal-proxy/.apps-config/hello/error_pages/v2" in deploy
-    # once v1 stopped: the other versions' assets and error pages go, in that round trip
-    stop = next(b for _, b in batches if b and b[0] == ["docker", "stop", "hello-web-v1"])
-    assert stop[1:4] == [
+    # once v1 stopped: the other versions' assets and error pages go, in that round trip, in a
+    # stage after the stop's
+    index = next(
+        i for i, (_, b) in enumerate(batches) if b and b[0] == ["docker", "stop", "hello-web-v1"]
+    )
+    stop, stages = batches[index][1], staged[index]
+    cleanup = [
         ["find", f"{APP}/assets/extracted", "-maxdepth", "1", "-name", "web-*",
          "!", "-name", "web-v2", "-exec", "rm", "-rf", "{}", "+"],
         ["find", f"{APP}/assets/volumes", "-maxdepth", "1", "-name", "web-*",
@@ -140,6 +150,10 @@ def test_deploy_prepares_pages_certificates_and_assets_before_the_new_container(
         ["find", PAGES, "-mindepth", "1", "-maxdepth", "1", "!", "-name", "v2",
          "-exec", "rm", "-rf", "{}", "+"],
     ]  # fmt: skip
+    at = stop.index(cleanup[0])
+    assert stop[at : at + 3] == cleanup
+    assert stages is not None
+    assert all(stages[i] > stages[0] for i in range(at, at + 3))
 
 
 def test_a_failed_asset_extraction_stops_the_deploy_before_anything_boots(
