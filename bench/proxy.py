@@ -10,8 +10,8 @@ Each proxy forwards to it over upstream keep-alive:
 * dockyard - `dockyard-proxy run` + `dockyard-proxy deploy` (uvloop, one process), its JSON
   access log (always on, as in production) to /dev/null; `--dockyard inbench` runs the data
   plane alone behind a one-service Router built into this script
-* probe   - the floor: a bare Python proxy (uvloop + httptools, keep-alive pool, forwarding
-  headers) with none of dockyard-proxy's features; plain HTTP only
+* probe   - the floor: a bare Python proxy (uvloop + httptools + stdlib ssl, keep-alive pool,
+  forwarding headers) with none of dockyard-proxy's features
 * caddy   - `reverse_proxy` with defaults, access log off
 * nginx   - 2 workers, `upstream { keepalive 64; }`, access log off
 
@@ -183,12 +183,14 @@ def serve_dockyard(port: int, origin_port: int) -> None:
 # --- the floor: a bare Python proxy -------------------------------------------------------
 
 
-def serve_probe(port: int, origin_port: int) -> None:
+def serve_probe(port: int, origin_port: int, tls: list[str] | None = None) -> None:
     """The least a Python reverse proxy on uvloop + httptools does per keep-alive request, as a
     floor measured in the same run: one Host lookup, hop-by-hop headers dropped,
     X-Forwarded-For/Proto/Host added, an upstream keep-alive pool, one write per direction.
     No routing table, access log, request id, timeouts, error pages, HEAD/1xx/upgrade
-    handling or back-pressure: a lower bound on cost, never a design."""
+    handling or back-pressure: a lower bound on cost, never a design. `tls` (TLS port,
+    certificate, key): also HTTPS there, with the stdlib `ssl` on uvloop (TLS 1.2+, h2 and
+    http/1.1 offered by ALPN, as dockyard-proxy's context)."""
     import httptools
     import uvloop
 
@@ -308,6 +310,14 @@ def serve_probe(port: int, origin_port: int) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(Client, "127.0.0.1", port, backlog=2048)
+        if tls is not None:
+            import ssl
+
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            ctx.set_alpn_protocols(["h2", "http/1.1"])
+            ctx.load_cert_chain(tls[1], tls[2])
+            await loop.create_server(Client, "127.0.0.1", int(tls[0]), ssl=ctx, backlog=2048)
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         await stop.wait()
@@ -629,15 +639,19 @@ def start_dockyard(origin: int) -> Proc:
     return Proc("dockyard", port, popen, popen.pid)
 
 
-def start_probe(origin: int) -> Proc:
+def start_probe(origin: int, cert: tuple[Path, Path] | None = None) -> Proc:
     port = free_port()
+    tls_port = free_port() if cert is not None else None
+    tls = [] if cert is None else ["--probe-tls", str(tls_port), str(cert[0]), str(cert[1])]
     popen = subprocess.Popen(
-        [sys.executable, __file__, "--serve-probe", str(port), str(origin)],
+        [sys.executable, __file__, "--serve-probe", str(port), str(origin), *tls],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     wait_port(port)
-    return Proc("probe", port, popen, popen.pid)
+    if tls_port is not None:
+        wait_port(tls_port)
+    return Proc("probe", port, popen, popen.pid, tls_port)
 
 
 def stop(popen: subprocess.Popen[bytes]) -> None:
@@ -738,6 +752,7 @@ def main() -> int:
     )
     parser.add_argument("--serve-dockyard", nargs=2, type=int, metavar=("PORT", "ORIGIN"))
     parser.add_argument("--serve-probe", nargs=2, type=int, metavar=("PORT", "ORIGIN"))
+    parser.add_argument("--probe-tls", nargs=3, metavar=("PORT", "CERT", "KEY"))
     parser.add_argument(
         "--micro",
         type=int,
@@ -753,7 +768,8 @@ def main() -> int:
         serve_dockyard(*args.serve_dockyard)
         return 0
     if args.serve_probe:
-        serve_probe(*args.serve_probe)
+        port, origin = args.serve_probe
+        serve_probe(port, origin, tls=args.probe_tls)
         return 0
     for tool in ("wrk", "nginx", "caddy"):
         if shutil.which(tool) is None:
@@ -774,7 +790,7 @@ def main() -> int:
                 if args.dockyard == "cli"
                 else (lambda: start_dockyard(origin_port))
             ),
-            "probe": lambda: start_probe(origin_port),
+            "probe": lambda: start_probe(origin_port, cert),
             "caddy": lambda: start_caddy(work, origin_port, cert),
             "nginx": lambda: start_nginx_proxy(work, origin_port, cert),
         }
