@@ -17,14 +17,15 @@ from dockyard.proxy.dataplane.upstream import UpstreamConnection
 
 
 class FakeTransport:
-    def __init__(self) -> None:
+    def __init__(self, peer: tuple[str, int] = ("127.0.0.1", 51234)) -> None:
         self.out: list[bytes] = []
+        self.peer = peer
 
     def write(self, data: bytes) -> None:
         self.out.append(data)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 51234) if name == "peername" else default
+        return self.peer if name == "peername" else default
 
     def pause_reading(self) -> None: ...
 
@@ -99,9 +100,9 @@ def expected_line(entry: dict[str, Any], **fields: Any) -> str:
         "req_content_type": fields.get("req_ct", ""),
         "resp_content_length": 2,
         "resp_content_type": fields["resp_ct"],
-        "client_addr": "127.0.0.1",
-        "client_port": "51234",
-        "remote_addr": fields.get("remote", "127.0.0.1"),
+        "client_addr": fields.get("addr", "127.0.0.1"),
+        "client_port": fields.get("port", "51234"),
+        "remote_addr": fields.get("remote", fields.get("addr", "127.0.0.1")),
         "user_agent": fields.get("ua", ""),
         "proto": "HTTP/1.1",
         "scheme": "http",
@@ -180,6 +181,41 @@ def test_access_log_lines_follow_every_changed_field_on_one_connection() -> None
             entry = json.loads(lines[-1])
             assert lines[-1] == expected_line(entry, **fields)
         assert len(lines) == len(cases)
+
+    asyncio.run(go())
+
+
+def test_access_log_lines_of_new_connections_carry_their_own_address_and_port() -> None:
+    """The segments are shared between the plane's connections; each line still names its
+    own client address and port."""
+
+    async def go() -> None:
+        lines: list[str] = []
+        plane = Plane(
+            FakeRouter(),
+            asyncio.get_running_loop(),
+            tls=False,
+            log_port=80,
+            access_log=lines.append,
+        )
+        up = UpstreamConnection(plane.pool, ("10.0.0.7", 3000))
+        ut = FakeTransport()
+        up.connection_made(ut)  # type: ignore[arg-type]
+        peers = [("127.0.0.1", 51234), ("127.0.0.1", 40000), ("10.1.2.3", 40001)]
+        peers += [("127.0.0.1", 40002), ("::1", 40003)]
+        for address, port in peers:
+            client = ClientConnection(plane)
+            client.connection_made(FakeTransport((address, port)))  # type: ignore[arg-type]
+            plane.pool.put(up)
+            client.data_received(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+            up.data_received(RESP % b"text/plain")
+            client.connection_lost(None)
+            entry = json.loads(lines[-1])
+            fields = {"host": "a.test", "path": "/", "service": "app", "method": "GET"}
+            fields |= {"resp_ct": "text/plain", "addr": address, "port": str(port)}
+            assert lines[-1] == expected_line(entry, **fields)
+        assert len(lines) == len(peers)
+        assert len(plane.log_segments) == 3  # one per client address
 
     asyncio.run(go())
 

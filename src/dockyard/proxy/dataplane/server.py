@@ -62,6 +62,8 @@ NOSNIFF: Final = b"X-Content-Type-Options: nosniff\r\n"
 PENDING_LIMIT: Final = 64 * 1024
 
 GC_GEN0_THRESHOLD: Final = 20_000
+#: Access-log segments kept per listener (by the values they hold), for new connections.
+LOG_SEGMENTS_KEPT: Final = 1024
 #: Resolution of target timeouts.
 TICK: Final = 0.05
 
@@ -172,6 +174,7 @@ class Plane:
         "date",
         "draining",
         "log_port",
+        "log_segments",
         "loop",
         "metrics",
         "pages",
@@ -206,6 +209,8 @@ class Plane:
         self.scheme = b"https" if tls else b"http"
         self.log_port = log_port
         self.access_log = access_log
+        #: Access-log segments by the values they hold and the client address (write_log).
+        self.log_segments: dict[object, tuple[str, str, str, str, str, str]] = {}
         self.pool = UpstreamPool()
         self.date = DateCache()
         self.pages = ErrorPages()
@@ -280,7 +285,7 @@ class ClientConnection(asyncio.Protocol):
         self.host_name = ""
         #: Access-log segments preformatted for the last request's repeating fields.
         self.log_key: tuple[object, ...] | None = None
-        self.log_segments = ("", "", "", "", "")
+        self.log_segments = ("", "", "", "", "", "")
 
     # asyncio.Protocol ------------------------------------------------------------------------
 
@@ -291,10 +296,11 @@ class ClientConnection(asyncio.Protocol):
             set_nodelay(transport)
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
-            self.peer_ip = str(peer[0]).encode()
+            address = str(peer[0])
+            self.peer_ip = address.encode()
             self.peer_port = str(peer[1])
-            self.log_addr = json_str(str(peer[0]))
-            self.log_port = json_str(self.peer_port)
+            self.log_addr = _esc_str(address)
+            self.log_port = f'"{peer[1]}"' if type(peer[1]) is int else json_str(self.peer_port)
 
     def data_received(self, data: bytes) -> None:
         tunnel = self.tunnel
@@ -1266,9 +1272,19 @@ class Exchange:
             (xff[0] if xff else None) if self.peer is client.peer_ip else self.peer,
         )
         if key == client.log_key:
-            s1, s2, s3, s4, s5 = client.log_segments
+            s1, s2, s3, s4, s5, s6 = client.log_segments
         else:
-            s1, s2, s3, s4, s5 = client.log_segments = self._log_segments(xff)
+            # Shared by the plane's connections: a client that opens a connection per request
+            # repeats them too.
+            known = plane.log_segments
+            shared = (key, client.log_addr)
+            segments = known.get(shared)
+            if segments is None:
+                segments = self._log_segments(xff)
+                if len(known) >= LOG_SEGMENTS_KEPT:
+                    known.clear()
+                known[shared] = segments
+            s1, s2, s3, s4, s5, s6 = client.log_segments = segments
             client.log_key = key
         raw_path = head.path
         if b"%" in raw_path:
@@ -1291,12 +1307,14 @@ class Exchange:
             f',"request_id":{rid}'
             f',"status":{self.status or 200}{s2}{time.perf_counter_ns() - self.start_ns}{s3}'
             f"{clen if clen >= 0 else (-1 if clen == -2 else 0)}{s4}{self.resp_bytes}{s5}"
+            f"{client.log_port}{s6}"
             f"{json_str(head.query.decode('utf-8', 'replace')) if head.query else _EMPTY_JSON}"
             f"{custom}}}\n"
         )
 
-    def _log_segments(self, xff: list[bytes] | None) -> tuple[str, str, str, str, str]:
-        """The constant stretches of an access-log line between its per-request values."""
+    def _log_segments(self, xff: list[bytes] | None) -> tuple[str, str, str, str, str, str]:
+        """The constant stretches of an access-log line between its per-request values (and
+        the connection's client port)."""
         client = self.client
         plane = client.plane
         head = self.head
@@ -1316,7 +1334,8 @@ class Exchange:
             f',"method":{_esc_str(head.method)},"req_content_length":',
             f',"req_content_type":{_esc_bytes(head.content_type)},"resp_content_length":',
             f',"resp_content_type":{_esc_bytes(self.resp_ctype)},"client_addr":{addr}'
-            f',"client_port":{client.log_port},"remote_addr":{remote}'
+            ',"client_port":',
+            f',"remote_addr":{remote}'
             f',"user_agent":{_esc_bytes(head.user_agent)},"proto":"HTTP/{head.version}"'
             f',"scheme":"{"https" if plane.tls else "http"}","query":',
         )
