@@ -379,14 +379,6 @@ def remove_containers(config: Config, role: Role | None) -> Argv:
     return docker("container", "prune", "--force", *container_filters(config, role))
 
 
-def ensure_env_directory(config: Config) -> Argv:
-    return argv("mkdir", "-p", paths.role_env_directory(config.service, config.destination))
-
-
-def remove_app_directory(config: Config) -> Argv:
-    return argv("rm", "-r", paths.app_directory(config.service, config.destination))
-
-
 # --- exec ----------------------------------------------------------------------------------------
 
 

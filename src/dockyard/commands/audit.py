@@ -1,7 +1,8 @@
 """The audit log ``.kamal/<service>[-<dest>]-audit.log`` on every host an operation touches.
 
-Kamal runs ``mkdir -p .kamal && echo "<line>" >> <file>``. We run ``mkdir -p`` and then
-``tee -a <file>`` with the line on stdin, so the line needs no shell escaping.
+Kamal runs ``mkdir -p .kamal && echo "<line>" >> <file>``. The flows append with
+``flows.context.audit_command``, which passes the line as an argument to ``printf`` (no shell
+escaping), so it can join a batch.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from datetime import datetime
 
 from dockyard.commands.argv import Argv, argv
 from dockyard.commands.lock import iso8601
-from dockyard.commands.paths import RUN_DIRECTORY, audit_log_file
+from dockyard.commands.paths import audit_log_file
 
 
 def audit_line(
@@ -33,13 +34,6 @@ def audit_line(
             tags.append(value)
     prefix = " ".join(f"[{tag}]" for tag in tags if tag is not None)
     return f"{prefix} {message}"
-
-
-def record(service: str, destination: str | None, line: str) -> tuple[Argv, Argv]:
-    return (
-        argv("mkdir", "-p", RUN_DIRECTORY),
-        Argv(("tee", "-a", audit_log_file(service, destination)), stdin=line + "\n"),
-    )
 
 
 def reveal(service: str, destination: str | None, lines: int = 50) -> Argv:

@@ -1,25 +1,18 @@
-"""Hooks: the local executable to run and the ``KAMAL_*`` environment Kamal gives it."""
+"""Hooks: the ``KAMAL_*`` environment Kamal gives them, and who is deploying.
+
+Where a hook lives and how it runs: ``flows.context.DeployContext`` (``hook_path``, ``run_hook``).
+"""
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from dockyard.commands.argv import Argv, Secret
 from dockyard.commands.lock import iso8601
 
-DEFAULT_HOOKS_PATH = ".kamal/hooks"
 #: Hooks that also receive every resolved secret in their environment.
 SECRET_HOOKS = frozenset({"pre-connect", "pre-deploy", "post-deploy"})
-
-
-def hook_file(hooks_path: str, hook: str) -> str:
-    return posixpath.join(hooks_path, hook)
-
-
-def hook_argv(hooks_path: str, hook: str) -> Argv:
-    return Argv((hook_file(hooks_path, hook),))
 
 
 def abbreviated_version(version: str) -> str:

@@ -64,15 +64,6 @@ class Logging(Frozen):
             options={**self.options, **other.options},
         )
 
-    @property
-    def is_default(self) -> bool:
-        return not self.driver and not self.options
-
-    @property
-    def effective_options(self) -> dict[str, str]:
-        """The `--log-opt` values: the configured ones, or Kamal's default `max-size=10m`."""
-        return dict(self.options) if not self.is_default else {"max-size": "10m"}
-
 
 # --------------------------------------------------------------------------- registry
 
@@ -485,11 +476,6 @@ class Config(Frozen):
 
     def with_version(self, version: str) -> Config:
         return self.model_copy(update={"declared_version": version})
-
-    @property
-    def abbreviated_version(self) -> str:
-        version = self.version
-        return version if "_" in version else version[:7]
 
     @property
     def repository(self) -> str:

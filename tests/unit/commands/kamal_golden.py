@@ -27,10 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from dockyard.commands import accessory as acc
-from dockyard.commands import app, audit, builder, hooks, lock, proxy, prune, registry, server, ssh
+from dockyard.commands import app, audit, builder, hooks, lock, proxy, prune, registry, server
 from dockyard.commands.argv import Argv, argv
 from dockyard.commands.envfile import contents as env_file_contents
 from dockyard.config import Config
+from dockyard.flows.context import DeployContext
+from dockyard.flows.ops.base import ssh_session
+from dockyard.remote import FakePool
 
 GOLDEN_FILE = Path(__file__).with_name("kamal_2_11.json")
 #: The clock the recording runs with (Kamal's Time.now is stubbed to it).
@@ -42,7 +45,7 @@ KAMAL_BIN = Path(
     )
 )
 
-Ours = Callable[[Config], "Argv | Sequence[Argv] | str | dict[str, str]"]
+Ours = Callable[[Config], "Argv | Sequence[Argv] | str | dict[str, str] | list[str]"]
 
 
 @dataclass(frozen=True)
@@ -54,8 +57,8 @@ class Case:
     destination: str | None = None
     version: str = "999"
     #: "argv": one command, or commands joined by && / || / ; ; "text": compare strings as is;
-    #: "ssh": an ssh command whose last word is the remote command line; "env": a hash;
-    #: "pipeline": a shell pipeline, run under ``sh`` against a fake ``docker``.
+    #: "env": a hash; "pipeline": a shell pipeline, run under ``sh`` against a fake ``docker``
+    #: (ours may be the local ``ssh`` argv whose last word is the remote pipeline).
     kind: str = "argv"
     files: dict[str, str] = field(default_factory=dict)
     #: Secrets file content (``KEY=value`` lines) for configs that resolve secrets.
@@ -277,6 +280,11 @@ def _role(config: Config, name: str = "web") -> Any:
     return found
 
 
+def _context(config: Config) -> DeployContext:
+    """The flows' context for ``config`` (no connection is made)."""
+    return DeployContext(config=config, pool=FakePool())
+
+
 def _acc(config: Config, name: str) -> Any:
     found = config.accessory(name)
     assert found is not None
@@ -464,12 +472,6 @@ CASES: list[Case] = [
         f"{_app()}.remove_proxy_app_directory",
         lambda c: app.remove_proxy_app_directory(c),
         destination="staging",
-    ),
-    Case(
-        "app ensure_env_directory",
-        "app",
-        f"{_app()}.ensure_env_directory",
-        lambda c: app.ensure_env_directory(c),
     ),
     Case(
         "app create_ssl_directory",
@@ -805,7 +807,10 @@ CASES: list[Case] = [
         "hook run",
         "app",
         'Kamal::Commands::Hook.new(config).run("pre-deploy")',
-        lambda c: hooks.hook_argv(c.hooks_path, "pre-deploy"),
+        # Kamal runs the path relative to the project root; Dockyard runs the absolute path
+        # with the root as working directory (DeployContext.run_hook).
+        lambda c: _context(c).hook_path("pre-deploy").relative_to(c.root).as_posix(),
+        kind="text",
     ),
     Case(
         "hook env",
@@ -872,16 +877,6 @@ CASES: list[Case] = [
         f'Kamal::EnvFile.new(JSON.parse(Base64.decode64("{_b64_json(TRICKY_ENV)}"))).to_s',
         lambda c: env_file_contents(TRICKY_ENV),
         kind="text",
-    ),
-    Case(
-        "ssh run_over_ssh",
-        "app_full",
-        f"{_app()}.run_over_ssh("
-        '"docker", "exec", "-it", "app-web-999", "bin/rails", "c", host: "1.1.1.1")',
-        lambda c: ssh.run_over_ssh(
-            c.ssh, "1.1.1.1", argv("docker", "exec", "-it", "app-web-999", "bin/rails", "c")
-        ),
-        kind="ssh",
     ),
     # --- builder ---------------------------------------------------------------------------------
     Case(
@@ -1015,8 +1010,11 @@ CASES: list[Case] = [
         "app_full",
         f'{_app()}.follow_logs(host: "1.1.1.1", container_id: "ID321", lines: 10, '
         'grep: "Completed")',
-        lambda c: ssh.run_over_ssh(
-            c.ssh, "1.1.1.1", app.follow_logs("ID321", lines=10, grep="Completed")
+        # what `app logs -f` execs: the local ssh argv of flows.ops.base.ssh_session
+        lambda c: (
+            ssh_session(
+                _context(c), "1.1.1.1", app.follow_logs("ID321", lines=10, grep="Completed")
+            ).argv
         ),
         kind="pipeline",
     ),

@@ -486,7 +486,6 @@ def test_env_file_contents_resolve_secrets_and_escape_like_kamal(load: LoadConfi
     assert contents.reveal() == 'RAILS_MASTER_KEY=456\nDB_PASSWORD=pa"ss#{x}\\\\y\n'
     assert "456" not in str(contents)
     assert app.env_file_path(config, role(config)) == ".kamal/apps/app/env/roles/web.env"
-    assert app.ensure_env_directory(config) == ("mkdir", "-p", ".kamal/apps/app/env/roles")
 
 
 def test_env_file_without_secrets_is_a_single_newline(load: LoadConfig) -> None:
@@ -595,7 +594,6 @@ def test_remove_live_and_maintenance(load: LoadConfig) -> None:
         *PROXY_EXEC, "stop", "app-web", "--drain-timeout=10s", "--message=Hi",
     )  # fmt: skip
     assert app.remove_proxy_app_directory(config) == ("rm", "-r", ".kamal/proxy/apps-config/app")
-    assert app.remove_app_directory(config) == ("rm", "-r", ".kamal/apps/app")
 
 
 def test_error_pages(load: LoadConfig) -> None:

@@ -2,28 +2,40 @@
 
 from __future__ import annotations
 
+import subprocess
 from datetime import UTC, datetime
+from pathlib import Path
 
 from dockyard.commands import audit
+from dockyard.flows.context import audit_command
 
 AT = datetime(2026, 11, 28, 9, 30, 5, tzinfo=UTC)
 
 
-def test_record_is_mkdir_then_append_through_stdin_instead_of_echo_redirect() -> None:
+def record(tmp_path: Path, service: str, destination: str | None, line: str) -> dict[str, str]:
+    """Run the flows' audit command in ``tmp_path`` (the SSH user's home); the files it wrote."""
+    subprocess.run(list(audit_command(service, destination, line).raw()), cwd=tmp_path, check=True)
+    return {
+        path.relative_to(tmp_path).as_posix(): path.read_text()
+        for path in tmp_path.rglob("*")
+        if path.is_file()
+    }
+
+
+def test_record_appends_the_line_like_kamals_mkdir_and_echo(tmp_path: Path) -> None:
+    # Kamal: mkdir -p .kamal && echo "<line>" >> .kamal/app-audit.log
     line = audit.audit_line("app removed container", recorded_at=AT, performer="ada@example.com")
     assert line == "[2026-11-28T09:30:05Z] [ada@example.com] app removed container"
-    mkdir, append = audit.record("app", None, line)
-    assert mkdir == ("mkdir", "-p", ".kamal")
-    assert append == ("tee", "-a", ".kamal/app-audit.log")
-    assert append.stdin == line + "\n"
+    assert record(tmp_path, "app", None, line) == {".kamal/app-audit.log": line + "\n"}
+    assert record(tmp_path, "app", None, line) == {".kamal/app-audit.log": (line + "\n") * 2}
 
 
-def test_record_with_destination() -> None:
+def test_record_with_destination(tmp_path: Path) -> None:
     line = audit.audit_line(
         "app removed container", recorded_at=AT, performer="ada", destination="staging"
     )
     assert line == "[2026-11-28T09:30:05Z] [ada] [staging] app removed container"
-    assert audit.record("app", "staging", line)[1] == ("tee", "-a", ".kamal/app-staging-audit.log")
+    assert record(tmp_path, "app", "staging", line) == {".kamal/app-staging-audit.log": line + "\n"}
 
 
 def test_record_with_role_and_call_details_in_order() -> None:

@@ -1,18 +1,31 @@
-"""Golden tests: hook argv and environment (Kamal ``test/commands/hook_test.rb``, §2.1)."""
+"""Golden tests: hook path and environment (Kamal ``test/commands/hook_test.rb``, §2.1)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 from dockyard.commands import hooks
 from dockyard.commands.argv import Secret
+from dockyard.flows.context import DeployContext
+from dockyard.remote import FakePool
+
+from .conftest import LoadConfig
+from .kamal_golden import CONFIGS
 
 AT = datetime(2026, 11, 28, 9, 30, 5, tzinfo=UTC)
 
 
-def test_hook_argv_default_and_custom_path() -> None:
-    assert hooks.hook_argv(hooks.DEFAULT_HOOKS_PATH, "foo") == (".kamal/hooks/foo",)
-    assert hooks.hook_argv("custom/hooks/path", "foo") == ("custom/hooks/path/foo",)
+def test_hook_path_default_and_custom_path(load: LoadConfig, tmp_path: Path) -> None:
+    # Kamal runs `.kamal/hooks/foo` (or `<hooks_path>/foo`) from the project root; Dockyard
+    # runs the same file by its absolute path, with the root as working directory.
+    def hook_path(hooks_path: str | None) -> Path:
+        raw = dict(CONFIGS["app"]) | ({"hooks_path": hooks_path} if hooks_path else {})
+        return DeployContext(config=load(raw), pool=FakePool()).hook_path("foo")
+
+    assert hook_path(None) == tmp_path / ".kamal/hooks/foo"
+    assert hook_path("custom/hooks/path") == tmp_path / "custom/hooks/path/foo"
+    assert hook_path("/etc/hooks") == Path("/etc/hooks/foo")
 
 
 def test_env_minimal_matches_kamal() -> None:

@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ import pytest
 from dockyard.commands import app, prune
 from dockyard.commands.argv import Argv, Pipeline
 from dockyard.config import Config
+from dockyard.remote.options import parse_jump
 
 from .conftest import LoadConfig
 from .kamal_golden import CASES, CONFIGS, Case, load_recording, shell_words
@@ -194,6 +196,66 @@ def test_current_running_version_and_id_like_kamal(
     assert re.fullmatch(r"[a-z0-9-]+", expected_id)
 
 
+#: ``-o`` options Dockyard's interactive ssh adds to Kamal's (the pooled connections' settings).
+DOCKYARD_SSH_EXTRAS = ("ServerAliveInterval=", "ConnectTimeout=", "UserKnownHostsFile=")
+
+
+def ssh_options(words: Sequence[str]) -> list[tuple[str, str]]:
+    """An ``ssh`` argv (without the remote line) as (flag, value) pairs, ``~`` expanded in
+    ``-F`` paths and the jump host's default user and port filled in."""
+    pairs: list[tuple[str, str]] = []
+    rest = iter(words[1:])
+    for word in rest:
+        if word in ("-F", "-J", "-i", "-o", "-p"):
+            value = next(rest)
+            if word == "-F":
+                value = os.path.expanduser(value)
+            elif word == "-J":
+                value = parse_jump(value).target()
+            pairs.append((word, value))
+        else:
+            pairs.append((word, ""))  # -t, user@host
+    return pairs
+
+
+def assert_same_ssh_options(ours: Sequence[str], kamal: Sequence[str]) -> None:
+    """Kamal's options, in any order but with -F and -i files in the same order; ours may also
+    carry :data:`DOCKYARD_SSH_EXTRAS` (and ``-F /dev/null`` where Kamal reads no config)."""
+    assert ours[0] == kamal[0] == "ssh"
+    mine, theirs = ssh_options(ours), ssh_options(kamal)
+    extras = [
+        pair
+        for pair in mine
+        if pair not in theirs
+        and not (pair[0] == "-o" and pair[1].startswith(DOCKYARD_SSH_EXTRAS))
+        and not (pair == ("-F", "/dev/null") and not any(f == "-F" for f, _ in theirs))
+    ]
+    assert extras == []
+    assert sorted(p for p in mine if p in theirs) == sorted(theirs)
+    for flag in ("-F", "-i"):
+        assert [v for f, v in mine if f == flag and (f, v) in theirs] == [
+            v for f, v in theirs if f == flag
+        ]
+
+
+def test_ssh_options_comparison_notices_a_difference() -> None:
+    kamal = ["ssh", "-F", "~/c", "-J", "root@j", "-i", "k1", "-i", "k2", "-t", "u@h", "-p", "22"]
+    home = os.path.expanduser("~")
+    same = ["ssh", "-t", "-i", "k1", "-i", "k2", "-J", "root@j:22", "-F", f"{home}/c",
+            "-o", "ConnectTimeout=30", "-p", "22", "u@h"]  # fmt: skip
+    assert_same_ssh_options(same, kamal)
+    for wrong in (
+        [w if w != "k1" else "k3" for w in same],  # another key
+        [w if w != "root@j:22" else "root@j:2222" for w in same],  # another jump port
+        [w if w != "u@h" else "root@h" for w in same],  # another user
+        [*same[:3], "k2", "-i", "k1", *same[6:]],  # keys tried in another order
+        [w for w in same if w != "-t"],  # no tty
+        [*same, "-o", "StrictHostKeyChecking=no"],  # an option Kamal does not pass
+    ):
+        with pytest.raises(AssertionError):
+            assert_same_ssh_options(wrong, kamal)
+
+
 LOG_CASES = [
     c
     for c in CASES
@@ -224,10 +286,10 @@ def test_logs_pipelines_print_and_call_docker_like_kamal(
     config = load(CONFIGS[case.config], case.destination, version=case.version)
     ours = case.ours(config)
     kamal_line = RECORDED[case.name]
-    if isinstance(ours, Argv):  # over ssh: same ssh options, then compare the remote lines
+    if isinstance(ours, list):  # over ssh: the same ssh options, then compare the remote lines
         kamal_words = shell_words(kamal_line)
-        assert ours.plain()[:-1] == tuple(kamal_words[:-1])
-        kamal_line, our_line = kamal_words[-1], ours.plain()[-1]
+        assert_same_ssh_options(ours[:-1], kamal_words[:-1])
+        kamal_line, our_line = kamal_words[-1], ours[-1]
     else:
         assert isinstance(ours, Pipeline)
         our_line = ours.shell()

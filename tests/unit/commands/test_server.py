@@ -40,6 +40,7 @@ def test_run_directory_network_and_app_directories() -> None:
     assert server.network_already_exists(
         "Error response from daemon: network with name kamal already exists"
     )
+    assert server.remove_app_directory("app", None) == ("rm", "-r", ".kamal/apps/app")
     assert server.remove_app_directory("app", "staging") == ("rm", "-r", ".kamal/apps/app-staging")
     assert server.list_app_directories() == ("ls", ".kamal/apps")
     assert server.count_lines("app\nother\n") == 2

@@ -16,6 +16,7 @@ from dockyard.config import (
     SecretStore,
     load_config,
 )
+from dockyard.config.summary import logging_args
 
 from .conftest import WriteProject
 
@@ -265,7 +266,8 @@ def test_section_defaults(project: WriteProject) -> None:
     assert config.builder.arch == ("amd64",) and config.builder.dockerfile == "Dockerfile"
     assert config.builder.driver == "docker-container" and config.builder.context is None
     assert config.builder.cache_image == "acme/app-build-cache"
-    assert config.logging.effective_options == {"max-size": "10m"}
+    assert config.logging == Logging()
+    assert logging_args(config) == ["--log-opt", 'max-size="10m"']  # Kamal's default
     assert (config.retain_containers, config.readiness_delay) == (5, 7)
     assert (config.deploy_timeout, config.drain_timeout) == (30, 30)
     assert (config.hooks_path, config.secrets_path, config.run_directory) == (

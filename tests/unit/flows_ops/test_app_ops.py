@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from typing import Any
 
@@ -168,6 +169,16 @@ def test_exec_interactive_returns_ssh_t_on_the_primary_host(make_config: MakeCon
     assert result.argv[:2] == ["ssh", "-t"]
     assert result.argv[-4:-1] == ["-p", "22", "root@10.0.0.1"]
     assert "docker run -it --rm" in result.argv[-1] and result.argv[-1].endswith("bin/console")
+
+
+def test_exec_interactive_quotes_the_remote_command_once(make_config: MakeConfig) -> None:
+    # The last ssh argument is one line for the remote shell (as in Kamal's run_over_ssh).
+    ctx, _ = make_ctx(make_config(), FakePool())
+    result = run(app.exec_(ctx, ["bin/rails", "runner", "puts 'hi'"], interactive=True))
+    assert isinstance(result, Interactive)
+    line = result.argv[-1]
+    assert line.endswith(" bin/rails runner 'puts '\"'\"'hi'\"'\"''")
+    assert shlex.split(line)[-3:] == ["bin/rails", "runner", "puts 'hi'"]
 
 
 def test_exec_rejects_detach_with_reuse(make_config: MakeConfig) -> None:
