@@ -60,9 +60,7 @@ the bytes where OpenSSL (inside uvloop's native TLS) will read them. Plain HTTP 
 HTTPS port gets Go's ``400 Client sent an HTTP request to an HTTPS server.``; anything else that
 is not a ClientHello, an unknown name, or a failed issuance closes the connection.
 
-``TlsAcceptor.handle(sock)`` can also be called from an existing accept loop. If some listener
-must keep ``create_server``, ``selector.server_context()`` serves what is already available
-through an ``sni_callback`` (no on-demand issuance there).
+``TlsAcceptor.handle(sock)`` can also be called from an existing accept loop.
 
 Data plane, HTTP listener (port 80) and the HTTPS handler both, before routing a request::
 

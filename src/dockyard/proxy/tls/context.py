@@ -120,8 +120,7 @@ class TlsSelector:
 
     The control plane calls :meth:`configure` with the full picture whenever services change;
     the data plane calls :meth:`prepare` (async, may issue a certificate) and then uses the
-    returned context, or uses :meth:`server_context` whose ``sni_callback`` only serves what
-    is already available.
+    returned context; :meth:`context_for` gives what is available now.
     """
 
     def __init__(
@@ -247,27 +246,3 @@ class TlsSelector:
                 ctx = await asyncio.to_thread(self._acme_contexts.get, host, certified)
             return ctx
         return self.context_for(host, hello.alpn)
-
-    def server_context(self) -> ssl.SSLContext:
-        """A listener context whose ``sni_callback`` switches to the per-host context.
-
-        For data planes that do not peek: it serves custom and already-issued ACME
-        certificates, and a pending TLS-ALPN-01 certificate only to a host that has no real
-        certificate yet (a Python SNI callback cannot see the ALPN offer). Unknown names fail
-        the handshake with an ``unrecognized_name`` alert.
-        """
-        ctx = make_server_context(alpn=self.alpn)
-        ctx.sni_callback = self._sni_callback
-        return ctx
-
-    def _sni_callback(
-        self, sslobj: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _: ssl.SSLContext
-    ) -> int | None:
-        chosen = self.context_for(server_name)
-        if chosen is None:
-            host = self._host(server_name)
-            chosen = self._challenge_context(host) if host else None
-        if chosen is None:
-            return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
-        sslobj.context = chosen
-        return None
