@@ -119,6 +119,20 @@ def _shape(args: list[str]) -> list[str]:
     return args
 
 
+#: What deploying v2 finishes with: the tag (audit line first), then the prune's audit lines
+#: and its two listings.
+FINISH_V2 = [
+    ["audit", "Tagging reg.test:5000/hello:v2 as the latest image"],
+    ["docker", "tag", "reg.test:5000/hello:v2", "reg.test:5000/hello:latest"],
+    ["audit", "Pruned containers"],
+    ["audit", "Pruned images"],
+    ["docker", "ps", "-a", "--filter", "label=service=hello", "--format",
+     "{{.ID}}\t{{.State}}\t{{.Image}}"],
+    ["docker", "image", "ls", "--filter", "label=service=hello", "--format",
+     "{{.ID}} {{.Repository}}:{{.Tag}}"],
+]  # fmt: skip
+
+
 def test_deploy_commands_per_host_in_order(make_config: MakeConfig) -> None:
     config = make_config(WEB_ONLY, version="v2")
     pool = FakePool(setup=server(current="v1"))
@@ -165,16 +179,7 @@ def test_deploy_commands_per_host_in_order(make_config: MakeConfig) -> None:
         ["docker", "stop", "hello-web-v1"],
     ]  # fmt: skip
     # in the stop's round trip: the tag, and the prune's two listings (nothing to remove here)
-    finish = [
-        ["audit", "Tagging reg.test:5000/hello:v2 as the latest image"],
-        ["docker", "tag", "reg.test:5000/hello:v2", "reg.test:5000/hello:latest"],
-        ["audit", "Pruned containers"],
-        ["audit", "Pruned images"],
-        ["docker", "ps", "-a", "--filter", "label=service=hello", "--format",
-         "{{.ID}}\t{{.State}}\t{{.Image}}"],
-        ["docker", "image", "ls", "--filter", "label=service=hello", "--format",
-         "{{.ID}} {{.Repository}}:{{.Tag}}"],
-    ]  # fmt: skip
+    finish = FINISH_V2
     release = [["rm", ".kamal/lock-hello/details"], ["rm", "-r", ".kamal/lock-hello"]]
     assert primary == lock + pull_check + survey + pulled + boot + finish + release
     assert other == [["mkdir", "-p", ".kamal"], *pull_check, *survey, *pulled, *boot, *finish]
@@ -223,17 +228,7 @@ def test_deploy_on_one_host_prunes_with_the_lock_release(make_config: MakeConfig
     ]
     # In the stop's batch, the tag and the audit lines go beside the stop (one stage); the
     # prune's listings wait for it, so that they see the old container stopped.
-    assert batches[-2][1] == [
-        ["docker", "stop", "hello-web-v1"],
-        ["audit", "Tagging reg.test:5000/hello:v2 as the latest image"],
-        ["docker", "tag", "reg.test:5000/hello:v2", "reg.test:5000/hello:latest"],
-        ["audit", "Pruned containers"],
-        ["audit", "Pruned images"],
-        ["docker", "ps", "-a", "--filter", "label=service=hello", "--format",
-         "{{.ID}}\t{{.State}}\t{{.Image}}"],
-        ["docker", "image", "ls", "--filter", "label=service=hello", "--format",
-         "{{.ID}} {{.Repository}}:{{.Tag}}"],
-    ]  # fmt: skip
+    assert batches[-2][1] == [["docker", "stop", "hello-web-v1"], *FINISH_V2]
     assert staged[-2] == [0, 0, 0, 0, 0, 1, 1]
     assert batches[-1][1] == [
         ["docker", "rm", "c3"],

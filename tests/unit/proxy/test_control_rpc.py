@@ -341,3 +341,30 @@ def call_path_exists(path: Path) -> bool:
     import stat
 
     return path.exists() and stat.S_ISSOCK(path.stat().st_mode)
+
+
+def test_each_control_call_ends_by_giving_freed_heap_back(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a call (once no other runs) the server returns the C heap's free pages."""
+    from dockyard.proxy.control import rpc
+
+    trims: list[int] = []
+    monkeypatch.setattr(rpc, "release_free_memory", lambda: bool(trims.append(1)))
+    assert call(harness.socket, "list") == []
+    with pytest.raises(RpcError, match="service not found"):
+        call(harness.socket, "remove", {"service": "nothing"})
+    deadline = time.monotonic() + 5
+    while len(trims) < 2 and time.monotonic() < deadline:  # after the answer went out
+        time.sleep(0.01)
+    assert len(trims) == 2
+
+
+def test_release_free_memory_returns_the_heap_where_glibc_has_malloc_trim() -> None:
+    import ctypes.util
+
+    from dockyard.proxy.control.heap import release_free_memory
+
+    glibc = ctypes.util.find_library("c") == "libc.so.6"
+    assert release_free_memory() is glibc
+    assert release_free_memory() is glibc  # the lookup is made once, the trim every time

@@ -111,16 +111,17 @@ def expected_line(entry: dict[str, Any], **fields: Any) -> str:
     return json.dumps(ordered, separators=(",", ":"), ensure_ascii=False) + "\n"
 
 
+def logging_plane(lines: list[str]) -> Plane:
+    """A plane on the running loop whose access-log lines go to ``lines``."""
+    return Plane(
+        FakeRouter(), asyncio.get_running_loop(), tls=False, log_port=80, access_log=lines.append
+    )
+
+
 def test_access_log_lines_follow_every_changed_field_on_one_connection() -> None:
     async def go() -> None:
         lines: list[str] = []
-        plane = Plane(
-            FakeRouter(),
-            asyncio.get_running_loop(),
-            tls=False,
-            log_port=80,
-            access_log=lines.append,
-        )
+        plane = logging_plane(lines)
         client = ClientConnection(plane)
         ct = FakeTransport()
         client.connection_made(ct)  # type: ignore[arg-type]
@@ -191,13 +192,7 @@ def test_access_log_lines_of_new_connections_carry_their_own_address_and_port() 
 
     async def go() -> None:
         lines: list[str] = []
-        plane = Plane(
-            FakeRouter(),
-            asyncio.get_running_loop(),
-            tls=False,
-            log_port=80,
-            access_log=lines.append,
-        )
+        plane = logging_plane(lines)
         up = UpstreamConnection(plane.pool, ("10.0.0.7", 3000))
         ut = FakeTransport()
         up.connection_made(ut)  # type: ignore[arg-type]

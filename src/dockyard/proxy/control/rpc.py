@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from dockyard.errors import ProxyError
 from dockyard.proxy.control.balancer import TargetsUnhealthyError
 from dockyard.proxy.control.health import explain_unhealthy
+from dockyard.proxy.control.heap import release_free_memory
 from dockyard.proxy.control.options import (
     DeployRequest,
     HealthCheckConfig,
@@ -252,3 +253,5 @@ class RpcServer:
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
+            if not self._calls:
+                release_free_memory()  # what the call freed, once no other call runs

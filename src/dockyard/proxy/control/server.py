@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from dockyard.errors import ProxyError
+from dockyard.proxy.control.heap import release_free_memory
 from dockyard.proxy.control.log import event
 from dockyard.proxy.control.router import ProxyRouter
 from dockyard.proxy.control.rpc import RpcServer
@@ -204,6 +205,7 @@ async def serve(settings: RunSettings, stop: asyncio.Event | None = None) -> Non
             socket=str(rpc.path),
             pid=os.getpid(),
         )
+        release_free_memory()  # what start-up freed (imports, the restored state)
         await stop.wait()
     finally:
         await rpc.close()
