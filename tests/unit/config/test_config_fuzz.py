@@ -111,5 +111,12 @@ def test_mangled_configs_never_crash(tmp_path: Path, document: dict[str, Any]) -
 @pytest.mark.parametrize("base", range(len(BASES)))
 def test_the_unmangled_bases_load(tmp_path: Path, base: int) -> None:
     (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "deploy.yml").write_text(yaml.safe_dump(BASES[base]))
-    load_config(root=tmp_path, env={"VERSION": "v1", "PATH": "/usr/bin:/bin"})
+    raw = BASES[base]
+    (tmp_path / "config" / "deploy.yml").write_text(yaml.safe_dump(raw))
+    config = load_config(root=tmp_path, env={"VERSION": "v1", "PATH": "/usr/bin:/bin"})
+    assert config.service == raw["service"]
+    assert config.image == raw["image"]
+    servers = raw.get("servers")
+    if isinstance(servers, dict):  # roles by name, as written
+        assert {role.name for role in config.roles} == set(servers)
+    assert {a.name for a in config.accessories} == set(raw.get("accessories") or {})

@@ -67,10 +67,21 @@ def test_directory_instead_of_file(tmp_path: Path, ca: MiniCA) -> None:
         load_certificate_files(tmp_path, key)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_unreadable_key_is_named(tmp_path: Path, ca: MiniCA) -> None:
+def test_unreadable_key_is_named(
+    tmp_path: Path, ca: MiniCA, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cert, key = write_pair(tmp_path, ca, "a.example.com")
-    key.chmod(0)
+    if os.geteuid() != 0:
+        key.chmod(0)  # a real permission error
+    else:  # root reads files whatever their mode: the read fails as it would for a user
+        real = Path.read_bytes
+
+        def read_bytes(path: Path) -> bytes:
+            if path == key:
+                raise PermissionError(13, "Permission denied", str(path))
+            return real(path)
+
+        monkeypatch.setattr(Path, "read_bytes", read_bytes)
     with pytest.raises(CertificateError, match=f"TLS private key {key}: permission denied"):
         load_certificate_files(cert, key)
 
