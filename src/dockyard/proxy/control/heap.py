@@ -9,24 +9,26 @@ glibc to return them (``malloc_trim``): about 2 MiB of RSS after start-up, measu
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
-_trim: Callable[[int], int] | None = None
-_looked = False
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, looked up once; None without ctypes or glibc."""
+    try:
+        import ctypes
+
+        trim: Callable[[int], int] = ctypes.CDLL("libc.so.6").malloc_trim
+    except (ImportError, OSError, AttributeError):
+        return None
+    return trim
 
 
 def release_free_memory() -> bool:
     """Return the heap's free pages to the system; False where that is not possible."""
-    global _trim, _looked
-    if not _looked:
-        _looked = True
-        try:
-            import ctypes
-
-            _trim = ctypes.CDLL("libc.so.6").malloc_trim
-        except (ImportError, OSError, AttributeError):
-            _trim = None
-    if _trim is None:
+    trim = _malloc_trim()
+    if trim is None:
         return False
-    _trim(0)
+    trim(0)
     return True

@@ -300,7 +300,7 @@ class ClientConnection(asyncio.Protocol):
             self.peer_ip = address.encode()
             self.peer_port = str(peer[1])
             self.log_addr = _esc_str(address)
-            self.log_port = f'"{peer[1]}"' if type(peer[1]) is int else json_str(self.peer_port)
+            self.log_port = json_str(self.peer_port)
 
     def data_received(self, data: bytes) -> None:
         tunnel = self.tunnel
@@ -1249,8 +1249,9 @@ class Exchange:
 
         The fields that repeat from request to request on a connection (host, service, target,
         method, content types, addresses, agent, protocol) are preformatted into segments and
-        reused while they stay the same; only time, path, id, status, duration, lengths and
-        query are formatted per request."""
+        reused while they stay the same (and kept per listener for the next connections);
+        only time, path, id, status, duration, lengths, query and the client port are formatted
+        per request."""
         client = self.client
         plane = client.plane
         access_log = plane.access_log
