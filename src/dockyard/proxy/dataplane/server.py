@@ -20,7 +20,7 @@ import ssl as _ssl
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote_to_bytes
 
 from dockyard.proxy.contract import ServiceOptions
@@ -1442,8 +1442,10 @@ class ProxyServer:
 
     @property
     def port(self) -> int:
-        sock = self.server.sockets[0]
-        return int(sock.getsockname()[1])
+        # typeshed says `sockets` is a tuple, uvloop's is a list, and compiled code (mypyc)
+        # checks declared types: read it untyped
+        server: Any = self.server
+        return int(server.sockets[0].getsockname()[1])
 
     @property
     def pool(self) -> UpstreamPool:
