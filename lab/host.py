@@ -14,7 +14,16 @@ from lab.proc import run, tail
 
 log = logging.getLogger("lab")
 
-HOST_PACKAGES = ("docker.io", "docker-registry", "openssh-client", "mmdebstrap", "ca-certificates")
+HOST_PACKAGES = (
+    "docker.io",
+    "docker-registry",
+    "openssh-client",
+    "mmdebstrap",
+    "ca-certificates",
+    # mypyc compiles the proxy's data plane for its image (dockyard.proxy.native)
+    "gcc",
+    "python3-dev",
+)
 DOCKER_PIDFILE = Path("/var/run/docker.pid")
 CONTAINERD_PIDFILE = Path("/var/run/docker/containerd/containerd.pid")
 

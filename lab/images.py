@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import logging
 import platform
+import re
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dockyard.proxy import native
 from lab import host, sources
 from lab.errors import LabError
 from lab.hashing import input_hash
@@ -22,6 +25,7 @@ from lab.paths import (
     HELLO_VARIANTS,
     LAB_DIR,
     LOG_DIR,
+    NATIVE_DIR,
     PROXY_IMAGE,
     PY_BASE,
     REGISTRY_IMAGE,
@@ -274,6 +278,7 @@ class Builder:
             log.warning("skipping %s: %s does not exist yet", PROXY_IMAGE, dockerfile)
             return
         download_wheels()
+        compile_native()
         inputs = [path for rel in PROXY_CONTEXT if (path := REPO_ROOT / rel).exists()]
         wanted = input_hash(
             REPO_ROOT, inputs, {"version": BUILD_VERSION, "base": self.hashes[PY_BASE]}
@@ -302,6 +307,7 @@ PROXY_CONTEXT = (
     "README.md",
     "LICENSE",
     "build/wheels",
+    "build/native",
 )
 
 
@@ -391,6 +397,40 @@ def download_wheels(dest: Path = WHEELS_DIR) -> Path:
     )
     stamp.write_text(stamp_text)
     return dest
+
+
+def wheels_python_version(wheels: Path = WHEELS_DIR) -> str | None:
+    """The `major.minor` the binary wheels in `wheels` were downloaded for: the `cp3XY-cp3XY`
+    tags of a version-specific wheel (an `abi3` wheel's tag is only a minimum)."""
+    for path in sorted(wheels.glob("*.whl")):
+        if m := re.search(r"-cp3(\d+)-cp3\1-", path.name):
+            return f"3.{m[1]}"
+    return None
+
+
+def compile_native(dest: Path = NATIVE_DIR) -> bool:
+    """Compile the proxy's hot modules with mypyc into `dest` for its image, when this Python
+    has the image's `major.minor` (mypyc compiles for the Python that runs it); otherwise
+    remove `dest`, and the image's proxy runs interpreted. Reuses an up-to-date build."""
+    image = wheels_python_version() or base_python_version()
+    here = "{}.{}".format(*sys.version_info[:2])
+    if image != here:
+        log.warning(
+            "the proxy image runs interpreted: its Python is %s, this one %s, and mypyc "
+            "compiles for the Python that runs it",
+            image,
+            here,
+        )
+        shutil.rmtree(dest, ignore_errors=True)
+        return False
+    started = time.monotonic()
+    try:
+        made = native.build(REPO_ROOT / "src", dest, log=LOG_DIR / "native.log")
+    except native.NativeError as exc:
+        raise LabError(str(exc)) from None
+    if made:
+        log.info("compiled the proxy's data plane in %.0f s", time.monotonic() - started)
+    return True
 
 
 TARGETS = ("base", "server", "registry", "hello", "proxy")

@@ -26,6 +26,8 @@ _SUFFIX = f"-{LAB_NAME}" if LAB_NAME else ""
 #: This lab's own files (lab.json, ssh key, CA, registry data, session lock).
 STATE_DIR = SHARED_STATE_DIR / "named" / LAB_NAME if LAB_NAME else SHARED_STATE_DIR
 WHEELS_DIR = REPO_ROOT / "build" / "wheels"
+#: The proxy's hot modules compiled by mypyc (dockyard.proxy.native), copied into its image.
+NATIVE_DIR = REPO_ROOT / "build" / "native"
 
 HASH_LABEL = "dockyard.lab.hash"
 LAB_LABEL = "dockyard.lab"  # on every container, network and volume `up` creates

@@ -33,6 +33,8 @@ apt_install() {
 
 ensure_host_packages() {
   apt_install docker.io docker-registry openssh-client openssh-server mmdebstrap ca-certificates pebble
+  # mypyc compiles the proxy's data plane: a C compiler and the Python headers
+  apt_install gcc python3-dev
 }
 
 ensure_kamal() {

@@ -134,6 +134,29 @@ def test_image_shape(images: None) -> None:
     assert "HOME=/home/kamal-proxy" in config["Env"]
 
 
+def test_the_image_runs_the_data_plane_compiled_for_its_python(images: None) -> None:
+    """`lab build` compiles the hot modules (mypyc) when this Python has the image's version;
+    the image's proxy then imports them (and the other tests of this file run them)."""
+    from lab.images import wheels_python_version
+
+    here = "{}.{}".format(*sys.version_info[:2])
+    status = docker(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "python3",
+        "--env",
+        "PYTHONPATH=/opt/dockyard/lib",
+        IMAGE,
+        "-m",
+        "dockyard.proxy.native",
+        "status",
+    ).stdout.strip()
+    assert status == ("compiled" if wheels_python_version() == here else "interpreted")
+
+
 def test_kamal_style_deploy_in_the_container_and_restart_keeps_services(net: Net) -> None:
     v1 = net.run("app-v1", f"{APP_IMAGE}:v1")
     v2 = net.run("app-v2", f"{APP_IMAGE}:v2")
