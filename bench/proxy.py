@@ -2,14 +2,17 @@
 
     .venv/bin/python bench/proxy.py [--duration 5] [--rounds 3] [--connections 50]
     .venv/bin/python bench/proxy.py --micro 20000   # in-process Python CPU per request only
+                                                    # (compiled and interpreted)
 
 An nginx origin (1 worker) serves `GET /` (2 bytes), `GET /100k` (102,400 bytes) and `/up`.
 Each proxy forwards to it over upstream keep-alive:
 
 * direct  - wrk straight to the origin (the ceiling)
 * dockyard - `dockyard-proxy run` + `dockyard-proxy deploy` (uvloop, one process), its JSON
-  access log (always on, as in production) to /dev/null; `--dockyard inbench` runs the data
-  plane alone behind a one-service Router built into this script
+  access log (always on, as in production) to /dev/null, with the data plane compiled by mypyc
+  as the image ships it (built here into build/native when out of date); `--dockyard inbench`
+  runs the data plane alone behind a one-service Router built into this script
+* dockyard-py - the same, interpreted (the plain sources)
 * probe   - the floor: a bare Python proxy (uvloop + httptools + stdlib ssl, keep-alive pool,
   forwarding headers) with none of dockyard-proxy's features
 * caddy   - `reverse_proxy` with defaults, access log off
@@ -330,6 +333,24 @@ def serve_probe(port: int, origin_port: int, tls: list[str] | None = None) -> No
 
 
 def micro(requests: int) -> None:
+    """`micro_one` on the compiled data plane and on the interpreted one, in turn."""
+    trees = {"compiled (mypyc)": compiled_tree(), "interpreted": REPO / "src"}
+    cost: dict[str, float] = {}
+    for label, tree in trees.items():
+        out = subprocess.run(
+            [sys.executable, __file__, "--micro-one", str(requests)],
+            env=dict(os.environ, PYTHONPATH=str(tree)),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        cost[label] = float(out.split()[-1])
+        print(f"in-process, {label}: {cost[label]:.2f} us of Python CPU per keep-alive request")
+    ratio = cost["compiled (mypyc)"] / cost["interpreted"]
+    print(f"compiled/interpreted: x{ratio:.2f} (each the best of 7 batches)")
+
+
+def micro_one(requests: int) -> None:
     """Drive the real client and upstream Protocols with fake transports and the real router
     (one service deployed, as `dockyard-proxy deploy` makes it): the data plane's Python CPU per
     keep-alive request (routing, head rewriting, access log to /dev/null) without any syscall.
@@ -398,7 +419,7 @@ def micro(requests: int) -> None:
         if not (ut.last.startswith(b"GET / ") and ct.last.endswith(b"\r\n\r\nok")):
             raise RuntimeError("the in-process exchange did not complete")
         best = min([await batch(requests) for _ in range(7)])
-        print(f"in-process: {best:.2f} us of Python CPU per keep-alive request (best of 7)")
+        print(f"{best:.2f}")
 
     uvloop.run(main())
 
@@ -575,18 +596,42 @@ http://127.0.0.1:{port} {{
     return Proc("caddy", port, popen, popen.pid, tls_port)
 
 
-def start_dockyard_cli(work: Path, origin: int, cert: tuple[Path, Path] | None = None) -> Proc:
+REPO = Path(__file__).resolve().parent.parent
+NATIVE = REPO / "build" / "native"
+
+
+def compiled_tree() -> Path:
+    """build/native: the package with its hot modules compiled by mypyc, (re)built if stale."""
+    sys.path.insert(0, str(REPO / "src"))
+    from dockyard.proxy import native
+
+    print("compiling the proxy's data plane (mypyc) unless build/native is up to date", flush=True)
+    native.build(REPO / "src", NATIVE)
+    return NATIVE
+
+
+def start_dockyard_cli(
+    work: Path,
+    origin: int,
+    cert: tuple[Path, Path] | None = None,
+    *,
+    name: str = "dockyard",
+    compiled: Path | None = None,
+) -> Proc:
     """The real thing: `dockyard-proxy run`, then `dockyard-proxy deploy` to the origin (and a
-    second, TLS service for `localhost` with the bench's certificate)."""
+    second, TLS service for `localhost` with the bench's certificate). `compiled`: a tree of
+    `dockyard.proxy.native build` put first on PYTHONPATH."""
     port, https = free_port(), free_port()
     exe = Path(sys.executable).with_name("dockyard-proxy")
-    home = work / "home"
-    run_dir = work / "run"
-    home.mkdir(exist_ok=True)
+    home = work / name / "home"
+    run_dir = work / name / "run"
+    home.mkdir(parents=True, exist_ok=True)
     run_dir.mkdir(mode=0o700, exist_ok=True)
     env = dict(
         os.environ, HOME=str(home), XDG_RUNTIME_DIR=str(run_dir), DOCKYARD_PROXY_BIND="127.0.0.1"
     )
+    if compiled is not None:
+        env["PYTHONPATH"] = str(compiled)
     popen = subprocess.Popen(
         [str(exe), "run", f"--http-port={port}", f"--https-port={https}"],
         env=env,
@@ -623,7 +668,7 @@ def start_dockyard_cli(work: Path, origin: int, cert: tuple[Path, Path] | None =
             stdout=subprocess.DEVNULL,
         )
     tls_port = https if cert is not None else None
-    return Proc("dockyard", port, popen, popen.pid, tls_port, rss_before_tls)
+    return Proc(name, port, popen, popen.pid, tls_port, rss_before_tls)
 
 
 def start_dockyard(origin: int) -> Proc:
@@ -741,7 +786,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--targets", default="direct,dockyard,probe,caddy,nginx")
+    parser.add_argument("--targets", default="direct,dockyard,dockyard-py,probe,caddy,nginx")
     parser.add_argument("--scenarios", default="small,100k,close,tls,tls-close")
     parser.add_argument(
         "--dockyard",
@@ -750,6 +795,7 @@ def main() -> int:
         help="cli: `dockyard-proxy run` + `deploy` (default); inbench: the data plane with a "
         "one-service Router built into this script",
     )
+    parser.add_argument("--micro-one", type=int, metavar="N", help=argparse.SUPPRESS)
     parser.add_argument("--serve-dockyard", nargs=2, type=int, metavar=("PORT", "ORIGIN"))
     parser.add_argument("--serve-probe", nargs=2, type=int, metavar=("PORT", "ORIGIN"))
     parser.add_argument("--probe-tls", nargs=3, metavar=("PORT", "CERT", "KEY"))
@@ -763,6 +809,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.micro:
         micro(args.micro)
+        return 0
+    if args.micro_one:
+        micro_one(args.micro_one)
         return 0
     if args.serve_dockyard:
         serve_dockyard(*args.serve_dockyard)
@@ -786,10 +835,11 @@ def main() -> int:
         starters = {
             "direct": lambda: Proc("direct", origin_port, None, origin_popen.pid),
             "dockyard": (
-                (lambda: start_dockyard_cli(work, origin_port, cert))
+                (lambda: start_dockyard_cli(work, origin_port, cert, compiled=compiled_tree()))
                 if args.dockyard == "cli"
                 else (lambda: start_dockyard(origin_port))
             ),
+            "dockyard-py": lambda: start_dockyard_cli(work, origin_port, cert, name="dockyard-py"),
             "probe": lambda: start_probe(origin_port, cert),
             "caddy": lambda: start_caddy(work, origin_port, cert),
             "nginx": lambda: start_nginx_proxy(work, origin_port, cert),
@@ -835,7 +885,7 @@ def main() -> int:
                     )
                     results.setdefault((scenario, p.name), Series()).runs.append(run)
                     print(
-                        f"round {rnd + 1} {scenario:9} {p.name:9} {run.rps:10.0f} req/s "
+                        f"round {rnd + 1} {scenario:9} {p.name:11} {run.rps:10.0f} req/s "
                         f"p99 {run.p99_ms:7.2f} ms  cpu {run.cpu_us:6.1f} us/req "
                         f"err {run.errors} non2xx {run.non2xx}",
                         flush=True,
@@ -846,14 +896,14 @@ def main() -> int:
             f"median; CPU is the proxy process tree's (the origin's for direct)"
         )
         print(
-            f"{'scenario':9} {'target':9} {'req/s':>9} {'p99 ms':>8} {'CPU us/req':>10} "
+            f"{'scenario':9} {'target':11} {'req/s':>9} {'p99 ms':>8} {'CPU us/req':>10} "
             f"{'errors':>6} {'non2xx':>6}"
         )
         for scenario in scenarios:
             for p in ran[scenario]:
                 runs = results[(scenario, p.name)].runs
                 print(
-                    f"{scenario:9} {p.name:9} {statistics.median(r.rps for r in runs):9.0f} "
+                    f"{scenario:9} {p.name:11} {statistics.median(r.rps for r in runs):9.0f} "
                     f"{median_known(r.p99_ms for r in runs):8.2f} "
                     f"{statistics.median(r.cpu_us for r in runs):10.1f} "
                     f"{sum(r.errors for r in runs):6d} {sum(r.non2xx for r in runs):6d}"
@@ -866,14 +916,14 @@ def main() -> int:
                 ours = results[(scenario, "dockyard")].runs
                 o_rps = statistics.median(r.rps for r in ours)
                 o_cpu = statistics.median(r.cpu_us for r in ours)
-                for other in ("caddy", "nginx", "probe"):
+                for other in ("caddy", "nginx", "probe", "dockyard-py"):
                     if (scenario, other) not in results:
                         continue
                     theirs = results[(scenario, other)].runs
                     t_rps = statistics.median(r.rps for r in theirs)
                     t_cpu = statistics.median(r.cpu_us for r in theirs)
                     print(
-                        f"{scenario:9} dockyard/{other:5}: req/s x{o_rps / t_rps:.2f}, "
+                        f"{scenario:9} dockyard/{other:11}: req/s x{o_rps / t_rps:.2f}, "
                         f"CPU/req x{o_cpu / t_cpu:.2f}"
                     )
         print()
