@@ -38,6 +38,7 @@ MODULES = (
     "dockyard/proxy/control/target.py",
     "dockyard/proxy/control/service.py",
     "dockyard/proxy/control/router.py",
+    "dockyard/proxy/contract.py",
     "dockyard/proxy/metrics.py",
 )
 
@@ -196,11 +197,21 @@ def install(native: Path, lib: Path) -> list[str]:
     return copied
 
 
-def is_compiled() -> bool:
-    """True when this process runs the compiled data plane."""
-    from dockyard.proxy.dataplane import server
+def interpreted_modules() -> list[str]:
+    """The MODULES this process imports from their sources rather than compiled."""
+    import importlib
 
-    return str(server.__file__).endswith(extension_suffix())
+    interpreted = []
+    for module in MODULES:
+        name = module.removesuffix(".py").replace("/", ".")
+        if not str(importlib.import_module(name).__file__).endswith(extension_suffix()):
+            interpreted.append(module)
+    return interpreted
+
+
+def is_compiled() -> bool:
+    """True when this process runs the compiled data plane: every one of MODULES compiled."""
+    return not interpreted_modules()
 
 
 def main(argv: list[str]) -> int:
@@ -212,7 +223,13 @@ def main(argv: list[str]) -> int:
             copied = install(Path(argv[1]), Path(argv[2]))
             sys.stdout.write(f"installed {len(copied)} compiled files into {argv[2]}\n")
         elif argv == ["status"]:
-            sys.stdout.write("compiled\n" if is_compiled() else "interpreted\n")
+            left = interpreted_modules()
+            if not left:
+                sys.stdout.write("compiled\n")
+            elif len(left) == len(MODULES):
+                sys.stdout.write("interpreted\n")
+            else:
+                sys.stdout.write(f"partly compiled; interpreted: {', '.join(left)}\n")
         else:
             sys.stderr.write(
                 "usage: python -m dockyard.proxy.native "

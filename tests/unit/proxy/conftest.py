@@ -15,6 +15,7 @@ from dockyard.proxy import native
 def _compiled_when_asked() -> None:
     if os.environ.get("DOCKYARD_PROXY_COMPILED") == "1" and not native.is_compiled():
         pytest.fail(
-            "DOCKYARD_PROXY_COMPILED=1 but the data plane is interpreted: put a build of "
+            "DOCKYARD_PROXY_COMPILED=1 but these modules are interpreted: "
+            f"{', '.join(native.interpreted_modules())}; put a build of "
             "`python -m dockyard.proxy.native build src build/native` first on PYTHONPATH"
         )
