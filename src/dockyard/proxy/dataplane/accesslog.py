@@ -11,24 +11,32 @@ from collections.abc import Callable
 _ESCAPE = json.encoder.encode_basestring  # C-accelerated; returns "..."
 
 
-_second_cache: list[object] = [-1, ""]
+class _Second:
+    """The current second's text, `2026-11-29T04:50:00.`, made once per second."""
+
+    __slots__ = ("secs", "text")
+
+    def __init__(self) -> None:
+        self.secs = -1
+        self.text = ""
+
+
+_SECOND = _Second()
 
 
 def format_time(ns: int) -> str:
     """RFC 3339 with nanoseconds in UTC, trailing zeros trimmed (Go's RFC3339Nano)."""
-    secs, frac = divmod(ns, 1_000_000_000)
-    cache = _second_cache
-    if cache[0] == secs:
-        base = cache[1]
-    else:
-        base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
-        cache[0] = secs
-        cache[1] = base
-    if frac % 10:  # nothing to trim (nine in ten calls)
-        return "%s.%09dZ" % (base, frac)  # noqa: UP031 - measurably faster here
-    if frac:
-        return f"{base}.{frac:09d}".rstrip("0") + "Z"
-    return f"{base}Z"
+    secs = ns // 1_000_000_000
+    second = _SECOND
+    if second.secs != secs:
+        second.secs = secs
+        second.text = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(secs))
+    # the nanoseconds as nine digits: 1 + nine zero-padded digits, then drop the 1
+    digits = str(ns - secs * 1_000_000_000 + 1_000_000_000)
+    if digits[-1] != "0":  # nothing to trim (nine in ten calls)
+        return second.text + digits[1:] + "Z"
+    digits = digits[1:].rstrip("0")
+    return second.text + digits + "Z" if digits else second.text[:-1] + "Z"
 
 
 json_escape: Callable[[str], str] = _ESCAPE
