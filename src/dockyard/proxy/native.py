@@ -15,6 +15,7 @@ library, and refuses a build made from other sources or for another Python, nami
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.machinery
 import os
@@ -107,7 +108,15 @@ def mypyc_version() -> str:
 
 def build(src: Path, out: Path, *, log: Path | None = None) -> bool:
     """Copy PACKAGE from `src` (the folder holding `dockyard/`) to `out` and compile MODULES in
-    place there. Returns False when `out` already holds a build of the same inputs."""
+    place there. Returns False when `out` already holds a build of the same inputs. Builds into
+    the same `out` take turns (a lock file next to it)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_name(out.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_locked(src, out, log)
+
+
+def _build_locked(src: Path, out: Path, log: Path | None) -> bool:
     wanted = source_hash(src, mypyc_version())
     stamp = out / STAMP
     if stamp.is_file() and stamp.read_text() == wanted:

@@ -4,8 +4,10 @@ tests run a second time on its output) and in `python -m lab build` for the imag
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -120,6 +122,26 @@ def test_an_up_to_date_build_is_reused_without_compiling(
 
     monkeypatch.setattr(subprocess, "run", no_compile)
     assert native.build(src, out) is False
+
+
+def test_builds_into_one_folder_take_turns(tmp_path: Path) -> None:
+    src = _mini_package(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / native.STAMP).write_text(native.source_hash(src, native.mypyc_version()))
+    finished = threading.Event()
+
+    def second_build() -> None:
+        native.build(src, out)
+        finished.set()
+
+    with open(tmp_path / "out.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a build in progress
+        thread = threading.Thread(target=second_build)
+        thread.start()
+        assert not finished.wait(0.5)  # waits for its turn
+    assert finished.wait(10)
+    thread.join()
 
 
 def test_a_package_without_its_sources_is_named(tmp_path: Path) -> None:
