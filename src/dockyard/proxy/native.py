@@ -137,14 +137,17 @@ def _build_locked(src: Path, out: Path, log: Path | None) -> bool:
     )
     argv = [sys.executable, "-m", "mypyc", *MODULES]
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-    with open(log or os.devnull, "wb") as sink:
-        proc = subprocess.run(argv, cwd=work, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    proc = subprocess.run(argv, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_bytes(proc.stdout)
     if proc.returncode != 0:
-        where = f"; its output is in {log}" if log else ""
+        tail = proc.stdout.decode("utf-8", "replace").strip().splitlines()[-15:]
+        where = f" (all of it in {log})" if log else ""
         raise NativeError(
-            f"mypyc failed to compile the proxy modules (exit {proc.returncode}){where}. "
+            f"mypyc failed to compile the proxy modules (exit {proc.returncode}). "
             "It needs mypy, setuptools, a C compiler (gcc) and this Python's headers "
-            "(Debian: python3-dev)."
+            f"(Debian: python3-dev). The end of its output{where}:\n  " + "\n  ".join(tail)
         )
     for leftover in ("build", ".mypy_cache", "mypy.ini"):
         path = work / leftover

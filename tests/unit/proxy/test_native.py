@@ -124,6 +124,23 @@ def test_an_up_to_date_build_is_reused_without_compiling(
     assert native.build(src, out) is False
 
 
+def test_a_failed_compile_says_what_it_needs_and_shows_the_compilers_words(
+    tmp_path: Path,
+) -> None:
+    src = _mini_package(tmp_path)
+    (src / "dockyard/proxy/http/forward.py").write_text("def broken(:\n")
+    out, log = tmp_path / "out", tmp_path / "logs" / "native.log"
+    with pytest.raises(native.NativeError) as err:
+        native.build(src, out, log=log)
+    message = str(err.value)
+    assert "mypyc failed to compile the proxy modules" in message
+    assert "a C compiler (gcc) and this Python's headers" in message
+    assert "dockyard/proxy/http/forward.py:1: error" in message  # mypy's own words
+    assert f"(all of it in {log})" in message
+    assert "forward.py:1: error" in log.read_text()
+    assert not out.exists()  # nothing half-made where the build goes
+
+
 def test_builds_into_one_folder_take_turns(tmp_path: Path) -> None:
     src = _mini_package(tmp_path)
     out = tmp_path / "out"
