@@ -2,8 +2,10 @@
 
 The data plane is plain, fully typed Python; mypyc turns those same modules into C extensions
 that CPython imports in place of the sources (an extension module wins over a `.py` of the same
-name). On the bench this takes a third off the Python CPU per request. The pure Python package
-stays the reference: the unit suite runs on it, and once more on the compiled modules.
+name). On bench/proxy.py this takes about 40% off the data plane's in-process CPU per request
+and serves 16-27% more requests per second (TLS handshakes excepted: OpenSSL does that work).
+The pure Python package stays the reference: the unit suite runs on it, and once more on the
+compiled modules.
 
     python -m dockyard.proxy.native build SRC OUT   # host: a copy of the package + the .so files
     python3 -m dockyard.proxy.native install OUT LIB  # image build: check them, copy them in
@@ -51,7 +53,6 @@ MODULES = (
 PACKAGE = ("dockyard/__init__.py", "dockyard/errors.py", "dockyard/proxy")
 
 STAMP = ".native-stamp"
-_IGNORED = ("__pycache__", "*.pyc", "*.so", ".mypy_cache")
 
 
 class NativeError(Exception):
@@ -83,6 +84,13 @@ def _package_files(root: Path) -> Iterator[Path]:
             yield from sorted(found)
         else:
             raise NativeError(f"{path}: missing, cannot build the compiled proxy modules")
+
+
+def copy_package(src: Path, dest: Path) -> None:
+    """Copy the sources of PACKAGE from `src` to `dest`: exactly the files `source_hash` reads."""
+    for rel in _package_files(src):
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / rel, dest / rel)
 
 
 def source_hash(root: Path, compiler: str) -> str:
@@ -127,13 +135,7 @@ def _build_locked(src: Path, out: Path, log: Path | None) -> bool:
         return False
     work = out.with_name(out.name + ".tmp")
     shutil.rmtree(work, ignore_errors=True)
-    for rel in PACKAGE:
-        source, dest = src / rel, work / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, dest, ignore=shutil.ignore_patterns(*_IGNORED))
-        else:
-            shutil.copy2(source, dest)
+    copy_package(src, work)
     # mypyc type-checks what it compiles; the third-party parsers ship no type information
     version = "{}.{}".format(*sys.version_info[:2])
     (work / "mypy.ini").write_text(

@@ -5,7 +5,6 @@ tests run a second time on its output) and in `python -m lab build` for the imag
 from __future__ import annotations
 
 import fcntl
-import shutil
 import subprocess
 import threading
 from pathlib import Path
@@ -89,13 +88,7 @@ def test_install_names_a_module_missing_from_the_package(tmp_path: Path) -> None
 def _mini_package(root: Path) -> Path:
     """A copy of the part of the package a build reads (PACKAGE), to edit freely."""
     src = root / "src"
-    for rel in native.PACKAGE:
-        source, dest = PACKAGE_ROOT / rel, src / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, dest, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
-        else:
-            shutil.copy2(source, dest)
+    native.copy_package(PACKAGE_ROOT, src)
     return src
 
 
