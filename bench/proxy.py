@@ -93,15 +93,17 @@ def tree_pids(pid: int) -> list[int]:
     return out
 
 
-def cpu_seconds(pid: int) -> float:
-    total = 0
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of the process tree."""
+    user = system = 0
     for p in tree_pids(pid):
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLK_TCK
+        user += int(fields[11])
+        system += int(fields[12])
+    return user / CLK_TCK, system / CLK_TCK
 
 
 def rss_mib(pid: int) -> float:
@@ -719,6 +721,7 @@ class Run:
     rps: float
     p99_ms: float
     cpu_us: float
+    sys_us: float
     requests: int
     errors: int
     non2xx: int
@@ -751,7 +754,8 @@ def wrk(url: str, *, duration: int, connections: int, close: bool, pid: int) -> 
     out = subprocess.run(
         [*args, url], capture_output=True, text=True, timeout=duration + 30, check=True
     ).stdout
-    used = cpu_seconds(pid) - before
+    after = cpu_seconds(pid)
+    used, kernel = sum(after) - sum(before), after[1] - before[1]
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p99 = re.search(r"99%\s+(\S+)", out)
@@ -764,6 +768,7 @@ def wrk(url: str, *, duration: int, connections: int, close: bool, pid: int) -> 
         rps=rps,
         p99_ms=parse_latency(p99.group(1)) if p99 else float("nan"),
         cpu_us=used / max(requests, 1) * 1e6,
+        sys_us=kernel / max(requests, 1) * 1e6,
         requests=requests,
         errors=errors,
         non2xx=int(n2.group(1)) if n2 else 0,
@@ -887,16 +892,19 @@ def main() -> int:
                     print(
                         f"round {rnd + 1} {scenario:9} {p.name:11} {run.rps:10.0f} req/s "
                         f"p99 {run.p99_ms:7.2f} ms  cpu {run.cpu_us:6.1f} us/req "
+                        f"(kernel {run.sys_us:5.1f}) "
                         f"err {run.errors} non2xx {run.non2xx}",
                         flush=True,
                     )
         print()
         print(
             f"wrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} rounds, "
-            f"median; CPU is the proxy process tree's (the origin's for direct)"
+            f"median; CPU is the proxy process tree's (the origin's for direct), "
+            "kernel its system part"
         )
         print(
             f"{'scenario':9} {'target':11} {'req/s':>9} {'p99 ms':>8} {'CPU us/req':>10} "
+            f"{'kernel':>6} "
             f"{'errors':>6} {'non2xx':>6}"
         )
         for scenario in scenarios:
@@ -906,6 +914,7 @@ def main() -> int:
                     f"{scenario:9} {p.name:11} {statistics.median(r.rps for r in runs):9.0f} "
                     f"{median_known(r.p99_ms for r in runs):8.2f} "
                     f"{statistics.median(r.cpu_us for r in runs):10.1f} "
+                    f"{statistics.median(r.sys_us for r in runs):6.1f} "
                     f"{sum(r.errors for r in runs):6d} {sum(r.non2xx for r in runs):6d}"
                 )
         if "dockyard" in wanted:
