@@ -29,9 +29,9 @@ from pathlib import Path
 
 #: What mypyc compiles: every module a proxied request runs through, and the ClientHello
 #: parser every HTTPS connection runs. The rest (command line, control socket, TLS set-up, ACME,
-#: HTTP/2) stays interpreted; so do routing.py (mypyc cannot import its generic frozen
-#: dataclass) and tls/accept.py (compiled, its coroutines handled cancellation differently and
-#: a hundred TLS tests failed; +3% on new TLS connections was not worth a second semantics).
+#: HTTP/2) stays interpreted; so does tls/accept.py (compiled, its coroutines handled
+#: cancellation differently and a hundred TLS tests failed; +3% on new TLS connections was not
+#: worth a second semantics).
 MODULES = (
     "dockyard/proxy/http/parser.py",
     "dockyard/proxy/http/forward.py",
@@ -44,6 +44,7 @@ MODULES = (
     "dockyard/proxy/control/target.py",
     "dockyard/proxy/control/service.py",
     "dockyard/proxy/control/router.py",
+    "dockyard/proxy/control/routing.py",
     "dockyard/proxy/contract.py",
     "dockyard/proxy/tls/clienthello.py",
     "dockyard/proxy/metrics.py",

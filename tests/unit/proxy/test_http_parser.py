@@ -199,6 +199,50 @@ def test_http10_without_host_and_keep_alive_rules() -> None:
     assert len(rec.heads) == 1 and not rec.heads[0].keep_alive
 
 
+@pytest.mark.parametrize("version", [b"1.0", b"1.1", b"2.0"])
+@pytest.mark.parametrize(
+    "connection",
+    [
+        b"",
+        b"Connection: keep-alive\r\n",
+        b"Connection: Keep-Alive\r\n",
+        b"Connection: close\r\n",
+        b"Connection: Upgrade\r\n",
+        b"Connection: X-Trace, KEEP-ALIVE\r\n",
+        b"Connection: close\r\nConnection: keep-alive\r\n",
+    ],
+)
+def test_version_and_keep_alive_as_llhttp_reports_them(version: bytes, connection: bytes) -> None:
+    """The reader names the version without asking httptools when it can (keep-alive with no
+    keep-alive token means HTTP/1.1): the result must be what httptools says, for each
+    version llhttp accepts and each Connection header, on a keep-alive connection too."""
+    import httptools
+
+    truth: list[tuple[str, bool]] = []
+
+    class Truth:
+        def on_headers_complete(self) -> None:
+            truth.append((parser.get_http_version(), parser.should_keep_alive()))
+
+    request = b"GET / HTTP/" + version + b"\r\nHost: a\r\n" + connection + b"\r\n"
+    parser = httptools.HttpRequestParser(Truth())
+    parser.feed_data(request)
+    rec = Recorder()
+    reader = RequestReader(rec)
+    if version == b"2.0":  # llhttp parses it; the proxy answers 505
+        with pytest.raises(HttpError) as caught:
+            reader.feed(request)
+        assert caught.value.status == 505
+        return
+    reader.feed(request)
+    head = rec.heads[0]
+    assert (head.version, head.keep_alive) == truth[0]
+    if head.keep_alive:  # the next request on the connection, without a Connection header
+        reader.feed(b"GET / HTTP/" + version + b"\r\nHost: a\r\n\r\n")
+        expected_next = "1.1" if version == b"1.1" else version.decode()
+        assert rec.heads[1].version == expected_next
+
+
 def test_chunked_body_with_extensions_and_trailers() -> None:
     rec, outcome = parse_one(
         b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -447,7 +491,14 @@ def _fields(cls: type) -> tuple[str, ...]:
 def test_the_inlined_reset_after_a_head_leaves_the_state_reset_leaves() -> None:
     # on_headers_complete repeats _reset's body inline (hot path); a field added to one and
     # not the other would leak one request's state into the next on a keep-alive connection
-    per_request = ("_url", "_header_bytes", "_header_count", "_host_count", "_te_seen")
+    per_request = (
+        "_url",
+        "_header_bytes",
+        "_header_count",
+        "_host_count",
+        "_te_seen",
+        "_ka_token",
+    )
     seen: list[dict[str, object]] = []
 
     class Snapshot(Recorder):

@@ -13,7 +13,6 @@ has more than the "/" prefix.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 S = TypeVar("S")
@@ -22,10 +21,19 @@ S = TypeVar("S")
 HOST_MEMO_LIMIT = 1024
 
 
-@dataclass(frozen=True, slots=True)
 class Binding(Generic[S]):
-    prefix: str
-    service: S
+    """One (prefix, service) claim of a host. A plain slotted class, not a frozen dataclass:
+    mypyc compiles this module, and it cannot build a generic frozen dataclass. Not changed
+    after the table is built."""
+
+    __slots__ = ("prefix", "service")
+
+    def __init__(self, prefix: str, service: S) -> None:
+        self.prefix = prefix
+        self.service = service
+
+    def __repr__(self) -> str:
+        return f"Binding({self.prefix!r}, {self.service!r})"
 
 
 def prefix_matches(prefix: str, path: str) -> bool:

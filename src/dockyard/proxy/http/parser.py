@@ -226,6 +226,7 @@ class RequestReader:
         "_header_bytes",
         "_header_count",
         "_host_count",
+        "_ka_token",
         "_max_count",
         "_max_headers",
         "_max_uri",
@@ -283,6 +284,7 @@ class RequestReader:
         self._header_count = 0
         self._host_count = 0
         self._te_seen = False
+        self._ka_token = False
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -316,6 +318,8 @@ class RequestReader:
         elif kind == H_CONNECTION:
             if value not in _PLAIN_CONNECTION:
                 head.connection_tokens = _named_headers(value, head.connection_tokens)
+            if value.lower().find(b"keep-alive") >= 0:
+                self._ka_token = True
         elif kind == H_CONTENT_TYPE:
             if not head.content_type:
                 head.content_type = value
@@ -366,8 +370,13 @@ class RequestReader:
         head = self._head
         method = parser.get_method()
         head.method = _METHODS.get(method) or method.decode("ascii")
-        head.version = version = parser.get_http_version()
-        head.keep_alive = parser.should_keep_alive()
+        head.keep_alive = keep_alive = parser.should_keep_alive()
+        # llhttp accepts only HTTP/0.9, 1.0, 1.1 and 2.0, and keeps a connection alive without
+        # a "keep-alive" Connection token only for 1.1: that common case skips
+        # get_http_version(), which formats a new string per call.
+        head.version = version = (
+            "1.1" if keep_alive and not self._ka_token else parser.get_http_version()
+        )
         if self._header_count > self._max_count:
             raise HttpError(431, "Request Header Fields Too Large")
         url = self._url
@@ -408,6 +417,7 @@ class RequestReader:
         self._header_count = 0
         self._host_count = 0
         self._te_seen = False
+        self._ka_token = False
         self._handler.on_request(head)
 
     def on_body(self, data: bytes) -> None:
