@@ -531,3 +531,23 @@ def test_the_inlined_reset_after_a_head_leaves_the_state_reset_leaves() -> None:
         "_valid_host",
         "upgraded",
     }
+
+
+def test_header_names_as_sent_classify_as_their_lower_case() -> None:
+    """The spelling-keyed tables (no lower() for the usual names) agree with the lower-case
+    ones, and an unusual spelling still finds its kind through lower()."""
+    from dockyard.proxy.http import parser
+
+    for as_sent, kinds in (
+        (parser._REQUEST_AS_SENT, parser.REQUEST_KINDS),
+        (parser._RESPONSE_AS_SENT, parser.RESPONSE_KINDS),
+    ):
+        assert set(kinds) <= set(as_sent)
+        for name, kind in as_sent.items():
+            assert kinds.get(name.lower(), parser.H_OTHER) == kind, name
+    rec, outcome = parse_one(
+        b"POST / HTTP/1.1\r\nhOsT: a\r\nCONTENT-LENGTH: 2\r\nX-Forwarded-FOR: 1.2.3.4\r\n\r\nok"
+    )
+    assert outcome is None
+    head = rec.heads[0]
+    assert (head.host, head.content_length, head.xff) == (b"a", 2, [b"1.2.3.4"])

@@ -107,10 +107,45 @@ RESPONSE_KINDS: Final[dict[bytes, int]] = {
     b"set-cookie": H_SET_COOKIE,
 }
 
+#: Header names that need no special handling, in the spellings clients and servers send.
+_COMMON_OTHER: Final = (
+    b"accept",
+    b"accept-encoding",
+    b"accept-language",
+    b"accept-ranges",
+    b"authorization",
+    b"cache-control",
+    b"content-encoding",
+    b"etag",
+    b"if-modified-since",
+    b"if-none-match",
+    b"last-modified",
+    b"location",
+    b"origin",
+    b"pragma",
+    b"referer",
+    b"server",
+    b"vary",
+    b"x-content-type-options",
+    b"x-frame-options",
+    b"x-runtime",
+)
+
+
+def _as_sent(kinds: dict[bytes, int]) -> dict[bytes, int]:
+    """`kinds` (plus the common other names) keyed by the lower-case and the Title-Case
+    spellings, so the usual header name is classified without a `lower()` per header."""
+    table = dict.fromkeys(_COMMON_OTHER, H_OTHER) | kinds
+    return {spelling: kind for name, kind in table.items() for spelling in (name, name.title())}
+
+
 #: Connection header values that name no other header (the common case, checked first).
 _PLAIN_CONNECTION: Final = frozenset(
     (b"keep-alive", b"Keep-Alive", b"close", b"Close", b"upgrade", b"Upgrade", b"")
 )
+
+_REQUEST_AS_SENT: Final = _as_sent(REQUEST_KINDS)
+_RESPONSE_AS_SENT: Final = _as_sent(RESPONSE_KINDS)
 
 #: Method names as str, without a decode per request.
 _METHODS: Final[dict[bytes, str]] = {
@@ -299,7 +334,9 @@ class RequestReader:
         self._header_bytes = size
         if size > self._max_headers:
             raise HttpError(431, "Request Header Fields Too Large")
-        kind = REQUEST_KINDS.get(name.lower(), H_OTHER)
+        kind = _REQUEST_AS_SENT.get(name)
+        if kind is None:
+            kind = REQUEST_KINDS.get(name.lower(), H_OTHER)
         # Branches in the order of how common the headers are.
         if kind == H_OTHER:
             self._head.lines.append(b"".join((name, b": ", value, b"\r\n")))
@@ -547,7 +584,9 @@ class ResponseReader:
         return False
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        kind = RESPONSE_KINDS.get(name.lower(), H_OTHER)
+        kind = _RESPONSE_AS_SENT.get(name)
+        if kind is None:
+            kind = RESPONSE_KINDS.get(name.lower(), H_OTHER)
         # Branches in the order of how common the headers are.
         if kind == H_OTHER:
             self._head.lines.append(b"".join((name, b": ", value, b"\r\n")))
