@@ -284,11 +284,13 @@ def test_metrics_are_scraped_after_requests_and_deploys(
         assert http_get(proxy.http_port, "web.test", "/hello").status == 200
     assert http_get(proxy.http_port, "nobody.test", "/").status == 404
     samples = scrape(proxy.metrics_port)
-    assert samples['kamal_http_requests_total{service="web",method="GET",status="2xx"}'] == 4
-    assert samples['kamal_http_requests_total{service="",method="GET",status="4xx"}'] == 1
-    assert samples['kamal_http_request_duration_seconds_count{service="web"}'] == 4
-    assert samples['kamal_http_request_duration_seconds_bucket{service="web",le="+Inf"}'] == 4
-    assert samples["kamal_http_in_flight_requests"] == 0
+    # kamal-proxy v0.9.2's families and labels (status is the code).
+    ok = 'service="web",method="GET",status="200"'
+    assert samples[f"kamal_proxy_http_requests_total{{{ok}}}"] == 4
+    assert samples['kamal_proxy_http_requests_total{service="",method="GET",status="404"}'] == 1
+    assert samples[f"kamal_proxy_http_request_duration_seconds_count{{{ok}}}"] == 4
+    assert samples[f'kamal_proxy_http_request_duration_seconds_bucket{{{ok},le="+Inf"}}'] == 4
+    assert samples['kamal_proxy_http_in_flight_requests{service="web"}'] == 0
     assert samples['dockyard_proxy_deploys_total{service="web",result="success"}'] == 1
     assert samples['dockyard_proxy_deploys_total{service="web",result="failure"}'] == 1
     assert samples['dockyard_proxy_targets{service="web",state="healthy"}'] == 1
@@ -378,7 +380,8 @@ def test_gates_metrics_and_explained_errors_in_the_proxy_image(
     finally:
         conn.close()
     assert resp.status == 200
-    assert 'kamal_http_requests_total{service="hello-admin",method="GET",status="4xx"} 1' in text
-    assert 'kamal_http_requests_total{service="hello-admin",method="GET",status="2xx"} 1' in text
-    assert 'kamal_http_requests_total{service="hello-web",method="GET",status="4xx"} 1' in text
+    req = "kamal_proxy_http_requests_total"
+    assert f'{req}{{service="hello-admin",method="GET",status="401"}} 1' in text
+    assert f'{req}{{service="hello-admin",method="GET",status="200"}} 1' in text
+    assert f'{req}{{service="hello-web",method="GET",status="403"}} 1' in text
     assert 'dockyard_proxy_deploys_total{service="hello-web",result="failure"} 1' in text

@@ -82,11 +82,11 @@ class RequestMetrics(Protocol):
 
     Called on the hot path: implementations must be cheap (counter increments)."""
 
-    def started(self) -> None:
-        """A routed request began (in flight until `finished`)."""
+    def started(self, service: str) -> None:
+        """A request was routed to `service` (in flight there until `finished`)."""
 
     def finished(self, service: str, method: str, status: int, seconds: float) -> None:
-        """A request that `started` ended; `service` is "" when it matched none."""
+        """A request ended; `service` is "" when it matched none (then it never `started`)."""
 
     def upstream_error(self, service: str) -> None:
         """A target could not be reached or answered garbage (the client got a 502)."""

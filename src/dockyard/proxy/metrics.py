@@ -5,12 +5,15 @@
 Hand-written rather than `prometheus_client`: what is needed is a few dicts and one text
 renderer, and `prometheus_client` costs about 2 MiB of RSS and 0.2 s of import (measured).
 
-Families (kamal-proxy's names where it has the metric; ours are `dockyard_proxy_*`):
+Families (kamal-proxy v0.9.2's names and labels where it has the metric, so its dashboards
+work unchanged; ours are `dockyard_proxy_*`):
 
-* `kamal_http_requests_total{service,method,status}`: counter; `status` is the class
-  (`2xx`...`5xx`), so the series stay few. Methods outside the standard set count as `OTHER`.
-* `kamal_http_request_duration_seconds{service}`: histogram, Prometheus' default buckets.
-* `kamal_http_in_flight_requests`: gauge.
+* `kamal_proxy_http_requests_total{service,method,status}`: counter; `status` is the response's
+  code ("200"), `service` is "" for a request no service matched. Methods outside the standard
+  set count as `OTHER`.
+* `kamal_proxy_http_request_duration_seconds{service,method,status}`: histogram, Prometheus'
+  default buckets.
+* `kamal_proxy_http_in_flight_requests{service}`: gauge of the requests a service is serving.
 * `dockyard_proxy_upstream_errors_total{service}`: targets unreachable or answering garbage.
 * `dockyard_proxy_deploys_total{service,result}`: `result` is `success` or `failure`.
 * `dockyard_proxy_targets{service,state}`: gauge of targets per health state at scrape time.
@@ -34,7 +37,6 @@ BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 METHODS: Final = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"}
 )
-_CLASSES: Final = ("0xx", "1xx", "2xx", "3xx", "4xx", "5xx")
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
 #: (service, state) -> number of targets, computed at scrape time.
@@ -71,30 +73,31 @@ class ProxyMetrics:
     __slots__ = ("_deploys", "_durations", "_requests", "_upstream_errors", "in_flight", "targets")
 
     def __init__(self, targets: TargetCounts | None = None) -> None:
-        self.in_flight = 0
-        self._requests: dict[tuple[str, str, str], int] = {}
-        self._durations: dict[str, _Histogram] = {}
+        #: service -> requests it is serving (kept at 0 once a service had one, as Go's gauge).
+        self.in_flight: dict[str, int] = {}
+        #: (service, method, status code) -> count.
+        self._requests: dict[tuple[str, str, int], int] = {}
+        self._durations: dict[tuple[str, str, int], _Histogram] = {}
         self._upstream_errors: dict[str, int] = {}
         self._deploys: dict[tuple[str, str], int] = {}
         self.targets = targets
 
     # -- contract.RequestMetrics (hot path) ------------------------------------------------------
 
-    def started(self) -> None:
-        self.in_flight += 1
+    def started(self, service: str) -> None:
+        in_flight = self.in_flight
+        in_flight[service] = in_flight.get(service, 0) + 1
 
     def finished(self, service: str, method: str, status: int, seconds: float) -> None:
-        self.in_flight -= 1
-        key = (
-            service,
-            method if method in METHODS else "OTHER",
-            _CLASSES[status // 100] if 0 < status < 600 else "0xx",
-        )
+        if service:
+            in_flight = self.in_flight
+            in_flight[service] = in_flight.get(service, 1) - 1
+        key = (service, method if method in METHODS else "OTHER", status)
         requests = self._requests
         requests[key] = requests.get(key, 0) + 1
-        hist = self._durations.get(service)
+        hist = self._durations.get(key)
         if hist is None:
-            hist = self._durations[service] = _Histogram()
+            hist = self._durations[key] = _Histogram()
         hist.counts[bisect_left(BUCKETS, seconds)] += 1
         hist.total += seconds
 
@@ -117,24 +120,27 @@ class ProxyMetrics:
             out.append(f"# HELP {name} {help_text}")
             out.append(f"# TYPE {name} {kind}")
 
-        family("kamal_http_requests_total", "counter", "HTTP requests by service, method, class.")
-        for (service, method, klass), count in sorted(self._requests.items()):
-            labels = _labels(service=service, method=method, status=klass)
-            out.append(f"kamal_http_requests_total{{{labels}}} {count}")
+        name = "kamal_proxy_http_requests_total"
+        family(name, "counter", "HTTP requests processed, by service, method and status code.")
+        for (service, method, status), count in sorted(self._requests.items()):
+            labels = _labels(service=service, method=method, status=str(status))
+            out.append(f"{name}{{{labels}}} {count}")
 
-        name = "kamal_http_request_duration_seconds"
-        family(name, "histogram", "Time to serve a request, by service.")
-        for service, hist in sorted(self._durations.items()):
-            svc = f'service="{escape_label(service)}"'
+        name = "kamal_proxy_http_request_duration_seconds"
+        family(name, "histogram", "Duration of HTTP requests, by service, method and status code.")
+        for (service, method, status), hist in sorted(self._durations.items()):
+            labels = _labels(service=service, method=method, status=str(status))
             cumulative = 0
             for bound, count in zip((*BUCKETS, float("inf")), hist.counts, strict=True):
                 cumulative += count
-                out.append(f'{name}_bucket{{{svc},le="{_number(bound)}"}} {cumulative}')
-            out.append(f"{name}_sum{{{svc}}} {_number(hist.total)}")
-            out.append(f"{name}_count{{{svc}}} {cumulative}")
+                out.append(f'{name}_bucket{{{labels},le="{_number(bound)}"}} {cumulative}')
+            out.append(f"{name}_sum{{{labels}}} {_number(hist.total)}")
+            out.append(f"{name}_count{{{labels}}} {cumulative}")
 
-        family("kamal_http_in_flight_requests", "gauge", "Requests being served.")
-        out.append(f"kamal_http_in_flight_requests {self.in_flight}")
+        name = "kamal_proxy_http_in_flight_requests"
+        family(name, "gauge", "Number of in-flight HTTP requests, by service.")
+        for service, count in sorted(self.in_flight.items()):
+            out.append(f"{name}{{{_labels(service=service)}}} {count}")
 
         name = "dockyard_proxy_upstream_errors_total"
         family(name, "counter", "Requests whose target could not be reached or answered garbage.")

@@ -59,39 +59,52 @@ def sample(
 
 
 def test_counters_histogram_and_escaping_round_trip() -> None:
+    """kamal-proxy v0.9.2's families: `kamal_proxy_*`, labelled by service, method and the
+    status code (not its class); in-flight per service."""
     m = ProxyMetrics(targets=lambda: [('we"b\\\n', "healthy", 2)])
     odd = 'we"b\\\n'
-    for status, secs in ((200, 0.003), (204, 0.004), (404, 0.2), (502, 3.0), (101, 30.0)):
-        m.started()
+    for status, secs in ((200, 0.003), (200, 0.004), (404, 0.2), (502, 3.0), (101, 30.0)):
+        m.started(odd)
         m.finished(odd, "GET", status, secs)
-    m.started()
     m.finished("", "PROPFIND", 404, 0.005)  # unmatched service, method outside the standard set
-    m.started()  # still in flight
+    m.started(odd)  # still in flight
+    m.started("other")
+    m.finished("other", "POST", 201, 0.02)
     m.upstream_error(odd)
     m.deployed(odd, True)
     m.deployed(odd, False)
     m.deployed(odd, False)
     s = parse(m.render())
-    assert sample(s, "kamal_http_requests_total", service=odd, method="GET", status="2xx") == 2
-    assert sample(s, "kamal_http_requests_total", service=odd, method="GET", status="4xx") == 1
-    assert sample(s, "kamal_http_requests_total", service=odd, method="GET", status="5xx") == 1
-    assert sample(s, "kamal_http_requests_total", service=odd, method="GET", status="1xx") == 1
-    assert sample(s, "kamal_http_requests_total", service="", method="OTHER", status="4xx") == 1
-    assert sample(s, "kamal_http_in_flight_requests") == 1
+    req = "kamal_proxy_http_requests_total"
+    assert sample(s, req, service=odd, method="GET", status="200") == 2
+    assert sample(s, req, service=odd, method="GET", status="404") == 1
+    assert sample(s, req, service=odd, method="GET", status="502") == 1
+    assert sample(s, req, service=odd, method="GET", status="101") == 1
+    assert sample(s, req, service="", method="OTHER", status="404") == 1
+    assert sample(s, req, service="other", method="POST", status="201") == 1
+    flight = "kamal_proxy_http_in_flight_requests"
+    assert sample(s, flight, service=odd) == 1
+    assert sample(s, flight, service="other") == 0
+    assert not [key for key in s if key[0] == flight and ("service", "") in key[1]]
     assert sample(s, "dockyard_proxy_upstream_errors_total", service=odd) == 1
     assert sample(s, "dockyard_proxy_deploys_total", service=odd, result="success") == 1
     assert sample(s, "dockyard_proxy_deploys_total", service=odd, result="failure") == 2
     assert sample(s, "dockyard_proxy_targets", service=odd, state="healthy") == 2
     # Buckets are cumulative, `le` inclusive, +Inf equals _count; _sum is the total.
-    name = "kamal_http_request_duration_seconds"
-    buckets = [sample(s, f"{name}_bucket", service=odd, le=_le(b)) for b in BUCKETS]
-    expected = [sum(1 for x in (0.003, 0.004, 0.2, 3.0, 30.0) if x <= b) for b in BUCKETS]
+    name = "kamal_proxy_http_request_duration_seconds"
+    ok = {"service": odd, "method": "GET", "status": "200"}
+    buckets = [sample(s, f"{name}_bucket", **ok, le=_le(b)) for b in BUCKETS]
+    expected = [sum(1 for x in (0.003, 0.004) if x <= b) for b in BUCKETS]
     assert buckets == expected
     assert buckets == sorted(buckets)
-    assert sample(s, f"{name}_bucket", service=odd, le="+Inf") == 5
-    assert sample(s, f"{name}_count", service=odd) == 5
-    assert sample(s, f"{name}_sum", service=odd) == pytest.approx(33.207)
-    assert sample(s, f"{name}_bucket", service="", le="0.005") == 1  # exactly on a bound
+    assert sample(s, f"{name}_bucket", **ok, le="+Inf") == 2
+    assert sample(s, f"{name}_count", **ok) == 2
+    assert sample(s, f"{name}_sum", **ok) == pytest.approx(0.007)
+    slow = {"service": odd, "method": "GET", "status": "101"}
+    assert sample(s, f"{name}_bucket", **slow, le="10") == 0
+    assert sample(s, f"{name}_bucket", **slow, le="+Inf") == 1
+    none = {"service": "", "method": "OTHER", "status": "404"}
+    assert sample(s, f"{name}_bucket", **none, le="0.005") == 1  # exactly on a bound
     assert sample(s, "process_resident_memory_bytes") > 1 << 20
 
 
@@ -102,7 +115,7 @@ def _le(bound: float) -> str:
 def test_the_listener_answers_metrics_only() -> None:
     async def go() -> None:
         m = ProxyMetrics()
-        m.started()
+        m.started("web")
         m.finished("web", "GET", 200, 0.01)
         server = await serve_metrics(m, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
@@ -116,9 +129,8 @@ def test_the_listener_answers_metrics_only() -> None:
         assert ok.status == 200
         assert ok.header("Content-Type") == "text/plain; version=0.0.4; charset=utf-8"
         s = parse(ok.body.decode())
-        assert (
-            sample(s, "kamal_http_requests_total", service="web", method="GET", status="2xx") == 1
-        )
+        req = "kamal_proxy_http_requests_total"
+        assert sample(s, req, service="web", method="GET", status="200") == 1
         assert head.status == 200 and head.body == b""
         assert other.status == 404 and post.status == 405
 
@@ -188,16 +200,30 @@ def test_serve_with_a_metrics_port_counts_real_requests_and_deploys(tmp_path: Pa
                     assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
                     return str(resp.read().decode())
 
+            # A request being served counts in its service's in-flight gauge, and only there.
+            flight = "kamal_proxy_http_in_flight_requests"
+            slow = asyncio.ensure_future(request(port, get("/slow?d=2")))
+            for _ in range(200):
+                mid = parse(await asyncio.to_thread(scrape))
+                if mid.get((flight, frozenset({("service", "web")}))) == 1:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the slow request never showed in flight")
+            assert not slow.done()
+            assert (await slow).status == 200
             s = parse(await asyncio.to_thread(scrape))
             stop.set()
             await task
-            req = "kamal_http_requests_total"
-            assert sample(s, req, service="web", method="GET", status="2xx") == 3
-            assert sample(s, req, service="web", method="GET", status="5xx") == 1
-            assert sample(s, req, service="web", method="POST", status="2xx") == 1
-            assert sample(s, req, service="", method="GET", status="4xx") == 1
-            assert sample(s, "kamal_http_request_duration_seconds_count", service="web") == 5
-            assert sample(s, "kamal_http_in_flight_requests") == 0
+            req = "kamal_proxy_http_requests_total"
+            assert sample(s, req, service="web", method="GET", status="200") == 4  # with /slow
+            assert sample(s, req, service="web", method="GET", status="503") == 1
+            assert sample(s, req, service="web", method="POST", status="200") == 1
+            assert sample(s, req, service="", method="GET", status="404") == 1
+            count = "kamal_proxy_http_request_duration_seconds_count"
+            assert sample(s, count, service="web", method="GET", status="200") == 4
+            assert sample(s, count, service="web", method="POST", status="200") == 1
+            assert sample(s, "kamal_proxy_http_in_flight_requests", service="web") == 0
             assert sample(s, "dockyard_proxy_deploys_total", service="web", result="success") == 1
             assert sample(s, "dockyard_proxy_deploys_total", service="web", result="failure") == 1
             assert sample(s, "dockyard_proxy_targets", service="web", state="healthy") == 1

@@ -530,8 +530,6 @@ class Exchange:
         client = self.client
         head = self.head
         plane = client.plane
-        if plane.metrics is not None:
-            plane.metrics.started()
         if head.host == client.host_raw:  # keep-alive requests repeat their Host
             host = client.host_name
         else:
@@ -553,6 +551,8 @@ class Exchange:
             self.respond_error(404)
             return
         service = self.service = match.service
+        if plane.metrics is not None:
+            plane.metrics.started(service.name)
         self.prefix = match.prefix
         opts = self.opts = service.options
         # Redirects: TLS (plain HTTP to a TLS service) and canonical host, in one hop.
