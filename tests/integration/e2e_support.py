@@ -9,6 +9,8 @@ import http.client
 import subprocess
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,7 +131,8 @@ class LoadLoop:
     """Bounded concurrent clients against port 80 of every server: per server one keep-alive
     client (one connection reused while the server keeps it open) and one client that opens a
     new connection per request. Every exception, non-2xx status or unexpected body counts as
-    an error."""
+    an error; so does a client that dies, outlives the block's end by 30 s, or reaches
+    `max_seconds` before the block ends. `seen` counts the good answers per body."""
 
     addresses: list[str]
     allowed: tuple[str, ...]
@@ -138,6 +141,7 @@ class LoadLoop:
     ok: int = 0
     reused: int = 0
     connections: int = 0
+    seen: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -148,6 +152,7 @@ class LoadLoop:
             if 200 <= status < 300 and body in self.allowed:
                 self.ok += 1
                 self.reused += reused
+                self.seen[body] += 1
             else:
                 self.errors.append(f"{address}: {status} {body[:80]!r}")
 
@@ -155,11 +160,23 @@ class LoadLoop:
         with self._lock:
             self.errors.append(f"{address}: {exc!r}")
 
+    def _running(self, address: str, deadline: float) -> bool:
+        if self._stop.is_set():
+            return False
+        if time.monotonic() >= deadline:
+            with self._lock:
+                self.errors.append(
+                    f"{address}: a client reached its {self.max_seconds} s limit before the "
+                    "block ended (the rest of the block ran without its load)"
+                )
+            return False
+        return True
+
     def _keep_alive(self, address: str) -> None:
         deadline = time.monotonic() + self.max_seconds
         conn: http.client.HTTPConnection | None = None
         uses = 0
-        while not self._stop.is_set() and time.monotonic() < deadline:
+        while self._running(address, deadline):
             if conn is None:
                 conn = http.client.HTTPConnection(address, 80, timeout=15)
                 uses = 0
@@ -185,7 +202,7 @@ class LoadLoop:
 
     def _new_connections(self, address: str) -> None:
         deadline = time.monotonic() + self.max_seconds
-        while not self._stop.is_set() and time.monotonic() < deadline:
+        while self._running(address, deadline):
             try:
                 status, body = get(address)
                 with self._lock:
@@ -195,10 +212,17 @@ class LoadLoop:
                 self._error(address, exc)
             time.sleep(self.pause)
 
+    def _guarded(self, target: Callable[[str], None], address: str) -> None:
+        try:
+            target(address)
+        except BaseException as exc:  # a client that died must not look like one without errors
+            self._error(address, RuntimeError(f"the load client died: {exc!r}"))
+            raise
+
     def __enter__(self) -> LoadLoop:
         for address in self.addresses:
             for target in (self._keep_alive, self._new_connections):
-                thread = threading.Thread(target=target, args=(address,), daemon=True)
+                thread = threading.Thread(target=self._guarded, args=(target, address), daemon=True)
                 thread.start()
                 self._threads.append(thread)
         time.sleep(0.5)
@@ -208,6 +232,8 @@ class LoadLoop:
         self._stop.set()
         for thread in self._threads:
             thread.join(30)
+            if thread.is_alive():
+                self._error("load", RuntimeError("a load client did not stop within 30 s"))
 
     def summary(self) -> str:
         return (

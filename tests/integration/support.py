@@ -21,6 +21,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,10 +93,12 @@ def get(url: str, timeout: float = 5) -> tuple[int, str]:
 @dataclass
 class LoadLoop:
     """A bounded request loop in a thread while the `with` block runs: GETs every URL in turn
-    and counts the answers that are 200 with a body in `allowed`; anything else (another status,
-    another body, a connection error) is recorded in `errors`. Stops at the end of the block or
-    after `max_seconds`. Optionally sleeps `pause` seconds after each answer and `error_pause`
-    after each connection error (to bound the rate); `slowest` is the longest answer's time."""
+    and counts the answers that are 200 with a body in `allowed` (`seen`: how many of each);
+    anything else (another status, another body, a connection error) is recorded in `errors`.
+    Stops at the end of the block; reaching `max_seconds` first is an error too (the rest of
+    the block would run without load). Optionally sleeps `pause` seconds after each answer and
+    `error_pause` after each connection error (to bound the rate); `slowest` is the longest
+    answer's time; `ok_in_block` the answers after the warm-up."""
 
     urls: list[str]
     allowed: tuple[str, ...]
@@ -107,13 +110,25 @@ class LoadLoop:
     join_timeout: float = 30
     slowest: float = 0.0
     ok: int = 0
+    ok_at_enter: int = 0
+    seen: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
+    @property
+    def ok_in_block(self) -> int:
+        return self.ok - self.ok_at_enter
+
     def _loop(self) -> None:
         deadline = time.monotonic() + self.max_seconds
-        while not self._stop.is_set() and time.monotonic() < deadline:
+        while not self._stop.is_set():
+            if time.monotonic() >= deadline:
+                self.errors.append(
+                    f"the load loop reached its {self.max_seconds} s limit before the block "
+                    "ended: the rest of the block ran without load"
+                )
+                return
             for url in self.urls:
                 started = time.monotonic()
                 try:
@@ -128,6 +143,7 @@ class LoadLoop:
                     self.errors.append(f"{url}: {status} {body[:80]}")
                 else:
                     self.ok += 1
+                    self.seen[body] += 1
                 if self.pause:
                     time.sleep(self.pause)
 
@@ -135,6 +151,7 @@ class LoadLoop:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         time.sleep(self.warmup)
+        self.ok_at_enter = self.ok
         return self
 
     def _run(self) -> None:

@@ -229,6 +229,7 @@ def test_load_loop_during_five_deploys_and_two_rollbacks(project: Project, lab_s
     with LoadLoop(project.addresses, ("v1", "v2")) as load:
         for action, tag in steps:
             started = time.monotonic()
+            answered = load.ok
             if action == "deploy":
                 done = project.dockyard("deploy", "-P", "--version", tag)
             else:
@@ -236,9 +237,11 @@ def test_load_loop_during_five_deploys_and_two_rollbacks(project: Project, lab_s
             timings.append(f"{action} {tag} {time.monotonic() - started:.1f}s")
             assert done.returncode == 0, f"{action} {tag}: {out(done)}"
             assert project.answers() == [(200, TAGS[tag])] * 2, f"after {action} {tag}"
+            assert load.ok > answered, f"the load got no answer during {action} {tag}"
     print(f"\nload loop during {', '.join(timings)}: {load.summary()}")
     assert load.errors == [], f"{load.summary()}: {load.errors[:10]}"
     assert load.ok > 50 and load.reused > 10 and load.connections > 20, load.summary()
+    assert load.seen["v1"] > 0 and load.seen["v2"] > 0, load.seen
     s2 = project.addresses[1]
     assert "hello-workers-t3" in names(lab_ssh, s2)
 

@@ -71,11 +71,11 @@ def test_each_server_has_its_own_engine_and_no_dns(lab: LabDoc, lab_ssh: LabSsh)
         assert name.startswith("server-")
         resolv = lab_ssh(server.address, "cat", "/etc/resolv.conf").stdout
         assert resolv.split() == ["nameserver", "127.0.0.1"]
-    # A pull from anywhere but the lab registry fails at once: nothing resolves, no route.
-    started = time.monotonic()
+    # A pull from anywhere but the lab registry fails: the name does not resolve (the lab's
+    # servers have no DNS), rather than timing out on a route.
     proc = lab_ssh(lab.servers[0].address, "docker", "pull", "busybox:latest", check=False)
     assert proc.returncode != 0
-    assert time.monotonic() - started < 15
+    assert "lookup registry-1.docker.io" in proc.stderr, proc.stderr
 
 
 def test_unknown_host_key_is_refused(lab: LabDoc, lab_ssh: LabSsh, tmp_path: Path) -> None:
@@ -109,11 +109,11 @@ def test_servers_pull_from_the_registry_and_serve_the_host(
         try:
             assert _get(f"http://{ip}:8080/") == (200, "v1")
             assert _get(f"http://{ip}:8080/up") == (200, "OK")
-        finally:
-            started = time.monotonic()
             lab_ssh(ip, "docker", "stop", APP)
-            # The app exits at once on SIGTERM (no 10 s wait for a kill).
-            assert time.monotonic() - started < 5
+            # The app exits on SIGTERM by itself: not killed (137) after docker's grace period.
+            code = lab_ssh(ip, "docker", "inspect", "-f", "{{.State.ExitCode}}", APP).stdout
+            assert code.strip() != "137", code
+        finally:
             lab_ssh(ip, "docker", "rm", "-f", APP)
         assert APP not in lab_ssh(ip, "docker", "ps", "-a", "--format", "{{ .Names }}").stdout
 

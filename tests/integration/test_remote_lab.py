@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -66,17 +65,24 @@ def test_upload_and_parallel_commands_on_a_server(lab: LabDoc) -> None:
     host = lab.servers[0].address
     path = "/tmp/dockyard-remote-test/env/app.env"
 
-    async def body(pool: SshPool) -> tuple[Result, list[Result], float]:
+    # Each command waits (up to 15 s) until 10 of them run at once on the server, then prints
+    # how many it saw: 10 proves they run in parallel (two waves of 10 channels), by structure
+    # rather than by a clock.
+    probe = (
+        'd=/tmp/dockyard-remote-test/probe; mkdir -p "$d"; touch "$d/$$"; '
+        'n=$(ls "$d" | wc -l); i=0; while [ "$n" -lt 10 ] && [ $i -lt 300 ]; do sleep 0.05; '
+        'i=$((i+1)); n=$(ls "$d" | wc -l); done; echo "$n"; sleep 0.2; rm "$d/$$"'
+    )
+
+    async def body(pool: SshPool) -> tuple[Result, list[Result]]:
         ssh = pool.transport(host)
         await ssh.put(b"SECRET=1\n", path, mode=0o600)
         stat = await ssh.run(["stat", "-c", "%a %U %s", path])
-        started = time.monotonic()
-        sleeps = await asyncio.gather(*(ssh.run(["sleep", "0.5"]) for _ in range(20)))
-        elapsed = time.monotonic() - started
+        probes = await asyncio.gather(*(ssh.run(["sh", "-c", probe]) for _ in range(20)))
         (await ssh.run(["rm", "-rf", "/tmp/dockyard-remote-test"])).check(host, ["rm"])
-        return stat, sleeps, elapsed
+        return stat, list(probes)
 
-    stat, sleeps, elapsed = with_pool(lab, body)
+    stat, probes = with_pool(lab, body)
     assert stat.stdout == f"600 {lab.ssh.user} 9\n"
-    assert all(r.ok for r in sleeps)
-    assert elapsed < 10 * 0.5  # in parallel (two waves of 10 channels), not one by one
+    assert all(r.ok for r in probes)
+    assert [int(r.stdout) >= 10 for r in probes] == [True] * 20, [r.stdout for r in probes]
