@@ -118,9 +118,20 @@ def test_a_document_that_is_not_a_mapping(project: WriteProject, body: str) -> N
         load_config(root=root, env=ENV)
 
 
-def test_invalid_yaml_names_file_and_line(project: WriteProject) -> None:
-    root = project("servers: [10.0.0.1\nproxy: {\n")
-    with pytest.raises(ConfigError, match=r"config/deploy.yml:\d+: invalid YAML"):
+@pytest.mark.parametrize(
+    ("body", "line", "problem"),
+    [
+        # 7 base lines; the value on line 10 opens a mapping where none may start
+        ("servers: [10.0.0.1]\nenv:\n  A: b: c\n", 10, "mapping values are not allowed"),
+        # a tab cannot indent YAML: named on its own line, not the line before or after
+        ("servers: [10.0.0.1]\nenv:\n\tA: b\nproxy: {}\n", 10, "found character that cannot"),
+    ],
+)
+def test_invalid_yaml_names_file_and_line(
+    project: WriteProject, body: str, line: int, problem: str
+) -> None:
+    root = project(body)
+    with pytest.raises(ConfigError, match=rf"config/deploy\.yml:{line}: invalid YAML: {problem}"):
         load_config(root=root, env=ENV)
 
 
