@@ -83,49 +83,79 @@ def test_a_role_can_set_its_own_allowlist(load: LoadConfig) -> None:
     assert not any("allow-ip" in x for x in app.deploy(config, web, "c1").plain())
 
 
+# The last column is the text of the line the error must name: the offending key or list item
+# itself where there is one, else the key of the block that lacks something.
 @pytest.mark.parametrize(
-    ("proxy", "key_path", "problem"),
+    ("proxy", "key_path", "problem", "named"),
     [
-        ({"basic_auth": {"user": "ops"}}, "proxy/basic_auth", "password_hash is required"),
-        ({"basic_auth": {"password_hash": HASH}}, "proxy/basic_auth", "user is required"),
+        (
+            {"basic_auth": {"user": "ops"}},
+            "proxy/basic_auth",
+            "password_hash is required",
+            "  basic_auth:",
+        ),
+        (
+            {"basic_auth": {"password_hash": HASH}},
+            "proxy/basic_auth",
+            "user is required",
+            "  basic_auth:",
+        ),
         (
             {"basic_auth": {"user": "a:b", "password_hash": HASH}},
             "proxy/basic_auth",
             "user must not contain ':'",
+            "    user: a:b",
         ),
         (
             {"basic_auth": {"user": "ops", "password_hash": "hunter2"}},
             "proxy/basic_auth",
             "password_hash must be a bcrypt hash",
+            "    password_hash: hunter2",
         ),
-        ({"basic_auth": {"user": "ops", "pass": "x"}}, "proxy/basic_auth", "unknown key: pass"),
-        ({"allow_ips": ["10.0.0.0/8", "10.0.0.0/33"]}, "proxy/allow_ips/1", "is not an IP address"),
-        ({"allow_ips": "10.0.0.0/8"}, "proxy/allow_ips", "should be an array"),
-        ({"client_ip_header": "CF Connecting IP"}, "proxy/client_ip_header", "not an HTTP header"),
+        (
+            {"basic_auth": {"user": "ops", "pass": "x"}},
+            "proxy/basic_auth",
+            "unknown key: pass",
+            "    pass: x",
+        ),
+        (
+            {"allow_ips": ["10.0.0.0/8", "10.0.0.0/33"]},
+            "proxy/allow_ips/1",
+            "is not an IP address",
+            "  - 10.0.0.0/33",
+        ),
+        (
+            {"allow_ips": "10.0.0.0/8"},
+            "proxy/allow_ips",
+            "should be an array",
+            "  allow_ips: 10.0.0.0/8",
+        ),
+        (
+            {"client_ip_header": "CF Connecting IP"},
+            "proxy/client_ip_header",
+            "not an HTTP header",
+            "  client_ip_header: CF Connecting IP",
+        ),
     ],
 )
 def test_bad_access_keys_name_the_key_and_line(
-    load: LoadConfig, tmp_path: Path, proxy: dict[str, Any], key_path: str, problem: str
+    load: LoadConfig,
+    tmp_path: Path,
+    proxy: dict[str, Any],
+    key_path: str,
+    problem: str,
+    named: str,
 ) -> None:
     with pytest.raises(ConfigValidationError) as exc:
         load(base(**proxy))
     assert exc.value.kamal_key == key_path
     assert problem in exc.value.problem
     assert exc.value.file is not None and exc.value.file.name == "deploy.yml"
-    # the line named is the key's own line, or one inside its block (the offending entry)
-    assert exc.value.line is not None
     lines = (tmp_path / "config" / "deploy.yml").read_text().splitlines()
-    named = exc.value.line - 1
-    key = next(p for p in reversed(key_path.split("/")) if not p.isdigit())
-    start = next(i for i, line in enumerate(lines) if line.lstrip().startswith(f"{key}:"))
-    depth = len(lines[start]) - len(lines[start].lstrip())
-    assert start <= named
-
-    def inside(line: str) -> bool:  # deeper, or one of the key's list items ("- " at its depth)
-        indent = len(line) - len(line.lstrip())
-        return indent > depth or (indent == depth and line.lstrip().startswith("- "))
-
-    assert all(inside(line) for line in lines[start + 1 : named + 1])
+    assert lines.count(named) == 1  # the expected line is unambiguous in the written file
+    line = lines.index(named) + 1
+    assert exc.value.line == line
+    assert exc.value.message == f"config/deploy.yml:{line}: {key_path}: {exc.value.problem}"
 
 
 def test_the_hash_survives_the_remote_shell(load: LoadConfig) -> None:
