@@ -67,7 +67,6 @@ def test_roles_are_sorted_and_carry_their_own_settings(project: WriteProject) ->
     root = project(
         """
         servers:
-          web: [h1, h2]
           workers:
             hosts: [h3]
             cmd: bin/jobs
@@ -75,6 +74,7 @@ def test_roles_are_sorted_and_carry_their_own_settings(project: WriteProject) ->
             labels: {team: be}
             logging: {options: {max-size: 5m}}
             asset_path: /public:ro
+          web: [h1, h2]
         labels: {app: yes, team: all}
         logging:
           driver: json-file
@@ -84,7 +84,8 @@ def test_roles_are_sorted_and_carry_their_own_settings(project: WriteProject) ->
         """
     )
     config = load_config(root=root, env=ENV)
-    assert config.role_names == ["web", "workers"]
+    assert config.role_names == ["web", "workers"]  # sorted, not in the order written
+    assert [r.name for r in config.roles] == ["web", "workers"]
     workers = config.roles[1]
     assert workers.cmd == "bin/jobs"
     assert workers.options == {
