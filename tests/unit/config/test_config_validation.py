@@ -212,7 +212,7 @@ def test_x_keys_are_only_ignored_at_the_top(project: WriteProject) -> None:
     ok = project("x-anything: {whatever: [1, 2]}\nservers: [h]\n")
     assert load_config(root=ok, env=ENV).role_names == ["web"]
     bad = project("servers: [h]\nssh:\n  x-note: 1\n")
-    with pytest.raises(ConfigValidationError, match="ssh: unknown key: x-note"):
+    with pytest.raises(ConfigValidationError, match=r"deploy\.yml:10: ssh: unknown key: x-note"):
         load_config(root=bad, env=ENV)
 
 

@@ -78,7 +78,7 @@ def test_role_volumes_follow_the_top_level_ones_and_reach_docker_run(
 
 def test_role_volumes_must_be_a_list(project: WriteProject) -> None:
     root = project("servers:\n  web:\n    hosts: [10.0.0.1]\n    volumes: data:/x\n")
-    with pytest.raises(ConfigError, match="servers/web/volumes: should be an array"):
+    with pytest.raises(ConfigError, match=r"yml:11: servers/web/volumes: should be an array"):
         load_config(root=root, env=ENV)
 
 
@@ -167,8 +167,9 @@ def test_traefik_is_refused_with_what_to_write(project: WriteProject) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(root=root, env=ENV)
     message = str(info.value)
-    assert "traefik" in message and "proxy: {host: app.example.com" in message
-    assert "deploy.yml:" in message
+    # 7 base lines, servers on line 8: the error names the traefik key's own line
+    assert message.startswith("config/deploy.yml:9: traefik: traefik was replaced by kamal-proxy")
+    assert "proxy: {host: app.example.com" in message
 
 
 def test_role_traefik_flag_and_renamed_keys_are_read(project: WriteProject) -> None:
