@@ -217,9 +217,14 @@ def _yaml_loader() -> Any:
     return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def parse_yaml(text: str, *, file: Path, line_map: list[int] | None = None) -> Document:
-    """Parse YAML (anchors, aliases and `<<` merge keys included), recording line numbers."""
+def parse_yaml(
+    text: str, *, file: Path, line_map: list[int] | None = None, shown: Path | None = None
+) -> Document:
+    """Parse YAML (anchors, aliases and `<<` merge keys included), recording line numbers.
+    Errors name the file as `shown` (default: `file`)."""
     import yaml
+
+    name = file if shown is None else shown
 
     def source_line(mark: Any) -> int:
         rendered = int(mark.line)
@@ -241,7 +246,7 @@ def parse_yaml(text: str, *, file: Path, line_map: list[int] | None = None) -> D
                     key = loader.construct_object(key_node, deep=True)
                     if isinstance(key, (list, dict)):
                         raise ConfigError(
-                            f"{file}:{source_line(key_node.start_mark)}: "
+                            f"{name}:{source_line(key_node.start_mark)}: "
                             "a key must be a plain value"
                         )
                     key_str = key if isinstance(key, str) else ruby_str(key)
@@ -258,7 +263,7 @@ def parse_yaml(text: str, *, file: Path, line_map: list[int] | None = None) -> D
         data = build(node, ()) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        where = f"{file}:{source_line(mark)}" if mark is not None else str(file)
+        where = f"{name}:{source_line(mark)}" if mark is not None else str(name)
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
     finally:
@@ -274,8 +279,10 @@ def load_document(file: Path, *, cwd: Path, env: Mapping[str, str]) -> Document:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"Cannot read {file}: {exc}") from None
-    rendered, line_map = render_erb(text, file=file, cwd=cwd, env=env)
-    return parse_yaml(rendered, file=file, line_map=line_map)
+    # Errors name the file as the other config errors do: relative to the project.
+    shown = file.relative_to(cwd) if file.is_relative_to(cwd) else file
+    rendered, line_map = render_erb(text, file=shown, cwd=cwd, env=env)
+    return parse_yaml(rendered, file=file, line_map=line_map, shown=shown)
 
 
 def render_template(file: Path, *, env: Mapping[str, str], cwd: Path) -> str:

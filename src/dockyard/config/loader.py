@@ -294,12 +294,14 @@ def validate_sections(raw: dict[str, Any], locate: Locator) -> list[str]:
     for name, acc in (raw.get("accessories") or {}).items():
         v.validate_accessory(acc, name, locate)
         context = ("accessories", name)
+        # Compared as the accessory's hosts are looked up (ruby_str), so `role: false` or
+        # `role: 1` is an unknown role here rather than a crash later.
         if acc.get("roles"):
-            missing = [r for r in acc["roles"] if r not in role_names]
+            missing = [ruby_str(r) for r in acc["roles"] if ruby_str(r) not in role_names]
             if missing:
-                raise error_at(locate, context, f"unknown roles {', '.join(map(str, missing))}")
-        elif acc.get("role") and acc["role"] not in role_names:
-            raise error_at(locate, context, f"unknown role {acc['role']}")
+                raise error_at(locate, context, f"unknown roles {', '.join(missing)}")
+        elif "role" in acc and ruby_str(acc["role"]) not in role_names:
+            raise error_at(locate, context, f"unknown role {ruby_str(acc['role'])}")
         v.validate_env(acc.get("env", {}), (*context, "env"), locate)
         if present(acc.get("proxy")):
             v.validate_proxy(acc["proxy"], (*context, "proxy"), locate)

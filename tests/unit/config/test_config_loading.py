@@ -131,7 +131,8 @@ def test_invalid_yaml_names_file_and_line(
     project: WriteProject, body: str, line: int, problem: str
 ) -> None:
     root = project(body)
-    with pytest.raises(ConfigError, match=rf"config/deploy\.yml:{line}: invalid YAML: {problem}"):
+    # named relative to the project, as every other config error names it
+    with pytest.raises(ConfigError, match=rf"^config/deploy\.yml:{line}: invalid YAML: {problem}"):
         load_config(root=root, env=ENV)
 
 

@@ -174,6 +174,18 @@ def test_registry_credentials_required_unless_local(project: WriteProject) -> No
             "servers: [h]\naccessories:\n  db:\n    image: x\n    role: jobs\n",
             "config/deploy.yml:10: accessories/db: unknown role jobs",
         ),
+        (  # not a string: an unknown role, not a crash (Kamal 2.11 crashes here)
+            "servers: [h]\naccessories:\n  db:\n    image: x\n    role: false\n",
+            "config/deploy.yml:10: accessories/db: unknown role false",
+        ),
+        (
+            "servers: [h]\naccessories:\n  db:\n    image: x\n    role:\n",
+            "config/deploy.yml:12: accessories/db/role: should be a string",
+        ),
+        (
+            "servers: [h]\naccessories:\n  db:\n    image: x\n    roles: [web, 7]\n",
+            "config/deploy.yml:10: accessories/db: unknown roles 7",
+        ),
         (
             "servers: [h]\naliases:\n  Bad_Name: x\n",
             "config/deploy.yml:10: aliases/Bad_Name: Invalid alias name: 'Bad_Name'. Must only "
