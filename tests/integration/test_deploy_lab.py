@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.commands.lock import encode_details
 from lab.state import LabDoc
 from lab.testing import LabSsh
 from tests.integration.support import (
@@ -188,8 +187,10 @@ def test_broken_image_fails_health_check_and_v1_keeps_serving(
 def test_second_deploy_while_locked_fails_clearly(project: Project, lab_ssh: LabSsh) -> None:
     primary = project.lab.servers[0].address
     details = "Locked by: Alice at 2026-11-28T08:00:00Z\nVersion: v9\nMessage: hot fix"
+    # Written on the server as Kamal writes it (mkdir, then base64 text), with the server's
+    # own base64 rather than our encoder, so the reading side is checked on its own.
     lab_ssh(primary, "mkdir", "-p", ".kamal/lock-hello")
-    lab_ssh(primary, "tee", ".kamal/lock-hello/details", input=encode_details(details))
+    lab_ssh(primary, "sh", "-c", "base64 > .kamal/lock-hello/details", input=details)
     try:
         locked = project.dockyard("deploy", "-P", "--version", "v2")
     finally:

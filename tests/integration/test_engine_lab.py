@@ -10,7 +10,7 @@ import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -191,13 +191,26 @@ def test_a_batch_gives_the_same_results_with_and_without_the_api(lab: LabDoc, se
         Argv(["docker", "inspect", "--format", PROXY_STATE_FORMAT, "kamal-proxy"]),
     ]
 
-    async def body(pool: SshPool) -> list[Result]:
-        return await run_batch(pool.transport(server), commands, parallel=True)
+    async def body(pool: SshPool) -> tuple[list[Result], int]:
+        transport = pool.transport(server)
+        real_engine = transport.engine
+        answered = 0
 
-    with_api = with_pool(lab, body)
-    with_cli = with_pool(lab, body, socket=None)
-    no_socket = with_pool(lab, body, socket="/run/no-such-docker.sock")
+        async def counting_engine(*args: Any, **kwargs: Any) -> Any:
+            nonlocal answered
+            result = await real_engine(*args, **kwargs)
+            answered += result is not None
+            return result
+
+        transport.engine = counting_engine  # type: ignore[method-assign]
+        return await run_batch(transport, commands, parallel=True), answered
+
+    with_api, through_api = with_pool(lab, body)
+    with_cli, through_cli = with_pool(lab, body, socket=None)
+    no_socket, through_none = with_pool(lab, body, socket="/run/no-such-docker.sock")
     assert with_api == with_cli == no_socket
+    # the same results, and really by both routes: the API answered only with its socket
+    assert through_api > 0 and through_cli == 0 and through_none == 0
     assert with_api[1].stdout == "shell\n" and "eng-web-v1" in with_api[0].stdout
 
 

@@ -156,13 +156,23 @@ def test_accessory_boot_restart_remove_with_files_directories_and_volume(
     with_ctx(lab, config, lambda ctx: accessory.remove(ctx, "store"))
 
 
-def test_lock_acquire_status_release(lab: LabDoc, project: Path) -> None:
+def test_lock_acquire_status_release(lab: LabDoc, lab_ssh: LabSsh, project: Path) -> None:
     config = write_config(project, lab, "opslock")
     assert with_ctx(lab, config, lock.status) == lock.NO_LOCK
     with_ctx(lab, config, lambda ctx: lock.acquire(ctx, "Testing the lock"))
     try:
         status = with_ctx(lab, config, lock.status)
         assert "Message: Testing the lock" in status and "Version: v1" in status
+        # On the server in Kamal's layout, read with the server's base64 as Kamal reads it:
+        # the primary host only, .kamal/lock-<service>/details.
+        primary, *others = [s.address for s in lab.servers]
+        decoded = lab_ssh(primary, "sh", "-c", "base64 -d .kamal/lock-opslock/details").stdout
+        assert decoded.startswith("Locked by: ")
+        assert "\nVersion: v1\n" in decoded and decoded.rstrip().endswith(
+            "Message: Testing the lock"
+        )
+        for other in others:
+            assert "lock-opslock" not in lab_ssh(other, "ls", "-a", ".kamal", check=False).stdout
         with pytest.raises(LockHeldError, match="Testing the lock"):
             with_ctx(lab, config, lambda ctx: lock.acquire(ctx, "second"))
     finally:
@@ -370,10 +380,19 @@ def test_server_bootstrap_leaves_docker_alone_where_it_runs(
     lab: LabDoc, lab_ssh: LabSsh, project: Path
 ) -> None:
     config = write_config(project, lab, "opsboot")
+    identity = (
+        "docker info -f '{{.ID}}'; pidof dockerd; readlink -f \"$(command -v docker)\"; "
+        "docker version -f '{{.Server.Version}}'"
+    )
+    before = {}
     for server_info in lab.servers:
         lab_ssh(server_info.address, "rm", "-rf", ".kamal/opsboot-audit.log")
+        before[server_info.address] = lab_ssh(server_info.address, "sh", "-c", identity).stdout
     with_ctx(lab, config, server.bootstrap)
     for server_info in lab.servers:
+        # the same engine, still running, the same binary: Docker was left alone
+        after = lab_ssh(server_info.address, "sh", "-c", identity).stdout
+        assert after == before[server_info.address] and len(after.split()) == 4, after
         assert lab_ssh(server_info.address, "test", "-d", ".kamal").returncode == 0
         # the lock taken for bootstrap is gone again
         assert (

@@ -145,7 +145,7 @@ def test_maintenance_serves_the_custom_error_page(project: Prepared) -> None:
         status, body, _ = project.https()
         assert status == 503
         assert body == PAGE
-    finally:
+    finally:  # back to live whatever failed above (its own failure is checked after)
         live = project.dockyard("app", "live")
-        assert live.returncode == 0, _out(live)
+    assert live.returncode == 0, _out(live)
     assert project.https()[:2] == (200, "v2")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -154,7 +155,12 @@ def test_the_image_runs_the_data_plane_compiled_for_its_python(images: None) -> 
         "dockyard.proxy.native",
         "status",
     ).stdout.strip()
-    assert status == ("compiled" if wheels_python_version() == here else "interpreted")
+    image_python = wheels_python_version()
+    if os.environ.get("CI") == "true":
+        # CI builds the lab on a host whose Python is the image's: the compiled data plane
+        # must be proven there, not excused by a version mismatch.
+        assert image_python == here, f"host Python {here}, image Python {image_python}"
+    assert status == ("compiled" if image_python == here else "interpreted")
 
 
 def test_kamal_style_deploy_in_the_container_and_restart_keeps_services(net: Net) -> None:
