@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from dockyard.commands.argv import Argv
 from dockyard.commands.lock import encode_details
 from dockyard.errors import ConfigError, LockHeldError
 from dockyard.flows.context import DeployContext, Event, Selection, audit_command, ssh_options
@@ -86,8 +87,13 @@ def test_lock_contention_names_holder(make_config: MakeConfig) -> None:
     pool = FakePool(setup=script)
     ctx, _ = make_ctx(config, pool)
 
+    # the queries sent with the lock (in a deploy: the "Pulled image" audit line and the
+    # survey) run on the primary host only once the lock is ours
+    query = ["sh", "-c", "echo audit line >> .kamal/hello-audit.log"]
+    then = {host: [Argv(query)] for host in ("10.0.0.1", "10.0.0.2")}
+
     async def go() -> None:
-        async with ctx.lock():
+        async with ctx.lock(then=then):
             pytest.fail("must not enter")
 
     with pytest.raises(LockHeldError) as info:
@@ -96,8 +102,13 @@ def test_lock_contention_names_holder(make_config: MakeConfig) -> None:
     assert "Deploy lock already in place on 10.0.0.1" in text
     assert "Locked by: Alice" in text and "Message: hot fix" in text
     assert "dockyard lock release" in text
+    primary = pool.transports["10.0.0.1"].commands
+    assert primary[:2] == [["mkdir", "-p", ".kamal"], ["mkdir", ".kamal/lock-hello"]]
+    assert ["tee", ".kamal/lock-hello/details"] not in primary  # Alice's details stay
+    assert query not in primary  # not run under someone else's lock
+    assert query in pool.transports["10.0.0.2"].commands  # (a query may run elsewhere)
     # nothing was released: it is not ours
-    assert ["rm", "-r", ".kamal/lock-hello"] not in pool.transports["10.0.0.1"].commands
+    assert ["rm", "-r", ".kamal/lock-hello"] not in primary
 
 
 def test_lock_is_reentrant_with_kamal_lock(make_config: MakeConfig) -> None:
