@@ -13,9 +13,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
+
 from dockyard.config import Config, load_config
 from dockyard.flows.context import DeployContext, Event, Selection
 from dockyard.remote import FakePool, FakeTransport, Result
+from dockyard.remote import batch as remote_batch
 
 T = TypeVar("T")
 
@@ -92,3 +95,21 @@ def run(coro: Awaitable[T]) -> T:
         return await coro
 
     return asyncio.run(go())
+
+
+@pytest.fixture(autouse=True)
+def stages_as_a_server_takes_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A FakeTransport gets a batch's commands one by one, without the script that a server
+    runs; that script refuses stage numbers that decrease (or do not match the commands), so
+    the fake's batches are checked the same way first."""
+    one_by_one = remote_batch._run_each
+
+    async def checked(*args: Any, stages: Any = None) -> list[Result]:
+        if stages is not None:
+            commands, stop_on_error = args[1], args[2]
+            remote_batch.build_batch_script(
+                commands, "DOCKYARD-check", stop_on_error=stop_on_error, stages=stages
+            )
+        return await one_by_one(*args, stages=stages)
+
+    monkeypatch.setattr(remote_batch, "_run_each", checked)

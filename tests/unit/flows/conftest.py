@@ -7,9 +7,14 @@ from pathlib import Path
 import pytest
 
 from dockyard.config import Config
-from tests.unit._flowkit import PROJECT_HEAD, MakeConfig, load_project
+from tests.unit._flowkit import (
+    PROJECT_HEAD,
+    MakeConfig,
+    load_project,
+    stages_as_a_server_takes_them,
+)
 
-__all__ = ["BASE", "MakeConfig", "make_config"]
+__all__ = ["BASE", "MakeConfig", "make_config", "stages_as_a_server_takes_them"]
 
 BASE = (
     PROJECT_HEAD

@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 
 from dockyard.config import Config
-from tests.unit._flowkit import NOW, PROJECT_HEAD, MakeConfig, load_project, make_ctx, run
+from tests.unit._flowkit import (
+    NOW,
+    PROJECT_HEAD,
+    MakeConfig,
+    load_project,
+    make_ctx,
+    run,
+    stages_as_a_server_takes_them,
+)
 
 __all__ = [
     "BASE",
@@ -16,6 +24,7 @@ __all__ = [
     "make_config",
     "make_ctx",
     "run",
+    "stages_as_a_server_takes_them",
     "without_lock_and_audit",
 ]
 
