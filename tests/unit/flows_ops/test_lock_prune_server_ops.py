@@ -12,7 +12,7 @@ from dockyard.flows.context import Selection
 from dockyard.flows.errors import DockerError
 from dockyard.flows.ops import app, details, lock, prune, server
 from dockyard.remote import FakePool, FakeTransport, Result
-from dockyard.remote.argv import ArgvLike
+from dockyard.remote.argv import ArgvLike, raw_args
 from dockyard.remote.fanout import HostsFailedError
 
 from .conftest import MakeConfig, make_ctx, run, without_lock_and_audit
@@ -139,6 +139,35 @@ def test_prune_runs_on_accessory_hosts_too_and_checks_retain(make_config: MakeCo
     assert set(run(prune.containers(ctx))) == {"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"}
     with pytest.raises(DockyardError, match="--retain must be at least 1"):
         run(prune.containers(ctx, retain=0))
+
+
+def test_prune_releases_the_lock_after_every_host_has_removed(make_config: MakeConfig) -> None:
+    """The primary host's removals go with the lock's release, after the other hosts'
+    removals: no other deploy starts while this prune still removes containers."""
+    repo = "registry.test:5000/hello"
+
+    def setup(fake: FakeTransport) -> None:
+        rows = f"c2\texited\t{repo}:v2\nc1\texited\t{repo}:v1\n"
+        fake.on(["docker", "ps", "-a"], Result(0, rows, ""))
+
+    pool = FakePool(setup=setup)
+    ctx, _ = make_ctx(make_config(), pool)
+    batches: list[tuple[str, list[list[str]]]] = []
+    original = ctx.batch
+
+    async def batch(host: str, commands: Sequence[ArgvLike], **kw: Any) -> list[Result]:
+        batches.append((host, [list(raw_args(c)) for c in commands]))
+        return await original(host, commands, **kw)
+
+    ctx.batch = batch  # type: ignore[method-assign]
+    removed = run(prune.containers(ctx, retain=1))
+    assert removed == {f"10.0.0.{n}": ["c1"] for n in (1, 2, 3, 4)}
+    release = [["rm", ".kamal/lock-hello/details"], ["rm", "-r", ".kamal/lock-hello"]]
+    assert batches[-1] == ("10.0.0.1", [["docker", "rm", "c1"], *release])
+    removals = [host for host, commands in batches if ["docker", "rm", "c1"] in commands]
+    assert sorted(removals[:-1]) == ["10.0.0.2", "10.0.0.3", "10.0.0.4"]
+    assert removals[-1] == "10.0.0.1"
+    assert not ctx.holding_lock
 
 
 def test_bootstrap_installs_docker_as_root_and_reports_hosts_without_root(
