@@ -15,7 +15,7 @@ from dockyard.config import Config
 from dockyard.flows import deploy as flows
 from dockyard.flows.boot import PROXY_STATE_FORMAT, WRITE_PRIVATE_FILE, env_file_written
 from dockyard.flows.context import DeployContext, Event
-from dockyard.flows.errors import HealthCheckError, HookError, RegistryError
+from dockyard.flows.errors import DockerError, HealthCheckError, HookError, RegistryError
 from dockyard.flows.memory import CONTAINER_MEMORY_SCRIPT
 from dockyard.remote import FakePool, FakeTransport, Result
 from dockyard.remote.argv import ArgvLike, raw_args
@@ -291,6 +291,30 @@ def test_refused_login_is_a_registry_error(make_config: MakeConfig) -> None:
     text = info.value.render()  # type: ignore[attr-defined]
     assert "registry on 10.0.0.1: docker login to reg.test:5000 was refused" in text
     assert "check registry.username and the password secret" in text
+
+
+def test_a_failed_audit_line_stops_the_deploy_before_anything_changes(
+    make_config: MakeConfig,
+) -> None:
+    config = make_config(WEB_ONLY, version="v2")
+
+    def script(fake: FakeTransport) -> None:
+        server(current="v1")(fake)
+        if fake.host == "10.0.0.2":  # the first batch's "Pulled image" audit line fails
+            fake.on(["sh", "-c"], Result(1, "", "sh: .kamal/hello-audit.log: Read-only\n"))
+
+    pool = FakePool(setup=script)
+    ctx, _ = make_ctx(config, pool)
+    with pytest.raises(DockerError) as info:
+        asyncio.run(flows.deploy(ctx, skip_push=True))
+    text = info.value.render()
+    assert text.startswith("docker on 10.0.0.2: audit log failed (exit 1)")
+    assert "hello-audit.log: Read-only" in text
+    for transport in pool.transports.values():
+        assert not any(c[:2] in (["docker", "pull"], ["docker", "run"]) for c in transport.commands)
+    primary = pool.transports["10.0.0.1"].commands
+    assert primary[-2:] == [["rm", ".kamal/lock-hello/details"], ["rm", "-r", ".kamal/lock-hello"]]
+    assert not ctx.holding_lock
 
 
 def test_deploy_boots_the_proxy_when_it_is_missing(make_config: MakeConfig) -> None:
