@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import stat
 import sys
 import time
@@ -39,17 +40,22 @@ def test_streams_lines_to_callback_in_order() -> None:
     assert result.stdout == "line1\nline2\nline3\ntail"
 
 
-def test_streaming_happens_before_exit() -> None:
-    stamps: list[float] = []
-    start = time.monotonic()
-    run(
-        LocalTransport().run(
-            ["sh", "-c", "echo first; sleep 0.6; echo second"],
-            on_output=lambda line: stamps.append(time.monotonic() - start),
-        )
+def test_streaming_happens_before_exit(tmp_path: Path) -> None:
+    """The command goes on only once the callback has seen its first line: without
+    streaming it would never end (and time out)."""
+    flag = tmp_path / "seen"
+    seen: list[str] = []
+
+    def on_output(line: OutputLine) -> None:
+        seen.append(line.text)
+        flag.touch()
+
+    script = 'echo first; while [ ! -e "$1" ]; do sleep 0.01; done; echo second'
+    result = run(
+        LocalTransport().run(["sh", "-c", script, "sh", str(flag)], on_output=on_output, timeout=30)
     )
-    assert len(stamps) == 2
-    assert stamps[0] < 0.5 <= stamps[1]
+    assert seen == ["first", "second"]
+    assert result == Result(0, "first\nsecond\n", "")
 
 
 def test_stdin_is_fed_and_closed() -> None:
@@ -100,13 +106,34 @@ def test_put_creates_parents_with_mode(tmp_path: Path) -> None:
     assert sorted(p.name for p in target.parent.iterdir()) == ["secret.env"]  # no temp left
 
 
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting to be reaped does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
 def test_timeout_kills_the_whole_process_tree(tmp_path: Path) -> None:
-    flag = tmp_path / "survivor"
-    script = f"(sleep 1; touch {flag}) & sleep 10"
+    """A background child of the command (its own process group) dies with it."""
+    pid_file = tmp_path / "child.pid"
+    # (the child lets go of the pipes: nothing waits for it but the kill)
+    script = f"sleep 300 >/dev/null 2>&1 & echo $! > {pid_file}; exec sleep 120"
     with pytest.raises(CommandTimeoutError):
-        run(LocalTransport().run(["sh", "-c", script], timeout=0.3))
-    time.sleep(1.5)
-    assert not flag.exists()
+        run(LocalTransport().run(["sh", "-c", script], timeout=1))
+    child = int(pid_file.read_text())
+    try:
+        # SIGKILL went to the whole group before the error; the child is gone once the
+        # kernel has delivered it (waited for, not timed: a survivor sleeps on for minutes)
+        for _ in range(1000):
+            if not _alive(child):
+                break
+            time.sleep(0.01)
+        assert not _alive(child)
+    finally:
+        if _alive(child):
+            os.kill(child, signal.SIGKILL)  # the survivor this test started
 
 
 def test_stdin_can_be_streamed_from_an_async_iterable() -> None:
