@@ -5,6 +5,7 @@ stopped during the swap; rollback by swap."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -269,13 +270,15 @@ def test_the_cli_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
             assert flag in out, (command, flag)
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "deploy.yml").write_text(
-        "service: s\nimage: s\nservers: [10.9.9.9]\nbuilder:\n  arch: amd64\n"
+        "service: s\nimage: s\nservers: [127.0.0.1]\nbuilder:\n  arch: amd64\n"
         "registry:\n  username: u\n  password: p\n"
     )
     proc = subprocess.run(
         [sys.executable, "-m", "dockyard", "deploy", "-P", "--version", "v1",
          "--strategy", "rolling"],
         cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        # this checkout's package, whatever the caller's PYTHONPATH (relative or not) says
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3] / "src")},
     )  # fmt: skip
     assert proc.returncode == 2  # refused before any connection
     assert "--strategy rolling: unknown boot strategy" in proc.stderr

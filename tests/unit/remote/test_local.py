@@ -72,10 +72,9 @@ def test_large_output_on_both_streams_does_not_deadlock() -> None:
 
 
 def test_timeout_kills_and_raises() -> None:
-    start = time.monotonic()
+    # without the timeout, `sleep 10` would end normally and nothing would be raised
     with pytest.raises(CommandTimeoutError, match=r"timed out after 0\.3s on localhost: sleep 10"):
         run(LocalTransport().run(["sleep", "10"], timeout=0.3))
-    assert time.monotonic() - start < 3
 
 
 def test_env_is_added_to_the_environment() -> None:
