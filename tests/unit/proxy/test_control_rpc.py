@@ -213,10 +213,11 @@ def test_serve_restores_state_routes_requests_and_stops(tmp_path: Path) -> None:
 
     from dockyard.proxy.control.server import RunSettings, serve
 
-    with socket_pair_port() as port:
+    with socket_pair_port() as port, socket_pair_port() as https_port:
         pass
     settings = RunSettings(
         http_port=port,
+        https_port=https_port,
         bind="127.0.0.1",
         socket=tmp_path / "kamal-proxy.sock",
         state_file=tmp_path / "kamal-proxy.state",
@@ -287,10 +288,11 @@ def test_run_opens_a_second_door_next_to_its_state(tmp_path: Path) -> None:
     there without env or cwd is read with the server's own, as `docker exec` would run it."""
     from dockyard.proxy.control.server import RunSettings, serve
 
-    with socket_pair_port() as port:
+    with socket_pair_port() as port, socket_pair_port() as https_port:
         pass
     settings = RunSettings(
         http_port=port,
+        https_port=https_port,
         bind="127.0.0.1",
         socket=tmp_path / "run" / "kamal-proxy.sock",
         state_file=tmp_path / "state" / "kamal-proxy.state",
