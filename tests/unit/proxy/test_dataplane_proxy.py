@@ -359,7 +359,17 @@ def test_large_bodies_stream_both_ways_with_back_pressure() -> None:
             writer.write(get(f"/big?n={size}"))
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
             assert b"Content-Length: %d" % size in head
-            await asyncio.sleep(0.3)
+            client = next(iter(server.plane.clients))
+            exchange = client.queue[0]
+            assert exchange.upstream is not None and exchange.upstream.transport is not None
+            upstream = exchange.upstream.transport
+            for _ in range(600):  # until the client's socket is full and the proxy reacted
+                if client.write_paused and not upstream.is_reading():
+                    break
+                await asyncio.sleep(0.05)
+            # the client reads nothing: the proxy stopped reading from the origin
+            assert client.write_paused
+            assert not upstream.is_reading()
             got = 0
             while got < size:
                 chunk = await asyncio.wait_for(reader.read(1 << 20), 5)
