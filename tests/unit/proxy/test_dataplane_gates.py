@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import tempfile
 from pathlib import Path
+from typing import IO, Any
 
+import pytest
 from dataplane_support import (
     FakeRouter,
     FakeService,
@@ -160,7 +164,22 @@ def test_drain_cancel_closes_a_websocket_tunnel() -> None:
         run(go())
 
 
-def test_request_buffering_limits_413_and_spills_to_disk() -> None:
+def spill_files(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The prefixes of the temp files the proxy's body buffers open from now on."""
+    opened: list[str] = []
+    real = tempfile.TemporaryFile
+
+    def recording(*args: Any, **kwargs: Any) -> IO[bytes]:
+        if str(kwargs.get("prefix", "")).startswith("proxy-buffer-"):
+            opened.append(kwargs["prefix"])
+        return real(*args, **kwargs)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", recording)
+    return opened
+
+
+def test_request_buffering_limits_413_and_spills_to_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    spilled = spill_files(monkeypatch)
     with origin_server() as origin:
         router, _, _ = simple_setup(
             origin, buffer_requests=True, buffer_memory=1000, max_request_body=50_000
@@ -168,12 +187,17 @@ def test_request_buffering_limits_413_and_spills_to_disk() -> None:
 
         async def go() -> None:
             server, _ = await start_proxy(router)
+            small = await request(
+                server.port, b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nsmall"
+            )
+            assert small.json()["len"] == 5 and spilled == []  # within buffer_memory: in RAM
             ok_body = b"x" * 40_000
             ok = await request(
                 server.port,
                 b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(ok_body)
                 + ok_body,
             )
+            assert spilled == ["proxy-buffer-"]  # past buffer_memory: the rest went to disk
             big = await request(
                 server.port,
                 b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 60000\r\n\r\n" + b"y" * 10,
@@ -187,9 +211,10 @@ def test_request_buffering_limits_413_and_spills_to_disk() -> None:
             )
             await server.shutdown(1)
             assert ok.status == 200 and ok.json()["len"] == 40_000
+            assert ok.json()["sha"] == hashlib.sha256(ok_body).hexdigest()
             assert big.status == 413 and big.body == b"Request too large\n"
             assert chunked_big.status == 413
-            assert [r for r in origin.requests if r[1] == "/upload"] == [("POST", "/upload")]
+            assert [r for r in origin.requests if r[1] == "/upload"] == [("POST", "/upload")] * 2
 
         run(go())
 
