@@ -218,9 +218,9 @@ def test_gate_passes_when_every_target_is_healthy_and_first_probe_is_immediate()
                 (TargetAddress.parse(a.target), TargetAddress.parse(b.target)), (), slow
             )
             lb.start_health_checks()
-            started = time.monotonic()
+            # within a 3 s gate: a first probe one 10 s interval later would time the gate out
             await lb.wait_until_healthy(3 * SECOND)
-            assert time.monotonic() - started < 1.0  # not one interval later
+            assert lb.all_healthy()
             await lb.stop_health_checks()
 
     run(scenario)
@@ -238,9 +238,8 @@ def test_a_new_target_not_yet_listening_is_probed_again_soon() -> None:
         assert not lb.all_healthy()
         server = await asyncio.start_server(Backend().handle, "127.0.0.1", port)
         try:
-            started = time.monotonic()
-            await lb.wait_until_healthy(3 * SECOND)
-            assert time.monotonic() - started < 1.0
+            await lb.wait_until_healthy(3 * SECOND)  # not after the 10 s interval
+            assert lb.all_healthy()
         finally:
             server.close()
             await server.wait_closed()
@@ -387,14 +386,13 @@ def test_drain_waits_for_inflight_then_restores_state() -> None:
         target = ProxyTarget(TargetAddress.parse("app:1"))
         target.apply(TargetEvent.TRUST)
         req = Request(target)
-        asyncio.get_running_loop().call_later(0.1, req.handle.done)
-        started = time.monotonic()
         task = asyncio.create_task(target.drain(5 * SECOND))
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
         assert target.state is TargetState.DRAINING
         assert target.begin_request(lambda: None) is None  # data plane answers 503
-        await task
-        assert 0.05 < time.monotonic() - started < 1.0
+        assert not task.done()  # waits for the in-flight request
+        req.handle.done()
+        await asyncio.wait_for(task, 1)  # ends with it, long before the 5 s drain timeout
         assert not req.cancelled
         assert target.state is TargetState.HEALTHY
 
@@ -453,22 +451,22 @@ def test_deploy_switches_atomically_and_drains_old_target() -> None:
             old_target = m.service.pick_target(read=False, cookies=None)
             assert old_target is not None and old_target.name == old.target
             inflight = Request(old_target)  # type: ignore[arg-type]
-            asyncio.get_running_loop().call_later(0.2, inflight.handle.done)
-            started = time.monotonic()
             deploy = asyncio.create_task(
                 router.deploy(
                     DeployRequest("web", (new.target,), config=cfg(), drain_timeout=5 * SECOND)
                 )
             )
-            while True:  # the switch happens before the drain finishes
+            for _ in range(1000):  # the switch happens before the drain finishes
                 picked = m.service.pick_target(read=False, cookies=None)
                 if picked is not None and picked.name == new.target:
                     break
                 await asyncio.sleep(0.005)
-            assert not deploy.done()
+            assert picked is not None and picked.name == new.target
             assert old_target.begin_request(lambda: None) is None  # draining: 503
-            await deploy
-            assert 0.15 < time.monotonic() - started < 2.0  # blocked until drained
+            await asyncio.sleep(0.1)
+            assert not deploy.done()  # blocked until drained
+            inflight.handle.done()
+            await asyncio.wait_for(deploy, 1)
             assert not inflight.cancelled
 
     run(scenario)
@@ -573,10 +571,11 @@ def test_router_pause_drains_inflight_before_returning() -> None:
         target = service.pick_target(read=False, cookies=None)
         assert target is not None
         req = Request(target)  # type: ignore[arg-type]
-        asyncio.get_running_loop().call_later(0.1, req.handle.done)
-        started = time.monotonic()
-        await router.pause("web", 2 * SECOND, 10 * SECOND)
-        assert time.monotonic() - started >= 0.09
+        pausing = asyncio.create_task(router.pause("web", 2 * SECOND, 10 * SECOND))
+        await asyncio.sleep(0.1)
+        assert not pausing.done()  # still draining the in-flight request
+        req.handle.done()
+        await asyncio.wait_for(pausing, 1)
         assert service.state == "paused" and not req.cancelled
         waiter = asyncio.create_task(service.wait_until_running())
         await router.resume("web")
