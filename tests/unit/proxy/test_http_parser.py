@@ -165,6 +165,11 @@ def test_simple_request_head_fields() -> None:
         (b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"y" * 70000 + b"\r\n\r\n", 431),
         (b"GET / HTTP/1.1\r\nHost: a\r\n" + b"X: y\r\n" * 300 + b"\r\n", 431),
         (b"GET / HTTP/1.1\nHost: a\n\n", 400),
+        (
+            b"POST /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+            b"Content-Length: 5\r\n\r\nhello",
+            400,
+        ),  # an upgrade with a body: where the tunnel starts would be ambiguous
     ],
 )
 def test_rejected_requests(raw: bytes, status: int) -> None:
