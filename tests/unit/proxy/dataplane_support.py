@@ -115,6 +115,15 @@ class OriginHandler(BaseHTTPRequestHandler):
         elif route == "/slow":
             time.sleep(float(q.get("d", "1")))
             self._send(200, b"slow done", "text/plain")
+        elif route == "/gated":  # held until the test opens the gate (up to 30 s)
+            with self.server.lock:
+                self.server.gated += 1
+            try:
+                opened = self.server.gate.wait(30)
+            finally:
+                with self.server.lock:
+                    self.server.gated -= 1
+            self._send(200, b"gate open" if opened else b"gate timed out", "text/plain")
         elif route == "/chunked":
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
@@ -184,6 +193,9 @@ class Origin(ThreadingHTTPServer):
         self.connections = 0
         self.requests: list[tuple[str, str]] = []
         self.sse_gate = threading.Event()
+        #: `/gated` requests wait for this; `gated` counts those waiting now.
+        self.gate = threading.Event()
+        self.gated = 0
 
     @property
     def port(self) -> int:
@@ -206,6 +218,7 @@ def origin_server() -> Iterator[Origin]:
         yield origin
     finally:
         origin.sse_gate.set()
+        origin.gate.set()
         origin.shutdown()
         origin.server_close()
 

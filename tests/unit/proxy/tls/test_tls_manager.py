@@ -13,6 +13,7 @@ import datetime as dt
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,10 +29,17 @@ DIRECTORY = "https://acme.invalid/directory"
 class FakeObtain:
     """Stands in for the blocking ACME exchange; records calls, takes `delay` seconds."""
 
-    def __init__(self, ca: MiniCA, delay: float = 0.0, fail: str | None = None) -> None:
+    def __init__(
+        self,
+        ca: MiniCA,
+        delay: float = 0.0,
+        fail: str | None = None,
+        hold: Callable[[], None] | None = None,
+    ) -> None:
         self.ca = ca
         self.delay = delay
         self.fail = fail
+        self.hold = hold  # called inside the exchange (e.g. to wait for the event loop)
         self.calls: list[str] = []
         self.threads: set[str] = set()
         self._lock = threading.Lock()
@@ -41,6 +49,8 @@ class FakeObtain:
             self.calls.append(name)
         self.threads.add(threading.current_thread().name)
         time.sleep(self.delay)
+        if self.hold is not None:
+            self.hold()
         if self.fail is not None:
             raise ProxyError(self.fail)
         return Issuance(name, (ChallengeAttempt("tls-alpn-01", True),), self.ca.certified(name))
@@ -88,22 +98,26 @@ def test_bad_host_names_never_reach_the_ca(tmp_path: Path, ca: MiniCA) -> None:
 
 
 def test_concurrent_requests_share_one_issuance_off_the_loop(tmp_path: Path, ca: MiniCA) -> None:
-    fake = FakeObtain(ca, delay=0.3)
+    # The exchange waits until the event loop has answered it: had it run on the loop, the
+    # loop could not answer and `answered` would stay unset.
+    started, answered = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        started.set()
+        assert answered.wait(30), "the event loop stood still during the issuance"
+
+    fake = FakeObtain(ca, hold=hold)
     manager = make_manager(tmp_path, fake)
 
     async def scenario() -> list[CertifiedKey]:
-        ticks = 0
-
-        async def ticker() -> None:  # proves the loop keeps running during issuance
-            nonlocal ticks
-            while True:
+        async def answer() -> None:  # runs on the loop while the exchange is under way
+            while not started.is_set():
                 await asyncio.sleep(0.01)
-                ticks += 1
+            answered.set()
 
-        tick_task = asyncio.create_task(ticker())
+        answering = asyncio.create_task(answer())
         results = await asyncio.gather(*(manager.ensure("shared.test") for _ in range(8)))
-        tick_task.cancel()
-        assert ticks >= 10
+        await answering
         return results
 
     results = asyncio.run(scenario())
