@@ -219,7 +219,10 @@ def test_request_buffering_limits_413_and_spills_to_disk(monkeypatch: pytest.Mon
         run(go())
 
 
-def test_response_buffering_limit_gives_500_and_buffered_responses_get_a_length() -> None:
+def test_response_buffering_limit_gives_500_and_buffered_responses_get_a_length(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spilled = spill_files(monkeypatch)
     with origin_server() as origin:
         router, _, _ = simple_setup(
             origin, buffer_responses=True, buffer_memory=1000, max_response_body=100_000
@@ -227,7 +230,11 @@ def test_response_buffering_limit_gives_500_and_buffered_responses_get_a_length(
 
         async def go() -> None:
             server, _ = await start_proxy(router)
+            small = await request(server.port, get("/big?n=500"))
+            assert small.status == 200 and len(small.body) == 500
+            assert spilled == []  # within buffer_memory: kept in RAM
             ok = await request(server.port, get("/big?n=90000"))
+            assert spilled == ["proxy-buffer-"]  # past buffer_memory: the rest went to disk
             too_big = await request(server.port, get("/big?n=200000"))
             nolength = await request(server.port, get("/nolength"))
             await server.shutdown(1)

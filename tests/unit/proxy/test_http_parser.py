@@ -340,6 +340,51 @@ def test_response_reader_head_1xx_and_close_delimited() -> None:
     assert err.value.status == 502
 
 
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n",
+    ],
+)
+def test_an_upstream_closing_inside_a_framed_body_is_not_an_end(head: bytes) -> None:
+    """EOF ends only a close-delimited body: a Content-Length or chunked body cut short is
+    a truncated response (the data plane then aborts), never a complete one."""
+    rec = Recorder()
+    reader = ResponseReader(rec)
+    reader.feed(head + b"hello")
+    assert reader.feed_eof() is False
+    assert ("end",) not in rec.events
+
+
+def test_an_upstream_response_head_over_the_cap_is_a_502() -> None:
+    rec = Recorder()
+    reader = ResponseReader(rec, max_headers_size=1024)
+    reader.feed(b"HTTP/1.1 200 OK\r\n" + b"X-Pad: " + b"a" * 500 + b"\r\n")
+    with pytest.raises(HttpError) as err:
+        reader.feed(b"X-More: " + b"b" * 600 + b"\r\n")
+    assert err.value.status == 502 and "too large" in str(err.value)
+    assert reader.broken and rec.events == []
+    # the cap is on what arrives before the head is complete: a body larger than it, after
+    # the head, is fine
+    ok = Recorder()
+    big = ResponseReader(ok, max_headers_size=1024)
+    big.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n")
+    for _ in range(5):
+        big.feed(b"x" * 1000)
+    assert ok.events[-1] == ("end",) and len(ok.bodies[-1]) == 5000
+
+
+def test_the_first_user_agent_is_the_one_logged() -> None:
+    rec, outcome = parse_one(
+        b"GET / HTTP/1.1\r\nHost: a\r\nUser-Agent: first\r\nUser-Agent: second\r\n\r\n"
+    )
+    assert outcome is None
+    head = rec.heads[0]
+    assert head.user_agent == b"first"
+    assert head.lines == [b"User-Agent: first\r\n", b"User-Agent: second\r\n"]  # both forwarded
+
+
 def test_strip_prefix_and_host_port() -> None:
     assert strip_prefix(b"/app/show", "/app") == b"/show"
     assert strip_prefix(b"/app", "/app") == b"/"
