@@ -228,6 +228,29 @@ def test_a_pause_that_fails_otherwise_changes_nothing(make_config: MakeConfig) -
     assert _steps(pool.transports["10.0.0.1"].commands) == [["pause", "hello-web"]]
 
 
+def test_a_failed_tag_after_the_swap_is_reported_and_the_lock_released(
+    make_config: MakeConfig,
+) -> None:
+    """The swap finishes without the boot tails: its tag-and-prune round trip checks the
+    tag too (the path several boot groups, a post-app-boot hook or boot.wait also take)."""
+    config = make_config(CONFIG, version="v2")
+
+    def untaggable(fake: FakeTransport) -> None:
+        server()(fake)
+        fake.on(["docker", "tag"], Result(1, "", "Error: no such image\n"))
+
+    pool = FakePool(setup=untaggable)
+    ctx, _ = make_ctx(config, pool)
+    with pytest.raises(HostsFailedError) as info:
+        asyncio.run(flows.deploy(ctx, skip_push=True, strategy=_swap(config)))
+    (host, error), *_ = info.value.failures
+    assert host == "10.0.0.1"
+    assert "tagging the latest image failed" in error.render()
+    commands = pool.transports["10.0.0.1"].commands
+    assert any(c[:2] == ["docker", "tag"] for c in commands)
+    assert ["rm", "-r", ".kamal/lock-hello"] in commands and not ctx.holding_lock
+
+
 def test_rollback_by_swap_starts_the_existing_container(make_config: MakeConfig) -> None:
     config = make_config(CONFIG, version="v1")
     pool = FakePool(setup=server())
