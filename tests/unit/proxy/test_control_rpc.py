@@ -206,12 +206,18 @@ def test_malformed_requests_get_an_error_answer(harness: Harness) -> None:
         call(harness.socket, "rollout_set", {"service": "x", "percent": 5})
 
 
-def test_serve_restores_state_routes_requests_and_stops(tmp_path: Path) -> None:
+def test_serve_restores_state_routes_requests_and_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`server.serve` (what `run` calls) in-process on loopback: restore, control socket, data
-    plane, shutdown."""
+    plane, shutdown; once the last client left, the listener gives the freed heap back."""
     import http.client
 
+    from dockyard.proxy.control import server as server_module
     from dockyard.proxy.control.server import RunSettings, serve
+
+    trims: list[int] = []
+    monkeypatch.setattr(server_module, "release_free_memory", lambda: bool(trims.append(1)))
 
     with socket_pair_port() as port, socket_pair_port() as https_port:
         pass
@@ -241,10 +247,15 @@ def test_serve_restores_state_routes_requests_and_stops(tmp_path: Path) -> None:
                 call(settings.socket, "deploy", {"service": "web", "targets": [target]})  # type: ignore[arg-type]
             else:  # restored from the state file written in the first life
                 assert [r["service"] for r in call(settings.socket, "list")] == ["web"]  # type: ignore[arg-type]
+            trimmed = len(trims)  # start-up gave its heap back too
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             conn.request("GET", "/anything")
             assert conn.getresponse().status == 200
             conn.close()
+            deadline = time.monotonic() + 15  # the listener's idle delay is 2 s
+            while len(trims) == trimmed:
+                assert time.monotonic() < deadline, "no trim after the last client left"
+                time.sleep(0.05)
             loop.call_soon_threadsafe(stop.set)
             running.result(15)
             assert not settings.socket.exists()  # type: ignore[union-attr]

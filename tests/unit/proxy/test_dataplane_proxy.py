@@ -486,6 +486,46 @@ def test_shutdown_lets_an_in_flight_request_finish() -> None:
         run(go())
 
 
+def test_on_idle_runs_once_the_listener_has_had_no_client_for_a_while() -> None:
+    """After a burst the proxy gives freed heap back (`on_idle`): only once no client has
+    been connected for `idle_delay`, never while one is, and again after the next burst."""
+    with origin_server() as origin:
+        router, _, _ = simple_setup(origin)
+        idled: list[int] = []
+
+        async def wait_for_idle(count: int) -> None:
+            for _ in range(250):
+                if len(idled) >= count:
+                    return
+                await asyncio.sleep(0.02)
+            raise AssertionError(f"on_idle ran {len(idled)} times, not {count}")
+
+        async def go() -> None:
+            server, _ = await start_proxy(router, on_idle=lambda: idled.append(1), idle_delay=0.05)
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(get())
+            await read_response(reader)
+            await asyncio.sleep(0.3)  # six idle delays with a client connected
+            assert idled == []
+            # the first client leaves while a second one is connected: still not idle
+            second = await asyncio.open_connection("127.0.0.1", server.port)
+            second[1].write(get())
+            await read_response(second[0])
+            writer.close()
+            await asyncio.sleep(0.3)
+            assert idled == []
+            second[1].close()
+            await wait_for_idle(1)
+            # the next burst, then idle again
+            assert (await request(server.port, get())).status == 200
+            await wait_for_idle(2)
+            await asyncio.sleep(0.2)
+            assert len(idled) == 2  # once per idle spell, not on every tick
+            await server.shutdown(1)
+
+        run(go())
+
+
 @pytest.mark.parametrize("plain_asyncio", [False, True], ids=["uvloop", "asyncio"])
 def test_tcp_nodelay_on_client_and_upstream_sockets(plain_asyncio: bool) -> None:
     import socket

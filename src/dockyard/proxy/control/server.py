@@ -146,6 +146,7 @@ async def serve(settings: RunSettings, stop: asyncio.Event | None = None) -> Non
             access_log=access_log,
             acme_http01=tls.http01_response,
             metrics=metrics,
+            on_idle=release_free_memory,  # what a burst of connections left in the heap
         )
     except OSError as exc:
         await router.close()
@@ -160,6 +161,7 @@ async def serve(settings: RunSettings, stop: asyncio.Event | None = None) -> Non
         access_log=access_log,
         acme_http01=tls.http01_response,
         metrics=metrics,
+        on_idle=release_free_memory,
     )
     rpc = RpcServer(
         router,

@@ -66,6 +66,9 @@ GC_GEN0_THRESHOLD: Final = 20_000
 LOG_SEGMENTS_KEPT: Final = 1024
 #: Resolution of target timeouts.
 TICK: Final = 0.05
+#: Seconds a listener stays without clients before its `on_idle` runs (the heap's free pages
+#: go back to the system after a burst; under steady traffic it never runs).
+IDLE_DELAY: Final = 2.0
 
 # Reasons to pause reading from a client (bit mask).
 P_PIPELINE: Final = 1
@@ -173,10 +176,13 @@ class Plane:
         "clients",
         "date",
         "draining",
+        "idle_check",
+        "idle_delay",
         "log_port",
         "log_segments",
         "loop",
         "metrics",
+        "on_idle",
         "pages",
         "pool",
         "router",
@@ -198,8 +204,14 @@ class Plane:
         access_log: Callable[[str], None] | None,
         acme_http01: Callable[[str, str], bytes | None] | None = None,
         metrics: RequestMetrics | None = None,
+        on_idle: Callable[[], object] | None = None,
+        idle_delay: float = IDLE_DELAY,
     ) -> None:
         self.router = router
+        #: Run once the listener has had no client for `idle_delay` seconds; None: nothing.
+        self.on_idle = on_idle
+        self.idle_delay = idle_delay
+        self.idle_check: asyncio.TimerHandle | None = None
         #: Per-request counters for --metrics-port; None: metrics off.
         self.metrics = metrics
         #: Answers ACME HTTP-01 challenges (host, path) before routing; None: no ACME.
@@ -240,6 +252,16 @@ class Plane:
             del waiting[ex]
             ex.on_timeout()
         self.ticker = self.loop.call_later(TICK, self.tick)
+
+    def client_left(self) -> None:
+        """A client connection ended: with none left, check again after `idle_delay`."""
+        if not self.clients and self.on_idle is not None and self.idle_check is None:
+            self.idle_check = self.loop.call_later(self.idle_delay, self.idle)
+
+    def idle(self) -> None:
+        self.idle_check = None
+        if not self.clients and self.on_idle is not None:
+            self.on_idle()
 
     def spawn(self, coro: object) -> None:
         task: asyncio.Task[None] = self.loop.create_task(coro)  # type: ignore[arg-type]
@@ -326,7 +348,10 @@ class ClientConnection(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.plane.clients.discard(self)
+        plane = self.plane
+        plane.clients.discard(self)
+        if not plane.clients:
+            plane.client_left()
         transport, self.transport = self.transport, None
         del transport
         tunnel, self.tunnel = self.tunnel, None
@@ -1405,6 +1430,9 @@ class ConnectionFactory:
         if plane.ticker is not None:
             plane.ticker.cancel()
             plane.ticker = None
+        if plane.idle_check is not None:
+            plane.idle_check.cancel()
+            plane.idle_check = None
         for task in list(plane.tasks):
             task.cancel()
         await asyncio.sleep(0)
@@ -1418,6 +1446,8 @@ def connection_factory(
     access_log: Callable[[str], None] | None = None,
     acme_http01: Callable[[str, str], bytes | None] | None = None,
     metrics: RequestMetrics | None = None,
+    on_idle: Callable[[], object] | None = None,
+    idle_delay: float = IDLE_DELAY,
 ) -> ConnectionFactory:
     """A client Protocol factory without a listener: `tls=True` marks its connections as HTTPS
     (X-Forwarded-Proto, access-log scheme, no TLS redirect, 503 for services without TLS).
@@ -1430,6 +1460,8 @@ def connection_factory(
         access_log=access_log,
         acme_http01=acme_http01,
         metrics=metrics,
+        on_idle=on_idle,
+        idle_delay=idle_delay,
     )
     return ConnectionFactory(plane)
 
@@ -1474,6 +1506,8 @@ async def serve_http(
     tune_gc: bool = True,
     acme_http01: Callable[[str, str], bytes | None] | None = None,
     metrics: RequestMetrics | None = None,
+    on_idle: Callable[[], object] | None = None,
+    idle_delay: float = IDLE_DELAY,
 ) -> ProxyServer:
     """Start serving HTTP/1.1 (or HTTPS when `ssl` is given) and proxying through `router`.
 
@@ -1494,6 +1528,8 @@ async def serve_http(
         access_log=access_log,
         acme_http01=acme_http01,
         metrics=metrics,
+        on_idle=on_idle,
+        idle_delay=idle_delay,
     )
     if sock is not None:
         server = await loop.create_server(factory, sock=sock, ssl=ssl, backlog=backlog)
