@@ -382,6 +382,62 @@ def test_large_bodies_stream_both_ways_with_back_pressure() -> None:
         run(go(), timeout=60)
 
 
+def test_an_upload_to_a_stalled_origin_pauses_reading_from_the_client() -> None:
+    """Upload back-pressure: while the origin reads nothing, the proxy's writes to it back up
+    and it stops reading the client's body (rather than buffering it all); once the origin
+    reads, the whole body arrives intact."""
+    size = 32 * 1024 * 1024
+    payload = bytes(range(256)) * (size // 256)
+    go_on = asyncio.Event()
+    received: list[int] = []
+
+    async def stalled(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        if b"/up " in head:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            writer.close()
+            return
+        await go_on.wait()
+        body = await reader.readexactly(size)
+        received.append(len(body))
+        ok = body == payload
+        reply = b"intact" if ok else b"corrupt"
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(reply), reply))
+        await writer.drain()
+        writer.close()
+
+    async def go() -> None:
+        origin = await asyncio.start_server(stalled, "127.0.0.1", 0)
+        router = FakeRouter()
+        target = FakeTarget("127.0.0.1", origin.sockets[0].getsockname()[1])
+        router.add(FakeService("app", [target], ServiceOptions()))
+        server, _ = await start_proxy(router)
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"PUT /store HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % size)
+        writer.write(payload)
+        sending = asyncio.ensure_future(writer.drain())
+        client = None
+        for _ in range(600):  # until the proxy stopped reading the client's body
+            client = next(iter(server.plane.clients), None)
+            transport = client.transport if client is not None else None
+            if transport is not None and not transport.is_reading():
+                break
+            await asyncio.sleep(0.05)
+        assert client is not None and client.transport is not None
+        assert not client.transport.is_reading()
+        assert not sending.done()  # the rest of the body waits in the client's own buffers
+        go_on.set()
+        await asyncio.wait_for(sending, 30)
+        resp = await read_response(reader)
+        writer.close()
+        await server.shutdown(1)
+        origin.close()
+        assert received == [size]
+        assert resp.status == 200 and resp.body == b"intact"
+
+    run(go(), timeout=60)
+
+
 def test_target_timeout_gives_504() -> None:
     with origin_server() as origin:
         router, _, target = simple_setup(origin, target_timeout=0.3)
