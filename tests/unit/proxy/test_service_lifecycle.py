@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from dockyard.proxy.control.balancer import LoadBalancer, TargetsUnhealthyError
+from dockyard.proxy.control.balancer import FIRST_RETRY, LoadBalancer, TargetsUnhealthyError
 from dockyard.proxy.control.durations import MILLISECOND, SECOND
 from dockyard.proxy.control.health import HealthCheckFailed, http_probe
 from dockyard.proxy.control.options import (
@@ -248,15 +248,50 @@ def test_a_new_target_not_yet_listening_is_probed_again_soon() -> None:
     run(scenario)
 
 
-def test_a_booting_target_is_probed_every_50_ms_not_with_a_doubling_wait() -> None:
-    # a doubling wait (50, 100, 200, 400 ms) would find an app that listens after 0.5 s at
-    # 0.75 s; probing every 50 ms for the first 2 s finds it within 50 ms
-    async def scenario() -> None:
+class _InstantSelector:
+    """A selector for `VirtualTimeLoop`: a select() that would wait for a timer moves the
+    loop's clock on by that wait instead."""
+
+    def __init__(self, inner: Any, loop: VirtualTimeLoop) -> None:
+        self._inner = inner
+        self._loop = loop
+
+    def select(self, timeout: float | None = None) -> Any:
+        if timeout is None:
+            return self._inner.select(None)
+        ready = self._inner.select(0)
+        if not ready and timeout > 0:
+            self._loop.now += timeout
+        return ready
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """An event loop whose clock only moves when it would otherwise wait for a timer: the
+    waits a scheduler asks for are then exact, however loaded the machine is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0.0
+        self._selector = _InstantSelector(self._selector, self)  # type: ignore[has-type]
+
+    def time(self) -> float:
+        return self.now
+
+
+def test_a_booting_target_is_probed_every_retry_step_not_with_a_doubling_wait() -> None:
+    # a doubling wait (25, 50, 100, 200, 400 ms) would find an app that listens after 0.5 s
+    # at 0.775 s; probing every FIRST_RETRY (25 ms) for the first 2 s finds it at 0.5 s. Loop
+    # time is virtual (see VirtualTimeLoop): the schedule is checked exactly, not against a
+    # wall clock.
+    async def scenario() -> list[float]:
+        loop = asyncio.get_running_loop()
         times: list[float] = []
-        started = time.monotonic()
 
         async def probe(address: TargetAddress, check: HealthCheckConfig) -> None:
-            times.append(time.monotonic() - started)
+            times.append(loop.time())
             if times[-1] < 0.5:
                 raise HealthCheckFailed("http://x/up", "connection refused")
 
@@ -265,11 +300,14 @@ def test_a_booting_target_is_probed_every_50_ms_not_with_a_doubling_wait() -> No
         lb.start_health_checks()
         await lb.wait_until_healthy(3 * SECOND)
         await lb.stop_health_checks()
-        gaps = [b - a for a, b in itertools.pairwise(times)]
-        assert len(times) >= 7, times  # doubling: 5 probes by 0.5 s
-        assert max(gaps) < 0.18, gaps  # timer jitter allowed; doubling waits 0.2, then 0.4
+        return times
 
-    run(scenario)
+    with asyncio.Runner(loop_factory=VirtualTimeLoop) as runner:
+        times = runner.run(scenario())
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    # each wait is the step less the probe's own (real, tiny) time; doubling: 0.025, 0.05, ...
+    assert all(FIRST_RETRY - 0.005 <= g <= FIRST_RETRY + 1e-9 for g in gaps), gaps
+    assert 0.5 <= times[-1] < 0.5 + FIRST_RETRY  # found within one step of listening
 
 
 def test_gate_times_out_with_kamal_proxy_message() -> None:
@@ -545,11 +583,12 @@ def test_pause_holds_until_resume() -> None:
 
 def test_pause_times_out_and_stop_releases_waiters_as_stopped() -> None:
     async def scenario() -> None:
+        loop = asyncio.get_running_loop()  # virtual time: the hold is measured exactly
         pc = PauseController()
         pc.apply("pause", fail_after=100 * MILLISECOND)
-        started = time.monotonic()
+        started = loop.time()
         assert await pc.wait() == "paused"  # data plane answers 504
-        assert time.monotonic() - started >= 0.09
+        assert loop.time() - started == pytest.approx(0.1, abs=0.005)  # held for max-pause
         pc.apply("pause", fail_after=5 * SECOND)
         waiter = asyncio.create_task(pc.wait())
         await asyncio.sleep(0.02)
@@ -560,7 +599,8 @@ def test_pause_times_out_and_stop_releases_waiters_as_stopped() -> None:
         pc.apply("resume")
         assert await pc.wait() == "running"
 
-    run(scenario)
+    with asyncio.Runner(loop_factory=VirtualTimeLoop) as runner:
+        runner.run(scenario())
 
 
 def test_router_pause_drains_inflight_before_returning() -> None:
