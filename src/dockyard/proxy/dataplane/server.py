@@ -254,8 +254,8 @@ class Plane:
         self.ticker = self.loop.call_later(TICK, self.tick)
 
     def client_left(self) -> None:
-        """A client connection ended: with none left, check again after `idle_delay`."""
-        if not self.clients and self.on_idle is not None and self.idle_check is None:
+        """The last client connection ended: check again after `idle_delay`."""
+        if self.on_idle is not None and self.idle_check is None:
             self.idle_check = self.loop.call_later(self.idle_delay, self.idle)
 
     def idle(self) -> None:
@@ -500,6 +500,7 @@ class Exchange:
         "target",
         "timed",
         "tunnel_buf",
+        "unquoted_path",
         "upstream",
         "upstream_chunked",
         "upstream_ready",
@@ -510,6 +511,11 @@ class Exchange:
         self.client = client
         self.head = head
         self.start_ns = time.perf_counter_ns()
+        # The path with %-escapes decoded, for routing and the access log. `find`, not `in`:
+        # bytes.__contains__ first tries the operand as an int and builds (then drops) a
+        # TypeError, several times the cost of the search.
+        raw_path = head.path
+        self.unquoted_path = unquote_to_bytes(raw_path) if raw_path.find(b"%") >= 0 else raw_path
         self.out: list[bytes] = []
         self.request_id = head.request_id or new_request_id()
         self.service: Service | None = None
@@ -560,12 +566,7 @@ class Exchange:
         else:
             host = client.host_name = split_host_port(head.host)
             client.host_raw = head.host
-        raw_path = head.path
-        # `find`, not `in`: bytes.__contains__ first tries the operand as an int and builds
-        # (then drops) a TypeError, several times the cost of the search.
-        path = (unquote_to_bytes(raw_path) if raw_path.find(b"%") >= 0 else raw_path).decode(
-            "utf-8", "replace"
-        )
+        path = self.unquoted_path.decode("utf-8", "replace")
         if plane.acme_http01 is not None and path.startswith(ACME_CHALLENGE_PREFIX):
             answer = plane.acme_http01(host, path)
             if answer is not None:
@@ -1314,9 +1315,6 @@ class Exchange:
                 known[shared] = segments
             s1, s2, s3, s4, s5, s6 = client.log_segments = segments
             client.log_key = key
-        raw_path = head.path
-        if raw_path.find(b"%") >= 0:  # see start()
-            raw_path = unquote_to_bytes(raw_path)
         clen = head.content_length
         rid = (
             json_str(head.request_id.decode("utf-8", "replace"))
@@ -1331,7 +1329,7 @@ class Exchange:
         )
         access_log(
             f'{{"time":"{format_time(time.time_ns())}{s1}'
-            f"{_esc_bytes(raw_path)}"
+            f"{_esc_bytes(self.unquoted_path)}"
             f',"request_id":{rid}'
             f',"status":{self.status or 200}{s2}{time.perf_counter_ns() - self.start_ns}{s3}'
             f"{clen if clen >= 0 else (-1 if clen == -2 else 0)}{s4}{self.resp_bytes}{s5}"
