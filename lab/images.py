@@ -7,7 +7,6 @@ import logging
 import platform
 import re
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Mapping
@@ -413,7 +412,7 @@ def compile_native(dest: Path = NATIVE_DIR, wheels: Path = WHEELS_DIR) -> bool:
     has the image's `major.minor` (mypyc compiles for the Python that runs it); otherwise
     remove `dest`, and the image's proxy runs interpreted. Reuses an up-to-date build."""
     image = wheels_python_version(wheels) or base_python_version()
-    here = "{}.{}".format(*sys.version_info[:2])
+    here = native.python_version()
     if image != here:
         log.warning(
             "the proxy image runs interpreted: its Python is %s, this one %s, and mypyc "

@@ -87,6 +87,11 @@ def _package_files(root: Path) -> Iterator[Path]:
             raise NativeError(f"{path}: missing, cannot build the compiled proxy modules")
 
 
+def python_version() -> str:
+    """This Python's `major.minor` (what mypyc compiles for, and what a wheel tag names)."""
+    return "{}.{}".format(*sys.version_info[:2])
+
+
 def copy_package(src: Path, dest: Path) -> None:
     """Copy the sources of PACKAGE from `src` to `dest`: exactly the files `source_hash` reads."""
     for rel in _package_files(src):
@@ -138,7 +143,7 @@ def _build_locked(src: Path, out: Path, log: Path | None) -> bool:
     shutil.rmtree(work, ignore_errors=True)
     copy_package(src, work)
     # mypyc type-checks what it compiles; the third-party parsers ship no type information
-    version = "{}.{}".format(*sys.version_info[:2])
+    version = python_version()
     (work / "mypy.ini").write_text(
         f"[mypy]\npython_version = {version}\nignore_missing_imports = True\n"
     )
