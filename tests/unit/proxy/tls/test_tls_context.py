@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from pathlib import Path
 
@@ -37,6 +38,50 @@ def test_server_context_defaults(ca: MiniCA) -> None:
     old = ca.client_context(("http/1.1",))
     client, server = memory_handshake(old, ctx, "a.test")
     assert client.selected_alpn_protocol() == "http/1.1"
+
+
+def _tickets_after_handshake(
+    client_ctx: ssl.SSLContext, server_ctx: ssl.SSLContext, session: ssl.SSLSession | None
+) -> tuple[int, ssl.SSLObject]:
+    """Run one TLS 1.3 handshake in memory; count the records the server writes once its side
+    is done (its NewSessionTicket messages, one record each) and feed them to the client."""
+    c_in, c_out, s_in, s_out = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = client_ctx.wrap_bio(c_in, c_out, server_hostname="a.test", session=session)
+    server = server_ctx.wrap_bio(s_in, s_out, server_side=True)
+    for _ in range(10):
+        with contextlib.suppress(ssl.SSLWantReadError):
+            client.do_handshake()
+        s_in.write(c_out.read())
+        try:
+            server.do_handshake()
+        except ssl.SSLWantReadError:
+            c_in.write(s_out.read())
+            continue
+        after = s_out.read()
+        records, offset = 0, 0
+        while offset < len(after):
+            records += 1
+            offset += 5 + int.from_bytes(after[offset + 3 : offset + 5], "big")
+        c_in.write(after)
+        with contextlib.suppress(ssl.SSLWantReadError):
+            client.read(1)  # takes in the tickets
+        return records, client
+    raise AssertionError("handshake did not finish")
+
+
+def test_one_session_ticket_per_handshake_and_resumption_works(ca: MiniCA) -> None:
+    # OpenSSL sends two TLS 1.3 tickets per handshake; Go (kamal-proxy, Caddy) sends one, and a
+    # ticket costs the server an encryption per connection (about 3% of a handshake-per-request
+    # load in bench/proxy.py).
+    ctx = make_server_context(ca.certified("a.test"))
+    client_ctx = ca.client_context()
+    tickets, first = _tickets_after_handshake(client_ctx, ctx, None)
+    assert tickets == 1
+    assert first.version() == "TLSv1.3" and not first.session_reused
+    session = first.session
+    assert session is not None and session.has_ticket
+    _, second = _tickets_after_handshake(client_ctx, ctx, session)
+    assert second.session_reused
 
 
 @pytest.mark.filterwarnings("ignore:ssl.TLSVersion:DeprecationWarning")
