@@ -28,7 +28,8 @@ through `deploy --tls --tls-certificate-path/--tls-private-key-path` (a second s
 Within each round every target runs every scenario once, so drift hits
 all targets alike. Reported per scenario: median req/s, p99 latency, proxy CPU per request
 (utime+stime of the proxy's process tree from /proc, divided by completed requests), errors
-and non-2xx, and the ratios of dockyard to Caddy and nginx; plus each proxy's idle RSS.
+and non-2xx, and the ratios of dockyard to Caddy and nginx (of the medians, and the range and
+median of each round's own ratio); plus each proxy's idle RSS.
 
 Loopback only; every run is bounded by --duration. This is a benchmark, never a test.
 """
@@ -931,9 +932,14 @@ def main() -> int:
                     theirs = results[(scenario, other)].runs
                     t_rps = statistics.median(r.rps for r in theirs)
                     t_cpu = statistics.median(r.cpu_us for r in theirs)
+                    # The same round's runs, a few minutes apart, see the same drift of this
+                    # shared machine: their ratio is the steadier figure when rounds differ.
+                    paired = sorted(a.rps / b.rps for a, b in zip(ours, theirs, strict=True))
+                    middle = statistics.median(paired)
                     print(
                         f"{scenario:9} dockyard/{other:11}: req/s x{o_rps / t_rps:.2f}, "
-                        f"CPU/req x{o_cpu / t_cpu:.2f}"
+                        f"CPU/req x{o_cpu / t_cpu:.2f}; req/s per round "
+                        f"x{paired[0]:.2f}..x{paired[-1]:.2f} (median x{middle:.2f})"
                     )
         print()
         print("idle RSS (MiB): " + ", ".join(f"{k} {v:.1f}" for k, v in idle_rss.items()))
