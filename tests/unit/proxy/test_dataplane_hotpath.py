@@ -7,6 +7,7 @@ when its repeating fields change between requests on one connection), and the fo
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import re
 from typing import Any
@@ -255,3 +256,43 @@ def test_http_date_matches_the_stdlib_imf_fixdate() -> None:
     for day in range(0, 366 * 3, 17):
         when = 1700000000.0 + day * 86400 + day * 3671.25
         assert http_date(when) == formatdate(when, usegmt=True)
+
+
+def test_closed_connections_leave_no_reference_cycles() -> None:
+    """A connection's objects are freed when it closes, by reference counting alone: the
+    cyclic garbage collector has nothing of ours to find (it used to take ~6% of the CPU of a
+    connection-per-request load, collecting each closed connection's reader and parser)."""
+
+    async def go() -> list[str]:
+        plane = logging_plane([])
+        for _ in range(20):
+            client = ClientConnection(plane)
+            client.connection_made(FakeTransport())  # type: ignore[arg-type]
+            up = UpstreamConnection(plane.pool, ("10.0.0.7", 3000))
+            up.connection_made(FakeTransport())  # type: ignore[arg-type]
+            plane.pool.put(up)
+            client.data_received(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            up.data_received(  # the origin closes its side after this response
+                b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
+            )
+            up.connection_lost(None)
+            client.connection_lost(None)
+        del client, up
+        await asyncio.sleep(0)
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            gc.collect()
+            found = [type(o).__name__ for o in gc.garbage]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+        ours = ("Connection", "Reader", "Parser", "Exchange", "Head")
+        return [name for name in found if name.endswith(ours)]
+
+    gc.collect()
+    gc.disable()
+    try:
+        left = asyncio.run(go())
+    finally:
+        gc.enable()
+    assert left == []

@@ -340,6 +340,24 @@ def test_response_reader_head_1xx_and_close_delimited() -> None:
     assert err.value.status == 502
 
 
+def test_closed_readers_deliver_nothing_more() -> None:
+    rec = Recorder()
+    reader = RequestReader(rec)
+    reader.feed(b"GET /a HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nab")
+    reader.close()
+    assert reader.feed(b"cd") is None
+    assert reader.feed(b"GET /b HTTP/1.1\r\nHost: a\r\n\r\n") is None
+    assert [e[0] for e in rec.events] == ["head", "body"]
+    rec2 = Recorder()
+    r2 = ResponseReader(rec2)
+    r2.feed(b"HTTP/1.1 200 OK\r\nContent-Type: a\r\n\r\npart")
+    r2.close()
+    assert r2.broken  # a pool must not reuse it
+    assert r2.feed(b"more") is None
+    r2.feed_eof()  # would end this close-delimited body, but the handler is detached
+    assert rec2.events[-1] == ("body", b"part")
+
+
 @pytest.mark.parametrize(
     "head",
     [

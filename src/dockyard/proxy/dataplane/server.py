@@ -354,6 +354,7 @@ class ClientConnection(asyncio.Protocol):
             plane.client_left()
         transport, self.transport = self.transport, None
         del transport
+        self.reader.close()
         tunnel, self.tunnel = self.tunnel, None
         if tunnel is not None:
             tunnel.tunnel_peer = None
@@ -956,6 +957,7 @@ class Exchange:
                 and not self.client.plane.draining
             ):
                 if up.reader.broken:
+                    up.reader.close()
                     up.reader = type(up.reader)(up)
                 if up.transport is not None and self.client.write_paused:
                     up.transport.resume_reading()

@@ -122,21 +122,24 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self.idle:
-            self.idle = False
-            self.pool.discard(self)
-            return
-        peer = self.tunnel_peer
-        if peer is not None:
-            self.tunnel_peer = None
-            peer.tunnel_closed()
-            return
-        ex = self.exchange
-        if ex is not None:
-            if self.reader.feed_eof():
-                return  # that completed a close-delimited body; the exchange released us
-            self.exchange = None
-            ex.upstream_lost(self)
+        try:
+            if self.idle:
+                self.idle = False
+                self.pool.discard(self)
+                return
+            peer = self.tunnel_peer
+            if peer is not None:
+                self.tunnel_peer = None
+                peer.tunnel_closed()
+                return
+            ex = self.exchange
+            if ex is not None:
+                if self.reader.feed_eof():
+                    return  # that completed a close-delimited body; the exchange released us
+                self.exchange = None
+                ex.upstream_lost(self)
+        finally:
+            self.reader.close()  # no reference cycle left for the garbage collector
 
     def pause_writing(self) -> None:
         self.write_paused = True

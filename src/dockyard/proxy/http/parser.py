@@ -284,7 +284,7 @@ class RequestReader:
         self._max_uri = max_uri
         self._max_headers = max_headers_size
         self._max_count = max_header_count
-        self._parser = httptools.HttpRequestParser(self)
+        self._parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
         self._valid_host: bytes | None = None
         self._reset()
         self.upgraded = False
@@ -294,8 +294,11 @@ class RequestReader:
         else None. Raises HttpError for anything malformed; the connection must then close."""
         if self.upgraded:
             return data
+        parser = self._parser
+        if parser is None:  # closed
+            return None
         try:
-            self._parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             self.upgraded = True
             offset = int(exc.args[0])
@@ -308,6 +311,14 @@ class RequestReader:
         except httptools.HttpParserError as exc:
             raise HttpError(400, str(exc) or "Bad Request") from None
         return None
+
+    def close(self) -> None:
+        """Drop the parser and the handler: the connection is gone. The parser holds bound
+        methods of this reader and the handler holds the reader, so without this every closed
+        connection would leave a reference cycle for the cyclic garbage collector (measured:
+        about 6% of the CPU of a connection-per-request load went to collecting them)."""
+        self._parser = None
+        self._handler = DETACHED
 
     # httptools callbacks -------------------------------------------------------------------
 
@@ -404,6 +415,7 @@ class RequestReader:
 
     def on_headers_complete(self) -> None:
         parser = self._parser
+        assert parser is not None  # only called from inside feed()
         head = self._head
         method = parser.get_method()
         head.method = _METHODS.get(method) or method.decode("ascii")
@@ -514,6 +526,33 @@ class ResponseHandler(Protocol):
     def on_response_end(self) -> None: ...
 
 
+class _Detached:
+    """The handler of a closed reader: events after the close go nowhere."""
+
+    __slots__ = ()
+
+    def on_request(self, head: RequestHead) -> None:
+        pass
+
+    def on_request_body(self, data: bytes) -> None:
+        pass
+
+    def on_request_end(self) -> None:
+        pass
+
+    def on_response(self, head: ResponseHead) -> None:
+        pass
+
+    def on_response_body(self, data: bytes) -> None:
+        pass
+
+    def on_response_end(self) -> None:
+        pass
+
+
+DETACHED: Final = _Detached()
+
+
 class _HeadDone(Exception):
     """Raised inside the parser to stop after the head of a response to HEAD."""
 
@@ -535,7 +574,7 @@ class ResponseReader:
     def __init__(self, handler: ResponseHandler, *, max_headers_size: int = 1 << 20) -> None:
         #: Receives the events; the data plane points it at the exchange using the connection.
         self.handler = handler
-        self._parser = httptools.HttpResponseParser(self)
+        self._parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
         self._head = ResponseHead()
         self._size = 0
         self._state = 0  # 0: before a final head, 1: in the body, 2: complete
@@ -554,8 +593,11 @@ class ResponseReader:
             if self._size > self._max_headers:
                 self.broken = True
                 raise HttpError(502, "upstream response head too large")
+        parser = self._parser
+        if parser is None:  # closed
+            return None
         try:
-            self._parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             self.broken = True
             return data[int(exc.args[0]) :]
@@ -573,6 +615,13 @@ class ResponseReader:
             self.broken = True
             raise HttpError(502, f"malformed response: {exc}") from None
         return None
+
+    def close(self) -> None:
+        """Drop the parser and the handler (see RequestReader.close): the connection is gone,
+        or this reader is replaced."""
+        self._parser = None
+        self.broken = True
+        self.handler = DETACHED
 
     def feed_eof(self) -> bool:
         """The upstream closed. True when that completed a close-delimited body."""
@@ -619,6 +668,7 @@ class ResponseReader:
 
     def on_headers_complete(self) -> None:
         parser = self._parser
+        assert parser is not None  # only called from inside feed()
         head = self._head
         head.status = parser.get_status_code()
         head.keep_alive = parser.should_keep_alive()
