@@ -2,8 +2,9 @@
 
 The data plane is plain, fully typed Python; mypyc turns those same modules into C extensions
 that CPython imports in place of the sources (an extension module wins over a `.py` of the same
-name). On bench/proxy.py this takes about 45% off the data plane's in-process CPU per request
-and serves 16-36% more requests per second (TLS handshakes excepted: OpenSSL does that work).
+name). On bench/proxy.py this takes 45-56% off the data plane's in-process CPU per request and
+serves 10-76% more requests per second, by scenario and machine (TLS handshakes excepted:
+OpenSSL does that work).
 The pure Python package stays the reference: the unit suite runs on it, and once more on the
 compiled modules.
 
