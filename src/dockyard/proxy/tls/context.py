@@ -20,8 +20,9 @@ import asyncio
 import logging
 import os
 import ssl
+import sys
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -56,17 +57,76 @@ def make_server_context(
     (forward-secret AEAD), no compression, no renegotiation, the given ALPN protocols.
 
     One TLS 1.3 session ticket per handshake, as Go's servers (kamal-proxy, Caddy) send, instead
-    of OpenSSL's two: each ticket is an encryption the server pays on every new connection."""
+    of OpenSSL's two: each ticket is an encryption the server pays on every new connection.
+
+    TLS 1.3 cipher suites in Go's order (:data:`TLS13_CIPHERSUITES`, AES-128-GCM first) rather
+    than OpenSSL's (AES-256-GCM with SHA-384 first), and ChaCha20 first for clients that list it
+    first (those without AES instructions), as Go does: measured in-process, the server's side
+    of a resumed handshake costs 12% less with AES-128-GCM/SHA-256."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
-    ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
+    ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE | OP_PRIORITIZE_CHACHA
     ctx.num_tickets = 1
+    set_tls13_ciphersuites(ctx, TLS13_CIPHERSUITES)
     if alpn:
         ctx.set_alpn_protocols(list(alpn))
     if certified is not None:
         load_certified(ctx, certified)
     return ctx
+
+
+#: TLS 1.3 cipher suites, most preferred first: Go's order on CPUs with AES instructions
+#: (the three suites OpenSSL enables by default, reordered).
+TLS13_CIPHERSUITES: Final = (
+    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+)
+#: OpenSSL's SSL_OP_PRIORITIZE_CHACHA (not exported by the ssl module): with server preference,
+#: ChaCha20-Poly1305 goes first for a client that lists it first.
+OP_PRIORITIZE_CHACHA: Final = 1 << 21
+
+_set_ciphersuites: Callable[[int, bytes], int] | bool | None = False  # False: not looked up
+
+
+def _ciphersuites_setter() -> Callable[[int, bytes], int] | None:
+    """OpenSSL's ``SSL_CTX_set_ciphersuites`` from the libssl the ``ssl`` module uses, or None."""
+    global _set_ciphersuites
+    if _set_ciphersuites is False:
+        _set_ciphersuites = None
+        if sys.implementation.name == "cpython":
+            try:
+                import _ssl
+                import ctypes
+
+                func = ctypes.CDLL(_ssl.__file__).SSL_CTX_set_ciphersuites
+                func.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+                func.restype = ctypes.c_int
+                _set_ciphersuites = func
+            except (ImportError, OSError, AttributeError):
+                pass
+    return _set_ciphersuites if callable(_set_ciphersuites) else None
+
+
+def set_tls13_ciphersuites(ctx: ssl.SSLContext, suites: str) -> bool:
+    """Set the TLS 1.3 cipher suites of `ctx` (OpenSSL syntax, most preferred first).
+
+    The ``ssl`` module has no API for them (``set_ciphers`` is TLS 1.2 and older), so this
+    calls OpenSSL's ``SSL_CTX_set_ciphersuites`` through ctypes on the context's ``SSL_CTX``,
+    which CPython keeps as the first field after the object header. The result is checked
+    with ``get_ciphers()``. False (and `ctx` unchanged) where that is not possible: another
+    Python implementation, an ``_ssl`` that does not export the function, a rejected list.
+    """
+    setter = _ciphersuites_setter()
+    if setter is None:
+        return False
+    import ctypes
+
+    address = ctypes.c_void_p.from_address(id(ctx) + object.__basicsize__).value
+    if not address or setter(address, suites.encode()) != 1:
+        return False
+    wanted = suites.split(":")
+    got = [c["name"] for c in ctx.get_ciphers() if c["protocol"] == "TLSv1.3"]
+    return got == wanted
 
 
 def load_certified(ctx: ssl.SSLContext, certified: CertifiedKey) -> None:
@@ -218,6 +278,29 @@ class TlsSelector:
             self._challenge_contexts.discard(host)
             return None
         return self._challenge_contexts.get(host, certified)
+
+    def choose(self, hello: ClientHello) -> tuple[bool, ssl.SSLContext | None]:
+        """The context for a ClientHello if it can be had now: ``(True, context)``, where
+        ``None`` means refuse the connection; ``(False, None)`` when :meth:`prepare` must
+        obtain it (an ACME host whose certificate is not issued or not loaded yet)."""
+        host = self._host(hello.sni)
+        if host is None:
+            return True, None
+        if (
+            ACME_TLS_ALPN_PROTOCOL not in hello.alpn
+            and self._custom_for(host) is None
+            and host in self._acme_hosts
+            and self.manager is not None
+        ):
+            certified = self.manager.cached(host)
+            if certified is None:
+                return False, None
+            ctx = self._acme_contexts.lookup(host, certified)
+            if ctx is None:
+                return False, None
+            self.manager.renew_if_due(host)
+            return True, ctx
+        return True, self.context_for(host, hello.alpn)
 
     async def prepare(self, hello: ClientHello) -> ssl.SSLContext | None:
         """The context for a peeked ClientHello, obtaining an ACME certificate first when the

@@ -14,7 +14,12 @@ from tls_support import MiniCA, memory_handshake
 from dockyard.errors import ProxyError
 from dockyard.proxy.tls.challenges import tls_alpn01_certificate
 from dockyard.proxy.tls.clienthello import ClientHello
-from dockyard.proxy.tls.context import TlsSelector, make_server_context
+from dockyard.proxy.tls.context import (
+    TLS13_CIPHERSUITES,
+    TlsSelector,
+    make_server_context,
+    set_tls13_ciphersuites,
+)
 from dockyard.proxy.tls.manager import CertManager
 
 DIRECTORY = "https://acme.invalid/directory"  # never contacted: certificates come from the cache
@@ -38,6 +43,44 @@ def test_server_context_defaults(ca: MiniCA) -> None:
     old = ca.client_context(("http/1.1",))
     client, server = memory_handshake(old, ctx, "a.test")
     assert client.selected_alpn_protocol() == "http/1.1"
+
+
+def _client(ca: MiniCA, suites: str | None = None) -> ssl.SSLContext:
+    ctx = ca.client_context()
+    if suites is not None:
+        assert set_tls13_ciphersuites(ctx, suites)
+    return ctx
+
+
+def test_tls13_suites_in_go_s_order_whatever_the_client_prefers(ca: MiniCA) -> None:
+    ctx = make_server_context(ca.certified("a.test"))
+    tls13 = [c["name"] for c in ctx.get_ciphers() if c["protocol"] == "TLSv1.3"]
+    assert tls13 == TLS13_CIPHERSUITES.split(":")
+    # The stdlib client (OpenSSL's default order) lists AES-256-GCM first: the server's
+    # preference wins.
+    default_client = ca.client_context()
+    first = next(c["name"] for c in default_client.get_ciphers() if c["protocol"] == "TLSv1.3")
+    assert first == "TLS_AES_256_GCM_SHA384"
+    client, server = memory_handshake(default_client, ctx, "a.test")
+    assert server.cipher()[0] == client.cipher()[0] == "TLS_AES_128_GCM_SHA256"
+    # A client without AES instructions lists ChaCha20 first, and gets it (as from Go).
+    chacha_first = "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256"
+    client, server = memory_handshake(_client(ca, chacha_first), ctx, "a.test")
+    assert server.cipher()[0] == "TLS_CHACHA20_POLY1305_SHA256"
+    # A client that offers only AES-256 still gets a handshake.
+    client, server = memory_handshake(_client(ca, "TLS_AES_256_GCM_SHA384"), ctx, "a.test")
+    assert server.cipher()[0] == "TLS_AES_256_GCM_SHA384"
+
+
+def test_set_tls13_ciphersuites_refuses_a_bad_list_and_changes_nothing() -> None:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    before = [c["name"] for c in ctx.get_ciphers()]
+    assert not set_tls13_ciphersuites(ctx, "TLS_NO_SUCH_SUITE")
+    assert [c["name"] for c in ctx.get_ciphers()] == before
+    assert set_tls13_ciphersuites(ctx, "TLS_CHACHA20_POLY1305_SHA256")
+    assert [c["name"] for c in ctx.get_ciphers() if c["protocol"] == "TLSv1.3"] == [
+        "TLS_CHACHA20_POLY1305_SHA256"
+    ]
 
 
 def _tickets_after_handshake(
