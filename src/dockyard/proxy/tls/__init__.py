@@ -15,7 +15,9 @@ Modules
 ``challenges``   HTTP-01 tokens and TLS-ALPN-01 certificates being validated (``ChallengeBoard``).
 ``manager``      ``CertManager``: on-demand issuance, challenge fallback, renewal.
 ``context``      ``TlsSelector``: per-host ``ssl.SSLContext`` choice; ``make_server_context``.
-``accept``       ``TlsAcceptor``: peek → ensure → handshake, for an HTTPS listener.
+``transport``    ``TlsConnection``: TLS over a plain TCP transport (ClientHello, context,
+                 handshake, then the transport of the HTTP protocol).
+``accept``       ``TlsAcceptor``: the HTTPS listener (batch accept, certificate choice).
 
 Wiring (for the control-plane and data-plane engineers)
 --------------------------------------------------------
@@ -50,25 +52,22 @@ Data plane, HTTPS listener (port 443): accept sockets yourself instead of
 handshake can start (an ``sni_callback`` cannot await)::
 
     acceptor = TlsAcceptor(selector, connection_factory(router, tls=True, ...))
-    tg.create_task(acceptor.serve(listen_sock))   # peek ClientHello, await ensure, handshake
+    tg.create_task(acceptor.serve(listen_sock))   # read ClientHello, await ensure, handshake
     # ALPN "h2" -> dataplane.h2conn on the same plane, anything else -> the HTTP/1.1 protocol
 
-Why not ``create_server`` + ``start_tls``: once ``data_received`` has the ClientHello, the
-bytes are consumed and ``loop.start_tls`` would start the handshake without them; uvloop's
-transports also expose no real socket to peek on. ``MSG_PEEK`` on the accepted socket leaves
-the bytes where OpenSSL (inside uvloop's native TLS) will read them. Plain HTTP sent to the
-HTTPS port gets Go's ``400 Client sent an HTTP request to an HTTPS server.``; anything else that
-is not a ClientHello, an unknown name, or a failed issuance closes the connection.
-
-``TlsAcceptor.handle(sock)`` can also be called from an existing accept loop.
+Why not ``create_server(ssl=...)`` or ``start_tls``: the context is chosen from the
+ClientHello, possibly after awaiting a certificate, which OpenSSL's callbacks cannot do; and
+doing the TLS in ``transport`` costs less per connection (see its docstring). Plain HTTP sent to
+the HTTPS port gets Go's ``400 Client sent an HTTP request to an HTTPS server.``; anything else
+that is not a ClientHello, an unknown name, or a failed issuance closes the connection.
 
 Data plane, HTTP listener (port 80) and the HTTPS handler both, before routing a request::
 
     body = manager.http01_response(host_header, path)   # Host with or without :port
     if body is not None: reply 200, Content-Type: text/plain, body   (before any TLS redirect)
 
-Under uvloop the transport handed to the protocol after the handshake is uvloop's
-``_SSLProtocolTransport``, which is *not* an ``asyncio.Transport`` subclass: protocols must not
+The transport handed to the protocol after the handshake is a ``TlsConnection``, which is
+*not* an ``asyncio.Transport`` subclass (nor is uvloop's): protocols must not
 ``isinstance``-check it. ``transport.get_extra_info("ssl_object").selected_alpn_protocol()``
 tells ``h2`` from ``http/1.1``.
 

@@ -1,4 +1,5 @@
-"""Peek-then-handshake on real loopback sockets (no network beyond 127.0.0.1)."""
+"""The HTTPS acceptor on real loopback sockets (no network beyond 127.0.0.1): ClientHello,
+certificate choice, handshake, ALPN dispatch, refusals and timeouts."""
 
 from __future__ import annotations
 
@@ -11,11 +12,9 @@ from pathlib import Path
 from typing import cast
 
 import pytest
-from test_tls_clienthello import openssl_client_hello
 from tls_support import MiniCA
 
-from dockyard.proxy.tls.accept import PLAIN_HTTP_RESPONSE, TlsAcceptor, peek_client_hello
-from dockyard.proxy.tls.clienthello import ClientHello
+from dockyard.proxy.tls.accept import PLAIN_HTTP_RESPONSE, TlsAcceptor
 from dockyard.proxy.tls.context import TlsSelector
 from dockyard.proxy.tls.manager import CertManager
 
@@ -152,42 +151,3 @@ def test_silent_client_is_dropped_after_the_hello_timeout(ca: MiniCA) -> None:
     # dropped by a short hello timeout; kept by a long one over the same wait
     assert asyncio.run(silent(0.2, 30)) == b""
     assert asyncio.run(silent(3600, 1.0)) is None
-
-
-def test_peek_waits_for_a_fragmented_hello_and_consumes_nothing() -> None:
-    hello = openssl_client_hello("slow.test", ["h2"])
-
-    async def scenario() -> tuple[ClientHello | None, bytes]:
-        server, client = socket.socketpair()
-        server.setblocking(False)
-        try:
-            peek = asyncio.create_task(peek_client_hello(server, timeout=5))
-            for start in range(0, len(hello), 100):
-                client.send(hello[start : start + 100])
-                await asyncio.sleep(0.02)
-            result = await peek
-            return result, server.recv(65536)
-        finally:
-            server.close()
-            client.close()
-
-    result, buffered = asyncio.run(scenario())
-    assert result == ClientHello("slow.test", ("h2",))
-    assert buffered == hello
-
-
-def test_peek_returns_none_on_close_and_on_garbage() -> None:
-    async def scenario(payload: bytes) -> ClientHello | None:
-        server, client = socket.socketpair()
-        server.setblocking(False)
-        try:
-            client.send(payload)
-            client.shutdown(socket.SHUT_WR)
-            return await peek_client_hello(server, timeout=5)
-        finally:
-            server.close()
-            client.close()
-
-    assert asyncio.run(scenario(b"")) is None
-    assert asyncio.run(scenario(b"\x16\x03\x01\x00")) is None  # closed mid-header
-    assert asyncio.run(scenario(b"SSH-2.0-OpenSSH_9\r\n")) is None
