@@ -426,9 +426,16 @@ def noop() -> Iterator[None]:
 async def start_proxy(router: FakeRouter, **kwargs: Any) -> tuple[ProxyServer, list[str]]:
     lines: list[str] = []
     kwargs.setdefault("tune_gc", False)  # keep the test process's collector as it is
-    server = await serve_http(
-        router, host="127.0.0.1", port=0, access_log=lines.append, log_port=80, **kwargs
-    )
+    if kwargs.get("ssl") is None and "sock" not in kwargs:
+        # as `dockyard-proxy run` does: its own listening socket, accepted in batches
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(2048)
+        kwargs["sock"] = sock
+    else:
+        kwargs.setdefault("host", "127.0.0.1")
+        kwargs.setdefault("port", 0)
+    server = await serve_http(router, access_log=lines.append, log_port=80, **kwargs)
     return server, lines
 
 

@@ -542,6 +542,27 @@ def test_shutdown_lets_an_in_flight_request_finish() -> None:
         run(go())
 
 
+@pytest.mark.parametrize("plain_asyncio", [False, True], ids=["uvloop", "asyncio"])
+def test_a_listener_on_a_given_socket_accepts_in_batches_and_closes_it(
+    plain_asyncio: bool,
+) -> None:
+    """`serve_http(sock=...)` (what `dockyard-proxy run` uses): a burst of connections is
+    served, and shutdown stops listening."""
+    router = FakeRouter()  # no service: the proxy answers 404 itself, no origin's pace counts
+
+    async def go() -> None:
+        server, _ = await start_proxy(router)
+        assert type(server.server).__name__ == "_Listening"
+        port = server.port
+        responses = await asyncio.gather(*(request(port, get()) for _ in range(200)))
+        assert {r.status for r in responses} == {404}
+        await server.shutdown(1)
+        with pytest.raises(OSError):
+            await request(port, get())
+
+    run(go(), plain_asyncio=plain_asyncio)
+
+
 def test_on_idle_runs_once_the_listener_has_had_no_client_for_a_while() -> None:
     """After a burst the proxy gives freed heap back (`on_idle`): only once no client has
     been connected for `idle_delay`, never while one is, and again after the next burst."""

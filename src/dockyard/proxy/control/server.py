@@ -140,8 +140,7 @@ async def serve(settings: RunSettings, stop: asyncio.Event | None = None) -> Non
     try:
         http = await serve_http(
             router,
-            host=settings.bind,
-            port=settings.http_port,
+            sock=listen_socket(settings.bind, settings.http_port),
             log_port=settings.http_port,
             access_log=access_log,
             acme_http01=tls.http01_response,

@@ -41,6 +41,7 @@ from dockyard.proxy.http.forward import (
     writer_affinity,
 )
 from dockyard.proxy.http.parser import HttpError, RequestHead, RequestReader, ResponseHead
+from dockyard.proxy.listener import BatchListener
 
 if TYPE_CHECKING:
     from dockyard.proxy.contract import (
@@ -1466,10 +1467,24 @@ def connection_factory(
     return ConnectionFactory(plane)
 
 
+class _Listening:
+    """A BatchListener on its socket, with the part of asyncio.Server that ProxyServer uses."""
+
+    def __init__(self, listener: BatchListener, sock: socket.socket) -> None:
+        self.listener = listener
+        self.sockets = [sock]
+
+    def close(self) -> None:
+        """Stop accepting and close the socket (as asyncio.Server.close does)."""
+        self.listener.close()
+        for sock in self.sockets:
+            sock.close()
+
+
 class ProxyServer:
     """A running listener of the data plane."""
 
-    def __init__(self, server: asyncio.Server, factory: ConnectionFactory) -> None:
+    def __init__(self, server: asyncio.Server | _Listening, factory: ConnectionFactory) -> None:
         self.server = server
         self.factory = factory
         self.plane = factory.plane
@@ -1531,6 +1546,11 @@ async def serve_http(
         on_idle=on_idle,
         idle_delay=idle_delay,
     )
+    if sock is not None and ssl is None:
+        # Accept in batches: libuv's create_server takes one connection per loop turn.
+        listener = BatchListener(loop, sock, factory)
+        listener.start()
+        return ProxyServer(_Listening(listener, sock), factory)
     if sock is not None:
         server = await loop.create_server(factory, sock=sock, ssl=ssl, backlog=backlog)
     else:
