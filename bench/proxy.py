@@ -20,7 +20,8 @@ Each proxy forwards to it over upstream keep-alive:
 
 Scenarios: `small` (keep-alive), `100k` (keep-alive, 100 KB body), `close` (a new TCP
 connection per request), `tls` (HTTPS keep-alive, `GET /` for Host `localhost`) and `tls-close`
-(HTTPS, a full handshake per request: wrk does not resume sessions). For TLS every proxy serves
+(HTTPS, a handshake per request: wrk resumes each TLS 1.3 session with the ticket of its
+previous connection on that slot, as a returning browser does). For TLS every proxy serves
 the same self-signed ECDSA P-256 certificate, generated here with `cryptography`: dockyard-proxy
 through `deploy --tls --tls-certificate-path/--tls-private-key-path` (a second service for host
 `localhost`), Caddy and nginx with their own TLS defaults. `direct` has no TLS.

@@ -14,10 +14,14 @@ The one entry point the control plane calls is :func:`serve_http`::
     server.port                      # the bound port (useful with port=0)
     await server.shutdown(10.0)      # stop accepting, let in-flight requests finish, close
 
-For a listener whose sockets are accepted elsewhere (the TLS acceptor), use
+Given `sock=` (a listening socket) and no `ssl`, the listener accepts in batches
+(`dockyard.proxy.listener.BatchListener`; libuv's `create_server` takes one connection per loop
+turn); `dockyard-proxy run` serves its HTTP port that way.
+
+For a listener whose connections are made elsewhere (the TLS acceptor, which hands each
+connection's decrypted stream to a protocol once its handshake is done), use
 `factory = connection_factory(router, tls=True, log_port=443, access_log=writer)`: a
-`Callable[[], asyncio.Protocol]` for `loop.connect_accepted_socket(factory, sock, ssl=ctx)`,
-with `await factory.shutdown(10.0)`.
+`Callable[[], asyncio.Protocol]`, with `await factory.shutdown(10.0)`.
 
 `AccessLogWriter(fd)` is a ready-made `access_log` that batches lines into one write per event
 loop iteration (use `AccessLogWriter(1)` for stdout). Operational lines ("Error while proxying",

@@ -1399,8 +1399,8 @@ class Exchange:
 
 
 class ConnectionFactory:
-    """The client Protocol factory of one listener, for callers that accept sockets themselves
-    (e.g. the TLS acceptor's `loop.connect_accepted_socket(factory, sock, ssl=ctx)`)."""
+    """The client Protocol factory of one listener, for callers that make connections
+    themselves (e.g. the TLS acceptor, once a connection's handshake is done)."""
 
     def __init__(self, plane: Plane) -> None:
         self.plane = plane
