@@ -279,6 +279,17 @@ class TlsSelector:
             return None
         return self._challenge_contexts.get(host, certified)
 
+    def _acme_manager(self, host: str, hello: ClientHello) -> CertManager | None:
+        """The manager when `hello` asks for `host`'s ACME certificate (not a validator's
+        challenge, no custom certificate for the host), else None."""
+        if (
+            ACME_TLS_ALPN_PROTOCOL not in hello.alpn
+            and self._custom_for(host) is None
+            and host in self._acme_hosts
+        ):
+            return self.manager
+        return None
+
     def choose(self, hello: ClientHello) -> tuple[bool, ssl.SSLContext | None]:
         """The context for a ClientHello if it can be had now: ``(True, context)``, where
         ``None`` means refuse the connection; ``(False, None)`` when :meth:`prepare` must
@@ -286,24 +297,20 @@ class TlsSelector:
         host = self._host(hello.sni)
         if host is None:
             return True, None
-        if (
-            ACME_TLS_ALPN_PROTOCOL not in hello.alpn
-            and self._custom_for(host) is None
-            and host in self._acme_hosts
-            and self.manager is not None
-        ):
-            certified = self.manager.cached(host)
+        manager = self._acme_manager(host, hello)
+        if manager is not None:
+            certified = manager.cached(host)
             if certified is None:
                 return False, None
             ctx = self._acme_contexts.lookup(host, certified)
             if ctx is None:
                 return False, None
-            self.manager.renew_if_due(host)
+            manager.renew_if_due(host)
             return True, ctx
         return True, self.context_for(host, hello.alpn)
 
     async def prepare(self, hello: ClientHello) -> ssl.SSLContext | None:
-        """The context for a peeked ClientHello, obtaining an ACME certificate first when the
+        """The context for a ClientHello, obtaining an ACME certificate first when the
         host has none yet (the first TLS request for that host waits for the issuance).
 
         ``None`` means: refuse the connection (unknown host, or issuance failed; the failure
@@ -312,18 +319,14 @@ class TlsSelector:
         host = self._host(hello.sni)
         if host is None:
             return None
-        if (
-            ACME_TLS_ALPN_PROTOCOL not in hello.alpn
-            and self._custom_for(host) is None
-            and host in self._acme_hosts
-            and self.manager is not None
-        ):
-            certified = self.manager.cached(host)
+        manager = self._acme_manager(host, hello)
+        if manager is not None:
+            certified = manager.cached(host)
             if certified is not None:
-                self.manager.renew_if_due(host)
+                manager.renew_if_due(host)
             else:
                 try:
-                    certified = await self.manager.ensure(host)
+                    certified = await manager.ensure(host)
                 except ProxyError as exc:
                     log.warning("no certificate for %s: %s", host, exc.message)
                     return None

@@ -365,7 +365,7 @@ class TlsConnection(asyncio.Protocol):
     def _flush(self) -> None:
         outgoing = self.outgoing
         tcp = self.tcp
-        if outgoing is not None and outgoing.pending and tcp is not None:
+        if outgoing is not None and outgoing.pending and tcp is not None and not tcp.is_closing():
             tcp.write(outgoing.read())
 
     # Transport of the application ----------------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import cast
 
 import pytest
-from tls_support import MiniCA
+from tls_support import MiniCA, loop_factories
 
 from dockyard.proxy.tls.accept import PLAIN_HTTP_RESPONSE, TlsAcceptor
 from dockyard.proxy.tls.context import TlsSelector
@@ -56,15 +56,6 @@ async def ask(port: int, ctx: ssl.SSLContext, host: str) -> bytes:
     with contextlib.suppress(ssl.SSLError, ConnectionError):
         await writer.wait_closed()
     return line
-
-
-def loop_factories() -> list[object]:
-    factories: list[object] = [pytest.param(asyncio.new_event_loop, id="asyncio")]
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        return factories
-    return [*factories, pytest.param(uvloop.new_event_loop, id="uvloop")]
 
 
 @pytest.mark.parametrize("loop_factory", loop_factories())

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar, cast
 
 import pytest
-from tls_support import MiniCA
+from tls_support import MiniCA, loop_factories
 
 from dockyard.proxy.listener import BatchListener
 from dockyard.proxy.tls.accept import TlsAcceptor
@@ -24,15 +24,6 @@ from dockyard.proxy.tls.clienthello import ClientHello
 from dockyard.proxy.tls.context import TlsSelector, make_server_context
 
 HOST = "own.test"
-
-
-def loop_factories() -> list[object]:
-    factories: list[object] = [pytest.param(asyncio.new_event_loop, id="asyncio")]
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        return factories
-    return [*factories, pytest.param(uvloop.new_event_loop, id="uvloop")]
 
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]

@@ -135,3 +135,17 @@ def memory_handshake(
         if all(done.values()):
             return client, server
     raise AssertionError("handshake did not finish")
+
+
+def loop_factories() -> list[object]:
+    """pytest params: the stdlib event loop and uvloop's (when installed)."""
+    import asyncio
+
+    import pytest
+
+    factories: list[object] = [pytest.param(asyncio.new_event_loop, id="asyncio")]
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return factories
+    return [*factories, pytest.param(uvloop.new_event_loop, id="uvloop")]
