@@ -50,6 +50,7 @@ MODULES = (
     "dockyard/proxy/tls/clienthello.py",
     "dockyard/proxy/tls/transport.py",
     "dockyard/proxy/listener.py",
+    "dockyard/proxy/deadlines.py",
     "dockyard/proxy/metrics.py",
 )
 

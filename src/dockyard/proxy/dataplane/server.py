@@ -29,6 +29,7 @@ from dockyard.proxy.dataplane.accesslog import json_escape as json_str
 from dockyard.proxy.dataplane.buffer import BufferTooLarge, SpillBuffer
 from dockyard.proxy.dataplane.errorpages import ErrorPages
 from dockyard.proxy.dataplane.upstream import UpstreamConnection, UpstreamPool
+from dockyard.proxy.deadlines import Deadlines
 from dockyard.proxy.http.forward import (
     DateCache,
     build_request_head,
@@ -189,7 +190,6 @@ class Plane:
         "router",
         "scheme",
         "tasks",
-        "ticker",
         "tls",
         "uvloop",
         "waiting",
@@ -231,28 +231,12 @@ class Plane:
         self.tasks: set[asyncio.Task[None]] = set()
         self.draining = False
         self.uvloop = type(loop).__module__.startswith("uvloop")
-        #: Exchanges waiting for response headers -> deadline (loop time). One ticker checks
-        #: them, instead of a timer handle per request.
-        self.waiting: dict[Exchange, float] = {}
-        self.ticker: asyncio.TimerHandle | None = None
+        #: Exchanges waiting for response headers (the target timeout).
+        self.waiting: Deadlines[Exchange] = Deadlines(loop, TICK, Exchange.on_timeout)
 
     def await_headers(self, ex: Exchange, timeout: float) -> None:
         ex.timed = True
-        self.waiting[ex] = self.loop.time() + timeout
-        if self.ticker is None:
-            self.ticker = self.loop.call_later(TICK, self.tick)
-
-    def tick(self) -> None:
-        waiting = self.waiting
-        if not waiting:
-            self.ticker = None
-            return
-        now = self.loop.time()
-        expired = [ex for ex, deadline in waiting.items() if deadline <= now]
-        for ex in expired:
-            del waiting[ex]
-            ex.on_timeout()
-        self.ticker = self.loop.call_later(TICK, self.tick)
+        self.waiting.add(ex, timeout)
 
     def client_left(self) -> None:
         """The last client connection ended: check again after `idle_delay`."""
@@ -865,7 +849,7 @@ class Exchange:
             return
         if self.timed:
             self.timed = False
-            self.client.plane.waiting.pop(self, None)
+            self.client.plane.waiting.discard(self)
         if self.affinity:
             rh.lines = writer_affinity(rh.lines, self.affinity, time.time())
         if rh.set_cookie and self.prefix != "/":
@@ -1050,7 +1034,7 @@ class Exchange:
         self.finished = True
         if self.timed:
             self.timed = False
-            self.client.plane.waiting.pop(self, None)
+            self.client.plane.waiting.discard(self)
         if self.spill is not None:
             self.spill.close()
             self.spill = None
@@ -1218,7 +1202,7 @@ class Exchange:
                 self.upstream_chunked = False
                 if self.timed:
                     self.timed = False
-                    self.client.plane.waiting.pop(self, None)
+                    self.client.plane.waiting.discard(self)
                 self.connect()
                 return
             self.upstream_failed("upstream closed the connection")
@@ -1428,9 +1412,7 @@ class ConnectionFactory:
             if client.transport is not None:
                 client.transport.abort()
         plane.pool.close_all()
-        if plane.ticker is not None:
-            plane.ticker.cancel()
-            plane.ticker = None
+        plane.waiting.close()
         if plane.idle_check is not None:
             plane.idle_check.cancel()
             plane.idle_check = None
