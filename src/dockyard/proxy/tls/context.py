@@ -17,6 +17,7 @@ TLS-enabled service).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import ssl
@@ -85,26 +86,22 @@ TLS13_CIPHERSUITES: Final = (
 #: ChaCha20-Poly1305 goes first for a client that lists it first.
 OP_PRIORITIZE_CHACHA: Final = 1 << 21
 
-_set_ciphersuites: Callable[[int, bytes], int] | bool | None = False  # False: not looked up
 
-
+@functools.cache
 def _ciphersuites_setter() -> Callable[[int, bytes], int] | None:
     """OpenSSL's ``SSL_CTX_set_ciphersuites`` from the libssl the ``ssl`` module uses, or None."""
-    global _set_ciphersuites
-    if _set_ciphersuites is False:
-        _set_ciphersuites = None
-        if sys.implementation.name == "cpython":
-            try:
-                import _ssl
-                import ctypes
+    if sys.implementation.name != "cpython":
+        return None
+    try:
+        import _ssl
+        import ctypes
 
-                func = ctypes.CDLL(_ssl.__file__).SSL_CTX_set_ciphersuites
-                func.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-                func.restype = ctypes.c_int
-                _set_ciphersuites = func
-            except (ImportError, OSError, AttributeError):
-                pass
-    return _set_ciphersuites if callable(_set_ciphersuites) else None
+        func = ctypes.CDLL(_ssl.__file__).SSL_CTX_set_ciphersuites
+    except (ImportError, OSError, AttributeError):
+        return None
+    func.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    func.restype = ctypes.c_int
+    return func
 
 
 def set_tls13_ciphersuites(ctx: ssl.SSLContext, suites: str) -> bool:
