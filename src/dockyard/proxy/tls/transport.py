@@ -13,7 +13,11 @@ the event loop reads and writes them in C, and each connection's protocol is a
    read twice);
 3. then becomes the *transport* of the protocol chosen by the negotiated ALPN protocol
    (``h2`` or HTTP/1.1): ``write`` encrypts, ``data_received`` decrypts, ``close`` sends
-   close_notify, flow control passes through both ways.
+   close_notify, flow control passes through both ways. What is encrypted in one turn of the
+   loop leaves in one TCP write at its end (at once from 64 KiB): the session ticket OpenSSL
+   issues after the client's Finished, the response and its close_notify reach the client as
+   one segment, where they were three (Go's servers send two: they issue the ticket with
+   their first flight).
 
 Why not the event loop's own TLS (``create_server(ssl=...)``, ``start_tls``): the context must
 be chosen, and possibly a certificate issued, after the ClientHello and before the handshake,
@@ -55,6 +59,8 @@ _HTTP_METHOD: Final = re.compile(rb"[A-Z]{3,10} /")
 
 #: Plaintext asked of OpenSSL per read: more than one record (16 KiB) holds.
 READ_SIZE: Final = 65536
+#: Encrypted bytes held for the end of the loop turn before they are written at once.
+FLUSH_NOW: Final = 65536
 
 # Connection states, in the order they are passed through.
 HELLO: Final = 0  # reading the ClientHello
@@ -125,6 +131,7 @@ class TlsConnection(asyncio.Protocol):
     __slots__ = (
         "app",
         "endpoint",
+        "flushing",
         "hello",
         "incoming",
         "outgoing",
@@ -141,10 +148,13 @@ class TlsConnection(asyncio.Protocol):
         self.hello = b""
         self.incoming: ssl.MemoryBIO | None = None
         self.outgoing: ssl.MemoryBIO | None = None
-        self.sslobj: ssl.SSLObject | None = None
+        #: The ``_ssl`` object itself, not the ``ssl.SSLObject`` wrapping it (see `context_ready`).
+        self.sslobj: Any = None
         self.app: asyncio.Protocol | None = None
         #: Whether the application wants data (pause_reading/resume_reading).
         self.reading = True
+        #: Whether a flush of what `write` encrypted is scheduled for the end of the loop turn.
+        self.flushing = False
 
     # Protocol of the TCP transport -------------------------------------------------------------
 
@@ -239,7 +249,10 @@ class TlsConnection(asyncio.Protocol):
         self.endpoint.pending.add(self, self.endpoint.handshake_timeout)
         incoming = self.incoming = ssl.MemoryBIO()
         outgoing = self.outgoing = ssl.MemoryBIO()
-        self.sslobj = ctx.wrap_bio(incoming, outgoing, server_side=True)
+        # What ssl.SSLContext.wrap_bio wraps: the same C methods without the ssl.SSLObject
+        # layer of Python functions in front of each (8 calls per connection). The wrapper
+        # is made only if the application asks for it (get_extra_info("ssl_object")).
+        self.sslobj = ctx._wrap_bio(incoming, outgoing, server_side=True)  # type: ignore[attr-defined]
         incoming.write(self.hello)
         self.hello = b""
         self._handshake()
@@ -287,7 +300,7 @@ class TlsConnection(asyncio.Protocol):
         self.app = app
         app.connection_made(self)  # type: ignore[arg-type]  # a transport by duck typing
         if self.state == OPEN:
-            self._read()  # data that came with the client's Finished; flushes the ticket too
+            self._read()  # the data that came with the client's Finished
         else:
             self._flush()
 
@@ -306,7 +319,12 @@ class TlsConnection(asyncio.Protocol):
     # OPEN --------------------------------------------------------------------------------------
 
     def _read(self) -> None:
-        """Decrypt what came and hand it to the application, until OpenSSL needs more."""
+        """Decrypt what came and hand it to the application, until OpenSSL needs more.
+
+        What OpenSSL writes meanwhile is not flushed here: after the handshake that is the
+        session ticket, which then goes out with the first response (or close_notify) in one
+        segment, so the client is woken once rather than for the ticket and then the
+        response. (A KeyUpdate's answer OpenSSL sends with the next write by itself.)"""
         sslobj = self.sslobj
         incoming = self.incoming
         app = self.app
@@ -332,11 +350,14 @@ class TlsConnection(asyncio.Protocol):
                 app.data_received(data)
             if not incoming.pending and not sslobj.pending():
                 break  # all in: another read would only raise SSLWantReadError
-        self._flush()
 
     def _read_later(self) -> None:
         if self.state == OPEN and self.reading:
             self._read()
+
+    def _flush_soon(self) -> None:
+        self.flushing = False
+        self._flush()
 
     def _flush(self) -> None:
         outgoing = self.outgoing
@@ -347,14 +368,20 @@ class TlsConnection(asyncio.Protocol):
     # Transport of the application ----------------------------------------------------------------
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Encrypt `data` now; write it to the socket at the end of the loop turn, with
+        whatever else is written (or closed) by then, or now once `FLUSH_NOW` bytes wait.
+        A response and the close_notify after it go out in one segment."""
         if self.state != OPEN or not data:
             return
         sslobj = self.sslobj
         outgoing = self.outgoing
-        tcp = self.tcp
-        assert sslobj is not None and outgoing is not None and tcp is not None
+        assert sslobj is not None and outgoing is not None
         sslobj.write(data)
-        tcp.write(outgoing.read())
+        if outgoing.pending >= FLUSH_NOW:
+            self._flush()
+        elif not self.flushing:
+            self.flushing = True
+            self.endpoint.loop.call_soon(self._flush_soon)
 
     def writelines(self, chunks: Any) -> None:
         self.write(b"".join(chunks))
@@ -377,7 +404,7 @@ class TlsConnection(asyncio.Protocol):
         sslobj = self.sslobj
         if state == OPEN and sslobj is not None:
             try:  # noqa: SIM105  (no context manager on the per-connection path)
-                sslobj.unwrap()
+                sslobj.shutdown()  # what ssl.SSLObject.unwrap calls
             except ssl.SSLError:
                 pass  # SSLWantReadError: close_notify is out; the client's is not awaited
             self._flush()
@@ -423,7 +450,7 @@ class TlsConnection(asyncio.Protocol):
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         sslobj = self.sslobj
         if name == "ssl_object":
-            return sslobj
+            return _ssl_object(sslobj) if sslobj is not None else default
         if sslobj is not None:
             if name == "sslcontext":
                 return sslobj.context
@@ -446,7 +473,9 @@ class TlsConnection(asyncio.Protocol):
 
     def get_write_buffer_size(self) -> int:
         tcp = self.tcp
-        return tcp.get_write_buffer_size() if tcp is not None else 0
+        outgoing = self.outgoing
+        held = outgoing.pending if outgoing is not None else 0
+        return tcp.get_write_buffer_size() + held if tcp is not None else 0
 
     def get_write_buffer_limits(self) -> tuple[int, int]:
         tcp = self.tcp
@@ -455,3 +484,14 @@ class TlsConnection(asyncio.Protocol):
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         if self.tcp is not None:
             self.tcp.set_write_buffer_limits(high, low)
+
+
+def _ssl_object(sslobj: Any) -> ssl.SSLObject:
+    """The ``ssl.SSLObject`` of an ``_ssl`` object (what ``ssl.SSLObject._create`` builds)."""
+    owner = sslobj.owner
+    if isinstance(owner, ssl.SSLObject):
+        return owner
+    obj = ssl.SSLObject.__new__(ssl.SSLObject)
+    obj._sslobj = sslobj  # type: ignore[attr-defined]
+    sslobj.owner = obj
+    return obj

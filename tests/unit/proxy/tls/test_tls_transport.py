@@ -257,6 +257,132 @@ def test_close_sends_close_notify_after_what_was_written(
     assert events == ["made", "lost"]
 
 
+class RecordingTcp:
+    """Stands in for a TLS connection's TCP transport: records each write, passes all on."""
+
+    def __init__(self, tcp: Any) -> None:
+        self.tcp = tcp
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+        self.tcp.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.tcp, name)
+
+
+def record_tcp(app: App) -> RecordingTcp:
+    """Put a RecordingTcp under `app`'s TLS transport (a TlsConnection)."""
+    conn: Any = app.transport
+    recorder = RecordingTcp(conn.tcp)
+    conn.tcp = recorder
+    return recorder
+
+
+@pytest.mark.parametrize("loop_factory", loop_factories())
+def test_the_ticket_the_answer_and_close_notify_go_out_in_one_write(
+    ca: MiniCA, loop_factory: LoopFactory
+) -> None:
+    """After the client's Finished the server writes nothing until the app answers; then the
+    session ticket, the answer and close_notify leave in one TCP write (one wakeup of the
+    client, as Go's servers manage by sending the ticket with their first flight)."""
+
+    async def scenario() -> None:
+        async with serving(custom_selector(ca)) as (port, _):
+            client = Client(ca.client_context())
+            await client.handshake(port)
+            app = await the_app()
+            recorder = record_tcp(app)
+            assert client.reader is not None
+            with pytest.raises(asyncio.TimeoutError):  # the ticket is held
+                await asyncio.wait_for(client.reader.read(1), 0.2)
+            app.reply = answer_and_close
+            await client.send(b"hi")
+            data, end = await client.read_to_end()
+            assert (data, end) == (b"bye", "close_notify")
+            assert len(recorder.writes) == 1
+            session = client.obj.session
+            assert session is not None and session.has_ticket  # the ticket came in that write
+            await asyncio.wait_for(app.lost, 5)
+            client.close()
+
+    run(loop_factory, scenario())
+
+
+@pytest.mark.parametrize("loop_factory", loop_factories())
+def test_writes_of_one_loop_turn_go_out_in_one_tcp_write(
+    ca: MiniCA, loop_factory: LoopFactory
+) -> None:
+    def three_writes(app: App, data: bytes) -> None:
+        assert app.transport is not None
+        for part in (b"one,", b"two,", b"three"):
+            app.transport.write(part)
+        # encrypted, not yet written: counted as buffered
+        assert app.transport.get_write_buffer_size() > len(b"one,two,three")
+
+    async def scenario() -> None:
+        async with serving(custom_selector(ca)) as (port, _):
+            client = Client(ca.client_context())
+            await client.handshake(port)
+            app = await the_app()
+            recorder = record_tcp(app)
+            app.reply = three_writes
+            await client.send(b"go")
+            assert await client.read_some(13) == b"one,two,three"
+            assert len(recorder.writes) == 1  # with the ticket held since the handshake
+            app.reply = echo
+            await client.send(b"again")
+            assert await client.read_some(10) == b"echo:again"
+            assert len(recorder.writes) == 2
+            client.close()
+            await asyncio.wait_for(app.lost, 5)
+
+    run(loop_factory, scenario())
+
+
+@pytest.mark.parametrize("loop_factory", loop_factories())
+def test_a_write_of_64k_or_more_goes_out_at_once(ca: MiniCA, loop_factory: LoopFactory) -> None:
+    async def scenario() -> None:
+        async with serving(custom_selector(ca)) as (port, _):
+            client = Client(ca.client_context())
+            await client.handshake(port)
+            app = await the_app()
+            recorder = record_tcp(app)
+            assert app.transport is not None
+            app.transport.write(b"small")
+            assert recorder.writes == []  # until the end of the loop turn
+            app.transport.write(b"x" * 65536)
+            assert len(recorder.writes) == 1  # now, with what was held before it
+            assert await client.read_some(5 + 65536) == b"small" + b"x" * 65536
+            client.close()
+            await asyncio.wait_for(app.lost, 5)
+
+    run(loop_factory, scenario())
+
+
+@pytest.mark.parametrize("loop_factory", loop_factories())
+def test_ssl_object_is_an_sslobject_of_the_connection(
+    ca: MiniCA, loop_factory: LoopFactory
+) -> None:
+    async def scenario() -> None:
+        async with serving(custom_selector(ca)) as (port, _):
+            client = Client(ca.client_context(("h2", "http/1.1")))
+            await client.handshake(port)
+            app = await the_app()
+            assert app.transport is not None
+            obj = app.transport.get_extra_info("ssl_object")
+            assert isinstance(obj, ssl.SSLObject)
+            assert obj.server_side
+            assert obj.version() == "TLSv1.3"
+            assert obj.selected_alpn_protocol() == "h2"
+            assert obj.cipher() == client.obj.cipher()
+            client.close()
+            await asyncio.wait_for(app.lost, 5)
+
+    run(loop_factory, scenario())
+
+
 @pytest.mark.parametrize("loop_factory", loop_factories())
 def test_the_client_s_close_notify_is_an_eof_for_the_app(
     ca: MiniCA, loop_factory: LoopFactory
