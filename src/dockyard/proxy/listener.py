@@ -15,6 +15,7 @@ such as EMFILE pause accepting for a moment instead of spinning.
 
 from __future__ import annotations
 
+import _socket
 import asyncio
 import errno
 import logging
@@ -90,7 +91,9 @@ class BatchListener:
                 self.loop.remove_reader(self._fd)
                 self._paused = self.loop.call_later(ERROR_PAUSE, self._resume)
                 return
-            self._adopt(socket.socket(family, kind, proto, fd))
+            # The C socket type: socket.socket adds an __init__ in Python and converts family
+            # and type to enums each time the loop reads them (3 times per connection).
+            self._adopt(_socket.socket(family, kind, proto, fd))
 
     def _port(self) -> object:
         try:
@@ -98,9 +101,10 @@ class BatchListener:
         except (OSError, IndexError, TypeError):
             return "?"
 
-    def _adopt(self, conn: socket.socket) -> None:
+    def _adopt(self, conn: _socket.socket) -> None:
         try:
-            coro = self.loop.connect_accepted_socket(self.factory, conn)
+            # uvloop and asyncio use only what _socket.socket has (fileno, type, family...)
+            coro = self.loop.connect_accepted_socket(self.factory, conn)  # type: ignore[arg-type]
         except Exception as exc:
             log.error("cannot serve an accepted connection: %s", exc)
             conn.close()

@@ -623,6 +623,7 @@ def test_tcp_nodelay_on_client_and_upstream_sockets(plain_asyncio: bool) -> None
             usock = up.transport.get_extra_info("socket")
             for sock in (csock, usock):
                 assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+            up.close()  # taken out of the pool by get(): shutdown would not close it
             writer.close()
             await server.shutdown(1)
 
