@@ -256,6 +256,9 @@ class TlsSelector:
         host = self._host(sni)
         if host is None:
             return None
+        return self._context_for_host(host, alpn)
+
+    def _context_for_host(self, host: str, alpn: Sequence[str]) -> ssl.SSLContext | None:
         if ACME_TLS_ALPN_PROTOCOL in alpn:
             return self._challenge_context(host)
         custom = self._custom_for(host)
@@ -291,7 +294,14 @@ class TlsSelector:
         """The context for a ClientHello if it can be had now: ``(True, context)``, where
         ``None`` means refuse the connection; ``(False, None)`` when :meth:`prepare` must
         obtain it (an ACME host whose certificate is not issued or not loaded yet)."""
-        host = self._host(hello.sni)
+        sni = hello.sni
+        if sni is not None and ACME_TLS_ALPN_PROTOCOL not in hello.alpn:
+            # Once per connection: first the one dict lookup that settles the common case,
+            # a custom certificate for exactly this name (the SNI comes normalized).
+            custom = self._custom.get(sni)
+            if custom is not None:
+                return True, custom
+        host = self._host(sni)
         if host is None:
             return True, None
         manager = self._acme_manager(host, hello)
@@ -304,7 +314,7 @@ class TlsSelector:
                 return False, None
             manager.renew_if_due(host)
             return True, ctx
-        return True, self.context_for(host, hello.alpn)
+        return True, self._context_for_host(host, hello.alpn)
 
     async def prepare(self, hello: ClientHello) -> ssl.SSLContext | None:
         """The context for a ClientHello, obtaining an ACME certificate first when the
@@ -332,4 +342,4 @@ class TlsSelector:
                 # Building a context writes and loads files: keep it off the event loop.
                 ctx = await asyncio.to_thread(self._acme_contexts.get, host, certified)
             return ctx
-        return self.context_for(host, hello.alpn)
+        return self._context_for_host(host, hello.alpn)

@@ -168,6 +168,24 @@ def test_the_custom_certificate_is_picked_per_host(ca: MiniCA) -> None:
     assert selector.context_for("a.b.two.test") is None  # a wildcard covers one label only
 
 
+def test_choose_decides_custom_certificates_at_once_as_context_for_does(ca: MiniCA) -> None:
+    selector = TlsSelector()
+    one, two = ca.certified("one.test"), ca.certified("*.two.test")
+    selector.configure(certificates={"one.test": one, "*.two.test": two}, default_host="one.test")
+    hellos = [
+        ClientHello("one.test", ("h2", "http/1.1")),
+        ClientHello("api.two.test", ()),
+        ClientHello("three.test", ("h2",)),
+        ClientHello(None, ("http/1.1",)),
+        ClientHello("one.test", ("acme-tls/1",)),  # a validator: no challenge here, refused
+    ]
+    for hello in hellos:
+        assert selector.choose(hello) == (True, selector.context_for(hello.sni, hello.alpn))
+    assert selector.choose(hellos[0])[1] is served(selector, "one.test")
+    assert selector.choose(hellos[2]) == (True, None)
+    assert selector.choose(hellos[4]) == (True, None)
+
+
 def test_no_sni_uses_the_default_host(ca: MiniCA, caplog: pytest.LogCaptureFixture) -> None:
     selector = TlsSelector()
     selector.configure(certificates={"one.test": ca.certified("one.test")}, default_host="one.test")
