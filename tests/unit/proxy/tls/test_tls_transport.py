@@ -102,6 +102,23 @@ async def the_app() -> App:
     return app
 
 
+@contextlib.asynccontextmanager
+async def connected(
+    ca: MiniCA, alpn: tuple[str, ...] = ("h2", "http/1.1")
+) -> AsyncIterator[tuple[Client, App]]:
+    """A client through its handshake with a served custom certificate, and the server's App;
+    the client is closed afterwards and the App sees the connection lost."""
+    async with serving(custom_selector(ca)) as (port, _):
+        client = Client(ca.client_context(alpn))
+        await client.handshake(port)
+        app = await the_app()
+        try:
+            yield client, app
+        finally:
+            client.close()
+            await asyncio.wait_for(app.lost, 5)
+
+
 def custom_selector(ca: MiniCA) -> TlsSelector:
     selector = TlsSelector()
     selector.configure(certificates={HOST: ca.certified(HOST)})
@@ -289,10 +306,7 @@ def test_the_ticket_the_answer_and_close_notify_go_out_in_one_write(
     client, as Go's servers manage by sending the ticket with their first flight)."""
 
     async def scenario() -> None:
-        async with serving(custom_selector(ca)) as (port, _):
-            client = Client(ca.client_context())
-            await client.handshake(port)
-            app = await the_app()
+        async with connected(ca) as (client, app):
             recorder = record_tcp(app)
             assert client.reader is not None
             with pytest.raises(asyncio.TimeoutError):  # the ticket is held
@@ -304,8 +318,6 @@ def test_the_ticket_the_answer_and_close_notify_go_out_in_one_write(
             assert len(recorder.writes) == 1
             session = client.obj.session
             assert session is not None and session.has_ticket  # the ticket came in that write
-            await asyncio.wait_for(app.lost, 5)
-            client.close()
 
     run(loop_factory, scenario())
 
@@ -322,10 +334,7 @@ def test_writes_of_one_loop_turn_go_out_in_one_tcp_write(
         assert app.transport.get_write_buffer_size() > len(b"one,two,three")
 
     async def scenario() -> None:
-        async with serving(custom_selector(ca)) as (port, _):
-            client = Client(ca.client_context())
-            await client.handshake(port)
-            app = await the_app()
+        async with connected(ca) as (client, app):
             recorder = record_tcp(app)
             app.reply = three_writes
             await client.send(b"go")
@@ -335,8 +344,6 @@ def test_writes_of_one_loop_turn_go_out_in_one_tcp_write(
             await client.send(b"again")
             assert await client.read_some(10) == b"echo:again"
             assert len(recorder.writes) == 2
-            client.close()
-            await asyncio.wait_for(app.lost, 5)
 
     run(loop_factory, scenario())
 
@@ -344,10 +351,7 @@ def test_writes_of_one_loop_turn_go_out_in_one_tcp_write(
 @pytest.mark.parametrize("loop_factory", loop_factories())
 def test_a_write_of_64k_or_more_goes_out_at_once(ca: MiniCA, loop_factory: LoopFactory) -> None:
     async def scenario() -> None:
-        async with serving(custom_selector(ca)) as (port, _):
-            client = Client(ca.client_context())
-            await client.handshake(port)
-            app = await the_app()
+        async with connected(ca) as (client, app):
             recorder = record_tcp(app)
             assert app.transport is not None
             app.transport.write(b"small")
@@ -355,8 +359,6 @@ def test_a_write_of_64k_or_more_goes_out_at_once(ca: MiniCA, loop_factory: LoopF
             app.transport.write(b"x" * 65536)
             assert len(recorder.writes) == 1  # now, with what was held before it
             assert await client.read_some(5 + 65536) == b"small" + b"x" * 65536
-            client.close()
-            await asyncio.wait_for(app.lost, 5)
 
     run(loop_factory, scenario())
 
@@ -366,10 +368,7 @@ def test_ssl_object_is_an_sslobject_of_the_connection(
     ca: MiniCA, loop_factory: LoopFactory
 ) -> None:
     async def scenario() -> None:
-        async with serving(custom_selector(ca)) as (port, _):
-            client = Client(ca.client_context(("h2", "http/1.1")))
-            await client.handshake(port)
-            app = await the_app()
+        async with connected(ca, ("h2", "http/1.1")) as (client, app):
             assert app.transport is not None
             obj = app.transport.get_extra_info("ssl_object")
             assert isinstance(obj, ssl.SSLObject)
@@ -377,8 +376,6 @@ def test_ssl_object_is_an_sslobject_of_the_connection(
             assert obj.version() == "TLSv1.3"
             assert obj.selected_alpn_protocol() == "h2"
             assert obj.cipher() == client.obj.cipher()
-            client.close()
-            await asyncio.wait_for(app.lost, 5)
 
     run(loop_factory, scenario())
 
