@@ -256,19 +256,27 @@ class TlsSelector:
         host = self._host(sni)
         if host is None:
             return None
-        return self._context_for_host(host, alpn)
+        settled, ctx = self._settled(host, alpn)
+        if settled:
+            return ctx
+        certified = self._acme().cached(host)
+        return self._acme_contexts.get(host, certified) if certified is not None else None
 
-    def _context_for_host(self, host: str, alpn: Sequence[str]) -> ssl.SSLContext | None:
+    def _settled(self, host: str, alpn: Sequence[str]) -> tuple[bool, ssl.SSLContext | None]:
+        """``(True, context)`` when `host`'s context does not come from the ACME manager: a
+        validator's challenge, a custom certificate, or none (``None``: the host has no TLS);
+        ``(False, None)`` for an ACME host's own certificate. In that order of precedence."""
         if ACME_TLS_ALPN_PROTOCOL in alpn:
-            return self._challenge_context(host)
+            return True, self._challenge_context(host)
         custom = self._custom_for(host)
-        if custom is not None:
-            return custom
-        if host in self._acme_hosts and self.manager is not None:
-            certified = self.manager.cached(host)
-            if certified is not None:
-                return self._acme_contexts.get(host, certified)
-        return None
+        if custom is not None or host not in self._acme_hosts:
+            return True, custom
+        return False, None
+
+    def _acme(self) -> CertManager:
+        manager = self.manager
+        assert manager is not None  # configure() takes ACME hosts only with a manager
+        return manager
 
     def _challenge_context(self, host: str) -> ssl.SSLContext | None:
         if self.manager is None:
@@ -279,42 +287,25 @@ class TlsSelector:
             return None
         return self._challenge_contexts.get(host, certified)
 
-    def _acme_manager(self, host: str, hello: ClientHello) -> CertManager | None:
-        """The manager when `hello` asks for `host`'s ACME certificate (not a validator's
-        challenge, no custom certificate for the host), else None."""
-        if (
-            ACME_TLS_ALPN_PROTOCOL not in hello.alpn
-            and self._custom_for(host) is None
-            and host in self._acme_hosts
-        ):
-            return self.manager
-        return None
-
     def choose(self, hello: ClientHello) -> tuple[bool, ssl.SSLContext | None]:
         """The context for a ClientHello if it can be had now: ``(True, context)``, where
         ``None`` means refuse the connection; ``(False, None)`` when :meth:`prepare` must
         obtain it (an ACME host whose certificate is not issued or not loaded yet)."""
-        sni = hello.sni
-        if sni is not None and ACME_TLS_ALPN_PROTOCOL not in hello.alpn:
-            # Once per connection: first the one dict lookup that settles the common case,
-            # a custom certificate for exactly this name (the SNI comes normalized).
-            custom = self._custom.get(sni)
-            if custom is not None:
-                return True, custom
-        host = self._host(sni)
+        host = self._host(hello.sni)
         if host is None:
             return True, None
-        manager = self._acme_manager(host, hello)
-        if manager is not None:
-            certified = manager.cached(host)
-            if certified is None:
-                return False, None
-            ctx = self._acme_contexts.lookup(host, certified)
-            if ctx is None:
-                return False, None
-            manager.renew_if_due(host)
+        settled, ctx = self._settled(host, hello.alpn)
+        if settled:
             return True, ctx
-        return True, self._context_for_host(host, hello.alpn)
+        manager = self._acme()
+        certified = manager.cached(host)
+        if certified is None:
+            return False, None
+        ctx = self._acme_contexts.lookup(host, certified)
+        if ctx is None:
+            return False, None
+        manager.renew_if_due(host)
+        return True, ctx
 
     async def prepare(self, hello: ClientHello) -> ssl.SSLContext | None:
         """The context for a ClientHello, obtaining an ACME certificate first when the
@@ -326,20 +317,21 @@ class TlsSelector:
         host = self._host(hello.sni)
         if host is None:
             return None
-        manager = self._acme_manager(host, hello)
-        if manager is not None:
-            certified = manager.cached(host)
-            if certified is not None:
-                manager.renew_if_due(host)
-            else:
-                try:
-                    certified = await manager.ensure(host)
-                except ProxyError as exc:
-                    log.warning("no certificate for %s: %s", host, exc.message)
-                    return None
-            ctx = self._acme_contexts.lookup(host, certified)
-            if ctx is None:
-                # Building a context writes and loads files: keep it off the event loop.
-                ctx = await asyncio.to_thread(self._acme_contexts.get, host, certified)
+        settled, ctx = self._settled(host, hello.alpn)
+        if settled:
             return ctx
-        return self._context_for_host(host, hello.alpn)
+        manager = self._acme()
+        certified = manager.cached(host)
+        if certified is not None:
+            manager.renew_if_due(host)
+        else:
+            try:
+                certified = await manager.ensure(host)
+            except ProxyError as exc:
+                log.warning("no certificate for %s: %s", host, exc.message)
+                return None
+        ctx = self._acme_contexts.lookup(host, certified)
+        if ctx is None:
+            # Building a context writes and loads files: keep it off the event loop.
+            ctx = await asyncio.to_thread(self._acme_contexts.get, host, certified)
+        return ctx

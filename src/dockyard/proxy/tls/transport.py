@@ -299,10 +299,8 @@ class TlsConnection(asyncio.Protocol):
             raise TypeError(f"{type(app).__name__} is not an asyncio.Protocol")
         self.app = app
         app.connection_made(self)  # type: ignore[arg-type]  # a transport by duck typing
-        if self.state == OPEN:
+        if self.state == OPEN:  # else the app closed (close flushed) or aborted
             self._read()  # the data that came with the client's Finished
-        else:
-            self._flush()
 
     def expire(self) -> None:
         """The deadline passed before the connection opened (called by the endpoint)."""
